@@ -1,0 +1,85 @@
+"""Every chart, in one style a marketer reads at a glance.
+
+Functions take tables (the same data as the artifacts) and return a matplotlib
+Figure; writing happens in pipeline.report. Titles say what the chart shows, axes
+say it in business words, the average is always drawn for comparison.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen needed; set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 100,
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+BLUE, GREY, RED, GREEN = "#1f5fa8", "#8a8a8a", "#c0392b", "#2e8b57"
+
+
+def close_rates_chart(table: pd.DataFrame, average: float, kind: str = "activity") -> Figure:
+    """Close rate of each signal of one kind with its 95 % interval, against the average line."""
+    rows = table[table["kind"] == kind].sort_values("close_rate")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.8))
+        y = np.arange(len(rows))
+        colours = [GREEN if low > average else RED if high < average else GREY
+                   for low, high in zip(rows["ci_low"], rows["ci_high"])]
+        ax.barh(y, rows["close_rate"], color=colours, alpha=0.85)
+        ax.errorbar(rows["close_rate"], y, xerr=[rows["close_rate"] - rows["ci_low"], rows["ci_high"] - rows["close_rate"]],
+                    fmt="none", ecolor="black", elinewidth=1, capsize=2)
+        ax.axvline(average, color=BLUE, linestyle="--", label=f"average lead: {average:.1%}")
+        ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(rows["signal"], rows["leads"])])
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.set_xlabel("share of these leads that became customers (bar: 95 % interval)")
+        ax.set_title(f"Close rate by {kind}: green = clearly above average, red = clearly below")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+    return fig
+
+
+def score_distribution_chart(distribution: pd.DataFrame, threshold: int | None) -> Figure:
+    """How many leads get each points total, customers apart, with the MQL threshold."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+        for ax, column, label, colour in zip(axes, ("other_leads", "customers"), ("not customers", "customers"), (GREY, GREEN)):
+            ax.bar(distribution["total_points"], distribution[column], width=1.0, color=colour)
+            ax.set_ylabel(f"leads ({label})")
+            if threshold is not None:
+                ax.axvline(threshold - 0.5, color=RED, linestyle="--", label=f"MQL threshold: {threshold} points")
+                ax.legend(loc="upper right")
+        axes[-1].set_xlabel("total points (fit + engagement)")
+        axes[0].set_title("Score distribution: customers sit to the right of the threshold")
+        fig.tight_layout()
+    return fig
+
+
+def calibration_chart(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Predicted against observed close rate on the held-out cohorts, one line per scorer."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 6))
+        top = max(float(max(c["predicted"].max(), c["observed"].max())) for c in curves.values()) * 1.1
+        ax.plot([0, top], [0, top], color=GREY, linestyle=":", label="perfect calibration")
+        for (scorer, part), colour in zip(curves.items(), (BLUE, GREEN, RED)):
+            ax.plot(part["predicted"], part["observed"], marker="o", color=colour, label=scorer)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.set_xlabel("predicted chance of closing (10 groups of equal size)")
+        ax.set_ylabel("share that actually closed")
+        ax.set_title("Does '20 %' mean 20 %? (later cohorts, unseen in training)")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+    return fig

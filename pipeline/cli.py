@@ -1,0 +1,113 @@
+"""`leadcal <stage>`: one sub-command per pipeline stage, called by dvc.yaml.
+
+The CLI only parses arguments, loads params and calls the stage; every user-facing
+problem arrives as a LeadcalError and leaves as one clear line on stderr (exit 2),
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+from pipeline.errors import LeadcalError
+from pipeline.params import Params, load_params
+
+log = logging.getLogger("leadcal")
+
+
+def _generate(params: Params) -> object:
+    from pipeline.generate import write_sample
+
+    return write_sample(params)
+
+
+def _extract(params: Params) -> object:
+    from pipeline.extract import extract
+
+    return extract(params)
+
+
+def _features(params: Params) -> object:
+    from pipeline.features import write_features
+
+    return write_features(params)
+
+
+def _close_rates(params: Params) -> object:
+    from pipeline import close_rates
+
+    return close_rates.run(params)
+
+
+def _weights(params: Params) -> object:
+    from pipeline import weights
+
+    return weights.run(params)
+
+
+def _train(params: Params) -> object:
+    from pipeline import model
+
+    return model.run(params)
+
+
+def _thresholds(params: Params) -> object:
+    from pipeline import thresholds
+
+    return thresholds.run(params)
+
+
+def _report(params: Params) -> object:
+    from pipeline import report
+
+    return report.run(params)
+
+
+STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
+    "generate": (_generate, "write the sample B2B history with planted effects to paths.raw"),
+    "extract": (_extract, "validate the raw export and write the canonical tables as Parquet"),
+    "features": (_features, "per-lead signals as of each lead's cut-off, and its outcome"),
+    "close-rates": (_close_rates, "close rate, interval and lift of every signal"),
+    "weights": (_weights, "the points table (fit and engagement points)"),
+    "train": (_train, "predictive model, validated on the latest cohorts"),
+    "thresholds": (_thresholds, "the MQL threshold and what it does"),
+    "report": (_report, "charts and the metrics file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadcal", description="Lead-scoring calibration pipeline.")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, (_, help_text) in STAGES.items():
+        sub.add_parser(name, help=help_text)
+    sub.add_parser("run", help="every stage in order, without DVC (prefer `dvc repro`)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
+    )
+    names = list(STAGES) if args.stage == "run" else [args.stage]
+    try:
+        params = load_params(args.params)
+        for name in names:
+            started = time.perf_counter()
+            STAGES[name][0](params)
+            log.info("%s done in %.1f s", name, time.perf_counter() - started)
+    except LeadcalError as exc:
+        print(f"leadcal {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The canonical tables every later stage relies on, and their validation.
+
+`extract` maps any source onto three tables (docs/data-contract.md):
+leads (one row per lead), activities (event log) and stages (funnel history).
+Validation happens here, once, at the boundary: later stages can assume clean types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from pipeline.errors import LeadcalError
+
+STAGES: tuple[str, ...] = ("lead", "mql", "sal", "sql", "opportunity", "customer", "lost")
+OUTCOME_STAGES: tuple[str, ...] = ("customer", "lost")
+WON_STAGE = "customer"
+
+# name -> kind; kinds: id (non-empty string), timestamp (tz-naive UTC), string, number.
+LEADS_REQUIRED: dict[str, str] = {"lead_id": "id", "created_at": "timestamp"}
+ACTIVITIES_REQUIRED: dict[str, str] = {"lead_id": "id", "activity": "string", "occurred_at": "timestamp"}
+STAGES_REQUIRED: dict[str, str] = {"lead_id": "id", "stage": "string", "entered_at": "timestamp"}
+STAGES_OPTIONAL: dict[str, str] = {"amount": "number"}
+
+EXAMPLE_ROWS = 3
+
+
+@dataclass
+class TableReport:
+    """What happened to one table on its way into the contract."""
+
+    rows_read: int = 0
+    rows_written: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, count: int) -> None:
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
+
+def _examples(frame: pd.DataFrame, mask: pd.Series, column: str) -> str:
+    """A few offending rows, numbered as in the source file (header = line 1)."""
+    bad = frame.loc[mask, column].head(EXAMPLE_ROWS)
+    return ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in bad.items())
+
+
+def _to_timestamp(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Parse ISO-8601 timestamps; time zones are converted to UTC and dropped."""
+    values = frame[column]
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    bad = parsed.isna() & values.notna() & (values.astype("string").str.strip() != "")
+    if bad.any():
+        raise LeadcalError(
+            f"{source}: column '{column}': {int(bad.sum())} value(s) are not ISO-8601 dates "
+            f"(expected e.g. 2024-03-01 or 2024-03-01T14:05:00Z); {_examples(frame, bad, column)}"
+        )
+    missing = parsed.isna()
+    if missing.any():
+        raise LeadcalError(
+            f"{source}: column '{column}': {int(missing.sum())} empty value(s); every row needs a date; "
+            f"{_examples(frame, missing, column)}"
+        )
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+
+
+def _to_id(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = frame[column].astype("string").str.strip()
+    empty = values.isna() | (values == "")
+    if empty.any():
+        raise LeadcalError(
+            f"{source}: column '{column}': {int(empty.sum())} empty id(s); {_examples(frame, empty, column)}"
+        )
+    return values.astype(object)
+
+
+def _to_number(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = frame[column]
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna() & values.notna() & (values.astype("string").str.strip() != "")
+    if bad.any():
+        raise LeadcalError(
+            f"{source}: column '{column}': {int(bad.sum())} value(s) are not numbers; {_examples(frame, bad, column)}"
+        )
+    return parsed.astype("float64")
+
+
+def _require_columns(frame: pd.DataFrame, required: dict[str, str], source: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise LeadcalError(
+            f"{source}: missing required column(s) {missing}; found {list(frame.columns)}. "
+            f"See docs/data-contract.md for the expected columns."
+        )
+    if frame.empty:
+        raise LeadcalError(f"{source}: the table has a header but no rows")
+
+
+def _coerce(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd.DataFrame:
+    out = frame.copy()
+    for column, kind in columns.items():
+        if column not in out.columns:
+            continue
+        if kind == "id":
+            out[column] = _to_id(out, column, source)
+        elif kind == "timestamp":
+            out[column] = _to_timestamp(out, column, source)
+        elif kind == "number":
+            out[column] = _to_number(out, column, source)
+        else:
+            out[column] = out[column].astype("string").str.strip().str.lower().astype(object)
+    return out
+
+
+def validate_leads(
+    frame: pd.DataFrame, source: str, fit_attributes: list[str], numeric_attributes: list[str]
+) -> tuple[pd.DataFrame, TableReport]:
+    """Leads: unique ids, a creation date, and the configured fit attributes.
+
+    Numeric attributes (those binned in params) must parse as numbers; the others are
+    categories, normalised to trimmed lower case so 'Software ' and 'software' agree.
+    """
+    report = TableReport(rows_read=len(frame))
+    _require_columns(frame, LEADS_REQUIRED, source)
+    missing_fit = [a for a in fit_attributes if a not in frame.columns]
+    if missing_fit:
+        raise LeadcalError(
+            f"{source}: fit attribute column(s) {missing_fit} listed in params signals.fit_attributes "
+            f"are not in the file; found {list(frame.columns)}"
+        )
+    leads = _coerce(frame, LEADS_REQUIRED, source)
+    duplicated = leads["lead_id"].duplicated(keep=False)
+    if duplicated.any():
+        raise LeadcalError(
+            f"{source}: column 'lead_id': {int(leads['lead_id'].duplicated().sum())} duplicate lead id(s); "
+            f"each lead must appear once; {_examples(leads, duplicated, 'lead_id')}"
+        )
+    for attribute in fit_attributes:
+        column = leads[attribute]
+        if attribute in numeric_attributes:
+            leads[attribute] = _to_number(leads, attribute, source)
+        else:
+            leads[attribute] = column.astype("string").str.strip().str.lower().replace("", pd.NA).astype(object)
+    leads = leads.sort_values("lead_id", kind="stable").reset_index(drop=True)
+    report.rows_written = len(leads)
+    return leads, report
+
+
+def validate_activities(
+    frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series
+) -> tuple[pd.DataFrame, TableReport]:
+    """Events: known lead, known date; events before the lead existed are dropped and counted."""
+    report = TableReport(rows_read=len(frame))
+    _require_columns(frame, ACTIVITIES_REQUIRED, source)
+    events = _coerce(frame, ACTIVITIES_REQUIRED, source)
+    blank = events["activity"].isna() | (events["activity"] == "")
+    if blank.any():
+        raise LeadcalError(
+            f"{source}: column 'activity': {int(blank.sum())} empty activity name(s); {_examples(events, blank, 'lead_id')}"
+        )
+    created = pd.Series(created_at.to_numpy(), index=lead_ids.to_numpy())
+    unknown = ~events["lead_id"].isin(created.index)
+    report.drop("unknown lead_id", int(unknown.sum()))
+    events = events[~unknown]
+    before = events["occurred_at"].to_numpy() < created.reindex(events["lead_id"]).to_numpy()
+    report.drop("occurred before the lead was created", int(before.sum()))
+    events = events[~before]
+    duplicate = events.duplicated(["lead_id", "activity", "occurred_at"])
+    report.drop("duplicate event", int(duplicate.sum()))
+    events = events[~duplicate]
+    events = events.sort_values(["lead_id", "occurred_at", "activity"], kind="stable").reset_index(drop=True)
+    report.rows_written = len(events)
+    return events, report
+
+
+def validate_stages(
+    frame: pd.DataFrame, source: str, lead_ids: pd.Series
+) -> tuple[pd.DataFrame, TableReport]:
+    """Funnel history: stages from the fixed vocabulary, non-negative amounts."""
+    report = TableReport(rows_read=len(frame))
+    _require_columns(frame, STAGES_REQUIRED, source)
+    stages = _coerce(frame, {**STAGES_REQUIRED, **STAGES_OPTIONAL}, source)
+    unknown_stage = ~stages["stage"].isin(STAGES)
+    if unknown_stage.any():
+        raise LeadcalError(
+            f"{source}: column 'stage': {int(unknown_stage.sum())} value(s) outside {list(STAGES)}; "
+            f"{_examples(stages, unknown_stage, 'stage')}"
+        )
+    if "amount" in stages.columns:
+        negative = stages["amount"] < 0
+        if negative.any():
+            raise LeadcalError(
+                f"{source}: column 'amount': {int(negative.sum())} negative amount(s); {_examples(stages, negative, 'amount')}"
+            )
+    else:
+        stages["amount"] = float("nan")
+    unknown = ~stages["lead_id"].isin(lead_ids)
+    report.drop("unknown lead_id", int(unknown.sum()))
+    stages = stages[~unknown]
+    stages = stages[["lead_id", "stage", "entered_at", "amount"]]
+    stages = stages.sort_values(["lead_id", "entered_at", "stage"], kind="stable")
+    duplicate = stages.duplicated(["lead_id", "stage"])
+    report.drop("duplicate stage for the same lead (earliest kept)", int(duplicate.sum()))
+    stages = stages[~duplicate].reset_index(drop=True)
+    report.rows_written = len(stages)
+    return stages, report

@@ -1,0 +1,104 @@
+"""Atomic, deterministic writes of every artifact.
+
+Each writer produces the whole file under a temporary name in the target folder and
+renames it into place, so a stage that dies half-way leaves the previous artifact
+intact. Serialisation is fixed (sorted keys, fixed float formatting, no timestamps)
+so the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pandas as pd
+
+from pipeline.errors import LeadcalError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_binary(path: str | Path) -> Iterator[BinaryIO]:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        yield handle
+
+
+def write_bytes(path: str | Path, payload: bytes) -> None:
+    with atomic_binary(path) as handle:
+        handle.write(payload)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON types only; NaN/inf become null (a published artifact never holds NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, 10)
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    text = json.dumps(_json_ready(payload), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise LeadcalError(f"{path}: not found (run the stage that produces it first, e.g. `dvc repro`)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LeadcalError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+    """CSV with a fixed float format, so reruns are byte-identical and diffs stay readable."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise LeadcalError(f"{path}: not found (run the stage that produces it first, e.g. `dvc repro`)")
+    return pd.read_parquet(path, columns=columns, engine="pyarrow")

@@ -1,0 +1,161 @@
+"""params.yaml -> typed, validated settings.
+
+Every stage reads its settings from here, so a typo in params.yaml fails at once
+with the key that is wrong, not later as a KeyError deep inside a stage.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import LeadcalError
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt parameter must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Strict):
+    raw: Path = Path("data/raw")
+    extracted: Path = Path("data/extracted")
+    features: Path = Path("data/features")
+    models: Path = Path("models")
+
+
+class Generate(_Strict):
+    """Size and shape of the bundled sample history (see pipeline.generate)."""
+
+    n_leads: int = Field(20_000, ge=200)
+    start: date = date(2024, 1, 1)
+    months: int = Field(24, ge=2, le=120)
+    target_close_rate: float = Field(0.03, gt=0.0, lt=0.5)
+
+
+class Outcome(_Strict):
+    """What counts as a win, and what a lead's features may see.
+
+    A lead is closed when it reaches `customer` within `horizon_days` of creation.
+    Its features use only activities before its cut-off: `observation_days` after
+    creation, or its first outcome stage if that comes earlier.
+    """
+
+    horizon_days: int = Field(90, ge=1)
+    observation_days: int = Field(30, ge=1)
+    as_of: date | None = None  # default: the latest timestamp found in the data
+
+    @model_validator(mode="after")
+    def _window_inside_horizon(self) -> Outcome:
+        if self.observation_days > self.horizon_days:
+            raise ValueError(
+                f"observation_days ({self.observation_days}) must not exceed horizon_days "
+                f"({self.horizon_days}): the score is taken before the outcome is known"
+            )
+        return self
+
+
+class FrequencySignal(_Strict):
+    """'N or more `activity` within any `window_days`-day window before the cut-off'."""
+
+    activity: str
+    min_count: int = Field(ge=2)
+    window_days: int = Field(30, ge=1)
+
+
+class Signals(_Strict):
+    fit_attributes: list[str] = [
+        "company_size",
+        "annual_revenue",
+        "industry",
+        "seniority",
+        "country",
+        "source",
+        "email_type",
+    ]
+    # Numeric fit attributes are cut into bands at these lower edges (a marketer reads bands).
+    numeric_bins: dict[str, list[float]] = {
+        "company_size": [1, 11, 51, 201, 1001, 5001],
+        "annual_revenue": [0, 1e6, 1e7, 5e7, 2.5e8, 1e9],
+    }
+    frequency: list[FrequencySignal] = []
+    # Signals seen in fewer leads than this get no points and are flagged.
+    min_support: int = Field(30, ge=1)
+
+    @field_validator("numeric_bins")
+    @classmethod
+    def _edges_increasing(cls, bins: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, edges in bins.items():
+            if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"numeric_bins.{name} must be at least two strictly increasing edges")
+        return bins
+
+
+class CloseRates(_Strict):
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class Weights(_Strict):
+    points_to_double_odds: float = Field(20.0, gt=0)
+    # Inverse L2 strength of the logistic regression behind the points (scikit-learn's C).
+    regularization_c: float = Field(1.0, gt=0)
+
+
+class HGBParams(_Strict):
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_iter: int = Field(200, ge=1)
+    max_depth: int | None = 3
+    min_samples_leaf: int = Field(40, ge=1)
+    l2_regularization: float = Field(1.0, ge=0)
+
+
+class Train(_Strict):
+    model: Literal["hgb", "logistic"] = "hgb"
+    # The latest months of matured leads are held out: the model is judged on the future.
+    validation_months: int = Field(4, ge=1)
+    hgb: HGBParams = HGBParams()
+    logistic_c: float = Field(1.0, gt=0)
+
+
+class Thresholds(_Strict):
+    # The MQL threshold is the lowest score whose leads close at `mql_lift` x the average.
+    mql_lift: float = Field(3.0, gt=1.0)
+    # A threshold must leave at least this many training leads above it.
+    min_mql_leads: int = Field(50, ge=1)
+
+
+class Params(_Strict):
+    seed: int = 20261123
+    paths: Paths = Paths()
+    generate: Generate = Generate()
+    outcome: Outcome = Outcome()
+    signals: Signals = Signals()
+    close_rates: CloseRates = CloseRates()
+    weights: Weights = Weights()
+    train: Train = Train()
+    thresholds: Thresholds = Thresholds()
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params; every problem names the file and the key."""
+    path = Path(path)
+    if not path.exists():
+        raise LeadcalError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise LeadcalError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise LeadcalError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise LeadcalError(f"{path}: invalid params: {problems}") from exc

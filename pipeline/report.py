@@ -1,0 +1,57 @@
+"""The last stage: charts for people and one metrics file for `dvc metrics show`.
+
+Every number is read from the artifacts of the earlier stages; nothing is recomputed,
+so the report cannot disagree with what was published.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline import charts, io
+from pipeline.params import Params
+
+log = logging.getLogger(__name__)
+
+
+def figure_bytes(fig: Figure) -> bytes:
+    """PNG bytes without a timestamp or version stamp, so reruns are byte-identical."""
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def run(params: Params) -> dict[str, object]:
+    models = params.paths.models
+    close_rates = pd.read_csv(models / "close_rates.csv")
+    rates = io.read_json(models / "metrics" / "close_rates.json")
+    train = io.read_json(models / "metrics" / "train.json")
+    thresholds = io.read_json(models / "thresholds.json")
+    metrics = {
+        "close_rates": rates,
+        "model": train["model"],
+        "points_table": train["points_table"],
+        "validation": train["validation"],
+        "thresholds": {"threshold": thresholds["threshold"], **{f"validation_{k}": v for k, v in thresholds["validation"].items()}},
+    }
+    io.write_json(models / "metrics.json", metrics)
+    figures = {
+        "close_rate_by_activity.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "activity"),
+        "close_rate_by_fit.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "fit"),
+        "score_distribution.png": charts.score_distribution_chart(
+            pd.read_csv(models / "plots" / "score_distribution.csv"), thresholds["threshold"]),
+        "calibration.png": charts.calibration_chart({
+            "predictive model": pd.read_csv(models / "plots" / "calibration_model.csv"),
+            "points table": pd.read_csv(models / "plots" / "calibration_points.csv"),
+        }),
+    }
+    for name, fig in figures.items():
+        io.write_bytes(models / "charts" / name, figure_bytes(fig))
+    log.info("report: %d charts in %s", len(figures), models / "charts")
+    return metrics

@@ -1,0 +1,133 @@
+"""From per-lead features to yes/no signals a marketer can read and a CRM can score.
+
+A signal is one line of a points table: "did a demo request", "pricing page visit
+4+ times in 30 days", "industry = software", "company size 201-1000". Every stage
+after `features` works on this matrix, so close rates, points, thresholds and the
+model all speak of the same signals with the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.features import COUNT_PREFIX, peak_column
+from pipeline.params import Params
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SignalSet:
+    """matrix: leads x signals of 0/1 (uint8); catalog: one row per signal, same order."""
+
+    matrix: pd.DataFrame
+    catalog: pd.DataFrame
+
+
+def _human(value: float) -> str:
+    """1500000 -> '1.5M', 10000 -> '10k', 11 -> '11': band edges as people write them."""
+    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor and value % (factor / 10) == 0:
+            text = f"{value / factor:.1f}".rstrip("0").rstrip(".")
+            return f"{text}{suffix}"
+    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
+
+
+def band_labels(edges: list[float]) -> list[str]:
+    """Labels for bands [e0, e1), [e1, e2), ..., [e_last, inf).
+
+    Small integer bands read inclusively ('11-50'); large ones by their edges ('1M-10M').
+    """
+    labels = []
+    for low, high in zip(edges, edges[1:]):
+        inclusive = float(low).is_integer() and float(high).is_integer() and high < 10_000
+        labels.append(f"{_human(low)}-{_human(high - 1)}" if inclusive else f"{_human(low)}-{_human(high)}")
+    labels.append(f"{_human(edges[-1])}+")
+    return labels
+
+
+def band(values: pd.Series, edges: list[float]) -> pd.Series:
+    """Numeric values -> band labels; missing -> 'unknown', below the first edge -> '<e0'."""
+    labels = band_labels(edges)
+    numbers = values.to_numpy(dtype=float)
+    index = np.searchsorted(np.asarray(edges, dtype=float), numbers, side="right") - 1
+    out = np.where(index >= 0, np.asarray(labels, dtype=object)[np.clip(index, 0, None)], f"<{_human(edges[0])}")
+    out = np.where(np.isnan(numbers), UNKNOWN, out)
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def fit_values(features: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Each fit attribute as categories: numeric ones banded, missing as 'unknown'."""
+    columns = {}
+    for attribute in params.signals.fit_attributes:
+        if attribute in params.signals.numeric_bins:
+            columns[attribute] = band(features[attribute], params.signals.numeric_bins[attribute])
+        else:
+            columns[attribute] = features[attribute].astype(object).where(features[attribute].notna(), UNKNOWN).astype(str)
+    return pd.DataFrame(columns, index=features.index)
+
+
+def _category_order(attribute: str, values: pd.Series, params: Params) -> list[str]:
+    """Bands in numeric order, categories alphabetically, 'unknown' last."""
+    present = set(values.unique())
+    if attribute in params.signals.numeric_bins:
+        edges = params.signals.numeric_bins[attribute]
+        ordered = [f"<{_human(edges[0])}", *band_labels(edges)]
+    else:
+        ordered = sorted(present - {UNKNOWN})
+    return [v for v in ordered if v in present] + ([UNKNOWN] if UNKNOWN in present else [])
+
+
+def activities_in(features: pd.DataFrame) -> list[str]:
+    return [c[len(COUNT_PREFIX):] for c in features.columns if c.startswith(COUNT_PREFIX)]
+
+
+def build_signals(features: pd.DataFrame, params: Params) -> SignalSet:
+    """The 0/1 matrix of every signal, with a catalog that names and groups them.
+
+    catalog columns: signal (display name, unique), kind (activity / frequency / fit),
+    score (engagement / fit: which of the two scores it feeds), attribute, value.
+    """
+    columns: dict[str, np.ndarray] = {}
+    rows: list[dict[str, str]] = []
+    for activity in activities_in(features):
+        columns[activity] = (features[COUNT_PREFIX + activity].to_numpy() > 0)
+        rows.append({"signal": activity, "kind": "activity", "score": "engagement", "attribute": activity, "value": "yes"})
+    for spec in params.signals.frequency:
+        name = f"{spec.activity} {spec.min_count}+ in {spec.window_days} days"
+        columns[name] = features[peak_column(spec.activity, spec.window_days)].to_numpy() >= spec.min_count
+        rows.append({
+            "signal": name, "kind": "frequency", "score": "engagement", "attribute": spec.activity,
+            "value": f">= {spec.min_count} in {spec.window_days} days",
+        })
+    values = fit_values(features, params)
+    for attribute in params.signals.fit_attributes:
+        for value in _category_order(attribute, values[attribute], params):
+            name = f"{attribute} = {value}"
+            columns[name] = (values[attribute] == value).to_numpy()
+            rows.append({"signal": name, "kind": "fit", "score": "fit", "attribute": attribute, "value": value})
+    matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
+    return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows))
+
+
+def labelled(features: pd.DataFrame) -> pd.Series:
+    """Leads whose outcome is known (matured): the only ones statistics may use."""
+    return features["closed"] >= 0
+
+
+def validation_cohorts(features: pd.DataFrame, months: int) -> list[str]:
+    """The latest `months` cohorts with known outcomes: held out to judge on the future."""
+    cohorts = sorted(features.loc[labelled(features), "cohort"].unique())
+    if len(cohorts) < 2:
+        return []
+    return cohorts[-min(months, len(cohorts) - 1):]
+
+
+def time_split(features: pd.DataFrame, months: int) -> tuple[pd.Series, pd.Series]:
+    """(train mask, validation mask) over labelled leads, split by creation month."""
+    known = labelled(features)
+    held_out = features["cohort"].isin(validation_cohorts(features, months))
+    return known & ~held_out, known & held_out

@@ -1,0 +1,102 @@
+"""Pure statistical functions: arrays in, numbers or arrays out, no I/O.
+
+Kept separate so each can be checked against hand-computed cases and reused on any engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+
+def wilson_interval(customers: np.ndarray, leads: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion customers / leads.
+
+    Chosen over the textbook normal interval because close rates are small (1-5 %)
+    and signals can be rare: Wilson stays inside [0, 1] and does not collapse to
+    zero width when no lead closed.
+
+        z = Phi^-1(1 - (1 - confidence) / 2),  p = k / n
+        centre = (p + z^2 / 2n) / (1 + z^2 / n)
+        half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
+
+    Where n = 0 the interval is [0, 1]: nothing is known.
+    """
+    k = np.asarray(customers, dtype=float)
+    n = np.asarray(leads, dtype=float)
+    z = norm.ppf(1 - (1 - confidence) / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(n > 0, k / n, 0.0)
+        denominator = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denominator
+        half = z / denominator * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return low, high
+
+
+def top_fraction_lift(y: np.ndarray, score: np.ndarray, fraction: float = 0.1) -> tuple[float, float]:
+    """Close-rate lift and capture rate of the top `fraction` of leads by score.
+
+    Ties at the boundary are shared pro rata, so an integer points score with many
+    equal values gets the expected value over every ordering of the ties, not a
+    number that depends on the row order.
+
+    Returns (lift, capture): close rate in the top fraction / overall close rate, and
+    the share of all customers found there.
+    """
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    n, total = len(y), y.sum()
+    if n == 0 or total == 0:
+        return float("nan"), float("nan")
+    budget = fraction * n
+    order = np.argsort(-score, kind="stable")
+    values, starts, sizes = np.unique(-score[order], return_index=True, return_counts=True)
+    positives = np.add.reduceat(y[order], starts)
+    taken = np.minimum(sizes, np.maximum(budget - (np.cumsum(sizes) - sizes), 0.0))
+    captured = float(np.sum(positives * taken / sizes))
+    capture = captured / total
+    lift = (captured / budget) / (total / n)
+    return float(lift), float(capture)
+
+
+def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.ndarray | None = None) -> dict[str, float]:
+    """AUC, Brier score, log loss and top-decile lift/capture for one scorer on one period.
+
+    `score` ranks the leads (defaults to the probability); Brier and log loss judge the
+    probabilities themselves, so they also show whether "20 %" means 20 %.
+    """
+    y = np.asarray(y, dtype=int)
+    probability = np.clip(np.asarray(probability, dtype=float), 1e-9, 1 - 1e-9)
+    score = probability if score is None else np.asarray(score, dtype=float)
+    both_classes = 0 < y.sum() < len(y)
+    lift, capture = top_fraction_lift(y, score, 0.1)
+    return {
+        "auc": float(roc_auc_score(y, score)) if both_classes else float("nan"),
+        "brier": float(brier_score_loss(y, probability)),
+        "log_loss": float(log_loss(y, probability, labels=[0, 1])),
+        "top_decile_lift": lift,
+        "top_decile_capture": capture,
+        "mean_predicted": float(probability.mean()),
+        "observed_rate": float(y.mean()),
+    }
+
+
+def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Observed close rate against mean predicted probability in equal-count bins."""
+    y = np.asarray(y, dtype=float)
+    probability = np.asarray(probability, dtype=float)
+    order = np.argsort(probability, kind="stable")
+    rows = []
+    for index, chunk in enumerate(np.array_split(order, bins)):
+        if len(chunk) == 0:
+            continue
+        rows.append({
+            "bin": index + 1,
+            "leads": int(len(chunk)),
+            "predicted": float(probability[chunk].mean()),
+            "observed": float(y[chunk].mean()),
+        })
+    return rows
