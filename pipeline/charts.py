@@ -45,23 +45,24 @@ def close_rates_chart(table: pd.DataFrame, average: float, kind: str = "activity
         ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(rows["signal"], rows["leads"])])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.set_xlabel("share of these leads that became customers (bar: 95 % interval)")
-        ax.set_title(f"Close rate by {kind}: green = clearly above average, red = clearly below")
+        ax.set_title(f"Close rate by {kind}\ngreen: clearly above the average lead, red: clearly below, grey: can't tell")
         ax.legend(loc="lower right")
         fig.tight_layout()
     return fig
 
 
-def score_distribution_chart(distribution: pd.DataFrame, threshold: int | None) -> Figure:
-    """How many leads get each points total, customers apart, with the MQL threshold."""
+def score_distribution_chart(distribution: pd.DataFrame, threshold: int | None, band: int = 5) -> Figure:
+    """How many leads get each points total (in bands of `band` points), customers apart, with the MQL threshold."""
+    banded = distribution.assign(band=(distribution["total_points"] // band) * band).groupby("band").sum(numeric_only=True)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
         for ax, column, label, colour in zip(axes, ("other_leads", "customers"), ("not customers", "customers"), (GREY, GREEN)):
-            ax.bar(distribution["total_points"], distribution[column], width=1.0, color=colour)
+            ax.bar(banded.index + band / 2, banded[column], width=band * 0.9, color=colour)
             ax.set_ylabel(f"leads ({label})")
             if threshold is not None:
                 ax.axvline(threshold - 0.5, color=RED, linestyle="--", label=f"MQL threshold: {threshold} points")
                 ax.legend(loc="upper right")
-        axes[-1].set_xlabel("total points (fit + engagement)")
+        axes[-1].set_xlabel(f"total points (fit + engagement), in bands of {band}")
         axes[0].set_title("Score distribution: customers sit to the right of the threshold")
         fig.tight_layout()
     return fig

@@ -6,6 +6,7 @@ every problem names the file, the column and example rows (pipeline.contract).
 
 from __future__ import annotations
 
+import io as _io
 import logging
 from pathlib import Path
 
@@ -31,20 +32,36 @@ def find_table(folder: Path, name: str) -> Path:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV (as text, types are checked by the contract) or a Parquet file."""
+    """Read a CSV (as text: types are checked by the contract) or a Parquet file.
+
+    CSV rows keep their position in the file as index (blank lines included), so
+    error messages can name the line; only empty cells count as missing, so a
+    value such as 'NA' (Namibia) or 'null' stays a value.
+    """
     if path.suffix == ".parquet":
         try:
             return pd.read_parquet(path, engine="pyarrow")
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise LeadcalError(f"{path}: cannot read as Parquet: {exc}") from exc
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise LeadcalError(f"{path}: the file is empty; expected a header line and rows")
     try:
-        frame = pd.read_csv(path, dtype="string", encoding="utf-8", engine="pyarrow")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise LeadcalError(f"{path}: not UTF-8 text (byte {exc.start}); re-export the file as UTF-8") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise LeadcalError(f"{path}: the file is empty; expected a header line and rows") from exc
-    except Exception as exc:  # pyarrow's CSV parser reports malformed rows with its own types
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise LeadcalError(
+            f"{path}: line {line}: not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+            "re-export the file as UTF-8"
+        ) from exc
+    try:
+        frame = pd.read_csv(
+            _io.StringIO(text), dtype="string", keep_default_na=False, na_values=[""],
+            skip_blank_lines=False, engine="c",
+        )
+    except pd.errors.ParserError as exc:
         raise LeadcalError(f"{path}: cannot parse as CSV: {exc}") from exc
+    frame = frame.dropna(how="all")  # blank lines: dropped, but the index still counts them
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     return frame
 

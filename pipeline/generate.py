@@ -140,7 +140,7 @@ def _creation_times(rng: np.random.Generator, start: date, end: date, n: int) ->
     """Seconds since start; volume grows 30 % over the period and dips in summer and December."""
     days = pd.date_range(start, end, freq="D", inclusive="left")
     growth = np.linspace(1.0, 1.3, len(days))
-    weight = growth * np.array([VOLUME[m] for m in days.month]) * np.where(days.weekday < 5, 1.0, 0.35)
+    weight = growth * np.array([VOLUME[m] for m in days.month]) * np.where(days.day_of_week < 5, 1.0, 0.35)
     day_index = np.sort(rng.choice(len(days), size=n, p=weight / weight.sum()))
     seconds = day_index * DAY + rng.uniform(7 * 3600, 20 * 3600, size=n)
     return seconds

@@ -1,0 +1,36 @@
+"""Shared fixtures: a whole pipeline run on the default sample, and a params factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import STAGES
+from pipeline.params import Params, Paths, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def params_in(root: Path, base: Params | None = None, **sections: dict) -> Params:
+    """`base` (default: the repo's params.yaml) with every path under `root` and some sections replaced."""
+    base = base or load_params(REPO / "params.yaml")
+    paths = Paths(raw=root / "raw", extracted=root / "extracted", features=root / "features", models=root / "models")
+    data = base.model_dump()
+    data["paths"] = paths.model_dump()
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
+    return Params.model_validate(data)
+
+
+def run_stages(params: Params, names: list[str] | None = None) -> None:
+    for name in names or list(STAGES):
+        STAGES[name][0](params)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    """The default `dvc repro` (params.yaml, 20,000 leads) run once, in process, in a temp folder."""
+    params = params_in(tmp_path_factory.mktemp("default_run"))
+    run_stages(params)
+    return params

@@ -1,0 +1,129 @@
+"""The default pipeline run recovers the effects planted in the default sample."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from pipeline import io
+from pipeline.params import Params
+from pipeline.thresholds import threshold_curve
+
+
+def _truth(params: Params) -> dict:
+    return io.read_json(params.paths.raw / "truth.json")
+
+
+def _activities(params: Params, table: str) -> pd.DataFrame:
+    frame = pd.read_csv(params.paths.models / table)
+    frame = frame[frame["kind"] == "activity"].set_index("signal")
+    coef = pd.Series({name: spec["coef"] for name, spec in _truth(params)["activities"].items()})
+    return frame.assign(true_coef=coef)
+
+
+def test_default_sample_has_the_required_shape(default_run: Params) -> None:
+    truth = _truth(default_run)
+    report = io.read_json(default_run.paths.features / "features_report.json")
+    assert len(truth["activities"]) >= 15
+    assert report["leads"] == 20_000
+    assert 0.01 <= report["average_close_rate"] <= 0.035
+    coefs = [spec["coef"] for spec in truth["activities"].values()]
+    assert min(coefs) < 0 < max(coefs) and coefs.count(0.0) >= 3  # negative, null and positive effects
+
+
+def test_lift_ranking_agrees_with_true_effects(default_run: Params) -> None:
+    activities = _activities(default_run, "close_rates.csv")
+    assert activities["true_coef"].notna().all()
+    rho = spearmanr(activities["lift"], activities["true_coef"]).statistic
+    assert rho >= 0.9, f"Spearman {rho:.3f}"
+
+
+def test_null_activities_look_null_despite_post_outcome_activity(default_run: Params) -> None:
+    # Customers keep opening e-mails after the deal; a leak would push email_open's lift up.
+    activities = _activities(default_run, "close_rates.csv")
+    null = activities[activities["true_coef"] == 0.0]
+    assert len(null) >= 3
+    assert ((null["lift_ci_low"] <= 1.0) & (null["lift_ci_high"] >= 1.0)).all(), null[["lift", "lift_ci_low", "lift_ci_high"]]
+
+
+def test_points_follow_the_planted_effects(default_run: Params) -> None:
+    weights = _activities(default_run, "weights.csv")
+    strongest = weights["points"].max()
+    null = weights.loc[weights["true_coef"] == 0.0, "points"]
+    negative = weights.loc[weights["true_coef"] < 0, "points"]
+    strong = weights.loc[weights["true_coef"] >= 1.0, "points"]
+    assert strongest >= 25
+    assert (null.abs() <= 5).all(), null  # |log-odds| <= 0.17 at 20 points to double the odds
+    assert (negative <= -10).all(), negative
+    assert (strong >= 15).all(), strong
+    # Points are ordered like the truth among the clearly separated effects.
+    assert weights.loc["demo_request", "points"] > weights.loc["form_submission", "points"] > null.max()
+
+
+def test_registration_and_attendance_are_not_double_counted(default_run: Params) -> None:
+    # Every attendee registered, so registration's own lift already includes attendance's
+    # effect: points taken from each single-signal lift and added up count it twice.
+    # The jointly fitted points of a lead who did both must match the true combined
+    # effect, not that naive sum.
+    weights = _activities(default_run, "weights.csv")
+    rates = _activities(default_run, "close_rates.csv")
+    both = ["webinar_registration", "webinar_attendance"]
+    scale = default_run.weights.points_to_double_odds / np.log(2)
+    half_life = _truth(default_run)["decay"]["half_life_days"]
+    window = default_run.outcome.observation_days
+    mean_decay = half_life / (window * np.log(2)) * (1 - 2 ** (-window / half_life))  # age uniform over the window
+    true_points = scale * mean_decay * weights.loc[both, "true_coef"].sum()
+    naive_points = scale * np.log(rates.loc[both, "lift"]).sum()
+    joint_points = weights.loc[both, "points"].sum()
+    assert naive_points - joint_points >= 5
+    assert abs(joint_points - true_points) < abs(naive_points - true_points)
+
+
+def test_planted_frequency_signal_earns_points_of_its_own(default_run: Params) -> None:
+    weights = pd.read_csv(default_run.paths.models / "weights.csv").set_index("signal")
+    frequency = _truth(default_run)["frequency"]
+    name = f"{frequency['activity']} {frequency['min_count']}+ in {frequency['window_days']} days"
+    assert weights.loc[name, "points"] >= 10  # on top of the points for visiting at all
+    assert weights.loc[name, "lift"] > weights.loc[frequency["activity"], "lift"]
+
+
+def test_fit_points_follow_the_planted_fit_effects(default_run: Params) -> None:
+    weights = pd.read_csv(default_run.paths.models / "weights.csv").set_index("signal")
+    fit = _truth(default_run)["fit"]
+    for attribute in ("industry", "seniority", "source", "email_type"):
+        effects = pd.Series(fit[attribute])
+        points = weights.loc[[f"{attribute} = {v}" for v in effects.index], "points"]
+        # Effects 0.1 apart are within noise of each other: check the linear agreement, and the
+        # order of every pair whose true effects differ by 0.5 or more (14 points, ~2.5 standard errors).
+        assert np.corrcoef(points.to_numpy(), effects.to_numpy())[0, 1] >= 0.85, attribute
+        for better, worse in itertools.permutations(effects.index, 2):
+            if effects[better] - effects[worse] >= 0.5:
+                assert points[f"{attribute} = {better}"] > points[f"{attribute} = {worse}"], (better, worse)
+    assert weights.loc["email_type = student", "points"] < -15
+
+
+def test_threshold_is_the_lowest_score_reaching_the_target_lift(default_run: Params) -> None:
+    thresholds = io.read_json(default_run.paths.models / "thresholds.json")
+    curve = pd.read_csv(default_run.paths.models / "plots" / "threshold_curve.csv")
+    k, t = thresholds["mql_lift_target"], thresholds["threshold"]
+    assert t is not None
+    ok = (curve["lift_at_or_above"] >= k) & (curve["leads_at_or_above"] >= thresholds["min_mql_leads"])
+    assert ok[curve["score"] == t].all()
+    assert not ok[curve["score"] < t].any()
+    training = thresholds["training"]
+    assert training["mql_close_rate"] >= k * training["average_close_rate"]
+    assert 0 < training["mql_share"] < 0.5
+
+
+def test_model_and_points_table_rank_leads_on_later_cohorts(default_run: Params) -> None:
+    metrics = io.read_json(default_run.paths.models / "metrics.json")
+    assert metrics["validation"]["from"] > io.read_json(default_run.paths.models / "metrics" / "train.json")["training"]["to"]
+    for scorer in ("model", "points_table"):
+        assert metrics[scorer]["auc"] > 0.72, scorer
+        assert metrics[scorer]["top_decile_lift"] > 2.5, scorer
+    assert metrics["close_rates"]["average_close_rate"] == pytest.approx(
+        io.read_json(default_run.paths.features / "features_report.json")["average_close_rate"])

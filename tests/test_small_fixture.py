@@ -1,0 +1,105 @@
+"""A ten-lead export whose close rates, interval and labels are computed by hand.
+
+Every rule of the data contract shows up once: an event after the cut-off, an event
+after the deal (inside the observation window), a deal after the horizon, a lead too
+young to be labelled, and a repeated event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import close_rates, io
+from pipeline.extract import extract
+from pipeline.features import build_features
+from pipeline.params import Params
+
+from .conftest import params_in
+
+START = datetime(2024, 1, 1, 9, 0)
+
+
+def day(n: float, start: datetime = START) -> str:
+    return (start + timedelta(days=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_fixture(raw: Path) -> None:
+    late = datetime(2024, 12, 1, 9, 0)
+    leads = [(f"L{i}", day(0)) for i in range(1, 9)] + [("L9", day(0, late)), ("L10", day(0))]
+    activities = [
+        ("L1", "webinar_attendance", day(2)),
+        ("L2", "webinar_attendance", day(5)),
+        ("L3", "webinar_attendance", day(10)),
+        ("L4", "webinar_attendance", day(29)),
+        ("L5", "webinar_attendance", day(35)),  # after the 30-day cut-off: not seen
+        ("L7", "demo_request", day(3)),
+        ("L7", "webinar_attendance", day(15)),  # after L7's deal on day 10: not seen
+        ("L8", "blog_read", day(1)),
+        ("L9", "webinar_attendance", day(2, late)),  # lead too young to be labelled
+        ("L10", "webinar_attendance", day(1)),
+        ("L10", "webinar_attendance", day(3)),  # second time: still one lead
+    ]
+    stages = [(lead, "lead", created, "") for lead, created in leads] + [
+        ("L1", "customer", day(50), "1000"),
+        ("L2", "customer", day(120), "1000"),  # after the 90-day horizon: not closed
+        ("L3", "lost", day(40), ""),
+        ("L4", "customer", day(60), "2500.5"),
+        ("L5", "customer", day(70), "1000"),
+        ("L6", "lost", day(45), ""),
+        ("L7", "customer", day(10), "1000"),
+    ]
+    raw.mkdir(parents=True)
+    pd.DataFrame(leads, columns=["lead_id", "created_at"]).assign(industry="software").to_csv(raw / "leads.csv", index=False)
+    pd.DataFrame(activities, columns=["lead_id", "activity", "occurred_at"]).to_csv(raw / "activities.csv", index=False)
+    pd.DataFrame(stages, columns=["lead_id", "stage", "entered_at", "amount"]).to_csv(raw / "stages.csv", index=False)
+
+
+@pytest.fixture()
+def small(tmp_path: Path) -> Params:
+    params = params_in(
+        tmp_path,
+        outcome={"horizon_days": 90, "observation_days": 30, "as_of": "2024-12-31"},
+        signals={"fit_attributes": ["industry"], "frequency": [], "min_support": 1},
+    )
+    write_fixture(params.paths.raw)
+    extract(params)
+    return params
+
+
+def test_labels_and_cut_offs_follow_the_contract(small: Params) -> None:
+    features, report = build_features(small)
+    f = features.set_index("lead_id")
+    assert f.loc[["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L10"], "closed"].tolist() == [1, 0, 0, 1, 1, 0, 1, 0, 0]
+    assert f.loc["L9", "closed"] == -1  # created 30 days before the export: outcome unknown
+    assert f.loc["L7", "cutoff_at"] == pd.Timestamp(day(10)).tz_localize(None)  # the deal, not day 30
+    assert bool(f.loc["L7", "window_truncated"]) and not bool(f.loc["L1", "window_truncated"])
+    assert f.loc["L5", "n__webinar_attendance"] == 0  # day 35 is after the cut-off
+    assert f.loc["L7", "n__webinar_attendance"] == 0  # day 15 is after the deal
+    assert f.loc["L10", "n__webinar_attendance"] == 2
+    assert f.loc["L4", "age__webinar_attendance"] == pytest.approx(1.0)  # day 29 seen from day 30
+    assert report["matured_leads"] == 9 and report["customers_in_horizon"] == 4
+
+
+def test_close_rate_and_interval_match_hand_computation(small: Params) -> None:
+    from pipeline.features import write_features
+
+    write_features(small)
+    metrics = close_rates.run(small)
+    table = pd.read_csv(small.paths.models / "close_rates.csv").set_index("signal")
+    webinar = table.loc["webinar_attendance"]
+    # Matured leads who attended before their cut-off: L1 (won), L2, L3, L4 (won), L10.
+    assert (webinar["leads"], webinar["customers"]) == (5, 2)
+    assert webinar["close_rate"] == pytest.approx(0.4)
+    # Wilson 95 % for 2/5, by hand: centre 0.78415/1.76829 = 0.44345, half 0.32583.
+    assert webinar["ci_low"] == pytest.approx(0.1176, abs=1e-4)
+    assert webinar["ci_high"] == pytest.approx(0.7693, abs=1e-4)
+    # Average: 4 customers among 9 matured leads; lift = 0.4 / (4/9) = 0.9.
+    assert metrics["average_close_rate"] == pytest.approx(4 / 9)
+    assert webinar["lift"] == pytest.approx(0.9, abs=1e-5)
+    demo = table.loc["demo_request"]
+    assert (demo["leads"], demo["customers"], demo["close_rate"]) == (1, 1, 1.0)
+    assert io.read_json(small.paths.models / "metrics" / "close_rates.json")["customers"] == 4

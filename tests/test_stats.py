@@ -1,0 +1,76 @@
+"""Pure statistics against hand-computed and published values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.stats import calibration_table, classification_metrics, top_fraction_lift, wilson_interval
+
+
+def test_wilson_matches_hand_computation() -> None:
+    # 3 customers among 10 leads, z = 1.959964 (95 %):
+    # centre = (0.3 + z^2/20) / (1 + z^2/10) = 0.49207 / 1.38415 = 0.35550
+    # half   = z / 1.38415 * sqrt(0.021 + z^2/400) = 1.41600 * 0.17520 = 0.24774
+    low, high = wilson_interval(np.array([3]), np.array([10]), 0.95)
+    z = 1.959963984540054
+    centre = (0.3 + z**2 / 20) / (1 + z**2 / 10)
+    half = z / (1 + z**2 / 10) * math.sqrt(0.3 * 0.7 / 10 + z**2 / 400)
+    assert low[0] == pytest.approx(centre - half, abs=1e-12)
+    assert high[0] == pytest.approx(centre + half, abs=1e-12)
+    # Published value (Newcombe 1998, table I): 0.1078 to 0.6032.
+    assert (round(low[0], 4), round(high[0], 4)) == (0.1078, 0.6032)
+
+
+def test_wilson_zero_successes_is_not_degenerate() -> None:
+    low, high = wilson_interval(np.array([0, 0]), np.array([20, 0]), 0.95)
+    assert low[0] == 0.0
+    assert high[0] == pytest.approx(0.1611, abs=1e-4)  # published: 0 to 0.1611
+    assert (low[1], high[1]) == (0.0, 1.0)  # no leads: nothing is known
+
+
+def test_wilson_narrows_with_confidence() -> None:
+    low90, high90 = wilson_interval(np.array([5]), np.array([100]), 0.90)
+    low99, high99 = wilson_interval(np.array([5]), np.array([100]), 0.99)
+    assert low99[0] < low90[0] < 0.05 < high90[0] < high99[0]
+
+
+def test_top_decile_lift_hand_case() -> None:
+    # 20 leads, 4 customers (average 20 %); the top 10 % is 2 leads.
+    y = np.array([1, 1] + [0] * 16 + [1, 1])
+    score = np.array([10, 9] + [5] * 16 + [1, 1])
+    lift, capture = top_fraction_lift(y, score, 0.1)
+    assert lift == pytest.approx((2 / 2) / 0.2)  # both top leads closed: 100 % vs 20 %
+    assert capture == pytest.approx(0.5)
+
+
+def test_top_decile_shares_ties_pro_rata() -> None:
+    # All 10 leads tie: the top 10 % (one lead) holds on average 3/10 of a customer.
+    y = np.array([1, 1, 1] + [0] * 7)
+    lift, capture = top_fraction_lift(y, np.zeros(10), 0.1)
+    assert lift == pytest.approx(1.0)
+    assert capture == pytest.approx(0.1)
+    # and the result does not depend on row order
+    assert top_fraction_lift(y[::-1], np.zeros(10), 0.1) == (lift, capture)
+
+
+def test_classification_metrics_perfect_ranking() -> None:
+    y = np.array([0, 0, 0, 1])
+    metrics = classification_metrics(y, np.array([0.1, 0.2, 0.3, 0.9]))
+    assert metrics["auc"] == 1.0
+    assert metrics["brier"] == pytest.approx((0.01 + 0.04 + 0.09 + 0.01) / 4)
+    assert metrics["observed_rate"] == 0.25
+
+
+def test_calibration_table_bins_are_equal_count_and_ordered() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.3, 10_000)
+    y = rng.random(10_000) < p
+    table = calibration_table(y, p, bins=10)
+    assert [row["leads"] for row in table] == [1000] * 10
+    predicted = [row["predicted"] for row in table]
+    assert predicted == sorted(predicted)
+    # well-calibrated input: observed within 3 points of predicted in every bin
+    assert all(abs(row["observed"] - row["predicted"]) < 0.03 for row in table)
