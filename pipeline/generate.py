@@ -314,6 +314,15 @@ def _later_events(
         pick = kind == k
         extra = later.get(name, (np.array([], dtype=int), np.array([])))
         later[name] = (np.concatenate([extra[0], lead_index[pick]]), np.concatenate([extra[1], offsets[pick]]))
+    # A CRM logs no attendance without a registration, no click without an open.
+    for name, truth in ACTIVITIES.items():
+        if truth.requires is not None:
+            child_index, child_offset = later[name]
+            parent_offset = child_offset - rng.uniform(0.02, 5, size=len(child_index)) * DAY
+            # never back inside the observation window, where the truth did not count it
+            parent_offset = np.where(parent_offset < window, window + (child_offset - window) / 2, parent_offset)
+            parent_index, existing = later[truth.requires]
+            later[truth.requires] = (np.concatenate([parent_index, child_index]), np.concatenate([existing, parent_offset]))
     return later
 
 

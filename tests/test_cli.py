@@ -1,0 +1,49 @@
+"""The command line: clear one-line errors, exit codes, every stage reachable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import STAGES, build_parser, main
+
+
+def test_every_dvc_stage_has_a_command() -> None:
+    import yaml
+
+    from .conftest import REPO
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    commands = {stage["cmd"].split()[1] for stage in dvc["stages"].values()}
+    assert commands == set(STAGES)
+    assert all(stage["cmd"].startswith("leadcal ") for stage in dvc["stages"].values())
+
+
+def test_missing_params_file_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--params", str(tmp_path / "nope.yaml"), "features"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "leadcal features: error:" in err and "nope.yaml" in err and "Traceback" not in err
+
+
+def test_invalid_param_value_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("outcome:\n  horizon_days: 10\n  observation_days: 30\n")
+    assert main(["--params", str(path), "features"]) == 2
+    err = capsys.readouterr().err
+    assert "observation_days (30) must not exceed horizon_days (10)" in err
+
+
+def test_stage_before_its_inputs_exist_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(f"paths:\n  features: {tmp_path / 'f'}\n  models: {tmp_path / 'm'}\n")
+    assert main(["--params", str(path), "close-rates"]) == 2
+    err = capsys.readouterr().err
+    assert "features.parquet: not found" in err and "dvc repro" in err
+
+
+def test_help_lists_the_stages() -> None:
+    text = build_parser().format_help()
+    for name in STAGES:
+        assert name in text

@@ -1,0 +1,83 @@
+"""The sample generator: deterministic, realistic, and its truth matches its data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.contract import STAGES
+from pipeline.generate import _true_logit, generate
+from pipeline.params import Params
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict:
+    return generate(Params.model_validate({"generate": {"n_leads": 4000}}))
+
+
+def test_same_seed_same_sample_other_seed_other_sample(sample: dict) -> None:
+    again = generate(Params.model_validate({"generate": {"n_leads": 4000}}))
+    other = generate(Params.model_validate({"seed": 7, "generate": {"n_leads": 4000}}))
+    for table in ("leads", "activities", "stages"):
+        pd.testing.assert_frame_equal(sample[table], again[table])
+    assert not sample["activities"].equals(other["activities"])
+
+
+def test_funnel_dates_are_in_order_and_stages_known(sample: dict) -> None:
+    stages = sample["stages"]
+    assert set(stages["stage"]) <= set(STAGES)
+    order = {s: i for i, s in enumerate(STAGES[:-1])}
+    won = stages[stages["stage"] != "lost"].assign(rank=lambda f: f["stage"].map(order))
+    for _, lead in won.groupby("lead_id"):
+        assert lead.sort_values("rank")["entered_at"].is_monotonic_increasing
+    created = sample["leads"].set_index("lead_id")["created_at"]
+    events = sample["activities"]
+    assert (events["occurred_at"].to_numpy() >= created.reindex(events["lead_id"]).to_numpy()).all()
+
+
+def test_truth_probabilities_match_the_realised_outcomes(sample: dict) -> None:
+    truth = sample["truth_probabilities"]
+    assert truth["p_close"].mean() == pytest.approx(sample["truth"]["target_close_rate"], rel=1e-6)
+    # customers are drawn from these probabilities: the top fifth closes far more often
+    top = truth["p_close"] >= truth["p_close"].quantile(0.8)
+    assert truth.loc[top, "closed"].mean() > 2.5 * truth.loc[~top, "closed"].mean()
+    # every drawn customer has a customer stage unless the export ended first
+    customers = set(sample["stages"].loc[sample["stages"]["stage"] == "customer", "lead_id"])
+    assert customers <= set(truth.loc[truth["closed"] == 1, "lead_id"])
+
+
+def test_attendance_and_clicks_follow_their_parent_activity(sample: dict) -> None:
+    events = sample["activities"]
+    first = events.groupby(["lead_id", "activity"])["occurred_at"].min().unstack()
+    for child, parent in (("webinar_attendance", "webinar_registration"), ("email_click", "email_open")):
+        has_child = first[child].notna()
+        assert first.loc[has_child, parent].notna().all(), child
+        assert (first.loc[has_child, child] >= first.loc[has_child, parent]).all(), child
+    assert np.isclose(sample["truth"]["activities"]["webinar_attendance"]["coef"], 1.0)
+
+
+def test_truth_is_a_function_of_the_exported_in_window_events(sample: dict) -> None:
+    # Rebuild every lead's true probability from the exported activity log alone; events
+    # after the window (post-deal activity included) must not matter, and nothing the
+    # truth counted may be missing from the export.
+    params = Params.model_validate({"generate": {"n_leads": 4000}})
+    leads = sample["leads"].copy()
+    leads["year2"] = leads["created_at"] >= pd.Timestamp("2025-01-01")
+    position = pd.Series(np.arange(len(leads)), index=leads["lead_id"])
+    events = sample["activities"]
+    offsets = (events["occurred_at"].to_numpy() - leads["created_at"].to_numpy()[position[events["lead_id"]].to_numpy()])
+    offsets = offsets / np.timedelta64(1, "s")
+    by_activity = {
+        name: (position[events.loc[rows, "lead_id"]].to_numpy(), offsets[rows.to_numpy()])
+        for name in sample["truth"]["activities"]
+        for rows in [events["activity"] == name]
+    }
+    logit = _true_logit(leads, by_activity, params.outcome.observation_days)
+    rebuilt = 1 / (1 + np.exp(-(sample["truth"]["intercept"] + logit)))
+    # Leads whose window had not ended at the export: the truth counts events still to come.
+    complete = (leads["created_at"] + pd.Timedelta(days=params.outcome.observation_days)
+                < pd.Timestamp(sample["truth"]["export_date"])).to_numpy()
+    assert complete.mean() > 0.95
+    expected = sample["truth_probabilities"]["p_close"].to_numpy()
+    np.testing.assert_allclose(rebuilt[complete], expected[complete], rtol=1e-6)
