@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 ## Set up, then run the whole calibration pipeline on the bundled sample data.
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 ## Set up, then run the test suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 ## Re-pin every transitive dependency after changing pyproject.toml.
 lock:

@@ -68,7 +68,7 @@ def _report(params: Params) -> object:
 
 
 STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
-    "generate": (_generate, "write the sample B2B history with planted effects to paths.raw"),
+    "generate": (_generate, "write the sample B2B history with planted effects to paths.sample"),
     "extract": (_extract, "validate the raw export and write the canonical tables as Parquet"),
     "features": (_features, "per-lead signals as of each lead's cut-off, and its outcome"),
     "close-rates": (_close_rates, "close rate, interval and lift of every signal"),

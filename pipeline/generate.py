@@ -404,7 +404,7 @@ def _iso_utc(values: pd.Series) -> pd.Series:
 
 def write_sample(params: Params, out_dir: Path | None = None) -> None:
     """Write the sample as a CRM export would look: CSV files with UTC timestamps."""
-    out_dir = Path(out_dir or params.paths.raw)
+    out_dir = Path(out_dir or params.paths.sample)
     sample = generate(params)
     leads = sample["leads"].assign(created_at=lambda f: _iso_utc(f["created_at"]))
     activities = sample["activities"].assign(occurred_at=lambda f: _iso_utc(f["occurred_at"]))

@@ -23,7 +23,10 @@ class _Strict(BaseModel):
 
 
 class Paths(_Strict):
-    raw: Path = Path("data/raw")
+    # `generate` writes the sample here; it is never the user's export, so pointing
+    # `raw` at real data can never get it overwritten by the sample.
+    sample: Path = Path("data/sample")
+    raw: Path = Path("data/sample")
     extracted: Path = Path("data/extracted")
     features: Path = Path("data/features")
     models: Path = Path("models")

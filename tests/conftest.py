@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def params_in(root: Path, base: Params | None = None, **sections: dict) -> Params:
     """`base` (default: the repo's params.yaml) with every path under `root` and some sections replaced."""
     base = base or load_params(REPO / "params.yaml")
-    paths = Paths(raw=root / "raw", extracted=root / "extracted", features=root / "features", models=root / "models")
+    paths = Paths(sample=root / "raw", raw=root / "raw", extracted=root / "extracted", features=root / "features", models=root / "models")
     data = base.model_dump()
     data["paths"] = paths.model_dump()
     for name, values in sections.items():

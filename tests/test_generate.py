@@ -81,3 +81,19 @@ def test_truth_is_a_function_of_the_exported_in_window_events(sample: dict) -> N
     assert complete.mean() > 0.95
     expected = sample["truth_probabilities"]["p_close"].to_numpy()
     np.testing.assert_allclose(rebuilt[complete], expected[complete], rtol=1e-6)
+
+
+def test_generate_never_writes_into_the_users_export(tmp_path) -> None:
+    from pipeline.generate import write_sample
+
+    export = tmp_path / "my_crm_export"
+    export.mkdir()
+    (export / "leads.csv").write_text("lead_id,created_at\nA,2024-01-01\n")
+    before = {p.name: p.read_bytes() for p in export.iterdir()}
+    params = Params.model_validate({
+        "generate": {"n_leads": 300, "months": 3},
+        "paths": {"sample": str(tmp_path / "sample"), "raw": str(export)},
+    })
+    write_sample(params)
+    assert {p.name: p.read_bytes() for p in export.iterdir()} == before
+    assert (tmp_path / "sample" / "truth.json").exists() and (tmp_path / "sample" / "leads.csv").stat().st_size > 0

@@ -15,7 +15,7 @@ from pipeline.thresholds import threshold_curve
 
 
 def _truth(params: Params) -> dict:
-    return io.read_json(params.paths.raw / "truth.json")
+    return io.read_json(params.paths.sample / "truth.json")
 
 
 def _activities(params: Params, table: str) -> pd.DataFrame:
