@@ -30,9 +30,9 @@ STYLE = {
 BLUE, GREY, RED, GREEN = "#1f5fa8", "#8a8a8a", "#c0392b", "#2e8b57"
 
 
-def close_rates_chart(table: pd.DataFrame, average: float, kind: str = "activity") -> Figure:
-    """Close rate of each signal of one kind with its 95 % interval, against the average line."""
-    rows = table[table["kind"] == kind].sort_values("close_rate")
+def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "activity") -> Figure:
+    """Close rate of each signal of one type with its 95 % interval, against the average line."""
+    rows = table[table["type"] == signal_type].sort_values("close_rate")
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.8))
         y = np.arange(len(rows))
@@ -45,7 +45,7 @@ def close_rates_chart(table: pd.DataFrame, average: float, kind: str = "activity
         ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(rows["signal"], rows["leads"])])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.set_xlabel("share of these leads that became customers (bar: 95 % interval)")
-        ax.set_title(f"Close rate by {kind}\ngreen: clearly above the average lead, red: clearly below, grey: can't tell")
+        ax.set_title(f"Close rate by {signal_type}\ngreen: clearly above the average lead, red: clearly below, grey: can't tell")
         ax.legend(loc="lower right")
         fig.tight_layout()
     return fig

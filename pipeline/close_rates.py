@@ -23,7 +23,7 @@ from pipeline.stats import wilson_interval
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "signal", "kind", "score", "attribute", "value", "leads", "customers", "close_rate",
+    "signal", "kind", "type", "attribute", "value", "leads", "customers", "close_rate",
     "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high", "low_support",
 ]
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
+from pipeline.errors import LeadcalError
 from pipeline.params import Params
 
 log = logging.getLogger(__name__)
@@ -402,9 +403,23 @@ def _iso_utc(values: pd.Series) -> pd.Series:
     return values.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _refuse_foreign_folder(out_dir: Path) -> None:
+    """A folder with data files but no truth.json is someone's export, not a sample: keep it."""
+    if not out_dir.is_dir() or (out_dir / "truth.json").exists():
+        return
+    data = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".csv", ".parquet"))
+    if data:
+        raise LeadcalError(
+            f"{out_dir}: holds {', '.join(data)} but no truth.json, so it is not a leadcal sample; "
+            "refusing to overwrite it. Keep your export in another folder (paths.raw) "
+            "or set paths.sample to an empty one"
+        )
+
+
 def write_sample(params: Params, out_dir: Path | None = None) -> None:
     """Write the sample as a CRM export would look: CSV files with UTC timestamps."""
     out_dir = Path(out_dir or params.paths.sample)
+    _refuse_foreign_folder(out_dir)
     sample = generate(params)
     leads = sample["leads"].assign(created_at=lambda f: _iso_utc(f["created_at"]))
     activities = sample["activities"].assign(occurred_at=lambda f: _iso_utc(f["occurred_at"]))

@@ -23,10 +23,10 @@ class _Strict(BaseModel):
 
 
 class Paths(_Strict):
-    # `generate` writes the sample here; it is never the user's export, so pointing
-    # `raw` at real data can never get it overwritten by the sample.
-    sample: Path = Path("data/sample")
-    raw: Path = Path("data/sample")
+    # `generate` writes the sample here and `raw` is what `extract` reads: two settings,
+    # so pointing `raw` at a real export never makes the sample overwrite it.
+    sample: Path = Path("data/raw")
+    raw: Path = Path("data/raw")
     extracted: Path = Path("data/extracted")
     features: Path = Path("data/features")
     models: Path = Path("models")

@@ -88,19 +88,19 @@ def activities_in(features: pd.DataFrame) -> list[str]:
 def build_signals(features: pd.DataFrame, params: Params) -> SignalSet:
     """The 0/1 matrix of every signal, with a catalog that names and groups them.
 
-    catalog columns: signal (display name, unique), kind (activity / frequency / fit),
-    score (engagement / fit: which of the two scores it feeds), attribute, value.
+    catalog columns: signal (display name, unique), kind (fit / engagement: which of the
+    two scores it feeds, as in the CRMs), type (activity / frequency / fit), attribute, value.
     """
     columns: dict[str, np.ndarray] = {}
     rows: list[dict[str, str]] = []
     for activity in activities_in(features):
         columns[activity] = (features[COUNT_PREFIX + activity].to_numpy() > 0)
-        rows.append({"signal": activity, "kind": "activity", "score": "engagement", "attribute": activity, "value": "yes"})
+        rows.append({"signal": activity, "kind": "engagement", "type": "activity", "attribute": activity, "value": "yes"})
     for spec in params.signals.frequency:
         name = f"{spec.activity} {spec.min_count}+ in {spec.window_days} days"
         columns[name] = features[peak_column(spec.activity, spec.window_days)].to_numpy() >= spec.min_count
         rows.append({
-            "signal": name, "kind": "frequency", "score": "engagement", "attribute": spec.activity,
+            "signal": name, "kind": "engagement", "type": "frequency", "attribute": spec.activity,
             "value": f">= {spec.min_count} in {spec.window_days} days",
         })
     values = fit_values(features, params)
@@ -108,7 +108,7 @@ def build_signals(features: pd.DataFrame, params: Params) -> SignalSet:
         for value in _category_order(attribute, values[attribute], params):
             name = f"{attribute} = {value}"
             columns[name] = (values[attribute] == value).to_numpy()
-            rows.append({"signal": name, "kind": "fit", "score": "fit", "attribute": attribute, "value": value})
+            rows.append({"signal": name, "kind": "fit", "type": "fit", "attribute": attribute, "value": value})
     matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
     return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows))
 

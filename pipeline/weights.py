@@ -40,7 +40,7 @@ STATUS_LOW_SUPPORT = "below minimum support: no points"
 STATUS_CONSTANT = "same for every lead: no points"
 
 COLUMNS = [
-    "signal", "score", "kind", "attribute", "value", "points", "coefficient", "status",
+    "signal", "kind", "type", "attribute", "value", "points", "coefficient", "status",
     "leads", "customers", "close_rate", "ci_low", "ci_high", "lift",
 ]
 
@@ -76,7 +76,7 @@ def fit_points(
     # the intercept absorbs the shift, and 0 fit points reads "average fit".
     catalog = signals.catalog.set_index("signal")
     prevalence = matrix.mean(axis=0)
-    for attribute, group in catalog[catalog["kind"] == "fit"].groupby("attribute", sort=False):
+    for attribute, group in catalog[catalog["type"] == "fit"].groupby("attribute", sort=False):
         names = [s for s in group.index if usable[matrix.columns.get_loc(s)]]
         if not names:
             continue
@@ -103,7 +103,7 @@ def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
     """
     points = weights.set_index("signal")["points"]
     aligned = matrix.reindex(columns=points.index, fill_value=0).to_numpy(dtype=np.int64)
-    is_fit = (weights.set_index("signal")["score"] == "fit").to_numpy()
+    is_fit = (weights.set_index("signal")["kind"] == "fit").to_numpy()
     values = points.to_numpy(dtype=np.int64)
     fit = aligned[:, is_fit] @ values[is_fit]
     engagement = aligned[:, ~is_fit] @ values[~is_fit]

@@ -97,3 +97,18 @@ def test_generate_never_writes_into_the_users_export(tmp_path) -> None:
     write_sample(params)
     assert {p.name: p.read_bytes() for p in export.iterdir()} == before
     assert (tmp_path / "sample" / "truth.json").exists() and (tmp_path / "sample" / "leads.csv").stat().st_size > 0
+
+
+def test_generate_refuses_a_folder_holding_someone_elses_export(tmp_path) -> None:
+    from pipeline.errors import LeadcalError
+    from pipeline.generate import write_sample
+
+    export = tmp_path / "raw"
+    export.mkdir()
+    (export / "leads.csv").write_text("lead_id,created_at\nA,2024-01-01\n")
+    params = Params.model_validate({"generate": {"n_leads": 300, "months": 3}, "paths": {"sample": str(export)}})
+    with pytest.raises(LeadcalError, match="not a leadcal sample; refusing to overwrite"):
+        write_sample(params)
+    assert (export / "leads.csv").read_text() == "lead_id,created_at\nA,2024-01-01\n"
+    write_sample(params.model_copy(update={"paths": params.paths.model_copy(update={"sample": tmp_path / "s"})}))
+    write_sample(params.model_copy(update={"paths": params.paths.model_copy(update={"sample": tmp_path / "s"})}))  # a sample may be rewritten

@@ -20,7 +20,7 @@ def _truth(params: Params) -> dict:
 
 def _activities(params: Params, table: str) -> pd.DataFrame:
     frame = pd.read_csv(params.paths.models / table)
-    frame = frame[frame["kind"] == "activity"].set_index("signal")
+    frame = frame[frame["type"] == "activity"].set_index("signal")
     coef = pd.Series({name: spec["coef"] for name, spec in _truth(params)["activities"].items()})
     return frame.assign(true_coef=coef)
 

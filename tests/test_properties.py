@@ -31,7 +31,7 @@ def lead_tables(draw: st.DrawFn) -> tuple[SignalSet, np.ndarray]:
     cells = draw(st.lists(st.integers(0, 1), min_size=n * k, max_size=n * k))
     closed = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))
     matrix = pd.DataFrame(np.array(cells, dtype=np.uint8).reshape(n, k), columns=[f"s{i}" for i in range(k)])
-    catalog = pd.DataFrame({"signal": matrix.columns, "kind": "activity", "score": "engagement",
+    catalog = pd.DataFrame({"signal": matrix.columns, "kind": "engagement", "type": "activity",
                             "attribute": matrix.columns, "value": "yes"})
     return SignalSet(matrix, catalog), closed
 
