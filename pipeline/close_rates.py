@@ -16,15 +16,16 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.errors import LeadcalError
-from pipeline.params import Params
-from pipeline.signals import SignalSet, build_signals, labelled
-from pipeline.stats import wilson_interval
+from pipeline.frequency import FoundThreshold, discover
+from pipeline.params import FrequencySignal, Params
+from pipeline.signals import SignalSet, activities_in, build_signals, labelled, time_split
+from pipeline.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
 
 log = logging.getLogger(__name__)
 
 COLUMNS = [
     "signal", "kind", "type", "attribute", "value", "leads", "customers", "close_rate",
-    "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high", "low_support",
+    "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high", "shrunk_close_rate", "shrunk_lift", "low_support",
 ]
 
 
@@ -36,6 +37,9 @@ def close_rate_table(
     The lift interval divides the signal's interval by the average, treating the
     average (estimated from every lead) as known; with thousands of leads its own
     uncertainty is small next to that of a single signal.
+    `shrunk_close_rate` is the empirical-Bayes estimate (pipeline.stats.shrink_close_rate):
+    rare signals are pulled towards the average, common ones keep their own rate.
+    The prior strength is in `table.attrs["prior_strength"]`.
     """
     closed = np.asarray(closed, dtype=np.int64)
     if len(closed) == 0:
@@ -57,15 +61,40 @@ def close_rate_table(
     table["lift"] = close_rate * scale
     table["lift_ci_low"] = low * scale
     table["lift_ci_high"] = high * scale
+    strength = beta_binomial_strength(customers, leads, average)
+    table["shrunk_close_rate"] = shrink_close_rate(customers, leads, average, strength)
+    table["shrunk_lift"] = table["shrunk_close_rate"] * scale
     table["low_support"] = leads < min_support
-    return table[COLUMNS], average
+    table = table[COLUMNS]
+    table.attrs["prior_strength"] = strength
+    return table, average
+
+
+def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThreshold]:
+    """Frequency thresholds found on the training cohorts (never on the held-out ones)."""
+    settings = params.signals.frequency
+    if not settings.discover:
+        return []
+    train, _ = time_split(features, params.train.validation_months)
+    rows = train.to_numpy()
+    found = discover(
+        features[rows], features.loc[rows, "closed"].to_numpy(), activities_in(features),
+        settings.windows_days, params.signals.min_support, settings.max_p_value,
+    )
+    for f in found:
+        log.info("close_rates: found %s %d+ in %d days (close rate %.1f %% vs %.1f %% below, p = %.1e)",
+                 f.activity, f.min_count, f.window_days, 100 * f.close_rate_at_or_above, 100 * f.close_rate_below, f.p_value)
+    return found
 
 
 def run(params: Params) -> dict[str, object]:
-    """features.parquet -> models/close_rates.csv (+ its metrics fragment)."""
+    """features.parquet -> models/signals.json (frequency thresholds found) and models/close_rates.csv."""
     features = io.read_parquet(params.paths.features / "features.parquet")
     known = labelled(features).to_numpy()
-    signals = build_signals(features, params)
+    found = discover_frequency(features, params)
+    frequency = [*params.signals.frequency.fixed,
+                 *(FrequencySignal(activity=f.activity, min_count=f.min_count, window_days=f.window_days) for f in found)]
+    signals = build_signals(features, params, frequency)
     subset = SignalSet(matrix=signals.matrix[known], catalog=signals.catalog)
     table, average = close_rate_table(
         subset, features.loc[known, "closed"].to_numpy(), params.close_rates.confidence, params.signals.min_support
@@ -76,6 +105,13 @@ def run(params: Params) -> dict[str, object]:
             f"customer within {params.outcome.horizon_days} days: close rates and lifts are undefined"
         )
     models = params.paths.models
+    io.write_json(models / "signals.json", {
+        "frequency": [
+            *({**spec.model_dump(), "source": "params"} for spec in params.signals.frequency.fixed),
+            *({**f.as_dict(), "source": "discovered"} for f in found),
+        ],
+        "recency_days": params.signals.recency_days,
+    })
     io.write_csv(models / "close_rates.csv", table)
     metrics = {
         "average_close_rate": average,
@@ -83,6 +119,7 @@ def run(params: Params) -> dict[str, object]:
         "customers": int(features.loc[known, "closed"].sum()),
         "signals": int(len(table)),
         "signals_low_support": int(table["low_support"].sum()),
+        "shrinkage_prior_strength": table.attrs["prior_strength"],
     }
     io.write_json(models / "metrics" / "close_rates.json", metrics)
     log.info("close_rates: %d signals, average close rate %.2f %%", len(table), 100 * average)

@@ -93,25 +93,28 @@ def build_features(params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
         FROM window_events GROUP BY lead_id, activity
     """).df()
     activities = sorted(con.execute("SELECT DISTINCT activity FROM activities").df()["activity"])
-    peaks = []
-    for spec in params.signals.frequency:
+    frequency = params.signals.frequency
+    for spec in frequency.fixed:
         if spec.activity not in activities:
             raise LeadcalError(
-                f"params signals.frequency: activity '{spec.activity}' does not occur in the data; "
+                f"params signals.frequency.fixed: activity '{spec.activity}' does not occur in the data; "
                 f"known activities: {activities}"
             )
+    peaks = []
+    for window_days in sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)}):
         peak = con.execute(
             """
-            SELECT lead_id, MAX(n) AS peak FROM (
-                SELECT lead_id, COUNT(*) OVER (
-                    PARTITION BY lead_id ORDER BY occurred_at
+            SELECT lead_id, activity, MAX(n) AS peak FROM (
+                SELECT lead_id, activity, COUNT(*) OVER (
+                    PARTITION BY lead_id, activity ORDER BY occurred_at
                     RANGE BETWEEN INTERVAL (?) DAY PRECEDING AND CURRENT ROW) AS n
-                FROM window_events WHERE activity = ?)
-            GROUP BY lead_id
+                FROM window_events)
+            GROUP BY lead_id, activity
             """,
-            [spec.window_days, spec.activity],
+            [window_days],
         ).df()
-        peaks.append(peak.set_index("lead_id")["peak"].rename(peak_column(spec.activity, spec.window_days)))
+        wide = peak.pivot(index="lead_id", columns="activity", values="peak").reindex(columns=activities)
+        peaks.append(wide.rename(columns=lambda a, w=window_days: peak_column(a, w)))
     frame = con.execute("SELECT * FROM lead_frame ORDER BY lead_id").df()
     con.close()
 
@@ -121,9 +124,7 @@ def build_features(params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
     counts = counts.reindex(frame.index).fillna(0).astype("int32").add_prefix(COUNT_PREFIX)
     ages = ages.reindex(frame.index).astype("float64").add_prefix(AGE_PREFIX)
     blocks = [frame, counts, ages]
-    for peak in peaks:
-        if peak.name not in frame.columns:
-            blocks.append(peak.reindex(frame.index).fillna(0).astype("int32").to_frame())
+    blocks += [peak.reindex(frame.index).fillna(0).astype("int32") for peak in peaks]
     features = pd.concat(blocks, axis=1).reset_index()
     features["cohort"] = features["created_at"].dt.strftime("%Y-%m")
     features["closed"] = np.where(features["matured"], features["won_in_horizon"].astype(int), -1).astype("int8")

@@ -41,32 +41,32 @@ DAY = 86_400.0  # seconds
 
 @dataclass(frozen=True)
 class ActivityTruth:
-    coef: float  # effect on the log-odds when done at the cut-off (age 0)
+    coef: float  # effect on the log-odds when done at the cut-off (age 0); halves every HALF_LIFE_DAYS
     prevalence: float  # share of leads (of the parent's doers, for a chained activity) doing it
     extra_mean: float = 0.3  # occurrences beyond the first ~ Poisson(extra_mean)
     requires: str | None = None
 
 
 ACTIVITIES: dict[str, ActivityTruth] = {
-    "demo_request": ActivityTruth(2.0, 0.04, 0.1),
-    "contact_sales_form": ActivityTruth(1.6, 0.03, 0.1),
-    "pricing_page_visit": ActivityTruth(1.2, 0.12, 1.3),
-    "webinar_attendance": ActivityTruth(1.0, 0.35, 0.2, requires="webinar_registration"),
-    "case_study_download": ActivityTruth(0.85, 0.10, 0.4),
-    "form_submission": ActivityTruth(0.65, 0.30, 0.3),
-    "whitepaper_download": ActivityTruth(0.45, 0.25, 0.8),
-    "email_click": ActivityTruth(0.35, 0.35, 0.8, requires="email_open"),
-    "webinar_registration": ActivityTruth(0.5, 0.15, 0.2),
-    "social_comment": ActivityTruth(0.2, 0.10, 0.3),
-    "email_open": ActivityTruth(0.0, 0.60, 2.5),
-    "blog_read": ActivityTruth(0.0, 0.45, 1.5),
-    "social_like": ActivityTruth(0.0, 0.20, 0.8),
-    "newsletter_signup": ActivityTruth(0.0, 0.15, 0.0),
-    "careers_page_visit": ActivityTruth(-1.0, 0.06, 0.4),
-    "unsubscribe": ActivityTruth(-1.5, 0.08, 0.0),
+    "demo_request": ActivityTruth(3.2, 0.04, 0.1),
+    "contact_sales_form": ActivityTruth(2.56, 0.03, 0.1),
+    "pricing_page_visit": ActivityTruth(1.92, 0.12, 1.8),
+    "webinar_attendance": ActivityTruth(1.6, 0.35, 0.2, requires="webinar_registration"),
+    "case_study_download": ActivityTruth(1.36, 0.10, 0.4),
+    "form_submission": ActivityTruth(1.04, 0.30, 0.3),
+    "whitepaper_download": ActivityTruth(0.72, 0.25, 0.8),
+    "email_click": ActivityTruth(0.56, 0.35, 0.8, requires="email_open"),
+    "webinar_registration": ActivityTruth(0.8, 0.15, 0.2),
+    "social_comment": ActivityTruth(0.32, 0.10, 0.3),
+    "email_open": ActivityTruth(0, 0.60, 2.5),
+    "blog_read": ActivityTruth(0, 0.45, 1.5),
+    "social_like": ActivityTruth(0, 0.20, 0.8),
+    "newsletter_signup": ActivityTruth(0, 0.15, 0.0),
+    "careers_page_visit": ActivityTruth(-1.6, 0.06, 0.4),
+    "unsubscribe": ActivityTruth(-2.4, 0.08, 0.0),
 }
-HALF_LIFE_DAYS = 30.0
-FREQUENCY = {"activity": "pricing_page_visit", "min_count": 4, "window_days": 30, "coef": 0.7}
+HALF_LIFE_DAYS = 10.0
+FREQUENCY = {"activity": "pricing_page_visit", "min_count": 4, "window_days": 30, "coef": 0.9}
 
 SIZE_EDGES = [1, 11, 51, 201, 1001, 5001]
 SIZE_EFFECT = [-0.7, -0.2, 0.0, 0.4, 0.6, 0.3]

@@ -28,9 +28,9 @@ from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.features import AGE_PREFIX, COUNT_PREFIX
 from pipeline.params import Params
-from pipeline.signals import build_signals, time_split
+from pipeline.signals import SignalSet, build_signals, read_frequency_signals, time_split
 from pipeline.stats import calibration_table, classification_metrics
-from pipeline.weights import points_probability, read_weights, score_leads
+from pipeline.weights import points_probability, read_weights, score_features
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ def make_estimator(params: Params) -> HistGradientBoostingClassifier | LogisticR
 
 
 def evaluate(
-    features: pd.DataFrame, signal_matrix: pd.DataFrame, train_mask: pd.Series, valid_mask: pd.Series,
-    weights: pd.DataFrame, header: dict[str, float], params: Params,
+    features: pd.DataFrame, signals: SignalSet, train_mask: pd.Series, valid_mask: pd.Series,
+    weights: pd.DataFrame, header: dict, params: Params,
 ) -> dict[str, object]:
     """Fit on the training cohorts, score the held-out cohorts with model and points table."""
-    X = model_matrix(features, signal_matrix, params.train.model)
+    X = model_matrix(features, signals.matrix, params.train.model)
     y = features["closed"].to_numpy()
     y_train, y_valid = y[train_mask.to_numpy()], y[valid_mask.to_numpy()]
     for name, labels in (("training", y_train), ("validation", y_valid)):
@@ -79,7 +79,9 @@ def evaluate(
             )
     estimator = make_estimator(params).fit(X[train_mask.to_numpy()], y_train)
     model_probability = estimator.predict_proba(X[valid_mask.to_numpy()])[:, 1]
-    points = score_leads(signal_matrix[valid_mask.to_numpy()], weights)["total_points"].to_numpy()
+    valid = valid_mask.to_numpy()
+    points = score_features(features[valid], SignalSet(signals.matrix[valid], signals.catalog), weights, header)
+    points = points["total_points"].to_numpy()
     points_prob = points_probability(points, header)
     cohorts = features.loc[valid_mask, "cohort"]
     train_cohorts = features.loc[train_mask, "cohort"]
@@ -154,7 +156,7 @@ def predict(estimator: object, X: pd.DataFrame) -> np.ndarray:
 def run(params: Params) -> dict[str, object]:
     """features + weights -> models/model.skops, models/model.json, metrics and calibration data."""
     features = io.read_parquet(params.paths.features / "features.parquet")
-    signals = build_signals(features, params)
+    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     weights, header = read_weights(params.paths.models)
     train_mask, valid_mask = time_split(features, params.train.validation_months)
     if not valid_mask.any():
@@ -164,7 +166,7 @@ def run(params: Params) -> dict[str, object]:
         )
     log.info("train: %s model on %d leads, validating on %d later leads",
              params.train.model, int(train_mask.sum()), int(valid_mask.sum()))
-    result = evaluate(features, signals.matrix, train_mask, valid_mask, weights, header, params)
+    result = evaluate(features, signals, train_mask, valid_mask, weights, header, params)
     models = params.paths.models
     io.write_bytes(models / "model.skops", model_bytes(result["estimator"]))
     io.write_json(models / "model.json", {

@@ -71,6 +71,20 @@ class FrequencySignal(_Strict):
     window_days: int = Field(30, ge=1)
 
 
+class Frequency(_Strict):
+    """Frequency signals: 'N or more of an activity within W days'.
+
+    With `discover`, N is found from the data for every activity and window (the split
+    of the activity's doers whose close rates differ most, kept if its G-test p-value is
+    below `max_p_value`); `fixed` signals are always added as given.
+    """
+
+    windows_days: list[int] = [30]
+    discover: bool = True
+    max_p_value: float = Field(0.001, gt=0, lt=1)
+    fixed: list[FrequencySignal] = []
+
+
 class Signals(_Strict):
     fit_attributes: list[str] = [
         "company_size",
@@ -86,7 +100,9 @@ class Signals(_Strict):
         "company_size": [1, 11, 51, 201, 1001, 5001],
         "annual_revenue": [0, 1e6, 1e7, 5e7, 2.5e8, 1e9],
     }
-    frequency: list[FrequencySignal] = []
+    frequency: Frequency = Frequency()
+    # "engaged within the last N days before the cut-off" signals
+    recency_days: list[int] = [7]
     # Signals seen in fewer leads than this get no points and are flagged.
     min_support: int = Field(30, ge=1)
 
@@ -107,6 +123,13 @@ class Weights(_Strict):
     points_to_double_odds: float = Field(20.0, gt=0)
     # Inverse L2 strength of the logistic regression behind the points (scikit-learn's C).
     regularization_c: float = Field(1.0, gt=0)
+    # Engagement points lose half their weight every half_life_days after the activity.
+    decay: bool = True
+    half_life_days: float | None = Field(None, gt=0)  # None: estimated from the data
+    # Most points a group may add: keys 'fit', 'engagement' or an activity / attribute name.
+    caps: dict[str, float] = {}
+    # Refits on resampled training leads, to report how much each signal's points could move.
+    bootstrap_samples: int = Field(30, ge=0)
 
 
 class HGBParams(_Strict):

@@ -32,11 +32,12 @@ def run(params: Params) -> dict[str, object]:
     close_rates = pd.read_csv(models / "close_rates.csv")
     rates = io.read_json(models / "metrics" / "close_rates.json")
     train = io.read_json(models / "metrics" / "train.json")
+    weights = io.read_json(models / "metrics" / "weights.json")
     thresholds = io.read_json(models / "thresholds.json")
     metrics = {
         "close_rates": rates,
         "model": train["model"],
-        "points_table": train["points_table"],
+        "points_table": {**train["points_table"], **weights},
         "validation": train["validation"],
         "thresholds": {"threshold": thresholds["threshold"], **{f"validation_{k}": v for k, v in thresholds["validation"].items()}},
     }

@@ -9,12 +9,14 @@ model all speak of the same signals with the same names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.features import COUNT_PREFIX, peak_column
-from pipeline.params import Params
+from pipeline import io
+from pipeline.features import AGE_PREFIX, COUNT_PREFIX, peak_column
+from pipeline.params import FrequencySignal, Params
 
 UNKNOWN = "unknown"
 
@@ -85,8 +87,26 @@ def activities_in(features: pd.DataFrame) -> list[str]:
     return [c[len(COUNT_PREFIX):] for c in features.columns if c.startswith(COUNT_PREFIX)]
 
 
-def build_signals(features: pd.DataFrame, params: Params) -> SignalSet:
+def frequency_name(spec: FrequencySignal) -> str:
+    return f"{spec.activity} {spec.min_count}+ in {spec.window_days} days"
+
+
+def recency_name(days: int) -> str:
+    return f"any activity in the last {days} days"
+
+
+def read_frequency_signals(models: Path) -> list[FrequencySignal]:
+    """The frequency signals chosen by the close_rates stage (models/signals.json)."""
+    payload = io.read_json(models / "signals.json")
+    return [FrequencySignal(activity=f["activity"], min_count=f["min_count"], window_days=f["window_days"])
+            for f in payload["frequency"]]
+
+
+def build_signals(features: pd.DataFrame, params: Params, frequency: list[FrequencySignal] | None = None) -> SignalSet:
     """The 0/1 matrix of every signal, with a catalog that names and groups them.
+
+    `frequency`: the frequency signals to build (from `read_frequency_signals`); None
+    builds only the fixed ones from params (before discovery has run).
 
     catalog columns: signal (display name, unique), kind (fit / engagement: which of the
     two scores it feeds, as in the CRMs), type (activity / frequency / fit), attribute, value.
@@ -96,13 +116,19 @@ def build_signals(features: pd.DataFrame, params: Params) -> SignalSet:
     for activity in activities_in(features):
         columns[activity] = (features[COUNT_PREFIX + activity].to_numpy() > 0)
         rows.append({"signal": activity, "kind": "engagement", "type": "activity", "attribute": activity, "value": "yes"})
-    for spec in params.signals.frequency:
-        name = f"{spec.activity} {spec.min_count}+ in {spec.window_days} days"
+    for spec in params.signals.frequency.fixed if frequency is None else frequency:
+        name = frequency_name(spec)
         columns[name] = features[peak_column(spec.activity, spec.window_days)].to_numpy() >= spec.min_count
         rows.append({
             "signal": name, "kind": "engagement", "type": "frequency", "attribute": spec.activity,
             "value": f">= {spec.min_count} in {spec.window_days} days",
         })
+    ages = features[[AGE_PREFIX + a for a in activities_in(features)]].to_numpy(dtype=float)
+    latest = np.min(np.where(np.isnan(ages), np.inf, ages), axis=1, initial=np.inf)
+    for days in params.signals.recency_days:
+        name = recency_name(days)
+        columns[name] = latest <= days
+        rows.append({"signal": name, "kind": "engagement", "type": "recency", "attribute": "recency", "value": f"<= {days} days"})
     values = fit_values(features, params)
     for attribute in params.signals.fit_attributes:
         for value in _category_order(attribute, values[attribute], params):
@@ -131,3 +157,18 @@ def time_split(features: pd.DataFrame, months: int) -> tuple[pd.Series, pd.Serie
     known = labelled(features)
     held_out = features["cohort"].isin(validation_cohorts(features, months))
     return known & ~held_out, known & held_out
+
+
+def decay_matrix(signals: SignalSet, features: pd.DataFrame, half_life_days: float | None) -> SignalSet:
+    """Activity signals weighted by 2^(-age / half-life): 1 if done at the cut-off, 0.5 one half-life earlier.
+
+    Only `activity` signals decay (their age is that of the lead's latest such event);
+    fit, frequency and recency signals keep their 0/1 value. None: no decay.
+    """
+    if half_life_days is None:
+        return signals
+    matrix = signals.matrix.astype(float)
+    for name in signals.catalog.loc[signals.catalog["type"] == "activity", "signal"]:
+        age = features[AGE_PREFIX + name].to_numpy(dtype=float)
+        matrix[name] = np.where(np.isnan(age), 0.0, matrix[name].to_numpy() * np.exp2(-np.nan_to_num(age) / half_life_days))
+    return SignalSet(matrix=matrix, catalog=signals.catalog)

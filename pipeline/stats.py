@@ -100,3 +100,48 @@ def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) ->
             "observed": float(y[chunk].mean()),
         })
     return rows
+
+
+def beta_binomial_strength(customers: np.ndarray, leads: np.ndarray, average: float) -> float:
+    """Empirical-Bayes prior strength m for shrinking close rates towards the average.
+
+    Each signal's true close rate is taken to come from a Beta prior with mean the
+    average close rate p and strength m (alpha = m p, beta = m (1 - p)); m is the value
+    that makes the observed (customers, leads) of all signals most likely under the
+    beta-binomial model:
+
+        m = argmax  sum_i [ ln B(k_i + m p, n_i - k_i + m (1 - p)) - ln B(m p, m (1 - p)) ]
+
+    A large m means signals differ little from the average (strong shrinkage); a small
+    m means their differences are real (weak shrinkage). Bounded to [1, 1e6] leads.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import betaln
+
+    k = np.asarray(customers, dtype=float)
+    n = np.asarray(leads, dtype=float)
+    keep = n > 0
+    k, n = k[keep], n[keep]
+    if not 0 < average < 1 or len(n) < 2:
+        return float("inf")
+
+    def negative_log_likelihood(log_m: float) -> float:
+        m = np.exp(log_m)
+        a, b = m * average, m * (1 - average)
+        return -float(np.sum(betaln(k + a, n - k + b) - betaln(a, b)))
+
+    best = minimize_scalar(negative_log_likelihood, bounds=(0.0, np.log(1e6)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(best.x))
+
+
+def shrink_close_rate(customers: np.ndarray, leads: np.ndarray, average: float, strength: float) -> np.ndarray:
+    """Posterior mean close rate: (k + m p) / (n + m).
+
+    A signal seen in 2 leads moves almost all the way to the average; one seen in
+    10,000 leads keeps its own rate. With m = inf every signal is the average.
+    """
+    k = np.asarray(customers, dtype=float)
+    n = np.asarray(leads, dtype=float)
+    if not np.isfinite(strength):
+        return np.full(k.shape, average)
+    return (k + strength * average) / (n + strength)

@@ -16,8 +16,8 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.params import Params
-from pipeline.signals import build_signals, time_split
-from pipeline.weights import read_weights, score_leads
+from pipeline.signals import build_signals, read_frequency_signals, time_split
+from pipeline.weights import read_weights, score_features
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ def summarise(total_points: np.ndarray, closed: np.ndarray, threshold: int | Non
 def run(params: Params) -> dict[str, object]:
     """features + weights -> models/thresholds.json and the threshold curve for `dvc plots`."""
     features = io.read_parquet(params.paths.features / "features.parquet")
-    signals = build_signals(features, params)
-    weights, _ = read_weights(params.paths.models)
-    scores = score_leads(signals.matrix, weights)
+    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    weights, header = read_weights(params.paths.models)
+    scores = score_features(features, signals, weights, header)
     train_mask, valid_mask = time_split(features, params.train.validation_months)
     closed = features["closed"].to_numpy()
     t = params.thresholds

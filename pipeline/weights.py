@@ -26,57 +26,97 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
 from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import SignalSet, build_signals, time_split
+from pipeline.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals, time_split
 
 log = logging.getLogger(__name__)
 
 STATUS_SCORED = "scored"
 STATUS_LOW_SUPPORT = "below minimum support: no points"
 STATUS_CONSTANT = "same for every lead: no points"
+STATUS_DECAY = "recency is already in the decay: no points"
 
-COLUMNS = [
-    "signal", "kind", "type", "attribute", "value", "points", "coefficient", "status",
-    "leads", "customers", "close_rate", "ci_low", "ci_high", "lift",
-]
+def usable_signals(
+    signals: SignalSet, evidence: pd.DataFrame, decayed: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(usable, low_support, constant, covered_by_decay) masks over the signal columns.
 
-
-def fit_points(
-    signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float, seed: int
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Fit the scorecard on the given leads; returns (table, header with base_log_odds).
-
-    `evidence` is the close-rate table (pipeline.close_rates), joined on `signal`.
+    With decay, an activity's points already fade with its age, so a recency signal
+    ("any activity in the last 7 days") would count recency twice: it stays evidence
+    in close_rates.csv and gets no points.
     """
-    closed = np.asarray(closed, dtype=int)
+    present = (signals.matrix.to_numpy() > 0).sum(axis=0)
+    low_support = evidence.set_index("signal").loc[signals.matrix.columns, "low_support"].to_numpy(dtype=bool)
+    constant = (present == 0) | (present == len(signals.matrix))
+    covered = (signals.catalog["type"] == "recency").to_numpy() & decayed
+    return ~low_support & ~constant & ~covered, low_support, constant, covered
+
+
+def _check_outcomes(closed: np.ndarray) -> None:
     if closed.sum() == 0 or closed.sum() == len(closed):
         raise LeadcalError(
             f"cannot fit points: the training leads are all {'lost' if closed.sum() == 0 else 'won'} "
             f"({len(closed)} leads, {int(closed.sum())} customers); points need both outcomes"
         )
-    matrix = signals.matrix
-    present = matrix.to_numpy().sum(axis=0)
-    support = evidence.set_index("signal").loc[matrix.columns, "low_support"].to_numpy()
-    constant = (present == 0) | (present == len(matrix))
-    usable = ~support & ~constant
-    if not usable.any():
-        raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
-    X = matrix.loc[:, usable].to_numpy(dtype=float)
+
+
+def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int) -> tuple[np.ndarray, float, float]:
+    """(coefficients, intercept, log-likelihood on the fitted leads) of the L2 logistic regression."""
     model = LogisticRegression(C=c, l1_ratio=0, solver="lbfgs", max_iter=5000, random_state=seed)
     model.fit(X, closed)
-    coefficient = pd.Series(0.0, index=matrix.columns)
-    coefficient[matrix.columns[usable]] = model.coef_[0]
-    intercept = float(model.intercept_[0])
+    p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
+    log_likelihood = float(np.sum(closed * np.log(p) + (1 - closed) * np.log(1 - p)))
+    return model.coef_[0], float(model.intercept_[0]), log_likelihood
 
-    # Centre each fit attribute on its average lead: predictions are unchanged,
-    # the intercept absorbs the shift, and 0 fit points reads "average fit".
+
+def estimate_half_life(
+    signals: SignalSet, features: pd.DataFrame, closed: np.ndarray, usable: np.ndarray, c: float, seed: int,
+    bounds: tuple[float, float] = (1.0, 365.0), grid_points: int = 13,
+) -> tuple[float, tuple[float, float], list[dict[str, float]]]:
+    """The half-life (days) under which the decayed signals explain the outcomes best.
+
+    Profile likelihood: for each candidate half-life h the activity signals become
+    2^(-age/h), the joint logistic regression is refitted, and the h maximising the
+    log-likelihood of the outcomes wins (a log-spaced grid, then a bounded search
+    around its best point). The 95 % interval holds every h whose log-likelihood is
+    within chi2(1, 0.95) / 2 = 1.92 of the maximum (read off the evaluated points).
+    Returns (h, (low, high), profile).
+    """
+    evaluated: dict[float, float] = {}
+
+    def log_likelihood(h: float) -> float:
+        if h not in evaluated:
+            X = decay_matrix(signals, features, h).matrix.loc[:, usable].to_numpy(dtype=float)
+            evaluated[h] = fit_logistic(X, closed, c, seed)[2]
+        return evaluated[h]
+
+    grid = np.exp(np.linspace(np.log(bounds[0]), np.log(bounds[1]), grid_points))
+    values = [log_likelihood(float(h)) for h in grid]
+    best_index = int(np.argmax(values))
+    low, high = grid[max(best_index - 1, 0)], grid[min(best_index + 1, len(grid) - 1)]
+    best = minimize_scalar(lambda log_h: -log_likelihood(float(np.exp(log_h))), bounds=(np.log(low), np.log(high)),
+                           method="bounded", options={"xatol": 0.005})
+    h_best = float(np.exp(best.x))
+    top = max(evaluated.values())
+    inside = sorted(h for h, ll in evaluated.items() if ll >= top - 1.92)
+    profile = [{"half_life_days": h, "log_likelihood": ll} for h, ll in sorted(evaluated.items())]
+    return h_best, (inside[0], inside[-1]), profile
+
+
+def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet, usable: np.ndarray) -> tuple[pd.Series, float]:
+    """Centre each fit attribute on its average lead: predictions are unchanged, the
+    intercept absorbs the shift, and 0 fit points reads "average fit"."""
+    coefficient = coefficient.copy()
+    matrix = signals.matrix
     catalog = signals.catalog.set_index("signal")
     prevalence = matrix.mean(axis=0)
-    for attribute, group in catalog[catalog["type"] == "fit"].groupby("attribute", sort=False):
+    for _, group in catalog[catalog["type"] == "fit"].groupby("attribute", sort=False):
         names = [s for s in group.index if usable[matrix.columns.get_loc(s)]]
         if not names:
             continue
@@ -84,32 +124,91 @@ def fit_points(
         mean = float((coefficient[names] * share).sum() / share.sum())
         coefficient[names] -= mean
         intercept += mean * float(share.sum())
+    return coefficient, intercept
+
+
+def fit_points(
+    signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float, seed: int,
+    decayed: bool = False,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Fit the scorecard on the given leads; returns (table, header with base_log_odds).
+
+    `signals` may hold decayed activity values (pipeline.signals.decay_matrix, then
+    `decayed`): the points are then those of an activity done at the cut-off. `evidence` is the
+    close-rate table (pipeline.close_rates), joined on `signal`.
+    """
+    closed = np.asarray(closed, dtype=int)
+    _check_outcomes(closed)
+    usable, low_support, constant, covered = usable_signals(signals, evidence, decayed)
+    if not usable.any():
+        raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
+    columns = signals.matrix.columns
+    coef, intercept, _ = fit_logistic(signals.matrix.loc[:, usable].to_numpy(dtype=float), closed, c, seed)
+    coefficient = pd.Series(0.0, index=columns)
+    coefficient[columns[usable]] = coef
+    coefficient, intercept = _centred(coefficient, intercept, signals, usable)
 
     scale = points_to_double_odds / math.log(2)
     table = signals.catalog.copy()
     table["coefficient"] = coefficient.to_numpy()
     table["points"] = np.where(usable, np.round(coefficient.to_numpy() * scale), 0).astype(int)
-    table["status"] = np.select([constant, support], [STATUS_CONSTANT, STATUS_LOW_SUPPORT], STATUS_SCORED)
-    evidence_columns = ["signal", "leads", "customers", "close_rate", "ci_low", "ci_high", "lift"]
+    table["status"] = np.select([constant, low_support, covered], [STATUS_CONSTANT, STATUS_LOW_SUPPORT, STATUS_DECAY],
+                                STATUS_SCORED)
+    evidence_columns = ["signal", "leads", "customers", "close_rate", "ci_low", "ci_high", "lift", "shrunk_lift"]
     table = table.merge(evidence[evidence_columns], on="signal", how="left")
     header = {"points_to_double_odds": points_to_double_odds, "base_log_odds": intercept}
-    return table[COLUMNS], header
+    return table, header
 
 
-def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
+def bootstrap_points(
+    signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float,
+    seed: int, samples: int, decayed: bool = False,
+) -> pd.DataFrame:
+    """Points refitted on `samples` resamples (with replacement) of the leads: one column per resample."""
+    rng = np.random.default_rng(seed)
+    closed = np.asarray(closed, dtype=int)
+    runs = {}
+    for index in range(samples):
+        rows = rng.integers(0, len(closed), size=len(closed))
+        resampled = SignalSet(signals.matrix.iloc[rows].reset_index(drop=True), signals.catalog)
+        if closed[rows].sum() in (0, len(rows)):
+            continue
+        table, _ = fit_points(resampled, closed[rows], evidence, points_to_double_odds, c, seed, decayed)
+        runs[f"sample_{index}"] = table.set_index("signal")["points"]
+    return pd.DataFrame(runs, index=signals.matrix.columns)
+
+
+def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, float] | None = None) -> pd.DataFrame:
     """fit_points, engagement_points and total_points per lead from a points table.
 
-    A signal of the table that the leads do not have as a column counts as absent.
+    `matrix` holds 0/1 signals, or decayed values for activities (decay_matrix). A cap
+    limits what a group can add: keys are an attribute (an activity with its frequency
+    signals, a fit attribute) or 'fit' / 'engagement'. Each score is rounded to whole
+    points. A signal of the table that the leads do not have as a column counts as absent.
     """
-    points = weights.set_index("signal")["points"]
-    aligned = matrix.reindex(columns=points.index, fill_value=0).to_numpy(dtype=np.int64)
-    is_fit = (weights.set_index("signal")["kind"] == "fit").to_numpy()
-    values = points.to_numpy(dtype=np.int64)
-    fit = aligned[:, is_fit] @ values[is_fit]
-    engagement = aligned[:, ~is_fit] @ values[~is_fit]
-    return pd.DataFrame(
-        {"fit_points": fit, "engagement_points": engagement, "total_points": fit + engagement}, index=matrix.index
-    )
+    table = weights.set_index("signal")
+    values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float) * table["points"].to_numpy(dtype=float)
+    contributions = pd.DataFrame(values, columns=table.index, index=matrix.index)
+    caps = caps or {}
+    scores = {}
+    for kind in ("fit", "engagement"):
+        in_kind = table["kind"] == kind
+        grouped = contributions.loc[:, in_kind.to_numpy()].T.groupby(table.loc[in_kind, "attribute"]).sum().T
+        for attribute, cap in caps.items():
+            if attribute in grouped.columns:
+                grouped[attribute] = grouped[attribute].clip(upper=cap)
+        total = grouped.sum(axis=1).to_numpy() if len(grouped.columns) else np.zeros(len(matrix))
+        if kind in caps:
+            total = np.minimum(total, caps[kind])
+        scores[f"{kind}_points"] = np.round(total).astype(np.int64)
+    scores["total_points"] = scores["fit_points"] + scores["engagement_points"]
+    return pd.DataFrame(scores, index=matrix.index)
+
+
+def score_features(features: pd.DataFrame, signals: SignalSet, weights: pd.DataFrame, header: dict) -> pd.DataFrame:
+    """Score leads with a published table: its decay and caps included (header from weights.json)."""
+    decayed = decay_matrix(signals, features, header.get("half_life_days"))
+    return score_leads(decayed.matrix, weights, header.get("caps"))
 
 
 def points_probability(total_points: np.ndarray, header: dict[str, float]) -> np.ndarray:
@@ -118,35 +217,93 @@ def points_probability(total_points: np.ndarray, header: dict[str, float]) -> np
     return 1.0 / (1.0 + np.exp(-log_odds))
 
 
+def half_life(
+    params: Params, signals: SignalSet, features: pd.DataFrame, closed: np.ndarray, evidence: pd.DataFrame
+) -> dict[str, object]:
+    """The half-life to use: days (None: no decay), where it came from, its interval and profile."""
+    w = params.weights
+    if not w.decay:
+        return {"days": None, "source": "decay off (params weights.decay)"}
+    if w.half_life_days is not None:
+        return {"days": w.half_life_days, "source": "params weights.half_life_days"}
+    usable = usable_signals(signals, evidence)[0]
+    days, interval, profile = estimate_half_life(signals, features, closed, usable, w.regularization_c, params.seed)
+    return {"days": days, "source": "estimated from the training cohorts (profile likelihood)",
+            "interval_95": list(interval), "profile": profile}
+
+
+def rank_stability(scores: np.ndarray, bootstrap_scores: list[np.ndarray]) -> dict[str, float | None]:
+    """How the published ranking of leads agrees with the bootstrap tables' rankings (Spearman)."""
+    rhos = [spearmanr(scores, other).statistic for other in bootstrap_scores if np.std(other) > 0]
+    if not rhos or np.std(scores) == 0:
+        return {"median": None, "min": None}
+    return {"median": float(np.median(rhos)), "min": float(np.min(rhos))}
+
+
 def run(params: Params) -> dict[str, object]:
     """features + close rates -> models/weights.csv and models/weights.json (fit on training cohorts)."""
     features = io.read_parquet(params.paths.features / "features.parquet")
     evidence = pd.read_csv(params.paths.models / "close_rates.csv")
-    signals = build_signals(features, params)
-    train_mask, _ = time_split(features, params.train.validation_months)
+    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    train_mask, valid_mask = time_split(features, params.train.validation_months)
     rows = train_mask.to_numpy()
     w = params.weights
-    table, header = fit_points(
-        SignalSet(signals.matrix[rows], signals.catalog), features.loc[rows, "closed"].to_numpy(),
-        evidence, w.points_to_double_odds, w.regularization_c, params.seed,
-    )
+    train_signals = SignalSet(signals.matrix[rows], signals.catalog)
+    train_features, closed = features[rows], features.loc[rows, "closed"].to_numpy()
+    _check_outcomes(closed)
+    decay = half_life(params, train_signals, train_features, closed, evidence)
+    half_life_days = decay["days"]
+    log.info("weights: half-life %s (%s)", f"{half_life_days:.1f} days" if half_life_days else "none", decay["source"])
+    decayed = decay_matrix(train_signals, train_features, half_life_days)
+    table, header = fit_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
+                               half_life_days is not None)
+    header.update({"half_life_days": half_life_days, "caps": dict(w.caps)})
+
+    valid_features = features[valid_mask.to_numpy()]
+    valid_signals = SignalSet(signals.matrix[valid_mask.to_numpy()], signals.catalog)
+    stability: dict[str, object] = {"samples": w.bootstrap_samples}
+    if w.bootstrap_samples:
+        log.info("weights: %d bootstrap refits for the spread of the points", w.bootstrap_samples)
+        runs = bootstrap_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
+                                w.bootstrap_samples, half_life_days is not None)
+        table["points_p05"] = runs.quantile(0.05, axis=1).round(1).to_numpy()
+        table["points_p95"] = runs.quantile(0.95, axis=1).round(1).to_numpy()
+        table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
+        if len(valid_features):
+            published = score_features(valid_features, valid_signals, table, header)["total_points"].to_numpy()
+            others = [score_features(valid_features, valid_signals, table.assign(points=runs[col].to_numpy()), header)
+                      ["total_points"].to_numpy() for col in runs.columns]
+            stability["rank_spearman"] = rank_stability(published, others)
     cohorts = features.loc[train_mask, "cohort"]
     header = {
         **header,
         "formula": "P(close) = 1 / (1 + exp(-(base_log_odds + total_points * ln(2) / points_to_double_odds)))",
+        "decay": (
+            f"an activity's points are multiplied by 2^(-age_days / {half_life_days:.1f}), age counted from the activity"
+            if half_life_days else "none"
+        ),
+        "half_life_source": decay["source"],
+        "half_life_interval_95": decay.get("interval_95"),
+        "half_life_profile": decay.get("profile", []),
+        "bootstrap": stability,
         "fitted_on": {"from": cohorts.min(), "to": cohorts.max(), "leads": int(rows.sum())},
     }
     models = params.paths.models
     io.write_csv(models / "weights.csv", table)
     io.write_json(models / "weights.json", {**header, "signals": table.to_dict(orient="records")})
+    io.write_json(models / "metrics" / "weights.json", {
+        "half_life_days": half_life_days, "half_life_interval_95": decay.get("interval_95"),
+        "signals_with_points": int((table["points"] != 0).sum()),
+        "bootstrap_rank_spearman": stability.get("rank_spearman"),
+    })
     log.info("weights: %d signals scored, %d without points", int((table["status"] == STATUS_SCORED).sum()),
              int((table["status"] != STATUS_SCORED).sum()))
     return header
 
 
-def read_weights(models: Path) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The published points table and its header (base log-odds, PDO)."""
+def read_weights(models: Path) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The published points table and its header (base log-odds, PDO, half-life, caps)."""
     payload = io.read_json(models / "weights.json")
     table = pd.DataFrame(payload["signals"])
-    header = {k: payload[k] for k in ("points_to_double_odds", "base_log_odds")}
+    header = {k: payload.get(k) for k in ("points_to_double_odds", "base_log_odds", "half_life_days", "caps")}
     return table, header

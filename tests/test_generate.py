@@ -54,7 +54,6 @@ def test_attendance_and_clicks_follow_their_parent_activity(sample: dict) -> Non
         has_child = first[child].notna()
         assert first.loc[has_child, parent].notna().all(), child
         assert (first.loc[has_child, child] >= first.loc[has_child, parent]).all(), child
-    assert np.isclose(sample["truth"]["activities"]["webinar_attendance"]["coef"], 1.0)
 
 
 def test_truth_is_a_function_of_the_exported_in_window_events(sample: dict) -> None:
@@ -80,7 +79,8 @@ def test_truth_is_a_function_of_the_exported_in_window_events(sample: dict) -> N
                 < pd.Timestamp(sample["truth"]["export_date"])).to_numpy()
     assert complete.mean() > 0.95
     expected = sample["truth_probabilities"]["p_close"].to_numpy()
-    np.testing.assert_allclose(rebuilt[complete], expected[complete], rtol=1e-6)
+    # Exported times are rounded to whole seconds: the decay weights move by < 1e-5 relative.
+    np.testing.assert_allclose(rebuilt[complete], expected[complete], rtol=1e-5)
 
 
 def test_generate_never_writes_into_the_users_export(tmp_path) -> None:

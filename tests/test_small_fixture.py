@@ -63,7 +63,7 @@ def small(tmp_path: Path) -> Params:
     params = params_in(
         tmp_path,
         outcome={"horizon_days": 90, "observation_days": 30, "as_of": "2024-12-31"},
-        signals={"fit_attributes": ["industry"], "frequency": [], "min_support": 1},
+        signals={"fit_attributes": ["industry"], "frequency": {"discover": False}, "min_support": 1},
     )
     write_fixture(params.paths.raw)
     extract(params)
