@@ -12,6 +12,10 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 from pipeline.errors import LeadcalError
 from pipeline.params import Params, load_params
@@ -87,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in STAGES.items():
         sub.add_parser(name, help=help_text)
     sub.add_parser("run", help="every stage in order, without DVC (prefer `dvc repro`)")
+    scorer = sub.add_parser("score", help="score new leads with the published model and points table")
+    scorer.add_argument("input", type=Path, help="folder with leads and activities (and optionally stages), CSV or Parquet")
+    scorer.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
+    scorer.add_argument("--as-of", type=date.fromisoformat, default=None,
+                        help="score as of this date (default: the latest timestamp in the input)")
+    scorer.add_argument("--batch-size", type=int, default=50_000, help="leads per batch (default 50000)")
+    scorer.add_argument("--models", type=Path, default=None, help="published artifacts (default: params paths.models)")
     return parser
 
 
@@ -99,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     names = list(STAGES) if args.stage == "run" else [args.stage]
     try:
         params = load_params(args.params)
+        threadpool_limits(params.threads)  # for the whole process: every fit and prediction
+        if args.stage == "score":
+            from pipeline.score import score
+
+            score(args.input, args.out, params, args.as_of, args.batch_size, args.models)
+            return 0
         for name in names:
             started = time.perf_counter()
             STAGES[name][0](params)

@@ -2,7 +2,8 @@
 
 Leakage rules, applied here once for every later stage:
 - cut-off = created_at + observation_days, or the lead's first outcome stage
-  (customer / lost) if that comes earlier: nothing after the outcome is seen;
+  (customer / lost) or the export date if that comes earlier: nothing after the
+  outcome is seen, and a lead younger than its window is seen as it is now;
 - only events strictly before the cut-off count;
 - a lead is labelled (closed or not) only once it is *matured*: created at least
   horizon_days before the export date. A younger lead that has not closed yet
@@ -42,7 +43,8 @@ def _lead_frame_sql(observation_days: int, horizon_days: int, as_of: str) -> str
     return f"""
         SELECT l.*,
                LEAST(l.created_at + INTERVAL {observation_days} DAY,
-                     COALESCE(o.first_outcome_at, TIMESTAMP '9999-12-31')) AS cutoff_at,
+                     COALESCE(o.first_outcome_at, TIMESTAMP '9999-12-31'),
+                     TIMESTAMP '{as_of}') AS cutoff_at,
                o.first_outcome_at < l.created_at + INTERVAL {observation_days} DAY AS window_truncated,
                c.customer_at,
                l.created_at + INTERVAL {horizon_days} DAY <= TIMESTAMP '{as_of}' AS matured,
@@ -75,8 +77,11 @@ def export_date(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
     return pd.Timestamp(value)
 
 
-def build_features(params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
-    """One row per lead: fit attributes, activity counts/ages/peaks, cohort, label."""
+def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.DataFrame, dict[str, object]]:
+    """One row per lead: fit attributes, activity counts/ages/peaks, cohort, label.
+
+    `require_outcomes=False` is for scoring new leads, whose outcomes are not known yet.
+    """
     o = params.outcome
     con = _connect(params.paths.extracted)
     as_of = pd.Timestamp(o.as_of) if o.as_of else export_date(con)
@@ -142,7 +147,7 @@ def build_features(params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
         "events_in_windows": int(counts.to_numpy().sum()),
         "activities": activities,
     }
-    if not labelled.any():
+    if require_outcomes and not labelled.any():
         raise LeadcalError(
             f"{params.paths.extracted}: no lead is older than horizon_days={o.horizon_days} at the export date "
             f"{as_of.date()}, so no outcome is known yet; lower outcome.horizon_days or add older leads"

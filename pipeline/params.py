@@ -141,9 +141,17 @@ class HGBParams(_Strict):
 
 
 class Train(_Strict):
-    model: Literal["hgb", "logistic"] = "hgb"
+    model: Literal["hgb", "logistic"] = "logistic"
     # The latest months of matured leads are held out: the model is judged on the future.
     validation_months: int = Field(4, ge=1)
+    # Rolling origin: the model is also judged on the `folds - 1` blocks before that one,
+    # each time trained only on what came before the block.
+    folds: int = Field(3, ge=1)
+    # The latest training months calibrate the probabilities (the base model does not see them).
+    calibration_months: int = Field(3, ge=1)
+    # Like Einstein's minimums: fewer customers or leads in training and no model is published.
+    min_customers: int = Field(100, ge=1)
+    min_leads: int = Field(1000, ge=1)
     hgb: HGBParams = HGBParams()
     logistic_c: float = Field(1.0, gt=0)
 
@@ -157,6 +165,9 @@ class Thresholds(_Strict):
 
 class Params(_Strict):
     seed: int = 20261123
+    # Threads for model fitting (OpenMP / BLAS). On a shared 2-core machine one thread is both
+    # faster and steadier: two threads spin-wait whenever another process holds a core.
+    threads: int = Field(1, ge=1)
     paths: Paths = Paths()
     generate: Generate = Generate()
     outcome: Outcome = Outcome()

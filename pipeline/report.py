@@ -36,8 +36,11 @@ def run(params: Params) -> dict[str, object]:
     thresholds = io.read_json(models / "thresholds.json")
     metrics = {
         "close_rates": rates,
-        "model": train["model"],
-        "points_table": {**train["points_table"], **weights},
+        "model": {"type": train["model"]["type"], "calibration": train["model"]["calibration"],
+                  **train["model"]["mean"], **{f"{k}_sd": v for k, v in train["model"]["sd"].items()}},
+        "points_table": {**train["points_table"]["mean"], **{f"{k}_sd": v for k, v in train["points_table"]["sd"].items()},
+                         **weights},
+        "folds": len(train["model"]["folds"]),
         "validation": train["validation"],
         "thresholds": {"threshold": thresholds["threshold"], **{f"validation_{k}": v for k, v in thresholds["validation"].items()}},
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import norm
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 
 def wilson_interval(customers: np.ndarray, leads: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +62,18 @@ def top_fraction_lift(y: np.ndarray, score: np.ndarray, fraction: float = 0.1) -
     return float(lift), float(capture)
 
 
+def expected_calibration_error(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
+    """ECE: the lead-weighted average gap |mean predicted - observed rate| over equal-count bins.
+
+    0.01 means predictions are off by one percentage point on average: "20 %" means 19-21 %.
+    """
+    rows = calibration_table(y, probability, bins)
+    total = sum(row["leads"] for row in rows)
+    return float(sum(row["leads"] * abs(row["predicted"] - row["observed"]) for row in rows) / total) if total else float("nan")
+
+
 def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.ndarray | None = None) -> dict[str, float]:
-    """AUC, Brier score, log loss and top-decile lift/capture for one scorer on one period.
+    """AUC, PR-AUC, Brier, log loss, ECE and top-decile lift/capture for one scorer on one period.
 
     `score` ranks the leads (defaults to the probability); Brier and log loss judge the
     probabilities themselves, so they also show whether "20 %" means 20 %.
@@ -75,6 +85,8 @@ def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.nda
     lift, capture = top_fraction_lift(y, score, 0.1)
     return {
         "auc": float(roc_auc_score(y, score)) if both_classes else float("nan"),
+        "pr_auc": float(average_precision_score(y, score)) if both_classes else float("nan"),
+        "ece": expected_calibration_error(y, probability),
         "brier": float(brier_score_loss(y, probability)),
         "log_loss": float(log_loss(y, probability, labels=[0, 1])),
         "top_decile_lift": lift,

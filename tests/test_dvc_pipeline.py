@@ -56,6 +56,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
     _set_param(root, "generate", "n_leads", 3000)
+    _set_param(root, "train", "min_customers", 30)  # a small sample: the defaults (100) would refuse it
+    _set_param(root, "weights", "bootstrap_samples", 5)
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=root, check=True)

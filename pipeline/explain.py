@@ -1,0 +1,100 @@
+"""Why this lead has this score: the signals that raised or lowered its odds, and by how much.
+
+CRMs show "top predictive factors" without saying how they are computed. leadcal uses
+occlusion, which works the same for any model: a signal's effect on one lead is the
+change in the model's log-odds when that signal is taken away from the lead,
+
+    effect(lead, signal) = logit P(lead) - logit P(lead without the signal)
+
+"Without" means: for an activity, never done (its count, recency and flag reset); for a
+frequency or recency signal, not met; for a fit value, replaced by the attribute's most
+common value (so "industry = software" reads "compared with a lead from the most common
+industry"). The effect is reported as an odds ratio: x2.0 doubles the odds of closing.
+Effects are not additive for a non-linear model; each is "all else as it is".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from pipeline.features import AGE_PREFIX, COUNT_PREFIX
+
+EPS = 1e-9
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, str]:
+    """For each fit attribute, the signal of its most common value in X (the comparison lead)."""
+    fit = catalog[catalog["type"] == "fit"]
+    return {attribute: X[list(group["signal"])].sum().idxmax() for attribute, group in fit.groupby("attribute")}
+
+
+def _occlude(rows: pd.DataFrame, signal: str, signal_type: str, attribute: str, reference: dict[str, str]) -> pd.DataFrame:
+    rows = rows.copy()
+    rows[signal] = 0.0
+    if signal_type == "activity":
+        for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, np.nan)):
+            if column in rows.columns:
+                rows[column] = value
+    elif signal_type == "fit":
+        rows[reference[attribute]] = 1.0
+    return rows
+
+
+def effects(
+    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, catalog: pd.DataFrame, reference: dict[str, str]
+) -> pd.DataFrame:
+    """Leads x signals: change in log-odds due to each signal the lead has (NaN where it has not)."""
+    base = logit(predict(X))
+    out = pd.DataFrame(np.nan, index=X.index, columns=list(catalog["signal"]))
+    for row in catalog.itertuples(index=False):
+        if row.signal not in X.columns:
+            continue
+        has = X[row.signal].to_numpy() > 0
+        if row.type == "fit":
+            has &= row.signal != reference.get(row.attribute)
+        if not has.any():
+            continue
+        occluded = _occlude(X.loc[has], row.signal, row.type, row.attribute, reference)
+        out.loc[has, row.signal] = base[has] - logit(predict(occluded))
+    return out
+
+
+def top_reasons(lead_effects: pd.DataFrame, count: int = 3) -> list[str]:
+    """Per lead, its `count` strongest effects as 'signal (odds x2.3)', strongest first."""
+    values = lead_effects.to_numpy()
+    names = np.asarray(lead_effects.columns)
+    reasons = []
+    for row in values:
+        present = np.flatnonzero(~np.isnan(row))
+        strongest = present[np.argsort(-np.abs(row[present]), kind="stable")][:count]
+        reasons.append("; ".join(f"{names[i]} (odds x{np.exp(row[i]):.2g})" for i in strongest))
+    return reasons
+
+
+def global_factors(lead_effects: pd.DataFrame) -> pd.DataFrame:
+    """One row per signal: how many leads have it and its typical effect, strongest first."""
+    values = lead_effects.to_numpy()
+    present = ~np.isnan(values)
+    leads = present.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(leads > 0, np.nansum(values, axis=0) / np.maximum(leads, 1), np.nan)
+        mean_abs = np.where(leads > 0, np.nansum(np.abs(values), axis=0) / np.maximum(leads, 1), np.nan)
+        raising = np.where(leads > 0, np.nansum(values > 0, axis=0) / np.maximum(leads, 1), np.nan)
+    table = pd.DataFrame({
+        "signal": lead_effects.columns,
+        "leads": leads,
+        "mean_log_odds_effect": mean,
+        "mean_abs_log_odds_effect": mean_abs,
+        "typical_odds_ratio": np.exp(mean),
+        "share_of_leads_raised": raising,
+    })
+    table = table[table["leads"] > 0]
+    return table.sort_values(["mean_abs_log_odds_effect", "signal"], ascending=[False, True], kind="stable").reset_index(drop=True)

@@ -1,0 +1,91 @@
+"""models/model_card.md: what the model is, what it was trained and judged on, and its limits.
+
+Written at every run from the same numbers as models/metrics/train.json, so it cannot drift
+from the metrics. Plain Markdown: it reads on GitHub, in a notebook, or pasted in a wiki.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.params import Params
+
+FOLD_COLUMNS = [("auc", "AUC"), ("pr_auc", "PR-AUC"), ("log_loss", "log loss"), ("brier", "Brier"), ("ece", "ECE"),
+                ("top_decile_lift", "top-10 % lift"), ("top_decile_capture", "top-10 % capture")]
+
+
+def _fold_table(folds: list[dict], summary: dict) -> str:
+    header = "| fold | held-out months | leads | customers | " + " | ".join(name for _, name in FOLD_COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (4 + len(FOLD_COLUMNS))]
+    for fold in folds:
+        values = " | ".join(f"{fold[key]:.3f}" for key, _ in FOLD_COLUMNS)
+        lines.append(f"| {fold['fold']} | {fold['from']} to {fold['to']} | {fold['leads']:,} | {fold['customers']} | {values} |")
+    mean = " | ".join(f"{summary['mean'][k]:.3f} ± {summary['sd'][k]:.3f}" for k, _ in FOLD_COLUMNS)
+    lines.append(f"| mean ± sd | | | | {mean} |")
+    return "\n".join(lines)
+
+
+def model_card(params: Params, metrics: dict, description: dict, factors: pd.DataFrame) -> str:
+    model, points = metrics["model"], metrics["points_table"]
+    training, validation = metrics["training"], metrics["validation"]
+    top = factors.head(8)
+    factor_lines = "\n".join(
+        f"| {row.signal} | {row.leads:,} | x{row.typical_odds_ratio:.2f} | {row.share_of_leads_raised:.0%} |"
+        for row in top.itertuples(index=False)
+    )
+    losses = description["calibration"]["cross_validated_log_loss"]
+    loss_text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items())) or "not compared"
+    kind = "gradient-boosted trees (scikit-learn HistGradientBoosting)" if params.train.model == "hgb" \
+        else "L2-penalised logistic regression"
+    return f"""# Model card: leadcal predictive lead score
+
+## What it predicts
+The probability that a lead becomes a customer within {params.outcome.horizon_days} days of its creation,
+from what was known at its cut-off: its first {params.outcome.observation_days} days of activity (or less, if
+its deal was won or lost earlier) and its fit attributes ({", ".join(params.signals.fit_attributes)}).
+
+## Model
+- Type: {kind}.
+- Probabilities calibrated with **{model["calibration"]}** on the latest {params.train.calibration_months} training
+  months, which the base model did not see (cross-validated log loss: {loss_text}).
+- Features: {len(description["features"])} (signals, activity counts and recency, creation month); schema version
+  {description["schema"]["version"]}. The file is `models/model.skops` (no pickle; loaded with an allow-list of types).
+
+## Data
+- Trained on leads created {training["from"]} to {training["to"]}: {training["leads"]:,} matured leads,
+  {training["customers"]} customers.
+- Published model validated on {validation["from"]} to {validation["to"]}: {validation["leads"]:,} leads,
+  {validation["customers"]} customers, never seen in training.
+
+## Validation over time (rolling origin)
+Each fold is trained only on the months before its held-out block.
+
+**Predictive model**
+
+{_fold_table(model["folds"], model)}
+
+**Points table** (refitted on each fold's training leads)
+
+{_fold_table(points["folds"], points)}
+
+ECE is the average gap between predicted and observed close rates (0.01 = one percentage point).
+
+## Strongest factors (held-out leads of the last fold)
+
+| signal | leads with it | typical effect on the odds | share of those leads it raised |
+|---|---|---|---|
+{factor_lines}
+
+Effects are measured by occlusion: the change in the model's odds when the signal is taken away.
+
+## Known limits
+- Trained on history: if campaigns, channels or the product change, rates drift; the folds above show how
+  much the quality moves from period to period. Retrain regularly (`dvc repro`).
+- Leads younger than {params.outcome.horizon_days} days at the export date have no known outcome and are not used.
+- A lead is scored as of its cut-off ({params.outcome.observation_days} days after creation); activity after
+  that is not seen.
+- Small held-out periods make AUC uncertain by a few hundredths; compare the spread across folds before
+  reading much into one difference.
+- The frequency thresholds were found on the latest training cohorts, which overlap the earlier folds'
+  held-out months: earlier folds are slightly optimistic.
+"""

@@ -1,0 +1,152 @@
+"""`leadcal score INPUT --out OUTPUT`: score new leads with the published model and points table.
+
+INPUT is a folder with `leads` and `activities` (and optionally `stages`) as CSV or
+Parquet, in the data contract's format. Each lead is scored as of its cut-off (its
+first `observation_days`, or now if it is younger), exactly as the model was trained.
+Per lead: probability, fit / engagement / total points, grade (A-D: quartiles of the
+training leads' probabilities, as HubSpot's contact priority), MQL flag (total points at
+or above the published threshold) and its top reasons.
+
+The model file is loaded with an allow-list of types (pipeline.model.load_model), and a
+model whose feature schema does not match the current params is refused: its signals
+would silently mean something else.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline import io
+from pipeline.contract import validate_activities, validate_leads, validate_stages
+from pipeline.errors import LeadcalError
+from pipeline.explain import effects, top_reasons
+from pipeline.extract import find_table, read_table
+from pipeline.features import AGE_PREFIX, build_features, peak_column
+from pipeline.model import SCHEMA_VERSION, model_matrix, predict, read_model
+from pipeline.params import FrequencySignal, Params
+from pipeline.signals import SignalSet, build_signals
+from pipeline.weights import read_weights, score_features
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ["lead_id", "probability", "fit_points", "engagement_points", "total_points", "grade", "mql",
+                  "top_reasons", "scored_as_of"]
+
+
+def check_schema(schema: dict, params: Params, model_path: Path) -> None:
+    """Refuse a model built for other signals than the ones params would build now."""
+    if schema.get("version") != SCHEMA_VERSION:
+        raise LeadcalError(
+            f"{model_path}: the model was saved with feature schema version {schema.get('version')}, this leadcal "
+            f"reads version {SCHEMA_VERSION}; retrain it with `dvc repro`"
+        )
+    current = {
+        "fit_attributes": list(params.signals.fit_attributes),
+        "numeric_bins": {k: list(v) for k, v in params.signals.numeric_bins.items()},
+        "observation_days": params.outcome.observation_days,
+        "recency_days": list(params.signals.recency_days),
+    }
+    different = [key for key, value in current.items() if schema.get(key) != value]
+    if different:
+        details = "; ".join(f"{key}: model {schema.get(key)!r}, params {current[key]!r}" for key in different)
+        raise LeadcalError(
+            f"{model_path}: the model was trained with a different feature schema than params.yaml describes "
+            f"({details}); retrain with `dvc repro` or use the params it was trained with"
+        )
+
+
+def _read_input(folder: Path, params: Params) -> dict[str, pd.DataFrame]:
+    fit = params.signals.fit_attributes
+    numeric = [a for a in fit if a in params.signals.numeric_bins]
+    leads_path = find_table(folder, "leads")
+    leads, _ = validate_leads(read_table(leads_path), str(leads_path), fit, numeric)
+    activities_path = find_table(folder, "activities")
+    activities, report = validate_activities(read_table(activities_path), str(activities_path), leads["lead_id"], leads["created_at"])
+    for reason, count in report.dropped.items():
+        log.warning("score: %s: %d event(s) dropped: %s", activities_path, count, reason)
+    try:
+        stages_path = find_table(folder, "stages")
+        stages, _ = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"])
+    except LeadcalError as exc:
+        if "no stages.csv or stages.parquet" not in str(exc):
+            raise
+        stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                               "entered_at": pd.Series(dtype="datetime64[us]"), "amount": pd.Series(dtype=float)})
+    return {"leads": leads, "activities": activities[["lead_id", "activity", "occurred_at"]], "stages": stages}
+
+
+def _grade(probability: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
+    return np.select([probability >= cutoffs["A"], probability >= cutoffs["B"], probability >= cutoffs["C"]],
+                     ["A", "B", "C"], "D")
+
+
+def score(
+    input_dir: Path, out: Path, params: Params, as_of: date | None = None, batch_size: int = 50_000,
+    models: Path | None = None,
+) -> pd.DataFrame:
+    """Score every lead in `input_dir` and write the result to `out` (.csv or .parquet)."""
+    models = Path(models or params.paths.models)
+    bundle, description = read_model(models)
+    schema = description["schema"]
+    check_schema(schema, params, models / "model.skops")
+    weights, header = read_weights(models)
+    threshold = io.read_json(models / "thresholds.json").get("threshold")
+    tables = _read_input(Path(input_dir), params)
+
+    with tempfile.TemporaryDirectory(prefix="leadcal-score-") as tmp:
+        for name, frame in tables.items():
+            io.write_parquet(Path(tmp) / f"{name}.parquet", frame)
+        scoring = params.model_copy(update={
+            "paths": params.paths.model_copy(update={"extracted": Path(tmp)}),
+            "outcome": params.outcome.model_copy(update={"as_of": as_of}),
+        })
+        features, _ = build_features(scoring, require_outcomes=False)
+
+    unknown = sorted(set(tables["activities"]["activity"]) - set(schema["activities"]))
+    if unknown:
+        log.warning("score: activities the model has never seen are ignored: %s", unknown)
+    frequency = [FrequencySignal(**{k: spec[k] for k in ("activity", "min_count", "window_days")}) for spec in schema["frequency"]]
+    for spec in frequency:  # a frequency signal on an activity absent from this input: never met
+        column = peak_column(spec.activity, spec.window_days)
+        if column not in features.columns:
+            features[column] = 0
+    signals = build_signals(features, params, frequency)
+    X = model_matrix(features, signals, schema["model_type"], schema.get("half_life_days"))
+    missing = [c for c in description["features"] if c not in X.columns]
+    X = X.reindex(columns=description["features"])
+    for column in missing:
+        X[column] = np.nan if column.startswith(AGE_PREFIX) else 0.0
+    reference = description["reference_fit_values"]
+
+    parts = []
+    batches = range(0, len(features), batch_size)
+    for start in tqdm(batches, desc="scoring", unit="batch", disable=len(batches) < 2):
+        rows = slice(start, start + batch_size)
+        batch_signals = SignalSet(signals.matrix.iloc[rows], signals.catalog)
+        probability = predict(bundle, X.iloc[rows])
+        points = score_features(features.iloc[rows], batch_signals, weights, header)
+        lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.iloc[rows], signals.catalog, reference)
+        parts.append(pd.DataFrame({
+            "lead_id": features["lead_id"].iloc[rows].to_numpy(),
+            "probability": probability,
+            **{column: points[column].to_numpy() for column in ("fit_points", "engagement_points", "total_points")},
+            "grade": _grade(probability, description["grade_cutoffs"]),
+            "mql": (points["total_points"].to_numpy() >= threshold) if threshold is not None else False,
+            "top_reasons": top_reasons(lead_effects),
+            "scored_as_of": features["cutoff_at"].iloc[rows].dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(),
+        }))
+    result = pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    out = Path(out)
+    if out.suffix == ".parquet":
+        io.write_parquet(out, result)
+    else:
+        io.write_csv(out, result)
+    log.info("score: %d leads scored, %d MQLs, written to %s", len(result), int(result["mql"].sum()), out)
+    return result

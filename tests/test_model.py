@@ -1,0 +1,188 @@
+"""The predictive model (issue 4): leakage, validation over time, calibration,
+explanations, scoring new leads, minimum data, model card."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from pipeline import io
+from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator
+from pipeline.errors import LeadcalError
+from pipeline.explain import effects, global_factors, top_reasons
+from pipeline.model import model_matrix, predict, read_model, rolling_folds
+from pipeline.params import Params
+from pipeline.score import score
+from pipeline.signals import build_signals, read_frequency_signals
+from pipeline.stats import expected_calibration_error
+
+from .conftest import params_in, run_stages
+
+
+# --- calibration and explanations, by hand ---------------------------------------------------------
+
+def test_calibration_repairs_distorted_probabilities() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0.0, 0.3, 20_000)
+    y = (rng.random(20_000) < truth).astype(int)
+    raw = truth**2 * 3  # ranks right, probabilities wrong
+    method, losses = choose_method(raw, y, seed=0)
+    assert set(losses) == {"sigmoid", "isotonic"} and method in losses
+    calibrated = apply_calibrator(fit_calibrator(raw, y, method), raw)
+    assert expected_calibration_error(y, calibrated) < 0.01 < expected_calibration_error(y, raw)
+    assert (np.diff(calibrated[np.argsort(raw, kind="stable")]) >= -1e-12).all()  # never reorders leads
+
+
+def test_calibration_falls_back_to_sigmoid_with_few_customers() -> None:
+    y = np.array([1, 1, 1] + [0] * 200)
+    method, losses = choose_method(np.linspace(0.01, 0.2, len(y)), y, seed=0)
+    assert (method, losses) == ("sigmoid", {})
+
+
+def test_occlusion_effect_of_a_linear_model_is_its_coefficient() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"demo_request": [1.0, 0.0, 1.0, 0.0] * 50, "blog_read": [0.0, 1.0, 1.0, 0.0] * 50})
+    y = (rng.random(200) < np.where(X["demo_request"] > 0, 0.4, 0.1)).astype(int)
+    model = LogisticRegression(C=1e6).fit(X, y)
+    catalog = pd.DataFrame({"signal": ["demo_request", "blog_read"], "type": "activity", "attribute": ["demo_request", "blog_read"]})
+    found = effects(lambda frame: model.predict_proba(frame)[:, 1], X, catalog, {})
+    assert np.allclose(found["demo_request"].dropna(), model.coef_[0][0])
+    assert found.loc[1, "demo_request"] != found.loc[1, "demo_request"]  # NaN: lead 1 did not request a demo
+    reasons = top_reasons(found.iloc[[2]], count=1)
+    assert reasons == [f"demo_request (odds x{np.exp(model.coef_[0][0]):.2g})"]
+    factors = global_factors(found)
+    assert factors["signal"].iloc[0] == "demo_request" and factors["leads"].iloc[0] == 100
+
+
+# --- validation over time, on the default run --------------------------------------------------------
+
+def test_rolling_folds_train_only_on_the_past(default_run: Params) -> None:
+    features = io.read_parquet(default_run.paths.features / "features.parquet")
+    folds = rolling_folds(features, default_run.train.validation_months, default_run.train.folds)
+    assert len(folds) == default_run.train.folds
+    previous_end = None
+    for train, valid in folds:
+        assert features.loc[train, "cohort"].max() < features.loc[valid, "cohort"].min()
+        assert features.loc[valid, "cohort"].nunique() == default_run.train.validation_months
+        if previous_end is not None:
+            assert features.loc[valid, "cohort"].min() > previous_end  # blocks do not overlap
+        previous_end = features.loc[valid, "cohort"].max()
+        assert not (train & valid).any() and (features.loc[train | valid, "closed"] >= 0).all()
+    metrics = io.read_json(default_run.paths.models / "metrics" / "train.json")
+    assert [f["fold"] for f in metrics["model"]["folds"]] == [1, 2, 3]
+    for key in ("auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift", "top_decile_capture"):
+        assert key in metrics["model"]["mean"] and key in metrics["model"]["sd"]
+
+
+def test_model_is_within_002_auc_of_the_truth_and_calibrated(default_run: Params) -> None:
+    features = io.read_parquet(default_run.paths.features / "features.parquet")
+    truth = pd.read_csv(default_run.paths.sample / "truth_probabilities.csv").set_index("lead_id")["p_close"]
+    p_true = truth.reindex(features["lead_id"]).to_numpy()
+    y = features["closed"].to_numpy()
+    folds = rolling_folds(features, default_run.train.validation_months, default_run.train.folds)
+    truth_auc = np.mean([roc_auc_score(y[v.to_numpy()], p_true[v.to_numpy()]) for _, v in folds])
+    model = io.read_json(default_run.paths.models / "metrics" / "train.json")["model"]
+    assert model["mean"]["auc"] >= truth_auc - 0.02, (model["mean"]["auc"], truth_auc)
+    assert model["mean"]["ece"] <= 0.02
+    assert model["calibration"] in ("sigmoid", "isotonic")
+
+
+def test_model_card_reports_the_run(default_run: Params) -> None:
+    card = (default_run.paths.models / "model_card.md").read_text()
+    metrics = io.read_json(default_run.paths.models / "metrics" / "train.json")
+    assert f"{metrics['model']['mean']['auc']:.3f} ± {metrics['model']['sd']['auc']:.3f}" in card
+    assert f"{metrics['training']['customers']} customers" in card
+    for fold in metrics["model"]["folds"]:
+        assert f"| {fold['fold']} | {fold['from']} to {fold['to']} |" in card
+    assert "## Known limits" in card
+
+
+def test_too_few_customers_refuses_to_publish(default_run: Params) -> None:
+    from pipeline import model as model_stage
+
+    strict = default_run.model_copy(update={"train": default_run.train.model_copy(update={"min_customers": 10**6})})
+    before = (default_run.paths.models / "model.skops").read_bytes()
+    with pytest.raises(LeadcalError, match=r"refusing to publish a predictive model.*1000000 customers are needed.*Missing: 0 leads, \d+ customers"):
+        model_stage.run(strict)
+    assert (default_run.paths.models / "model.skops").read_bytes() == before
+    assert (default_run.paths.models / "close_rates.csv").exists()
+
+
+# --- no leakage -------------------------------------------------------------------------------------------
+
+def test_a_post_outcome_activity_gets_no_weight(default_run: Params, tmp_path: Path) -> None:
+    # Plant an activity logged only after each customer's deal ("contract_signed").
+    half_life = io.read_json(default_run.paths.models / "weights.json")["half_life_days"]
+    runs = {}
+    for name, plant in (("clean", False), ("planted", True)):
+        params = params_in(tmp_path / name, default_run, weights={"bootstrap_samples": 0, "half_life_days": half_life})
+        shutil.copytree(default_run.paths.raw, params.paths.raw)
+        if plant:
+            stages = pd.read_csv(params.paths.raw / "stages.csv")
+            won = stages[stages["stage"] == "customer"]
+            extra = pd.DataFrame({"lead_id": won["lead_id"], "activity": "contract_signed",
+                                  "occurred_at": (pd.to_datetime(won["entered_at"]) + pd.Timedelta(hours=2))
+                                  .dt.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            extra.to_csv(params.paths.raw / "activities.csv", mode="a", header=False, index=False)
+        run_stages(params, ["extract", "features", "close-rates", "weights", "train"])
+        runs[name] = params
+    rates = pd.read_csv(runs["planted"].paths.models / "close_rates.csv").set_index("signal")
+    weights = pd.read_csv(runs["planted"].paths.models / "weights.csv").set_index("signal")
+    assert rates.loc["contract_signed", "leads"] == 0  # never before anyone's cut-off
+    assert weights.loc["contract_signed", "points"] == 0
+    clean = io.read_json(runs["clean"].paths.models / "metrics" / "train.json")["model"]["mean"]
+    planted = io.read_json(runs["planted"].paths.models / "metrics" / "train.json")["model"]["mean"]
+    assert planted["auc"] == pytest.approx(clean["auc"], abs=1e-9)  # nothing to learn from it
+
+
+# --- scoring new leads --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def new_leads(tmp_path_factory: pytest.TempPathFactory, default_run: Params) -> Path:
+    """300 leads of the sample, exported as a CRM would: leads and activities only."""
+    folder = tmp_path_factory.mktemp("new_leads")
+    leads = pd.read_csv(default_run.paths.raw / "leads.csv").iloc[1000:1300]
+    activities = pd.read_csv(default_run.paths.raw / "activities.csv")
+    leads.to_csv(folder / "leads.csv", index=False)
+    activities[activities["lead_id"].isin(leads["lead_id"])].to_csv(folder / "activities.csv", index=False)
+    return folder
+
+
+def test_score_reproduces_the_pipeline_for_the_same_leads(default_run: Params, new_leads: Path, tmp_path: Path) -> None:
+    scored = score(new_leads, tmp_path / "scored.csv", default_run).set_index("lead_id")
+    features = io.read_parquet(default_run.paths.features / "features.parquet").set_index("lead_id")
+    features = features.loc[scored.index].reset_index()
+    signals = build_signals(features, default_run, read_frequency_signals(default_run.paths.models))
+    bundle, description = read_model(default_run.paths.models)
+    X = model_matrix(features, signals, description["schema"]["model_type"], description["schema"]["half_life_days"])
+    expected = predict(bundle, X[description["features"]])
+    assert np.allclose(scored["probability"].to_numpy(), expected)
+    threshold = io.read_json(default_run.paths.models / "thresholds.json")["threshold"]
+    assert (scored["mql"] == (scored["total_points"] >= threshold)).all()
+    assert (scored["total_points"] == scored["fit_points"] + scored["engagement_points"]).all()
+    assert set(scored["grade"]) <= {"A", "B", "C", "D"} and scored["grade"].nunique() >= 3
+    best, worst = scored["probability"].idxmax(), scored["probability"].idxmin()
+    assert scored.loc[best, "grade"] == "A" and scored.loc[worst, "grade"] == "D"
+    assert scored["top_reasons"].str.contains(r"\(odds x").mean() > 0.95
+    written = pd.read_csv(tmp_path / "scored.csv")
+    assert list(written.columns)[:5] == ["lead_id", "probability", "fit_points", "engagement_points", "total_points"]
+
+
+def test_score_in_batches_gives_the_same_result(default_run: Params, new_leads: Path, tmp_path: Path) -> None:
+    whole = score(new_leads, tmp_path / "whole.parquet", default_run)
+    batched = score(new_leads, tmp_path / "batched.parquet", default_run, batch_size=7)
+    pd.testing.assert_frame_equal(whole, batched)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "batched.parquet"), batched)
+
+
+def test_score_refuses_a_model_with_another_feature_schema(default_run: Params, new_leads: Path, tmp_path: Path) -> None:
+    other = default_run.model_copy(update={"signals": default_run.signals.model_copy(update={"fit_attributes": ["industry"]})})
+    with pytest.raises(LeadcalError, match=r"different feature schema.*fit_attributes"):
+        score(new_leads, tmp_path / "x.csv", other)
+    assert not (tmp_path / "x.csv").exists()
