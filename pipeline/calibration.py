@@ -4,8 +4,9 @@ Two standard calibrators, both monotone (they never change the ranking):
 - sigmoid (Platt scaling): a logistic regression on the log-odds of the raw score; smooth,
   needs little data, can only stretch and shift;
 - isotonic: the best non-decreasing step function; flexible, needs more customers.
-Which one is used is decided by 5-fold cross-validated log loss on the calibration leads,
-so the choice is itself made on data the calibrator was not fitted on.
+Which one is used is decided by 5-fold cross-validated log loss on the calibration scores,
+so the choice is itself made on data the calibrator was not fitted on. The scores are
+out-of-fold (pipeline.model.fit_model): no lead is calibrated on its own fitted score.
 """
 
 from __future__ import annotations

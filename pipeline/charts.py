@@ -39,7 +39,9 @@ def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "a
         colours = [GREEN if low > average else RED if high < average else GREY
                    for low, high in zip(rows["ci_low"], rows["ci_high"])]
         ax.barh(y, rows["close_rate"], color=colours, alpha=0.85)
-        ax.errorbar(rows["close_rate"], y, xerr=[rows["close_rate"] - rows["ci_low"], rows["ci_high"] - rows["close_rate"]],
+        below = (rows["close_rate"] - rows["ci_low"]).clip(lower=0)
+        above = (rows["ci_high"] - rows["close_rate"]).clip(lower=0)
+        ax.errorbar(rows["close_rate"], y, xerr=[below, above],
                     fmt="none", ecolor="black", elinewidth=1, capsize=2)
         ax.axvline(average, color=BLUE, linestyle="--", label=f"average lead: {average:.1%}")
         ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(rows["signal"], rows["leads"])])

@@ -75,7 +75,7 @@ def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThre
     settings = params.signals.frequency
     if not settings.discover:
         return []
-    train, _ = time_split(features, params.train.validation_months)
+    train, _ = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = train.to_numpy()
     found = discover(
         features[rows], features.loc[rows, "closed"].to_numpy(), activities_in(features),
@@ -92,6 +92,8 @@ def run(params: Params) -> dict[str, object]:
     features = io.read_parquet(params.paths.features / "features.parquet")
     known = labelled(features).to_numpy()
     found = discover_frequency(features, params)
+    fixed = {(spec.activity, spec.window_days) for spec in params.signals.frequency.fixed}
+    found = [f for f in found if (f.activity, f.window_days) not in fixed]  # a fixed signal wins
     frequency = [*params.signals.frequency.fixed,
                  *(FrequencySignal(activity=f.activity, min_count=f.min_count, window_days=f.window_days) for f in found)]
     signals = build_signals(features, params, frequency)

@@ -25,6 +25,10 @@ STAGES_OPTIONAL: dict[str, str] = {"amount": "number"}
 
 EXAMPLE_ROWS = 3
 
+# Names the features table derives per lead; a lead column with one of them would be shadowed.
+RESERVED_COLUMNS = ("cutoff_at", "window_truncated", "customer_at", "matured", "closed", "cohort")
+RESERVED_PREFIXES = ("n__", "age__", "peak__")
+
 
 @dataclass
 class TableReport:
@@ -128,6 +132,12 @@ def validate_leads(
             f"{source}: fit attribute column(s) {missing_fit} listed in params signals.fit_attributes "
             f"are not in the file; found {list(frame.columns)}"
         )
+    reserved = [c for c in frame.columns if c in RESERVED_COLUMNS or c.startswith(RESERVED_PREFIXES)]
+    if reserved:
+        raise LeadcalError(
+            f"{source}: column name(s) {reserved} are reserved for what leadcal derives per lead "
+            f"({', '.join(RESERVED_COLUMNS)}, and names starting with {', '.join(RESERVED_PREFIXES)}); rename them"
+        )
     leads = _coerce(frame, LEADS_REQUIRED, source)
     duplicated = leads["lead_id"].duplicated(keep=False)
     if duplicated.any():
@@ -174,9 +184,13 @@ def validate_activities(
 
 
 def validate_stages(
-    frame: pd.DataFrame, source: str, lead_ids: pd.Series
+    frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series | None = None
 ) -> tuple[pd.DataFrame, TableReport]:
-    """Funnel history: stages from the fixed vocabulary, non-negative amounts."""
+    """Funnel history: stages from the fixed vocabulary, non-negative amounts.
+
+    With `created_at` (aligned with `lead_ids`), stages dated before their lead was created
+    are dropped and counted: a 'customer' before the lead existed cannot be its outcome.
+    """
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, STAGES_REQUIRED, source)
     stages = _coerce(frame, {**STAGES_REQUIRED, **STAGES_OPTIONAL}, source)
@@ -197,6 +211,11 @@ def validate_stages(
     unknown = ~stages["lead_id"].isin(lead_ids)
     report.drop("unknown lead_id", int(unknown.sum()))
     stages = stages[~unknown]
+    if created_at is not None:
+        created = pd.Series(created_at.to_numpy(), index=lead_ids.to_numpy())
+        before = stages["entered_at"].to_numpy() < created.reindex(stages["lead_id"]).to_numpy()
+        report.drop("entered before the lead was created", int(before.sum()))
+        stages = stages[~before]
     stages = stages[["lead_id", "stage", "entered_at", "amount"]]
     stages = stages.sort_values(["lead_id", "entered_at", "stage"], kind="stable")
     duplicate = stages.duplicated(["lead_id", "stage"])

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX
+from pipeline.features import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
 
 EPS = 1e-9
 
@@ -40,7 +40,7 @@ def _occlude(rows: pd.DataFrame, signal: str, signal_type: str, attribute: str, 
     rows = rows.copy()
     rows[signal] = 0.0
     if signal_type == "activity":
-        for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, np.nan)):
+        for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, NEVER_DAYS)):
             if column in rows.columns:
                 rows[column] = value
     elif signal_type == "fit":

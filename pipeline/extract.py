@@ -63,6 +63,9 @@ def read_table(path: Path) -> pd.DataFrame:
         raise LeadcalError(f"{path}: cannot parse as CSV: {exc}") from exc
     frame = frame.dropna(how="all")  # blank lines: dropped, but the index still counts them
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise LeadcalError(f"{path}: column(s) {repeated} appear more than once (names are compared ignoring case)")
     return frame
 
 
@@ -83,7 +86,7 @@ def extract(params: Params) -> dict[str, object]:
     log.info("extract: %s: %d events kept of %d", activities_path, len(activities), activities_report.rows_read)
 
     stages_path = find_table(raw, "stages")
-    stages, stages_report = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"])
+    stages, stages_report = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"], leads["created_at"])
     log.info("extract: %s: %d stage rows kept of %d", stages_path, len(stages), stages_report.rows_read)
 
     keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]

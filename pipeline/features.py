@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 COUNT_PREFIX = "n__"  # events of an activity in the window
 AGE_PREFIX = "age__"  # days from the latest such event to the cut-off (NaN: never)
 PEAK_PREFIX = "peak__"  # most events of an activity within any rolling window
+NEVER_DAYS = 10_000.0  # the age given to an activity a lead never did, where a number is needed
 
 
 def peak_column(activity: str, window_days: int) -> str:
@@ -112,7 +113,8 @@ def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.Da
             SELECT lead_id, activity, MAX(n) AS peak FROM (
                 SELECT lead_id, activity, COUNT(*) OVER (
                     PARTITION BY lead_id, activity ORDER BY occurred_at
-                    RANGE BETWEEN INTERVAL (?) DAY PRECEDING AND CURRENT ROW) AS n
+                    -- half-open like the cut-off: events exactly W days apart are not "within W days"
+                    RANGE BETWEEN (TO_DAYS(?) - INTERVAL 1 MICROSECOND) PRECEDING AND CURRENT ROW) AS n
                 FROM window_events)
             GROUP BY lead_id, activity
             """,

@@ -102,6 +102,14 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read back a CSV artifact: only empty cells are missing, so a signal named 'null' stays a name."""
+    path = Path(path)
+    if not path.exists():
+        raise LeadcalError(f"{path}: not found (run the stage that produces it first, e.g. `dvc repro`)")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
 def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")

@@ -23,16 +23,17 @@ import pandas as pd
 import skops.io as sio
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from pipeline import io
 from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator
 from pipeline.errors import LeadcalError
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX
+from pipeline.features import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
 from pipeline.params import Params
 from pipeline.explain import effects, global_factors, reference_values
 from pipeline.model_card import model_card
 from pipeline.signals import (
-    SignalSet, activities_in, build_signals, decay_matrix, labelled, read_frequency_signals, time_split,
+    SignalSet, activities_in, build_signals, decay_matrix, labelled, purge, read_frequency_signals, time_split,
     validation_cohorts,
 )
 from pipeline.stats import calibration_table, classification_metrics
@@ -40,7 +41,7 @@ from pipeline.weights import fit_points, points_probability, read_weights, score
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # bump when the feature layout changes; older model files are then refused
+SCHEMA_VERSION = 2  # bump when the feature layout changes; older model files are then refused
 
 # Types a leadcal model file may contain beyond skops' defaults; nothing else loads.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
@@ -56,9 +57,12 @@ def model_matrix(features: pd.DataFrame, signals: SignalSet, kind: str, half_lif
     """
     if kind == "logistic":
         return decay_matrix(signals, features, half_life_days).matrix.astype(float)
-    extra = features[[c for c in features.columns if c.startswith((COUNT_PREFIX, AGE_PREFIX))]]
-    month = features["created_at"].dt.month.rename("created_month")
-    return pd.concat([signals.matrix.astype(float), extra.astype(float), month.astype(float)], axis=1)
+    counts = features[[c for c in features.columns if c.startswith(COUNT_PREFIX)]].astype(float)
+    # "Never done" is an age far beyond any window, not a missing value: an activity never
+    # seen in the training months would otherwise be an all-missing column trees cannot bin.
+    ages = features[[c for c in features.columns if c.startswith(AGE_PREFIX)]].astype(float).fillna(NEVER_DAYS)
+    month = features["created_at"].dt.month.rename("created_month").astype(float)
+    return pd.concat([signals.matrix.astype(float), counts, ages, month], axis=1)
 
 
 def make_estimator(params: Params) -> HistGradientBoostingClassifier | LogisticRegression:
@@ -73,15 +77,18 @@ def make_estimator(params: Params) -> HistGradientBoostingClassifier | LogisticR
     )
 
 
-def rolling_folds(features: pd.DataFrame, validation_months: int, folds: int) -> list[tuple[pd.Series, pd.Series]]:
+def rolling_folds(
+    features: pd.DataFrame, validation_months: int, folds: int, horizon_days: int
+) -> list[tuple[pd.Series, pd.Series]]:
     """(train mask, validation mask) per fold, oldest first; the last is the published split.
 
     Rolling origin: fold k validates on a block of `validation_months` cohorts and trains
-    on every matured cohort before it. The last block is the one `time_split` holds out.
+    on the matured leads before it whose outcome was known when the block began (see
+    `time_split`). The last block is the one `time_split` holds out.
     """
     known = labelled(features)
     cohorts = sorted(features.loc[known, "cohort"].unique())
-    last_train, last_valid = time_split(features, validation_months)
+    last_train, last_valid = time_split(features, validation_months, horizon_days)
     result = [(last_train, last_valid)]
     end = len(cohorts) - len(validation_cohorts(features, validation_months))
     for _ in range(folds - 1):
@@ -89,27 +96,27 @@ def rolling_folds(features: pd.DataFrame, validation_months: int, folds: int) ->
         if start < 2:  # at least two months to train on
             break
         valid = known & features["cohort"].isin(cohorts[start:end])
-        train = known & features["cohort"].isin(cohorts[:start])
+        train = purge(known & features["cohort"].isin(cohorts[:start]), valid, features, horizon_days)
         result.insert(0, (train, valid))
         end = start
     return result
 
 
-def fit_model(X: pd.DataFrame, y: np.ndarray, cohorts: pd.Series, params: Params) -> dict[str, object]:
-    """Base model on the older training months, calibrator on the latest `calibration_months`.
+def fit_model(X: pd.DataFrame, y: np.ndarray, params: Params, folds: int = 5) -> dict[str, object]:
+    """Base model on every training lead; calibrator on its cross-fitted (out-of-fold) scores.
 
-    Returns {"base", "calibrator" (None if calibration was impossible), "method", "losses"}.
+    Each training lead's calibration score comes from a model fitted without it (5 folds),
+    so the calibrator sees honest scores while the published base model keeps all the
+    training data (scikit-learn's CalibratedClassifierCV with ensemble=False does the same).
+    Returns {"base", "calibrator" (None if too few customers), "method", "losses"}.
     """
-    months = sorted(cohorts.unique())
-    calibration = cohorts.isin(months[-params.train.calibration_months:]).to_numpy() if len(months) > 2 else np.zeros(len(y), bool)
-    if calibration.all() or y[calibration].sum() < 2 or y[~calibration].sum() < 2:
-        calibration = np.zeros(len(y), bool)
-    base = make_estimator(params).fit(X[~calibration], y[~calibration])
-    if not calibration.any():
-        return {"base": base, "calibrator": None, "method": "none (too few months or customers to calibrate)", "losses": {}}
-    raw = base.predict_proba(X[calibration])[:, 1]
-    method, losses = choose_method(raw, y[calibration], params.seed)
-    return {"base": base, "calibrator": fit_calibrator(raw, y[calibration], method), "method": method, "losses": losses}
+    base = make_estimator(params).fit(X, y)
+    if y.sum() < folds * 2:
+        return {"base": base, "calibrator": None, "method": "none (too few customers to calibrate)", "losses": {}}
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=params.seed)
+    raw = cross_val_predict(make_estimator(params), X, y, cv=splitter, method="predict_proba")[:, 1]
+    method, losses = choose_method(raw, y, params.seed)
+    return {"base": base, "calibrator": fit_calibrator(raw, y, method), "method": method, "losses": losses}
 
 
 def predict(bundle: dict[str, object], X: pd.DataFrame) -> np.ndarray:
@@ -128,7 +135,8 @@ def fold_points(
     decayed = decay_matrix(SignalSet(signals.matrix[rows], signals.catalog), features[rows], header.get("half_life_days"))
     w = params.weights
     table, fold_header = fit_points(decayed, features.loc[rows, "closed"].to_numpy(), evidence, w.points_to_double_odds,
-                                    w.regularization_c, params.seed, header.get("half_life_days") is not None)
+                                    w.regularization_c, params.seed, header.get("half_life_days") is not None,
+                                    params.signals.min_support)
     fold_header.update({"half_life_days": header.get("half_life_days"), "caps": header.get("caps")})
     totals = score_features(features[held], SignalSet(signals.matrix[held], signals.catalog), table, fold_header)
     return totals["total_points"].to_numpy(), fold_header
@@ -184,8 +192,12 @@ def _canonical_skops(payload: bytes) -> bytes:
     return out.getvalue()
 
 
-def model_bytes(estimator: object) -> bytes:
-    return _canonical_skops(sio.dumps(estimator))
+def model_bytes(bundle: dict[str, object]) -> bytes:
+    """The saved form of a model bundle: byte-identical for the same model on any machine."""
+    for part in bundle.values():
+        if hasattr(part, "_bin_mapper"):  # HistGradientBoosting records the thread count it was fitted with
+            part._bin_mapper.n_threads = None
+    return _canonical_skops(sio.dumps(bundle))
 
 
 def load_model(path: str | Path) -> object:
@@ -228,8 +240,8 @@ def run(params: Params) -> dict[str, object]:
     frequency = read_frequency_signals(models)
     signals = build_signals(features, params, frequency)
     weights, header = read_weights(models)
-    evidence = pd.read_csv(models / "close_rates.csv")
-    folds = rolling_folds(features, params.train.validation_months, params.train.folds)
+    evidence = io.read_csv(models / "close_rates.csv")
+    folds = rolling_folds(features, params.train.validation_months, params.train.folds, params.outcome.horizon_days)
     if not folds[-1][1].any():
         raise LeadcalError(
             f"{params.paths.features / 'features.parquet'}: only one month of matured leads: "
@@ -245,7 +257,7 @@ def run(params: Params) -> dict[str, object]:
         if y[rows].sum() == 0 or y[held].sum() == 0:
             log.warning("train: fold %d skipped: no customer in its training or validation leads", index)
             continue
-        bundle = fit_model(X[rows], y[rows], features.loc[rows, "cohort"], params)
+        bundle = fit_model(X[rows], y[rows], params)
         probability = predict(bundle, X[held])
         if index == len(folds):
             points, points_header = score_features(features[held], SignalSet(signals.matrix[held], signals.catalog),

@@ -46,8 +46,8 @@ its deal was won or lost earlier) and its fit attributes ({", ".join(params.sign
 
 ## Model
 - Type: {kind}.
-- Probabilities calibrated with **{model["calibration"]}** on the latest {params.train.calibration_months} training
-  months, which the base model did not see (cross-validated log loss: {loss_text}).
+- Probabilities calibrated with **{model["calibration"]}**, fitted on cross-fitted scores of the training leads
+  (each scored by a model trained without it; cross-validated log loss: {loss_text}).
 - Features: {len(description["features"])} (signals, activity counts and recency, creation month); schema version
   {description["schema"]["version"]}. The file is `models/model.skops` (no pickle; loaded with an allow-list of types).
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from pipeline.errors import LeadcalError
 
@@ -20,6 +20,13 @@ class _Strict(BaseModel):
     """Unknown keys are errors: a misspelt parameter must not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _unique(values: list, name: str) -> list:
+    duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"{name} lists {duplicates} more than once")
+    return values
 
 
 class Paths(_Strict):
@@ -79,10 +86,20 @@ class Frequency(_Strict):
     below `max_p_value`); `fixed` signals are always added as given.
     """
 
-    windows_days: list[int] = [30]
+    windows_days: list[PositiveInt] = [30]
     discover: bool = True
     max_p_value: float = Field(0.001, gt=0, lt=1)
     fixed: list[FrequencySignal] = []
+
+    @field_validator("windows_days")
+    @classmethod
+    def _unique_windows(cls, values: list[int]) -> list[int]:
+        return _unique(values, "windows_days")
+
+    @field_validator("fixed")
+    @classmethod
+    def _unique_fixed(cls, values: list[FrequencySignal]) -> list[FrequencySignal]:
+        return _unique(values, "fixed")
 
 
 class Signals(_Strict):
@@ -102,9 +119,14 @@ class Signals(_Strict):
     }
     frequency: Frequency = Frequency()
     # "engaged within the last N days before the cut-off" signals
-    recency_days: list[int] = [7]
+    recency_days: list[PositiveInt] = [7]
     # Signals seen in fewer leads than this get no points and are flagged.
     min_support: int = Field(30, ge=1)
+
+    @field_validator("fit_attributes", "recency_days")
+    @classmethod
+    def _no_repeats(cls, values: list) -> list:
+        return _unique(values, "the list")
 
     @field_validator("numeric_bins")
     @classmethod
@@ -131,11 +153,18 @@ class Weights(_Strict):
     # Refits on resampled training leads, to report how much each signal's points could move.
     bootstrap_samples: int = Field(30, ge=0)
 
+    @field_validator("bootstrap_samples")
+    @classmethod
+    def _zero_or_a_spread(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("bootstrap_samples must be 0 (off) or at least 2: one refit has no spread")
+        return value
+
 
 class HGBParams(_Strict):
     learning_rate: float = Field(0.05, gt=0, le=1)
     max_iter: int = Field(200, ge=1)
-    max_depth: int | None = 3
+    max_depth: int | None = Field(3, ge=1)
     min_samples_leaf: int = Field(40, ge=1)
     l2_regularization: float = Field(1.0, ge=0)
 
@@ -147,8 +176,6 @@ class Train(_Strict):
     # Rolling origin: the model is also judged on the `folds - 1` blocks before that one,
     # each time trained only on what came before the block.
     folds: int = Field(3, ge=1)
-    # The latest training months calibrate the probabilities (the base model does not see them).
-    calibration_months: int = Field(3, ge=1)
     # Like Einstein's minimums: fewer customers or leads in training and no model is published.
     min_customers: int = Field(100, ge=1)
     min_leads: int = Field(1000, ge=1)

@@ -29,7 +29,7 @@ def figure_bytes(fig: Figure) -> bytes:
 
 def run(params: Params) -> dict[str, object]:
     models = params.paths.models
-    close_rates = pd.read_csv(models / "close_rates.csv")
+    close_rates = io.read_csv(models / "close_rates.csv")
     rates = io.read_json(models / "metrics" / "close_rates.json")
     train = io.read_json(models / "metrics" / "train.json")
     weights = io.read_json(models / "metrics" / "weights.json")
@@ -49,10 +49,10 @@ def run(params: Params) -> dict[str, object]:
         "close_rate_by_activity.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "activity"),
         "close_rate_by_fit.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "fit"),
         "score_distribution.png": charts.score_distribution_chart(
-            pd.read_csv(models / "plots" / "score_distribution.csv"), thresholds["threshold"]),
+            io.read_csv(models / "plots" / "score_distribution.csv"), thresholds["threshold"]),
         "calibration.png": charts.calibration_chart({
-            "predictive model": pd.read_csv(models / "plots" / "calibration_model.csv"),
-            "points table": pd.read_csv(models / "plots" / "calibration_points.csv"),
+            "predictive model": io.read_csv(models / "plots" / "calibration_model.csv"),
+            "points table": io.read_csv(models / "plots" / "calibration_points.csv"),
         }),
     }
     for name, fig in figures.items():

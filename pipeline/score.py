@@ -28,7 +28,7 @@ from pipeline.contract import validate_activities, validate_leads, validate_stag
 from pipeline.errors import LeadcalError
 from pipeline.explain import effects, top_reasons
 from pipeline.extract import find_table, read_table
-from pipeline.features import AGE_PREFIX, build_features, peak_column
+from pipeline.features import AGE_PREFIX, NEVER_DAYS, build_features, peak_column
 from pipeline.model import SCHEMA_VERSION, model_matrix, predict, read_model
 from pipeline.params import FrequencySignal, Params
 from pipeline.signals import SignalSet, build_signals
@@ -73,7 +73,7 @@ def _read_input(folder: Path, params: Params) -> dict[str, pd.DataFrame]:
         log.warning("score: %s: %d event(s) dropped: %s", activities_path, count, reason)
     try:
         stages_path = find_table(folder, "stages")
-        stages, _ = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"])
+        stages, _ = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"], leads["created_at"])
     except LeadcalError as exc:
         if "no stages.csv or stages.parquet" not in str(exc):
             raise
@@ -122,7 +122,7 @@ def score(
     missing = [c for c in description["features"] if c not in X.columns]
     X = X.reindex(columns=description["features"])
     for column in missing:
-        X[column] = np.nan if column.startswith(AGE_PREFIX) else 0.0
+        X[column] = NEVER_DAYS if column.startswith(AGE_PREFIX) else 0.0
     reference = description["reference_fit_values"]
 
     parts = []

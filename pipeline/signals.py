@@ -152,11 +152,28 @@ def validation_cohorts(features: pd.DataFrame, months: int) -> list[str]:
     return cohorts[-min(months, len(cohorts) - 1):]
 
 
-def time_split(features: pd.DataFrame, months: int) -> tuple[pd.Series, pd.Series]:
-    """(train mask, validation mask) over labelled leads, split by creation month."""
+def purge(train: pd.Series, valid: pd.Series, features: pd.DataFrame, horizon_days: int) -> pd.Series:
+    """Training leads whose outcome was known when the validation period began.
+
+    A model deployed on the first held-out day could not have learnt from leads still
+    inside their horizon then (their wins came later): keeping them would let the
+    held-out months' own period leak into training and flatter the validation.
+    """
+    if not valid.any():
+        return train
+    start = features.loc[valid, "created_at"].min()
+    return train & (features["created_at"] + pd.Timedelta(days=horizon_days) <= start)
+
+
+def time_split(features: pd.DataFrame, months: int, horizon_days: int) -> tuple[pd.Series, pd.Series]:
+    """(train mask, validation mask) over labelled leads, split by creation month.
+
+    The latest `months` cohorts are held out; training keeps the leads before them whose
+    outcome was already known when the held-out period began (`purge`).
+    """
     known = labelled(features)
-    held_out = features["cohort"].isin(validation_cohorts(features, months))
-    return known & ~held_out, known & held_out
+    held_out = known & features["cohort"].isin(validation_cohorts(features, months))
+    return purge(known & ~held_out, held_out, features, horizon_days), held_out
 
 
 def decay_matrix(signals: SignalSet, features: pd.DataFrame, half_life_days: float | None) -> SignalSet:

@@ -80,7 +80,7 @@ def run(params: Params) -> dict[str, object]:
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     weights, header = read_weights(params.paths.models)
     scores = score_features(features, signals, weights, header)
-    train_mask, valid_mask = time_split(features, params.train.validation_months)
+    train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     closed = features["closed"].to_numpy()
     t = params.thresholds
     train_rows = train_mask.to_numpy()

@@ -41,18 +41,19 @@ STATUS_SCORED = "scored"
 STATUS_LOW_SUPPORT = "below minimum support: no points"
 STATUS_CONSTANT = "same for every lead: no points"
 STATUS_DECAY = "recency is already in the decay: no points"
+STATUS_LOW_SUPPORT_FIT = "below minimum support: scored like the attribute's reference"
 
 def usable_signals(
-    signals: SignalSet, evidence: pd.DataFrame, decayed: bool = True
+    signals: SignalSet, min_support: int, decayed: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(usable, low_support, constant, covered_by_decay) masks over the signal columns.
 
-    With decay, an activity's points already fade with its age, so a recency signal
-    ("any activity in the last 7 days") would count recency twice: it stays evidence
-    in close_rates.csv and gets no points.
+    Support is counted on the leads being fitted (never on held-out ones). With decay, an
+    activity's points already fade with its age, so a recency signal ("any activity in
+    the last 7 days") would count recency twice: it stays evidence and gets no points.
     """
     present = (signals.matrix.to_numpy() > 0).sum(axis=0)
-    low_support = evidence.set_index("signal").loc[signals.matrix.columns, "low_support"].to_numpy(dtype=bool)
+    low_support = present < min_support
     constant = (present == 0) | (present == len(signals.matrix))
     covered = (signals.catalog["type"] == "recency").to_numpy() & decayed
     return ~low_support & ~constant & ~covered, low_support, constant, covered
@@ -109,27 +110,33 @@ def estimate_half_life(
     return h_best, (inside[0], inside[-1]), profile
 
 
-def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet, usable: np.ndarray) -> tuple[pd.Series, float]:
-    """Centre each fit attribute on its average lead: predictions are unchanged, the
-    intercept absorbs the shift, and 0 fit points reads "average fit"."""
+def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet) -> tuple[pd.Series, float]:
+    """Centre each fit attribute on its average lead, so 0 fit points reads "average fit".
+
+    Every lead has exactly one value per attribute ('unknown' included), so subtracting
+    the same amount from all of the attribute's values and adding it to the intercept
+    leaves every prediction unchanged. Values left out of the fit (too rare) have
+    coefficient 0, the reference, and move with the others: they are scored like the
+    reference, not like the average.
+    """
     coefficient = coefficient.copy()
     matrix = signals.matrix
     catalog = signals.catalog.set_index("signal")
     prevalence = matrix.mean(axis=0)
     for _, group in catalog[catalog["type"] == "fit"].groupby("attribute", sort=False):
-        names = [s for s in group.index if usable[matrix.columns.get_loc(s)]]
-        if not names:
-            continue
+        names = list(group.index)
         share = prevalence[names]
+        if share.sum() == 0:
+            continue
         mean = float((coefficient[names] * share).sum() / share.sum())
         coefficient[names] -= mean
-        intercept += mean * float(share.sum())
+        intercept += mean
     return coefficient, intercept
 
 
 def fit_points(
     signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float, seed: int,
-    decayed: bool = False,
+    decayed: bool = False, min_support: int = 30,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Fit the scorecard on the given leads; returns (table, header with base_log_odds).
 
@@ -139,21 +146,23 @@ def fit_points(
     """
     closed = np.asarray(closed, dtype=int)
     _check_outcomes(closed)
-    usable, low_support, constant, covered = usable_signals(signals, evidence, decayed)
+    usable, low_support, constant, covered = usable_signals(signals, min_support, decayed)
     if not usable.any():
         raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
     columns = signals.matrix.columns
     coef, intercept, _ = fit_logistic(signals.matrix.loc[:, usable].to_numpy(dtype=float), closed, c, seed)
     coefficient = pd.Series(0.0, index=columns)
     coefficient[columns[usable]] = coef
-    coefficient, intercept = _centred(coefficient, intercept, signals, usable)
+    coefficient, intercept = _centred(coefficient, intercept, signals)
 
     scale = points_to_double_odds / math.log(2)
     table = signals.catalog.copy()
     table["coefficient"] = coefficient.to_numpy()
-    table["points"] = np.where(usable, np.round(coefficient.to_numpy() * scale), 0).astype(int)
-    table["status"] = np.select([constant, low_support, covered], [STATUS_CONSTANT, STATUS_LOW_SUPPORT, STATUS_DECAY],
-                                STATUS_SCORED)
+    table["points"] = np.round(coefficient.to_numpy() * scale).astype(int)  # 0 for unfitted non-fit signals
+    is_fit = (signals.catalog["type"] == "fit").to_numpy()
+    table["status"] = np.select(
+        [constant, low_support & is_fit, low_support, covered],
+        [STATUS_CONSTANT, STATUS_LOW_SUPPORT_FIT, STATUS_LOW_SUPPORT, STATUS_DECAY], STATUS_SCORED)
     evidence_columns = ["signal", "leads", "customers", "close_rate", "ci_low", "ci_high", "lift", "shrunk_lift"]
     table = table.merge(evidence[evidence_columns], on="signal", how="left")
     header = {"points_to_double_odds": points_to_double_odds, "base_log_odds": intercept}
@@ -162,7 +171,7 @@ def fit_points(
 
 def bootstrap_points(
     signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float,
-    seed: int, samples: int, decayed: bool = False,
+    seed: int, samples: int, decayed: bool = False, min_support: int = 30,
 ) -> pd.DataFrame:
     """Points refitted on `samples` resamples (with replacement) of the leads: one column per resample."""
     rng = np.random.default_rng(seed)
@@ -173,7 +182,7 @@ def bootstrap_points(
         resampled = SignalSet(signals.matrix.iloc[rows].reset_index(drop=True), signals.catalog)
         if closed[rows].sum() in (0, len(rows)):
             continue
-        table, _ = fit_points(resampled, closed[rows], evidence, points_to_double_odds, c, seed, decayed)
+        table, _ = fit_points(resampled, closed[rows], evidence, points_to_double_odds, c, seed, decayed, min_support)
         runs[f"sample_{index}"] = table.set_index("signal")["points"]
     return pd.DataFrame(runs, index=signals.matrix.columns)
 
@@ -226,8 +235,15 @@ def half_life(
         return {"days": None, "source": "decay off (params weights.decay)"}
     if w.half_life_days is not None:
         return {"days": w.half_life_days, "source": "params weights.half_life_days"}
-    usable = usable_signals(signals, evidence)[0]
+    usable = usable_signals(signals, params.signals.min_support)[0]
+    if not usable.any():
+        raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
+    if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any():
+        return {"days": None, "source": "no usable activity signal to estimate a half-life from: no decay"}
     days, interval, profile = estimate_half_life(signals, features, closed, usable, w.regularization_c, params.seed)
+    likelihoods = [row["log_likelihood"] for row in profile]
+    if max(likelihoods) - min(likelihoods) < 1e-6:
+        return {"days": None, "source": "the data say nothing about how fast interest fades (flat likelihood): no decay"}
     return {"days": days, "source": "estimated from the training cohorts (profile likelihood)",
             "interval_95": list(interval), "profile": profile}
 
@@ -243,9 +259,9 @@ def rank_stability(scores: np.ndarray, bootstrap_scores: list[np.ndarray]) -> di
 def run(params: Params) -> dict[str, object]:
     """features + close rates -> models/weights.csv and models/weights.json (fit on training cohorts)."""
     features = io.read_parquet(params.paths.features / "features.parquet")
-    evidence = pd.read_csv(params.paths.models / "close_rates.csv")
+    evidence = io.read_csv(params.paths.models / "close_rates.csv")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
-    train_mask, valid_mask = time_split(features, params.train.validation_months)
+    train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = train_mask.to_numpy()
     w = params.weights
     train_signals = SignalSet(signals.matrix[rows], signals.catalog)
@@ -256,7 +272,7 @@ def run(params: Params) -> dict[str, object]:
     log.info("weights: half-life %s (%s)", f"{half_life_days:.1f} days" if half_life_days else "none", decay["source"])
     decayed = decay_matrix(train_signals, train_features, half_life_days)
     table, header = fit_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
-                               half_life_days is not None)
+                               half_life_days is not None, params.signals.min_support)
     header.update({"half_life_days": half_life_days, "caps": dict(w.caps)})
 
     valid_features = features[valid_mask.to_numpy()]
@@ -265,7 +281,7 @@ def run(params: Params) -> dict[str, object]:
     if w.bootstrap_samples:
         log.info("weights: %d bootstrap refits for the spread of the points", w.bootstrap_samples)
         runs = bootstrap_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
-                                w.bootstrap_samples, half_life_days is not None)
+                                w.bootstrap_samples, half_life_days is not None, params.signals.min_support)
         table["points_p05"] = runs.quantile(0.05, axis=1).round(1).to_numpy()
         table["points_p95"] = runs.quantile(0.95, axis=1).round(1).to_numpy()
         table["points_sd"] = runs.std(axis=1).round(2).to_numpy()

@@ -64,11 +64,15 @@ def test_occlusion_effect_of_a_linear_model_is_its_coefficient() -> None:
 
 def test_rolling_folds_train_only_on_the_past(default_run: Params) -> None:
     features = io.read_parquet(default_run.paths.features / "features.parquet")
-    folds = rolling_folds(features, default_run.train.validation_months, default_run.train.folds)
+    folds = rolling_folds(features, default_run.train.validation_months, default_run.train.folds,
+                          default_run.outcome.horizon_days)
     assert len(folds) == default_run.train.folds
     previous_end = None
     for train, valid in folds:
         assert features.loc[train, "cohort"].max() < features.loc[valid, "cohort"].min()
+        # purged: every training outcome was known when the held-out period began
+        horizon = pd.Timedelta(days=default_run.outcome.horizon_days)
+        assert (features.loc[train, "created_at"] + horizon <= features.loc[valid, "created_at"].min()).all()
         assert features.loc[valid, "cohort"].nunique() == default_run.train.validation_months
         if previous_end is not None:
             assert features.loc[valid, "cohort"].min() > previous_end  # blocks do not overlap
@@ -85,7 +89,8 @@ def test_model_is_within_002_auc_of_the_truth_and_calibrated(default_run: Params
     truth = pd.read_csv(default_run.paths.sample / "truth_probabilities.csv").set_index("lead_id")["p_close"]
     p_true = truth.reindex(features["lead_id"]).to_numpy()
     y = features["closed"].to_numpy()
-    folds = rolling_folds(features, default_run.train.validation_months, default_run.train.folds)
+    folds = rolling_folds(features, default_run.train.validation_months, default_run.train.folds,
+                          default_run.outcome.horizon_days)
     truth_auc = np.mean([roc_auc_score(y[v.to_numpy()], p_true[v.to_numpy()]) for _, v in folds])
     model = io.read_json(default_run.paths.models / "metrics" / "train.json")["model"]
     assert model["mean"]["auc"] >= truth_auc - 0.02, (model["mean"]["auc"], truth_auc)

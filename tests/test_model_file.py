@@ -29,12 +29,22 @@ def _fitted(seed: int = 0) -> HistGradientBoostingClassifier:
 
 def test_same_model_gives_same_bytes_and_round_trips(tmp_path: Path) -> None:
     model = _fitted()
-    first, second = model_bytes(model), model_bytes(_fitted())
+    first, second = model_bytes({"base": model, "calibrator": None}), model_bytes({"base": _fitted(), "calibrator": None})
     assert first == second  # skops alone embeds object ids and times: these are renumbered/fixed
     path = tmp_path / "model.skops"
     path.write_bytes(first)
     X = np.random.default_rng(1).random((50, 4))
-    assert np.array_equal(load_model(path).predict_proba(X), model.predict_proba(X))
+    assert np.array_equal(load_model(path)["base"].predict_proba(X), model.predict_proba(X))
+
+
+def test_model_bytes_do_not_depend_on_the_thread_count() -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        one = model_bytes({"base": _fitted(), "calibrator": None})
+    with threadpool_limits(2):
+        two = model_bytes({"base": _fitted(), "calibrator": None})
+    assert one == two
 
 
 def test_a_file_with_untrusted_types_is_refused(tmp_path: Path) -> None:

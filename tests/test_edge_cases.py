@@ -1,0 +1,169 @@
+"""Edge cases that once broke the pipeline (found in review); each reproduces the original failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import LeadcalError
+from pipeline.extract import extract
+from pipeline.features import build_features
+from pipeline.params import Params
+from pipeline.signals import SignalSet
+from pipeline.stats import wilson_interval
+from pipeline.weights import fit_points, half_life
+
+from .conftest import params_in
+
+
+def _export(raw: Path, leads: list[tuple], activities: list[tuple], stages: list[tuple], extra: dict | None = None) -> None:
+    raw.mkdir(parents=True)
+    frame = pd.DataFrame(leads, columns=["lead_id", "created_at", "industry"])
+    for name, values in (extra or {}).items():
+        frame[name] = values
+    frame.to_csv(raw / "leads.csv", index=False)
+    pd.DataFrame(activities, columns=["lead_id", "activity", "occurred_at"]).to_csv(raw / "activities.csv", index=False)
+    pd.DataFrame(stages, columns=["lead_id", "stage", "entered_at"]).to_csv(raw / "stages.csv", index=False)
+
+
+def _small(tmp_path: Path) -> Params:
+    return params_in(tmp_path, outcome={"as_of": "2024-12-31"},
+                     signals={"fit_attributes": ["industry"], "frequency": {"discover": False}, "min_support": 1})
+
+
+def test_wilson_bounds_never_cross_the_rate() -> None:
+    n = np.arange(1, 2001)
+    low, _ = wilson_interval(np.zeros_like(n), n)
+    _, high = wilson_interval(n, n)
+    assert (low == 0.0).all() and (high == 1.0).all()  # was 1e-17 / 0.9999999999999999: a chart crashed
+
+
+def test_peak_window_is_half_open_like_the_cut_off(tmp_path: Path) -> None:
+    params = _small(tmp_path)
+    params = params.model_copy(update={"signals": params.signals.model_copy(update={
+        "frequency": params.signals.frequency.model_copy(update={"windows_days": [1, 30]})})})
+    _export(params.paths.raw, [("A", "2024-01-01", "x"), ("B", "2024-01-01", "x")],
+            [("A", "visit", "2024-01-01T10:00:00"), ("A", "visit", "2024-01-31T10:00:00"),
+             ("B", "visit", "2024-01-05T00:00:00"), ("B", "visit", "2024-01-06T00:00:00")],
+            [("A", "lead", "2024-01-01"), ("B", "lead", "2024-01-01")])
+    extract(params)
+    features = build_features(params)[0].set_index("lead_id")
+    assert features.loc["A", "peak__visit__30d"] == 1  # exactly 30 days apart: not "2 within 30 days"
+    assert features.loc["B", "peak__visit__1d"] == 1 and features.loc["B", "peak__visit__30d"] == 2
+
+
+def test_a_stage_before_the_lead_existed_is_dropped_not_a_win(tmp_path: Path) -> None:
+    params = _small(tmp_path)
+    _export(params.paths.raw, [("A", "2024-06-01", "x")], [("A", "blog_read", "2024-06-02")],
+            [("A", "lead", "2024-06-01"), ("A", "customer", "2023-01-15")])
+    report = extract(params)
+    assert report["tables"]["stages"]["dropped"] == {"entered before the lead was created": 1}
+    assert build_features(params)[0].loc[0, "closed"] == 0
+
+
+@pytest.mark.parametrize("column", ["matured", "cutoff_at", "window_truncated", "n__demo"])
+def test_lead_columns_that_would_shadow_derived_ones_are_refused(tmp_path: Path, column: str) -> None:
+    params = _small(tmp_path)
+    _export(params.paths.raw, [("A", "2024-01-01", "x")], [], [("A", "lead", "2024-01-01")], extra={column: ["1"]})
+    with pytest.raises(LeadcalError, match=rf"\['{column}'\] are reserved"):
+        extract(params)
+
+
+def test_headers_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    params = _small(tmp_path)
+    _export(params.paths.raw, [("A", "2024-01-01", "x")], [], [("A", "lead", "2024-01-01")], extra={"Industry": ["y"]})
+    with pytest.raises(LeadcalError, match=r"leads.csv: column\(s\) \['industry'\] appear more than once"):
+        extract(params)
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("signals", {"frequency": {"windows_days": [-3]}}, "greater than 0"),
+    ("signals", {"recency_days": [7, 7]}, "more than once"),
+    ("signals", {"fit_attributes": ["industry", "industry"]}, "more than once"),
+    ("weights", {"bootstrap_samples": 1}, "one refit has no spread"),
+    ("train", {"hgb": {"max_depth": 0}}, "greater than or equal to 1"),
+])
+def test_params_that_used_to_crash_later_are_refused_up_front(tmp_path: Path, section: str, values: dict, message: str) -> None:
+    import yaml
+
+    from pipeline.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({section: values}))
+    with pytest.raises(LeadcalError, match=message):
+        load_params(path)
+
+
+def _fit_case(rare_value_leads: int) -> tuple[SignalSet, np.ndarray]:
+    rng = np.random.default_rng(0)
+    n = 3000
+    value = rng.choice(["a", "b"], size=n)
+    value[:rare_value_leads] = "c"  # too rare to be fitted
+    demo = (rng.random(n) < 0.2).astype(np.uint8)
+    closed = (rng.random(n) < np.where(demo == 1, 0.25, 0.05) * np.where(value == "a", 1.5, 1.0)).astype(int)
+    matrix = pd.DataFrame({"demo_request": demo, "industry = a": (value == "a").astype(np.uint8),
+                           "industry = b": (value == "b").astype(np.uint8), "industry = c": (value == "c").astype(np.uint8)})
+    catalog = pd.DataFrame({"signal": matrix.columns, "kind": ["engagement", "fit", "fit", "fit"],
+                            "type": ["activity", "fit", "fit", "fit"], "attribute": ["demo_request", "industry", "industry", "industry"],
+                            "value": ["yes", "a", "b", "c"]})
+    return SignalSet(matrix, catalog), closed
+
+
+def test_support_is_counted_on_the_fitted_leads_and_centring_keeps_every_prediction() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    signals, closed = _fit_case(rare_value_leads=12)
+    evidence = pd.DataFrame({"signal": signals.matrix.columns, "leads": 0, "customers": 0, "close_rate": 0.0,
+                             "ci_low": 0.0, "ci_high": 0.0, "lift": 0.0, "shrunk_lift": 0.0})
+    table, header = fit_points(signals, closed, evidence, 20.0, 1.0, 0, min_support=30)
+    rows = table.set_index("signal")
+    assert rows.loc["industry = c", "status"].startswith("below minimum support")  # 12 leads < 30
+    # the published coefficients give every lead the same log-odds as the fitted model
+    fitted = LogisticRegression(C=1.0, max_iter=5000).fit(signals.matrix[["demo_request", "industry = a", "industry = b"]], closed)
+    expected = fitted.decision_function(signals.matrix[["demo_request", "industry = a", "industry = b"]])
+    published = header["base_log_odds"] + signals.matrix.to_numpy(float) @ rows.loc[signals.matrix.columns, "coefficient"].to_numpy()
+    assert np.allclose(published, expected)
+
+
+def test_no_usable_signal_is_a_clear_error_before_the_half_life(default_run: Params) -> None:
+    signals, closed = _fit_case(rare_value_leads=0)
+    strict = default_run.model_copy(update={"signals": default_run.signals.model_copy(update={"min_support": 10**6}),
+                                            "weights": default_run.weights.model_copy(update={"half_life_days": None})})
+    with pytest.raises(LeadcalError, match="every signal is below the minimum support"):
+        half_life(strict, signals, pd.DataFrame(index=signals.matrix.index), closed, pd.DataFrame())
+
+
+def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: Params) -> None:
+    from pipeline import io
+    from pipeline.model import fit_model, model_matrix
+    from pipeline.signals import build_signals, read_frequency_signals
+
+    features = io.read_parquet(default_run.paths.features / "features.parquet").iloc[:4000].copy()
+    features["n__live_chat"] = 0
+    features["age__live_chat"] = np.nan  # a tool introduced after these leads
+    signals = build_signals(features, default_run, read_frequency_signals(default_run.paths.models))
+    X = model_matrix(features, signals, "hgb", None)
+    assert not X.filter(like="age__").isna().any().any()
+    known = (features["closed"] >= 0).to_numpy()
+    hgb = default_run.model_copy(update={"train": default_run.train.model_copy(update={"model": "hgb"})})
+    bundle = fit_model(X[known], features.loc[known, "closed"].to_numpy(), hgb)
+    assert bundle["base"].predict_proba(X[:5]).shape == (5, 2)
+
+
+def test_an_activity_named_null_survives_the_round_trip(tmp_path: Path) -> None:
+    from pipeline import close_rates, io
+    from pipeline.features import write_features
+
+    params = _small(tmp_path)
+    leads = [(f"L{i}", "2024-01-01", "x") for i in range(40)]
+    activities = [(f"L{i}", "null", "2024-01-02") for i in range(20)]
+    stages = [(f"L{i}", "customer", "2024-02-15") for i in range(0, 40, 4)]
+    _export(params.paths.raw, leads, activities, stages)
+    extract(params)
+    write_features(params)
+    close_rates.run(params)
+    table = io.read_csv(params.paths.models / "close_rates.csv").set_index("signal")
+    assert table.loc["null", "leads"] == 20
