@@ -7,9 +7,11 @@ change in the model's log-odds when that signal is taken away from the lead,
     effect(lead, signal) = logit P(lead) - logit P(lead without the signal)
 
 "Without" means: for an activity, never done (its count, recency and flag reset); for a
-frequency or recency signal, not met; for a fit value, replaced by the attribute's most
-common value (so "industry = software" reads "compared with a lead from the most common
-industry"). The effect is reported as an odds ratio: x2.0 doubles the odds of closing.
+frequency or recency signal, not met. A fit value is compared with the attribute's average
+lead: the log-odds the lead would have with each value of the attribute, averaged with the
+values' shares. So "industry = software (odds x1.4)" reads "compared with the average
+industry", as the centred fit points do; for a linear model the two are the same number.
+The effect is reported as an odds ratio: x2.0 doubles the odds of closing.
 Effects are not additive for a non-linear model; each is "all else as it is".
 """
 
@@ -30,40 +32,63 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, str]:
-    """For each fit attribute, the signal of its most common value in X (the comparison lead)."""
+def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """For each fit attribute, the share of each of its values in X: the average lead to compare with."""
     fit = catalog[catalog["type"] == "fit"]
-    return {attribute: X[list(group["signal"])].sum().idxmax() for attribute, group in fit.groupby("attribute")}
+    shares = {}
+    for attribute, group in fit.groupby("attribute"):
+        names = [s for s in group["signal"] if s in X.columns]
+        counts = X[names].sum()
+        if counts.sum() > 0:
+            shares[attribute] = {name: float(count / counts.sum()) for name, count in counts.items() if count > 0}
+    return shares
 
 
-def _occlude(rows: pd.DataFrame, signal: str, signal_type: str, attribute: str, reference: dict[str, str]) -> pd.DataFrame:
+def _without(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
     rows = rows.copy()
     rows[signal] = 0.0
-    if signal_type == "activity":
-        for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, NEVER_DAYS)):
-            if column in rows.columns:
-                rows[column] = value
-    elif signal_type == "fit":
-        rows[reference[attribute]] = 1.0
+    for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, NEVER_DAYS)):
+        if column in rows.columns:
+            rows[column] = value
     return rows
 
 
+def _average_over_values(
+    predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, shares: dict[str, float]
+) -> np.ndarray:
+    """Share-weighted mean log-odds of `rows` with each value of one attribute in turn."""
+    total = np.zeros(len(rows))
+    for value, share in shares.items():
+        swapped = rows.copy()
+        swapped[list(shares)] = 0.0
+        swapped[value] = 1.0
+        total += share * logit(predict(swapped))
+    return total
+
+
 def effects(
-    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, catalog: pd.DataFrame, reference: dict[str, str]
+    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, catalog: pd.DataFrame,
+    reference: dict[str, dict[str, float]],
 ) -> pd.DataFrame:
     """Leads x signals: change in log-odds due to each signal the lead has (NaN where it has not)."""
     base = logit(predict(X))
     out = pd.DataFrame(np.nan, index=X.index, columns=list(catalog["signal"]))
-    for row in catalog.itertuples(index=False):
+    for row in catalog[catalog["type"] != "fit"].itertuples(index=False):
         if row.signal not in X.columns:
             continue
         has = X[row.signal].to_numpy() > 0
-        if row.type == "fit":
-            has &= row.signal != reference.get(row.attribute)
-        if not has.any():
+        if has.any():
+            out.loc[has, row.signal] = base[has] - logit(predict(_without(X.loc[has], row.signal)))
+    for attribute, shares in reference.items():
+        names = [s for s in shares if s in X.columns]
+        has_value = X[names].to_numpy().sum(axis=1) > 0
+        if not has_value.any():
             continue
-        occluded = _occlude(X.loc[has], row.signal, row.type, row.attribute, reference)
-        out.loc[has, row.signal] = base[has] - logit(predict(occluded))
+        delta = base[has_value] - _average_over_values(predict, X.loc[has_value], {s: shares[s] for s in names})
+        own = X.loc[has_value, names].to_numpy().argmax(axis=1)
+        for position, name in enumerate(names):
+            chosen = own == position
+            out.loc[X.index[has_value][chosen], name] = delta[chosen]
     return out
 
 

@@ -191,3 +191,23 @@ def test_score_refuses_a_model_with_another_feature_schema(default_run: Params, 
     with pytest.raises(LeadcalError, match=r"different feature schema.*fit_attributes"):
         score(new_leads, tmp_path / "x.csv", other)
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_fit_effects_are_relative_to_the_average_lead_like_the_points() -> None:
+    # Linear model: a fit value's effect equals its coefficient minus the share-weighted mean.
+    rng = np.random.default_rng(2)
+    value = rng.choice(["a", "b", "c"], size=3000, p=[0.6, 0.3, 0.1])
+    X = pd.DataFrame({"industry = a": (value == "a") * 1.0, "industry = b": (value == "b") * 1.0,
+                      "industry = c": (value == "c") * 1.0})
+    y = (rng.random(3000) < np.select([value == "a", value == "b"], [0.05, 0.10], 0.2)).astype(int)
+    model = LogisticRegression(C=1e6).fit(X, y)
+    catalog = pd.DataFrame({"signal": X.columns, "type": "fit", "attribute": "industry"})
+    from pipeline.explain import reference_values
+
+    reference = reference_values(catalog, X)
+    found = effects(lambda frame: model.predict_proba(frame)[:, 1], X, catalog, reference)
+    shares = np.array([reference["industry"][c] for c in X.columns])
+    centred = model.coef_[0] - (model.coef_[0] * shares).sum()
+    for column, expected in zip(X.columns, centred):
+        assert np.allclose(found[column].dropna(), expected)
+    assert found["industry = a"].dropna().iloc[0] < 0 < found["industry = c"].dropna().iloc[0]
