@@ -27,6 +27,10 @@ def figure_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _by_fold(folds: list[dict]) -> dict[str, dict]:
+    return {f"fold_{fold['fold']}": {k: v for k, v in fold.items() if k != "fold"} for fold in folds}
+
+
 def run(params: Params) -> dict[str, object]:
     models = params.paths.models
     close_rates = io.read_csv(models / "close_rates.csv")
@@ -41,6 +45,9 @@ def run(params: Params) -> dict[str, object]:
         "points_table": {**train["points_table"]["mean"], **{f"{k}_sd": v for k, v in train["points_table"]["sd"].items()},
                          **weights},
         "folds": len(train["model"]["folds"]),
+        # per fold, keyed so that `dvc metrics show` flattens them: model_folds.fold_1.auc ...
+        "model_folds": _by_fold(train["model"]["folds"]),
+        "points_table_folds": _by_fold(train["points_table"]["folds"]),
         "validation": train["validation"],
         "thresholds": {"threshold": thresholds["threshold"], **{f"validation_{k}": v for k, v in thresholds["validation"].items()}},
     }

@@ -211,3 +211,14 @@ def test_fit_effects_are_relative_to_the_average_lead_like_the_points() -> None:
     for column, expected in zip(X.columns, centred):
         assert np.allclose(found[column].dropna(), expected)
     assert found["industry = a"].dropna().iloc[0] < 0 < found["industry = c"].dropna().iloc[0]
+
+
+def test_metrics_file_holds_every_fold_and_the_spread(default_run: Params) -> None:
+    metrics = io.read_json(default_run.paths.models / "metrics.json")
+    train = io.read_json(default_run.paths.models / "metrics" / "train.json")
+    assert metrics["folds"] == len(train["model"]["folds"]) == 3
+    aucs = [metrics["model_folds"][f"fold_{k}"]["auc"] for k in (1, 2, 3)]
+    assert metrics["model"]["auc"] == pytest.approx(np.mean(aucs))
+    assert metrics["model"]["auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
+    for key in ("pr_auc", "log_loss", "brier", "ece", "top_decile_lift", "top_decile_capture"):
+        assert key in metrics["model_folds"]["fold_1"] and f"{key}_sd" in metrics["model"]
