@@ -86,3 +86,27 @@ def calibration_chart(curves: dict[str, pd.DataFrame]) -> Figure:
         ax.legend(loc="upper left")
         fig.tight_layout()
     return fig
+
+
+def matrix_chart(cells: pd.DataFrame, average: float) -> Figure:
+    """Fit grade (A-D) x engagement grade (1-4): close rate in colour, leads in each cell."""
+    grid = cells.pivot(index="fit_grade", columns="engagement_grade", values="close_rate").reindex(index=list("ABCD"))
+    grid = grid.reindex(columns=sorted(grid.columns, key=str))
+    leads = cells.pivot(index="fit_grade", columns="engagement_grade", values="leads").reindex_like(grid)
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots(figsize=(7.5, 6))
+        image = ax.imshow(grid.to_numpy(dtype=float), cmap="Greens", vmin=0)
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                rate, count = grid.iat[i, j], leads.iat[i, j]
+                text = "no leads" if count == 0 or pd.isna(rate) else f"{rate:.1%}\n{int(count):,} leads"
+                ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                        color="white" if not pd.isna(rate) and rate > grid.max().max() * 0.6 else "black")
+        ax.set_xticks(range(grid.shape[1]), [f"{c}" for c in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), list(grid.index))
+        ax.set_xlabel("engagement grade (1 = most engaged quarter)")
+        ax.set_ylabel("fit grade (A = best-fitting quarter)")
+        ax.set_title(f"Close rate by fit x engagement (average lead: {average:.1%})")
+        fig.colorbar(image, ax=ax, format=PercentFormatter(1.0, decimals=0), label="close rate")
+        fig.tight_layout()
+    return fig

@@ -51,23 +51,35 @@ def g_statistic(table: np.ndarray) -> float:
     return float(2 * terms.sum())
 
 
+def best_split(values: np.ndarray, closed: np.ndarray, min_support: int) -> tuple[float, float] | None:
+    """(t, G) of the split "value >= t" vs "< t" that best separates customers (largest G),
+    with at least `min_support` leads on each side and the high side closing more."""
+    values, closed = np.asarray(values), np.asarray(closed, dtype=int)
+    order = np.sort(np.unique(values))
+    if len(order) < 2:
+        return None
+    # leads and customers at or above each candidate, from the top down
+    index = np.searchsorted(order, values)
+    leads_at = np.bincount(index, minlength=len(order))[::-1].cumsum()[::-1]
+    won_at = np.bincount(index, weights=closed, minlength=len(order))[::-1].cumsum()[::-1]
+    total, total_won = len(values), closed.sum()
+    best: tuple[float, float] | None = None
+    for i in range(1, len(order)):
+        high, high_won = int(leads_at[i]), int(won_at[i])
+        low, low_won = total - high, int(total_won - high_won)
+        if high < min_support or low < min_support or high_won / high <= low_won / low:
+            continue
+        g = g_statistic(np.array([[high_won, high - high_won], [low_won, low - low_won]]))
+        if best is None or g > best[1]:
+            best = (float(order[i]), g)
+    return best
+
+
 def best_threshold(peak: np.ndarray, closed: np.ndarray, min_support: int) -> tuple[int, float] | None:
     """(N, G) of the strongest split of the doers (peak >= 1) with heavy users closing more."""
-    doers = peak >= 1
-    peak, closed = peak[doers], np.asarray(closed)[doers]
-    best: tuple[int, float] | None = None
-    for n in range(2, int(peak.max(initial=0)) + 1):
-        heavy = peak >= n
-        heavy_leads, light_leads = int(heavy.sum()), int((~heavy).sum())
-        if heavy_leads < min_support or light_leads < min_support:
-            continue
-        heavy_won, light_won = int(closed[heavy].sum()), int(closed[~heavy].sum())
-        if heavy_won / heavy_leads <= light_won / light_leads:
-            continue
-        g = g_statistic(np.array([[heavy_won, heavy_leads - heavy_won], [light_won, light_leads - light_won]]))
-        if best is None or g > best[1]:
-            best = (n, g)
-    return best
+    doers = np.asarray(peak) >= 1
+    found = best_split(np.asarray(peak)[doers], np.asarray(closed)[doers], min_support)
+    return None if found is None else (int(found[0]), found[1])
 
 
 def discover(

@@ -184,10 +184,26 @@ class Train(_Strict):
 
 
 class Thresholds(_Strict):
-    # The MQL threshold is the lowest score whose leads close at `mql_lift` x the average.
+    """How the MQL threshold is chosen; every policy is computed and reported, `policy` is published."""
+
+    policy: Literal["close_rate_multiple", "sales_capacity", "target_precision", "target_recall", "cost_benefit"] = (
+        "close_rate_multiple"
+    )
+    # close_rate_multiple: the lowest score whose leads close at `mql_lift` x the average.
     mql_lift: float = Field(3.0, gt=1.0)
+    # sales_capacity: at most this many MQLs per week, at the historical lead flow.
+    capacity_per_week: float = Field(40.0, gt=0)
+    # target_precision: MQLs close at least this often; target_recall: MQLs hold this share of customers.
+    target_precision: float = Field(0.08, gt=0, lt=1)
+    target_recall: float = Field(0.7, gt=0, le=1)
+    # cost_benefit: a sales touch costs `cost_per_touch`; a won deal is worth `deal_value`
+    # (null: the median amount of the customer stages in the data).
+    cost_per_touch: float = Field(150.0, gt=0)
+    deal_value: float | None = Field(None, gt=0)
     # A threshold must leave at least this many training leads above it.
     min_mql_leads: int = Field(50, ge=1)
+    # Resamples of the training leads for the intervals of every policy.
+    bootstrap_samples: int = Field(200, ge=0)
 
 
 class Params(_Strict):

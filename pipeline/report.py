@@ -57,6 +57,8 @@ def run(params: Params) -> dict[str, object]:
         "close_rate_by_fit.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "fit"),
         "score_distribution.png": charts.score_distribution_chart(
             io.read_csv(models / "plots" / "score_distribution.csv"), thresholds["threshold"]),
+        "fit_engagement_matrix.png": charts.matrix_chart(
+            io.read_csv(models / "plots" / "matrix.csv"), thresholds["training"]["average_close_rate"]),
         "calibration.png": charts.calibration_chart({
             "predictive model": io.read_csv(models / "plots" / "calibration_model.csv"),
             "points table": io.read_csv(models / "plots" / "calibration_points.csv"),

@@ -1,10 +1,24 @@
-"""The MQL threshold: the points total above which a lead goes to sales.
+"""The MQL threshold, chosen by a policy marketing and sales agree on, and the fit x interest matrix.
 
-Default policy (params thresholds.mql_lift = k): the lowest total score t such that
-the leads scoring t or more close at k times the average close rate or more, with at
-least `min_mql_leads` of them. Lowest, because among the thresholds that keep the
-MQLs k times better than average it sends sales the most leads.
-The threshold is chosen on the training cohorts and reported on the held-out ones.
+Every policy is computed on the training cohorts and reported side by side in
+models/thresholds.json; `thresholds.policy` picks the published one:
+
+- close_rate_multiple: the lowest total score t such that the leads scoring t or more close
+  at `mql_lift` times the average close rate (lowest: among thresholds that keep MQLs that
+  good, it sends sales the most leads);
+- sales_capacity: the lowest t whose MQLs fit in `capacity_per_week` at the historical flow;
+- target_precision: the lowest t whose MQLs close at `target_precision` or more;
+- target_recall: the highest t whose MQLs still hold `target_recall` of the customers;
+- cost_benefit: the t that maximises customers x deal value - MQLs x cost of a sales touch.
+
+Each comes with its expected MQLs per week, their close rate, the share of customers they
+hold, a 95 % bootstrap interval for each (the training leads resampled), and what it does on
+the held-out cohorts. Every threshold must leave at least `min_mql_leads` training leads.
+
+The matrix places leads by fit score and engagement score. Each axis is cut where it best
+separates customers from the rest (the largest G statistic, as for frequency signals), giving
+four quadrants with an action each; the CRMs' A-D (fit) x 1-4 (engagement) grades cut each
+axis at its quartiles.
 """
 
 from __future__ import annotations
@@ -15,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.params import Params
+from pipeline.frequency import best_split
+from pipeline.params import Params, Thresholds
 from pipeline.signals import build_signals, read_frequency_signals, time_split
 from pipeline.weights import read_weights, score_features
 
@@ -54,6 +69,153 @@ def choose_threshold(curve: pd.DataFrame, mql_lift: float, min_leads: int) -> in
     return int(passing["score"].min())
 
 
+POLICIES = ("close_rate_multiple", "sales_capacity", "target_precision", "target_recall", "cost_benefit")
+
+
+def choose_by_policy(policy: str, curve: pd.DataFrame, settings: Thresholds, weeks: float, deal_value: float | None) -> int | None:
+    """The threshold a policy picks on a threshold curve (None: no score satisfies it)."""
+    if policy == "close_rate_multiple":
+        return choose_threshold(curve, settings.mql_lift, settings.min_mql_leads)
+    eligible = curve[curve["leads_at_or_above"] >= settings.min_mql_leads]
+    if policy == "sales_capacity":
+        passing = eligible[eligible["leads_at_or_above"] / weeks <= settings.capacity_per_week]
+        return int(passing["score"].min()) if len(passing) else None
+    if policy == "target_precision":
+        passing = eligible[eligible["close_rate_at_or_above"] >= settings.target_precision]
+        return int(passing["score"].min()) if len(passing) else None
+    if policy == "target_recall":
+        passing = eligible[eligible["customers_captured"] >= settings.target_recall]
+        return int(passing["score"].max()) if len(passing) else None
+    if policy == "cost_benefit":
+        if deal_value is None or eligible.empty:
+            return None
+        value = eligible["customers_at_or_above"] * deal_value - eligible["leads_at_or_above"] * settings.cost_per_touch
+        return int(eligible["score"].to_numpy()[int(np.argmax(value.to_numpy()))]) if value.max() > 0 else None
+    raise ValueError(f"unknown policy {policy!r}")
+
+
+def _weighted_curve(order: np.ndarray, index: np.ndarray, weights: np.ndarray, closed: np.ndarray) -> pd.DataFrame:
+    """threshold_curve for leads counted `weights` times (a bootstrap resample), without copying them."""
+    leads = np.bincount(index, weights=weights, minlength=len(order))[::-1].cumsum()[::-1]
+    customers = np.bincount(index, weights=weights * closed, minlength=len(order))[::-1].cumsum()[::-1]
+    total, won = leads[0], customers[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(leads > 0, customers / np.maximum(leads, 1e-12), 0.0)
+    return pd.DataFrame({
+        "score": order, "leads_at_or_above": leads, "customers_at_or_above": customers,
+        "share_at_or_above": leads / total, "close_rate_at_or_above": rate,
+        "lift_at_or_above": rate / (won / total) if won else 0.0,
+        "customers_captured": customers / won if won else 0.0,
+    })
+
+
+def policy_results(
+    scores: np.ndarray, closed: np.ndarray, weeks: float, settings: Thresholds, deal_value: float | None, seed: int,
+) -> dict[str, dict[str, object]]:
+    """Every policy's threshold and expected results on these leads, with 95 % bootstrap intervals.
+
+    The intervals resample the leads: the threshold interval re-chooses the threshold on each
+    resample; the results' intervals keep the chosen threshold and re-measure what it does.
+    """
+    scores, closed = np.asarray(scores), np.asarray(closed, dtype=float)
+    order = np.unique(scores)
+    index = np.searchsorted(order, scores)
+    curve = threshold_curve(scores, closed.astype(int))
+    rng = np.random.default_rng(seed)
+    resamples = [rng.multinomial(len(scores), np.full(len(scores), 1 / len(scores))).astype(float)
+                 for _ in range(settings.bootstrap_samples)]
+    results: dict[str, dict[str, object]] = {}
+    for policy in POLICIES:
+        threshold = choose_by_policy(policy, curve, settings, weeks, deal_value)
+        entry: dict[str, object] = {"threshold": threshold}
+        if threshold is None:
+            entry["note"] = "no score satisfies this policy on the training leads"
+            results[policy] = entry
+            continue
+        row = curve[curve["score"] == threshold].iloc[0]
+        entry.update({
+            "mql_per_week": float(row["leads_at_or_above"] / weeks),
+            "mql_share": float(row["share_at_or_above"]),
+            "mql_close_rate": float(row["close_rate_at_or_above"]),
+            "customers_captured": float(row["customers_captured"]),
+        })
+        if resamples:
+            draws: dict[str, list[float]] = {"threshold": [], "mql_per_week": [], "mql_close_rate": [], "customers_captured": []}
+            position = int(np.searchsorted(order, threshold))
+            for weights in resamples:
+                resampled = _weighted_curve(order, index, weights, closed)
+                again = choose_by_policy(policy, resampled, settings, weeks, deal_value)
+                if again is not None:
+                    draws["threshold"].append(again)
+                at = resampled.iloc[position]
+                draws["mql_per_week"].append(at["leads_at_or_above"] / weeks)
+                draws["mql_close_rate"].append(at["close_rate_at_or_above"])
+                draws["customers_captured"].append(at["customers_captured"])
+            entry["interval_95"] = {k: [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))] if v else None
+                                    for k, v in draws.items()}
+        results[policy] = entry
+    return results
+
+
+QUADRANTS = {
+    "hot": "fit and interested: hand to sales within 24 h",
+    "nurture": "fit, not yet interested: nurture",
+    "quick_check": "interested, not fit: quick check by sales",
+    "drop": "neither: drop from campaigns",
+}
+
+
+def quadrant(fit: np.ndarray, engagement: np.ndarray, fit_boundary: float, engagement_boundary: float) -> np.ndarray:
+    fit_ok, interested = np.asarray(fit) >= fit_boundary, np.asarray(engagement) >= engagement_boundary
+    return np.select([fit_ok & interested, fit_ok, interested], ["hot", "nurture", "quick_check"], "drop")
+
+
+def grade(values: np.ndarray, cutoffs: list[float], labels: list[str]) -> np.ndarray:
+    """labels[0] for values >= cutoffs[0], labels[1] for >= cutoffs[1], ..., the last label below."""
+    values = np.asarray(values)
+    return np.select([values >= c for c in cutoffs], labels[:-1], labels[-1])
+
+
+def _cells(groups: np.ndarray, closed: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    closed = np.asarray(closed, dtype=int)
+    out = {}
+    for name in names:
+        mask = groups == name
+        leads, won = int(mask.sum()), int(closed[mask].sum())
+        out[name] = {"leads": leads, "customers": won, "close_rate": won / leads if leads else None,
+                     "share_of_leads": leads / len(closed) if len(closed) else None,
+                     "share_of_customers": won / closed.sum() if closed.sum() else None}
+    return out
+
+
+def fit_interest_matrix(
+    fit: np.ndarray, engagement: np.ndarray, closed: np.ndarray, min_support: int,
+) -> dict[str, object]:
+    """Quadrant boundaries and grade cut-offs learnt from these (training) leads, and their cells."""
+    boundaries = {}
+    for axis, values in (("fit", fit), ("engagement", engagement)):
+        found = best_split(values, closed, min_support)
+        boundaries[axis] = found[0] if found else float(np.median(values))
+    fit_cuts = [float(q) for q in np.quantile(fit, [0.75, 0.5, 0.25])]
+    engagement_cuts = [float(q) for q in np.quantile(engagement, [0.75, 0.5, 0.25])]
+    return {
+        "fit_boundary": boundaries["fit"], "engagement_boundary": boundaries["engagement"],
+        "fit_grade_cutoffs": fit_cuts, "engagement_grade_cutoffs": engagement_cuts,
+    }
+
+
+def matrix_cells(matrix: dict[str, object], fit: np.ndarray, engagement: np.ndarray, closed: np.ndarray) -> dict[str, object]:
+    """Close rate and volume of each quadrant and each A1-D4 grade cell, for one set of leads."""
+    quadrants = quadrant(fit, engagement, matrix["fit_boundary"], matrix["engagement_boundary"])
+    cells = np.char.add(grade(fit, matrix["fit_grade_cutoffs"], ["A", "B", "C", "D"]).astype(str),
+                        grade(engagement, matrix["engagement_grade_cutoffs"], ["1", "2", "3", "4"]).astype(str))
+    quadrant_cells = _cells(quadrants, closed, list(QUADRANTS))
+    for name, action in QUADRANTS.items():
+        quadrant_cells[name]["action"] = action
+    return {"quadrants": quadrant_cells,
+            "grades": _cells(cells, closed, [f + e for f in "ABCD" for e in "1234"])}
+
+
 def summarise(total_points: np.ndarray, closed: np.ndarray, threshold: int | None) -> dict[str, float | int | None]:
     """What the threshold does on a set of leads: share passing, their close rate and lift."""
     total_points = np.asarray(total_points)
@@ -74,8 +236,26 @@ def summarise(total_points: np.ndarray, closed: np.ndarray, threshold: int | Non
     return summary
 
 
+HOW = {
+    "close_rate_multiple": "lowest total score whose leads (score >= threshold) close at {mql_lift:g} x the average close rate",
+    "sales_capacity": "lowest total score whose MQLs fit in {capacity_per_week:g} per week at the historical lead flow",
+    "target_precision": "lowest total score whose MQLs close at {target_precision:.0%} or more",
+    "target_recall": "highest total score whose MQLs still hold {target_recall:.0%} of the customers",
+    "cost_benefit": "total score maximising customers x deal value - MQLs x {cost_per_touch:g} per sales touch",
+}
+
+
+def median_deal_value(params: Params) -> float | None:
+    """params deal_value, or the median amount of the customer stages in the data (None if there is none)."""
+    if params.thresholds.deal_value is not None:
+        return params.thresholds.deal_value
+    stages = io.read_parquet(params.paths.extracted / "stages.parquet", columns=["stage", "amount"])
+    amounts = stages.loc[(stages["stage"] == "customer") & stages["amount"].notna(), "amount"]
+    return float(amounts.median()) if len(amounts) else None
+
+
 def run(params: Params) -> dict[str, object]:
-    """features + weights -> models/thresholds.json and the threshold curve for `dvc plots`."""
+    """features + weights -> models/thresholds.json (every policy, the matrix) and plot data."""
     features = io.read_parquet(params.paths.features / "features.parquet")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     weights, header = read_weights(params.paths.models)
@@ -83,32 +263,48 @@ def run(params: Params) -> dict[str, object]:
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     closed = features["closed"].to_numpy()
     t = params.thresholds
-    train_rows = train_mask.to_numpy()
-    curve = threshold_curve(scores["total_points"].to_numpy()[train_rows], closed[train_rows])
-    threshold = choose_threshold(curve, t.mql_lift, t.min_mql_leads)
+    train_rows, valid_rows = train_mask.to_numpy(), valid_mask.to_numpy()
+    total = scores["total_points"].to_numpy()
+    created = features.loc[train_rows, "created_at"]
+    weeks = max((created.max() - created.min()).days + 1, 7) / 7
+    deal_value = median_deal_value(params)
+    curve = threshold_curve(total[train_rows], closed[train_rows])
+    policies = policy_results(total[train_rows], closed[train_rows], weeks, t, deal_value, params.seed)
+    for name, entry in policies.items():
+        entry["how"] = HOW[name].format(**t.model_dump())
+        entry["validation"] = summarise(total[valid_rows], closed[valid_rows], entry["threshold"])
+    threshold = policies[t.policy]["threshold"]
     average = float(closed[train_rows].mean())
+    fit, engagement = scores["fit_points"].to_numpy(), scores["engagement_points"].to_numpy()
+    matrix = fit_interest_matrix(fit[train_rows], engagement[train_rows], closed[train_rows], params.signals.min_support)
+    matrix["training"] = matrix_cells(matrix, fit[train_rows], engagement[train_rows], closed[train_rows])
+    matrix["validation"] = matrix_cells(matrix, fit[valid_rows], engagement[valid_rows], closed[valid_rows])
     result = {
-        "policy": "close_rate_multiple",
+        "policy": t.policy,
         "threshold": threshold,
         "mql_lift_target": t.mql_lift,
         "min_mql_leads": t.min_mql_leads,
-        "how": (
-            f"lowest total score whose leads (score >= threshold) close at {t.mql_lift:g} x the average "
-            f"close rate ({100 * average:.2f} %) or more on the training cohorts, with at least {t.min_mql_leads} leads"
-        ),
-        "training": summarise(scores["total_points"].to_numpy()[train_rows], closed[train_rows], threshold),
-        "validation": summarise(scores["total_points"].to_numpy()[valid_mask.to_numpy()], closed[valid_mask.to_numpy()], threshold),
+        "how": f"{policies[t.policy]['how']}, on the training cohorts (average close rate {100 * average:.2f} %), "
+               f"with at least {t.min_mql_leads} leads",
+        "training": {**summarise(total[train_rows], closed[train_rows], threshold), "weeks": weeks},
+        "validation": summarise(total[valid_rows], closed[valid_rows], threshold),
+        "deal_value": deal_value,
+        "policies": policies,
+        "matrix": matrix,
     }
     if threshold is None:
         result["warning"] = (
-            f"no score reaches {t.mql_lift:g} x the average close rate with at least {t.min_mql_leads} leads; "
-            "lower thresholds.mql_lift or thresholds.min_mql_leads"
+            f"policy {t.policy} finds no threshold on the training leads (with at least {t.min_mql_leads} leads); "
+            "see the other policies in this file, or relax its setting in params thresholds"
         )
         log.warning("thresholds: %s", result["warning"])
     models = params.paths.models
     io.write_json(models / "thresholds.json", result)
     io.write_csv(models / "plots" / "threshold_curve.csv", curve)
-    io.write_csv(models / "plots" / "score_distribution.csv",
-                 score_distribution(scores["total_points"].to_numpy()[train_rows], closed[train_rows]))
-    log.info("thresholds: MQL at %s points", threshold)
+    io.write_csv(models / "plots" / "score_distribution.csv", score_distribution(total[train_rows], closed[train_rows]))
+    io.write_csv(models / "plots" / "matrix.csv", pd.DataFrame([
+        {"fit_grade": cell[0], "engagement_grade": cell[1], **values}
+        for cell, values in matrix["training"]["grades"].items()]))
+    log.info("thresholds: MQL at %s points (%s); %s", threshold, t.policy,
+             ", ".join(f"{name} {entry['threshold']}" for name, entry in policies.items()))
     return result
