@@ -110,3 +110,39 @@ def matrix_chart(cells: pd.DataFrame, average: float) -> Figure:
         fig.colorbar(image, ax=ax, format=PercentFormatter(1.0, decimals=0), label="close rate")
         fig.tight_layout()
     return fig
+
+
+def funnel_chart(funnel: list[dict]) -> Figure:
+    """Leads reaching each stage, with the conversion from the stage before."""
+    stages = [row["stage"] for row in funnel]
+    leads = np.array([row["leads"] for row in funnel], dtype=float)
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        y = np.arange(len(stages))[::-1]
+        ax.barh(y, leads, color=BLUE, alpha=0.85)
+        for position, row in zip(y, funnel):
+            rate = row.get("rate_from_previous")
+            label = f"{row['leads']:,}" + ("" if row["stage"] == stages[0] or rate is None else f"  ({rate:.1%} of previous)")
+            ax.text(row["leads"], position, "  " + label, va="center", fontsize=9)
+        ax.set_yticks(y, stages)
+        ax.set_xlim(0, leads.max() * 1.45)
+        ax.set_xlabel("matured leads reaching the stage (or a later one)")
+        ax.set_title("Funnel: how many leads reach each stage")
+        fig.tight_layout()
+    return fig
+
+
+def monthly_trend_chart(monthly: pd.DataFrame) -> Figure:
+    """Stage-to-stage conversion by month of lead creation (recent months are still maturing)."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(10, 4.8))
+        for column, colour in zip(("lead_to_mql", "mql_to_sql", "sql_to_customer"), (BLUE, GREEN, RED)):
+            ax.plot(monthly["month"], monthly[column], marker="o", color=colour, label=column.replace("_", " "))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.set_ylabel("conversion rate")
+        ax.set_xlabel("month the leads were created")
+        ax.tick_params(axis="x", rotation=60)
+        ax.set_title("Conversion by month (the last months have not had time to convert yet)")
+        ax.legend(loc="upper right")
+        fig.tight_layout()
+    return fig

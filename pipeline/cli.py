@@ -65,6 +65,12 @@ def _thresholds(params: Params) -> object:
     return thresholds.run(params)
 
 
+def _funnel(params: Params) -> object:
+    from pipeline import funnel
+
+    return funnel.run(params, params.funnel.sla_hours)
+
+
 def _report(params: Params) -> object:
     from pipeline import report
 
@@ -79,6 +85,7 @@ STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "weights": (_weights, "the points table (fit and engagement points)"),
     "train": (_train, "predictive model, validated on the latest cohorts"),
     "thresholds": (_thresholds, "the MQL threshold and what it does"),
+    "funnel": (_funnel, "funnel conversion, SLA follow-up, stage durations, rejected MQLs"),
     "report": (_report, "charts and the metrics file"),
 }
 
@@ -98,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score as of this date (default: the latest timestamp in the input)")
     scorer.add_argument("--batch-size", type=int, default=50_000, help="leads per batch (default 50000)")
     scorer.add_argument("--models", type=Path, default=None, help="published artifacts (default: params paths.models)")
+    planner = sub.add_parser("plan", help="leads (and MQLs, SQLs) needed to win a number of customers or a revenue")
+    target = planner.add_mutually_exclusive_group(required=True)
+    target.add_argument("--customers", type=int, help="customers to win")
+    target.add_argument("--revenue", type=float, help="revenue to win (with the average deal size)")
+    planner.add_argument("--average-deal", type=float, default=None,
+                         help="average deal size for --revenue (default: mean amount of the customers in the data)")
+    planner.add_argument("--out", type=Path, default=None, help="also write the plan as JSON")
     return parser
 
 
@@ -115,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.score import score
 
             score(args.input, args.out, params, args.as_of, args.batch_size, args.models)
+            return 0
+        if args.stage == "plan":
+            from pipeline.planner import format_plan, plan
+
+            result = plan(params, customers=args.customers, revenue=args.revenue, average_deal=args.average_deal)
+            print(format_plan(result))
+            if args.out:
+                from pipeline import io
+
+                io.write_json(args.out, result)
             return 0
         for name in names:
             started = time.perf_counter()

@@ -206,6 +206,13 @@ class Thresholds(_Strict):
     bootstrap_samples: int = Field(200, ge=0)
 
 
+class Funnel(_Strict):
+    # Sales follow-up SLAs on MQLs, in hours.
+    sla_hours: list[PositiveInt] = [24, 48]
+    # Website visitors over the same period as the leads, if known: adds visitor -> lead to the planner.
+    visitors: int | None = Field(None, ge=1)
+
+
 class Params(_Strict):
     seed: int = 20261123
     # Threads for model fitting (OpenMP / BLAS). On a shared 2-core machine one thread is both
@@ -219,6 +226,7 @@ class Params(_Strict):
     weights: Weights = Weights()
     train: Train = Train()
     thresholds: Thresholds = Thresholds()
+    funnel: Funnel = Funnel()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -59,6 +59,8 @@ def run(params: Params) -> dict[str, object]:
             io.read_csv(models / "plots" / "score_distribution.csv"), thresholds["threshold"]),
         "fit_engagement_matrix.png": charts.matrix_chart(
             io.read_csv(models / "plots" / "matrix.csv"), thresholds["training"]["average_close_rate"]),
+        "funnel.png": charts.funnel_chart(io.read_json(models / "funnel.json")["funnel"]),
+        "funnel_by_month.png": charts.monthly_trend_chart(io.read_csv(models / "plots" / "funnel_by_month.csv")),
         "calibration.png": charts.calibration_chart({
             "predictive model": io.read_csv(models / "plots" / "calibration_model.csv"),
             "points table": io.read_csv(models / "plots" / "calibration_points.csv"),
