@@ -36,7 +36,7 @@ from pipeline import io
 from pipeline.contract import STAGES, WON_STAGE
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import build_signals, labelled, read_frequency_signals
+from pipeline.signals import band, build_signals, labelled, read_frequency_signals
 from pipeline.stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -685,6 +685,19 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
+def _segments(leads: pd.DataFrame, params: Params) -> dict[str, pd.DataFrame]:
+    """The leads with each segment attribute readable: numeric ones in their bands, missing as 'unknown'."""
+    out = {}
+    for attribute in params.funnel.segments:
+        if attribute not in leads.columns:
+            log.warning("funnel: segment '%s' is not a lead column; skipped", attribute)
+            continue
+        edges = params.signals.numeric_bins.get(attribute)
+        values = band(leads[attribute], edges) if edges else leads[attribute]
+        out[attribute] = leads.assign(**{attribute: values})
+    return out
+
+
 def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     """data/extracted (stages, leads) + data/features -> models/funnel.json and two plot CSVs.
 
@@ -752,6 +765,10 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
         },
         "funnel": _records(overall),
         "by_source": _records(by_source),
+        "by_segment": {
+            attribute: _records(funnel_conversion(stages, segmented, by=attribute, within_days=horizon, confidence=confidence))
+            for attribute, segmented in _segments(matured_leads, params).items()
+        },
         "by_month": _records(by_month),
         "plan_steps": _records(plan_steps),
         "sla": sla,

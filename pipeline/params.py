@@ -211,6 +211,8 @@ class Funnel(_Strict):
     sla_hours: list[PositiveInt] = [24, 48]
     # Website visitors over the same period as the leads, if known: adds visitor -> lead to the planner.
     visitors: int | None = Field(None, ge=1)
+    # Lead attributes to break the funnel down by (numeric ones in their signals.numeric_bins bands).
+    segments: list[str] = ["industry", "company_size"]
 
 
 class Params(_Strict):

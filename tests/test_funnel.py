@@ -423,3 +423,21 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
     # a plan from the published steps works end to end
     plan = funnel.plan_volume(pd.DataFrame(written["plan_steps"]), customers=10)
     assert plan["volumes"][0]["stage"] == "lead" and plan["volumes"][0]["needed"] > 10
+
+
+def test_funnel_by_segment_matches_pandas(default_run) -> None:
+    """Customers per company-size band in funnel.json equal a plain pandas count on the features."""
+    import pandas as pd
+
+    from pipeline.signals import band
+
+    funnel = io.read_json(default_run.paths.models / "funnel.json")
+    features = io.read_parquet(default_run.paths.features / "features.parquet")
+    matured = features[features["closed"] >= 0]
+    bands = band(matured["company_size"], default_run.signals.numeric_bins["company_size"])
+    expected = matured.groupby(bands)["closed"].agg(["size", "sum"])
+    rows = {r["company_size"]: r for r in funnel["by_segment"]["company_size"] if r["stage"] == "customer"}
+    for label, (size, won) in expected.iterrows():
+        assert rows[label]["leads"] == won
+        assert rows[label]["rate_from_lead"] == pytest.approx(won / size)
+    assert set(funnel["by_segment"]) == set(default_run.funnel.segments)
