@@ -183,6 +183,11 @@ def validate_activities(
     return events, report
 
 
+def customer_amounts(stages: pd.DataFrame) -> pd.Series:
+    """Deal values of the won leads (customer stages with an amount)."""
+    return stages.loc[(stages["stage"] == WON_STAGE) & stages["amount"].notna(), "amount"]
+
+
 def validate_stages(
     frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series | None = None
 ) -> tuple[pd.DataFrame, TableReport]:

@@ -9,14 +9,14 @@ posterior). Visitors are planned only when params funnel.visitors says how many 
 from __future__ import annotations
 
 from pipeline import io
+from pipeline.contract import customer_amounts
 from pipeline.errors import LeadcalError
 from pipeline.funnel import plan_volume
 from pipeline.params import Params
 
 
 def mean_deal_value(params: Params) -> float:
-    stages = io.read_parquet(params.paths.extracted / "stages.parquet", columns=["stage", "amount"])
-    amounts = stages.loc[(stages["stage"] == "customer") & stages["amount"].notna(), "amount"]
+    amounts = customer_amounts(io.read_parquet(params.paths.extracted / "stages.parquet", columns=["stage", "amount"]))
     if amounts.empty:
         raise LeadcalError(
             f"{params.paths.extracted / 'stages.parquet'}: no customer has an amount, so the average deal is unknown; "

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
+from pipeline.contract import customer_amounts
 from pipeline.frequency import best_split
 from pipeline.params import Params, Thresholds
 from pipeline.signals import build_signals, read_frequency_signals, time_split
@@ -249,8 +250,7 @@ def median_deal_value(params: Params) -> float | None:
     """params deal_value, or the median amount of the customer stages in the data (None if there is none)."""
     if params.thresholds.deal_value is not None:
         return params.thresholds.deal_value
-    stages = io.read_parquet(params.paths.extracted / "stages.parquet", columns=["stage", "amount"])
-    amounts = stages.loc[(stages["stage"] == "customer") & stages["amount"].notna(), "amount"]
+    amounts = customer_amounts(io.read_parquet(params.paths.extracted / "stages.parquet", columns=["stage", "amount"]))
     return float(amounts.median()) if len(amounts) else None
 
 
