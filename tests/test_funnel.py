@@ -402,7 +402,7 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
     params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
     payload = funnel.run(params, [24, 48])
     written = io.read_json(models / "funnel.json")
-    assert set(written) == {"population", "funnel", "by_source", "by_month", "plan_steps", "sla", "durations",
+    assert set(written) == {"population", "funnel", "by_source", "by_segment", "by_month", "plan_steps", "sla", "durations",
                             "rejection_feedback"}
     assert [row["stage"] for row in written["funnel"]] == list(funnel.FUNNEL)
     assert len(written["rejection_feedback"]["signals"]) == funnel.TOP_REJECTION_SIGNALS
