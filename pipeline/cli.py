@@ -71,6 +71,12 @@ def _funnel(params: Params) -> object:
     return funnel.run(params, params.funnel.sla_hours)
 
 
+def _exports(params: Params) -> object:
+    from pipeline import exports
+
+    return exports.run(params)
+
+
 def _report(params: Params) -> object:
     from pipeline import report
 
@@ -86,6 +92,7 @@ STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "train": (_train, "predictive model, validated on the latest cohorts"),
     "thresholds": (_thresholds, "the MQL threshold and what it does"),
     "funnel": (_funnel, "funnel conversion, SLA follow-up, stage durations, rejected MQLs"),
+    "exports": (_exports, "the points table as CRM import sheets (generic, HubSpot, Salesforce, Mautic)"),
     "report": (_report, "charts and the metrics file"),
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from pipeline.errors import LeadcalError
@@ -41,6 +42,18 @@ class TableReport:
     def drop(self, reason: str, count: int) -> None:
         if count:
             self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
+    def remove(self, frame: pd.DataFrame, mask: pd.Series | np.ndarray, reason: str, source: str, policy: str) -> pd.DataFrame:
+        """Recoverable bad rows: dropped and counted, or, with policy 'fail', a clear error."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any() and policy == "fail":
+            rows = pd.Series(mask, index=frame.index)
+            raise LeadcalError(
+                f"{source}: {int(mask.sum())} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
+                f"'drop' drops and counts them); {_examples(frame, rows, 'lead_id')}"
+            )
+        self.drop(reason, int(mask.sum()))
+        return frame[~mask]
 
 
 def _examples(frame: pd.DataFrame, mask: pd.Series, column: str) -> str:
@@ -157,9 +170,11 @@ def validate_leads(
 
 
 def validate_activities(
-    frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series
+    frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series,
+    policy: str = "drop", now: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
-    """Events: known lead, known date; events before the lead existed are dropped and counted."""
+    """Events: known lead, known date. Recoverable problems (unknown lead, before the lead was
+    created, after `now`, duplicates) follow `policy`: dropped and counted, or an error."""
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, ACTIVITIES_REQUIRED, source)
     events = _coerce(frame, ACTIVITIES_REQUIRED, source)
@@ -169,15 +184,13 @@ def validate_activities(
             f"{source}: column 'activity': {int(blank.sum())} empty activity name(s); {_examples(events, blank, 'lead_id')}"
         )
     created = pd.Series(created_at.to_numpy(), index=lead_ids.to_numpy())
-    unknown = ~events["lead_id"].isin(created.index)
-    report.drop("unknown lead_id", int(unknown.sum()))
-    events = events[~unknown]
+    events = report.remove(events, ~events["lead_id"].isin(created.index), "unknown lead_id", source, policy)
     before = events["occurred_at"].to_numpy() < created.reindex(events["lead_id"]).to_numpy()
-    report.drop("occurred before the lead was created", int(before.sum()))
-    events = events[~before]
+    events = report.remove(events, before, "occurred before the lead was created", source, policy)
+    if now is not None:
+        events = report.remove(events, events["occurred_at"] > now, "dated in the future", source, policy)
     duplicate = events.duplicated(["lead_id", "activity", "occurred_at"])
-    report.drop("duplicate event", int(duplicate.sum()))
-    events = events[~duplicate]
+    events = report.remove(events, duplicate, "duplicate event", source, policy)
     events = events.sort_values(["lead_id", "occurred_at", "activity"], kind="stable").reset_index(drop=True)
     report.rows_written = len(events)
     return events, report
@@ -188,8 +201,22 @@ def customer_amounts(stages: pd.DataFrame) -> pd.Series:
     return stages.loc[(stages["stage"] == WON_STAGE) & stages["amount"].notna(), "amount"]
 
 
+def out_of_order(stages: pd.DataFrame) -> pd.Series:
+    """Stage rows dated before a stage that comes earlier in the funnel (e.g. an SQL before its MQL).
+
+    'lost' can follow any stage and is not checked.
+    """
+    rank = {stage: position for position, stage in enumerate(STAGES) if stage != "lost"}
+    ranked = stages[stages["stage"].isin(rank)].assign(rank=lambda f: f["stage"].map(rank))
+    ranked = ranked.sort_values(["lead_id", "rank"], kind="stable")
+    earlier_max = ranked.groupby("lead_id")["entered_at"].cummax().groupby(ranked["lead_id"]).shift(1)
+    flagged = ranked["entered_at"] < earlier_max
+    return pd.Series(False, index=stages.index) | flagged.reindex(stages.index, fill_value=False)
+
+
 def validate_stages(
-    frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series | None = None
+    frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series | None = None,
+    policy: str = "drop", now: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
     """Funnel history: stages from the fixed vocabulary, non-negative amounts.
 
@@ -213,14 +240,15 @@ def validate_stages(
             )
     else:
         stages["amount"] = float("nan")
-    unknown = ~stages["lead_id"].isin(lead_ids)
-    report.drop("unknown lead_id", int(unknown.sum()))
-    stages = stages[~unknown]
+    stages = report.remove(stages, ~stages["lead_id"].isin(lead_ids), "unknown lead_id", source, policy)
     if created_at is not None:
         created = pd.Series(created_at.to_numpy(), index=lead_ids.to_numpy())
         before = stages["entered_at"].to_numpy() < created.reindex(stages["lead_id"]).to_numpy()
-        report.drop("entered before the lead was created", int(before.sum()))
-        stages = stages[~before]
+        stages = report.remove(stages, before, "entered before the lead was created", source, policy)
+    if now is not None:
+        stages = report.remove(stages, stages["entered_at"] > now, "dated in the future", source, policy)
+    stages = report.remove(stages, out_of_order(stages), "dated before an earlier funnel stage of the same lead",
+                           source, policy)
     stages = stages[["lead_id", "stage", "entered_at", "amount"]]
     stages = stages.sort_values(["lead_id", "entered_at", "stage"], kind="stable")
     duplicate = stages.duplicated(["lead_id", "stage"])

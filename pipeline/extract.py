@@ -63,6 +63,14 @@ def read_table(path: Path) -> pd.DataFrame:
         raise LeadcalError(f"{path}: cannot parse as CSV: {exc}") from exc
     frame = frame.dropna(how="all")  # blank lines: dropped, but the index still counts them
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        for name, delimiter in (("semicolons", ";"), ("tabs", "\t"), ("pipes", "|")):
+            if delimiter in header:
+                raise LeadcalError(
+                    f"{path}: the header is one column {header[:60]!r}: the file looks separated by {name}; "
+                    "export it comma-separated (CSV with ',')"
+                )
     repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if repeated:
         raise LeadcalError(f"{path}: column(s) {repeated} appear more than once (names are compared ignoring case)")
@@ -80,13 +88,16 @@ def extract(params: Params) -> dict[str, object]:
     log.info("extract: %s: %d leads", leads_path, len(leads))
 
     activities_path = find_table(raw, "activities")
+    policy, now = params.extract.on_bad_rows, pd.Timestamp.now(tz="UTC").tz_localize(None)
     activities, activities_report = validate_activities(
-        read_table(activities_path), str(activities_path), leads["lead_id"], leads["created_at"]
+        read_table(activities_path), str(activities_path), leads["lead_id"], leads["created_at"], policy, now
     )
     log.info("extract: %s: %d events kept of %d", activities_path, len(activities), activities_report.rows_read)
 
     stages_path = find_table(raw, "stages")
-    stages, stages_report = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"], leads["created_at"])
+    stages, stages_report = validate_stages(
+        read_table(stages_path), str(stages_path), leads["lead_id"], leads["created_at"], policy, now
+    )
     log.info("extract: %s: %d stage rows kept of %d", stages_path, len(stages), stages_report.rows_read)
 
     keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]

@@ -19,7 +19,9 @@ from pipeline.errors import LeadcalError
 class _Strict(BaseModel):
     """Unknown keys are errors: a misspelt parameter must not be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: defaults get the same types as values from params.yaml (1 -> 1.0), so
+    # the same settings always serialise to the same bytes.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 def _unique(values: list, name: str) -> list:
@@ -37,6 +39,13 @@ class Paths(_Strict):
     extracted: Path = Path("data/extracted")
     features: Path = Path("data/features")
     models: Path = Path("models")
+
+
+class Extract(_Strict):
+    # Recoverable bad rows (unknown lead, dated before the lead or in the future, duplicates,
+    # stages out of funnel order): 'drop' drops and counts them in extract_report.json,
+    # 'fail' stops with the file and example lines.
+    on_bad_rows: Literal["drop", "fail"] = "drop"
 
 
 class Generate(_Strict):
@@ -222,6 +231,7 @@ class Params(_Strict):
     threads: int = Field(1, ge=1)
     paths: Paths = Paths()
     generate: Generate = Generate()
+    extract: Extract = Extract()
     outcome: Outcome = Outcome()
     signals: Signals = Signals()
     close_rates: CloseRates = CloseRates()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from pipeline.cli import STAGES
 from pipeline.params import Params, Paths, load_params
@@ -24,8 +25,11 @@ def params_in(root: Path, base: Params | None = None, **sections: dict) -> Param
 
 
 def run_stages(params: Params, names: list[str] | None = None) -> None:
-    for name in names or list(STAGES):
-        STAGES[name][0](params)
+    """Run stages in process exactly as `leadcal <stage>` does, thread limit included
+    (fits with another thread count round differently in the last bits)."""
+    with threadpool_limits(params.threads):
+        for name in names or list(STAGES):
+            STAGES[name][0](params)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-STAGES = {"generate", "extract", "features", "close_rates", "weights", "train", "thresholds", "funnel", "report"}
+STAGES = {"generate", "extract", "features", "close_rates", "weights", "train", "thresholds", "funnel", "exports", "report"}
 
 
 def _run(args: list[str], cwd: Path) -> str:

@@ -524,3 +524,41 @@ def test_artifacts_get_normal_file_permissions(tmp_path):
     os.umask(umask)
     mode = (params.paths.extracted / "leads.parquet").stat().st_mode & 0o777
     assert mode == 0o666 & ~umask
+
+
+def test_future_events_and_out_of_order_stages_are_dropped_and_counted(tmp_path):
+    tables = valid_tables()
+    tables["activities"] += [["L1", "demo_request", "2999-01-01T00:00:00Z"]]
+    # L2 reaches sql before its mql: the sql row is out of funnel order
+    tables["stages"] += [["L2", "mql", "2024-02-10T00:00:00Z", ""], ["L2", "sql", "2024-02-01T00:00:00Z", ""]]
+    params, _ = make_export(tmp_path, tables)
+
+    report = extract(params)
+
+    assert report["tables"]["activities"]["dropped"] == {"dated in the future": 1}
+    assert report["tables"]["stages"]["dropped"] == {"dated before an earlier funnel stage of the same lead": 1}
+    stages = pd.read_parquet(params.paths.extracted / "stages.parquet")
+    assert not ((stages["lead_id"] == "L2") & (stages["stage"] == "sql")).any()
+
+
+def test_fail_policy_stops_on_the_first_recoverable_problem_with_lines(tmp_path):
+    tables = valid_tables()
+    tables["activities"] += [["L404", "demo_request", "2024-01-05T00:00:00Z"]]
+    params, files = make_export(tmp_path, tables)
+    strict = params.model_copy(update={"extract": params.extract.model_copy(update={"on_bad_rows": "fail"})})
+
+    message = extract_error(strict)
+
+    assert str(files["activities"]) in message and "unknown lead_id" in message and "on_bad_rows" in message
+    assert lines_in(message) == {len(tables["activities"])}  # the appended row: last line of the file
+
+
+@pytest.mark.parametrize("delimiter, name", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_file_with_another_delimiter_says_so(tmp_path, delimiter, name):
+    params, files = make_export(tmp_path)
+    text = files["leads"].read_text().replace(",", delimiter)
+    files["leads"].write_text(text)
+
+    message = extract_error(params)
+
+    assert str(files["leads"]) in message and f"separated by {name}" in message

@@ -1,0 +1,653 @@
+"""The published points table in the formats a CRM or marketing-automation tool takes in.
+
+Every export is built by a pure function from the points table (models/weights.json), its
+header (half-life, caps, PDO) and the numeric bands of params `signals.numeric_bins`:
+
+- `generic_rows`:     one row per signal with points, in plain words and as structured
+                      (attribute, operator, value) criteria: models/exports/weights.{csv,json}
+- `hubspot_rows` / `hubspot_settings`: HubSpot lead-score criteria and the score decay
+                      rounded to HubSpot's options: hubspot_score_properties.csv,
+                      hubspot_score_settings.json
+- `salesforce_rows`:  Account Engagement (Pardot) scoring rules and profile criteria:
+                      salesforce_scoring.csv
+- `mautic_export`:    Mautic point actions (engagement) and segment filters (fit):
+                      mautic_point_actions.json
+
+Signals with 0 points are left out of every export: they change no lead's score.
+`apply_export` re-applies the generic export, and nothing else, to leads' signals: the
+round-trip test checks that it gives every lead exactly the points of
+`pipeline.weights.score_features`, so the generic file holds all a CRM needs.
+How to import each file: docs/crm-exports.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import io
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
+from pipeline.signals import UNKNOWN, band, band_labels
+from pipeline.weights import read_weights
+
+log = logging.getLogger(__name__)
+
+FORMAT = "leadcal-points-export"
+FORMAT_VERSION = 1
+GROUP_ORDER = ("fit", "engagement")
+TYPE_ORDER = ("activity", "frequency", "recency", "fit")
+GENERIC_COLUMNS = [
+    "score_group", "criterion", "attribute", "operator", "value", "value_high", "window_days", "points",
+    "decay_half_life_days", "attribute_cap", "score_group_cap", "type", "signal",
+]
+HUBSPOT_COLUMNS = ["group", "criteria_group", "criteria", "points", "decay", "leadcal_signal"]
+SALESFORCE_COLUMNS = ["rule_type", "field", "operator", "value", "points", "leadcal_signal"]
+
+# HubSpot's score decay: "lose X % of the points every 1, 3, 6 or 12 months" per event group.
+HUBSPOT_DECAY_MONTHS = (1, 3, 6, 12)
+DAYS_PER_MONTH = 365.25 / 12
+
+# Activity channel -> how each tool words / types it. The channel is guessed from the
+# activity's name (`activity_channel`); "other" is anything not obviously one of these.
+HUBSPOT_EVENTS = {
+    "form": "Has completed form submission",
+    "download": "Has completed form submission (download form)",
+    "page": "Has viewed page",
+    "email_open": "Has opened marketing email",
+    "email_click": "Has clicked link in marketing email",
+    "unsubscribe": "Has unsubscribed from marketing email",
+    "webinar": "Has attended marketing event",
+    "other": "Has completed custom event",
+}
+SALESFORCE_ACTIVITIES = {  # (field, operator) of an Account Engagement scoring / automation rule
+    "form": ("Prospect form", "was submitted"),
+    "download": ("Prospect file", "was downloaded"),
+    "page": ("Prospect page view", "was viewed"),
+    "email_open": ("Prospect email", "was opened"),
+    "email_click": ("Prospect email", "link was clicked"),
+    "unsubscribe": ("Prospect opted out", "is true"),
+    "webinar": ("Prospect webinar", "attended"),
+    "other": ("Prospect custom activity", "occurred"),
+}
+# Mautic core point actions (Points > Manage actions); None: Mautic has no point action for it.
+MAUTIC_ACTIONS = {
+    "form": "form.submit",
+    "download": "asset.download",
+    "page": "url.hit",
+    "email_open": "email.open",
+    "email_click": None,
+    "unsubscribe": None,
+    "webinar": None,
+    "other": None,
+}
+MAUTIC_CUSTOM = "custom"
+FIT_SCORE_FIELD = "fit_score"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _number(value: float) -> int | float:
+    """1000000.0 -> 1000000; 0.5 -> 0.5 (a band edge as a plain number)."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def _text(value: Any) -> str:
+    """A value as written in a criterion: whole numbers without '.0', floats at full precision."""
+    if isinstance(value, float):
+        return str(_number(value)) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _cell(value: Any) -> str:
+    """A number for a CSV cell, exactly as in the JSON (no %g rounding); empty if missing."""
+    return "" if _missing(value) else _text(value)
+
+
+def activity_channel(activity: str) -> str:
+    """The kind of event an activity name most likely records: form, download, page, email_open,
+    email_click, unsubscribe, webinar, or other (not obvious from the name)."""
+    name = activity.lower()
+    words = set(name.replace("-", "_").replace(" ", "_").split("_"))
+    if "unsubscribe" in name or "opt_out" in name or "optout" in name:
+        return "unsubscribe"
+    if "email" in words and ("open" in words or "opened" in words):
+        return "email_open"
+    if "email" in words and ("click" in words or "clicked" in words):
+        return "email_click"
+    if "download" in name:
+        return "download"
+    if "webinar" in words and ({"attendance", "attended", "attend"} & words):
+        return "webinar"
+    if {"form", "submission", "submit", "request", "registration", "register", "signup", "subscribe", "trial"} & words:
+        return "form"
+    if {"page", "visit", "view", "read", "pageview"} & words:
+        return "page"
+    return "other"
+
+
+def _band_bounds(edges: list[float]) -> dict[str, tuple[str, int | float | None, int | float | None]]:
+    """Band label -> (operator, value, value_high) of the numeric criterion it stands for.
+
+    Bands are [e_i, e_i+1) (pipeline.signals.band). With whole-number edges the values are
+    taken as whole numbers and the band reads inclusively: 'between 201 and 1000'.
+    """
+    labels = band_labels(edges)
+    below = band(pd.Series([-np.inf]), edges).iloc[0]
+    bounds: dict[str, tuple[str, int | float | None, int | float | None]] = {
+        below: ("less_than", _number(edges[0]), None)}
+    for label, low, high in zip(labels, edges, edges[1:]):
+        if float(low).is_integer() and float(high).is_integer():
+            bounds[label] = ("between", _number(low), _number(high) - 1)
+        else:
+            bounds[label] = ("at_least_and_below", _number(low), _number(high))
+    bounds[labels[-1]] = ("at_least", _number(edges[-1]), None)
+    return bounds
+
+
+def criterion_parts(row: Mapping[str, Any], numeric_bins: Mapping[str, list[float]]) -> dict[str, Any]:
+    """(attribute, operator, value, value_high, window_days) of one points-table row."""
+    kind, attribute, value = row["type"], row["attribute"], row["value"]
+    if kind == "activity":
+        return {"attribute": attribute, "operator": "count_at_least", "value": 1, "value_high": None,
+                "window_days": None}
+    if kind == "frequency":
+        parts = str(value).split()  # ">= 4 in 30 days"
+        try:
+            count, window = int(parts[1]), int(parts[3])
+        except (IndexError, ValueError) as exc:
+            raise LeadcalError(f"frequency signal {row['signal']!r}: value {value!r} is not '>= N in W days'") from exc
+        return {"attribute": attribute, "operator": "count_at_least", "value": count, "value_high": None,
+                "window_days": window}
+    if kind == "recency":
+        parts = str(value).split()  # "<= 7 days"
+        try:
+            days = int(parts[1])
+        except (IndexError, ValueError) as exc:
+            raise LeadcalError(f"recency signal {row['signal']!r}: value {value!r} is not '<= N days'") from exc
+        return {"attribute": "any_activity", "operator": "within_last_days", "value": days, "value_high": None,
+                "window_days": None}
+    if kind != "fit":
+        raise LeadcalError(f"signal {row['signal']!r}: unknown type {kind!r}")
+    if value == UNKNOWN:
+        return {"attribute": attribute, "operator": "is_unknown", "value": None, "value_high": None,
+                "window_days": None}
+    if attribute in numeric_bins:
+        bounds = _band_bounds(list(numeric_bins[attribute]))
+        if value not in bounds:
+            raise LeadcalError(
+                f"signal {row['signal']!r}: band {value!r} is not one of params signals.numeric_bins.{attribute} "
+                f"({', '.join(bounds)}); were the points fitted with other bands? Re-run `dvc repro`"
+            )
+        operator, low, high = bounds[value]
+        return {"attribute": attribute, "operator": operator, "value": low, "value_high": high, "window_days": None}
+    return {"attribute": attribute, "operator": "is", "value": str(value), "value_high": None, "window_days": None}
+
+
+def criterion_text(kind: str, parts: Mapping[str, Any]) -> str:
+    """The criterion in plain words, e.g. 'company_size between 201 and 1000'."""
+    attribute, operator, value, high = parts["attribute"], parts["operator"], parts["value"], parts["value_high"]
+    if kind == "activity":
+        return f"Activity: {attribute} at least once"
+    if kind == "frequency":
+        return f"{attribute} {value} or more times within {parts['window_days']} days"
+    if kind == "recency":
+        return f"any activity within the last {value} days"
+    words = {
+        "is": f"is {value}",
+        "is_unknown": "is unknown (empty)",
+        "between": f"between {_text(value)} and {_text(high)}",
+        "at_least": f"{_text(value)} or more",
+        "less_than": f"less than {_text(value)}",
+        "at_least_and_below": f"at least {_text(value)} and below {_text(high)}",
+    }
+    return f"{attribute} {words[operator]}"
+
+
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows with points, sorted: fit then engagement, by attribute, type, then table order (bands in order)."""
+    scored = table[table["points"].astype(int) != 0].copy()
+    scored["_group"] = scored["kind"].map({g: i for i, g in enumerate(GROUP_ORDER)})
+    scored["_type"] = scored["type"].map({t: i for i, t in enumerate(TYPE_ORDER)})
+    scored["_position"] = np.arange(len(scored))
+    unknown = scored[scored["_group"].isna() | scored["_type"].isna()]
+    if len(unknown):
+        raise LeadcalError(f"points table: unknown kind or type in signals {list(unknown['signal'])}")
+    scored = scored.sort_values(["_group", "attribute", "_type", "_position"], kind="mergesort")
+    return scored.drop(columns=["_group", "_type", "_position"]).reset_index(drop=True)
+
+
+def _cap(caps: Mapping[str, float], key: str) -> float | None:
+    return float(caps[key]) if key in caps else None
+
+
+# --------------------------------------------------------------------------- generic
+
+def generic_rows(
+    table: pd.DataFrame, header: Mapping[str, Any], numeric_bins: Mapping[str, list[float]]
+) -> list[dict[str, Any]]:
+    """One dict per signal with points != 0 (columns GENERIC_COLUMNS), sorted.
+
+    decay_half_life_days is set on the rows whose points fade (activity signals, when the
+    table has a half-life): their points are points * 2^(-age_days / half-life). Frequency
+    and recency rows keep their points. attribute_cap / score_group_cap: the most points the
+    row's attribute (an activity with its frequency rows, a fit attribute) or its score group
+    may add (params weights.caps), empty if none.
+    """
+    caps = dict(header.get("caps") or {})
+    half_life = header.get("half_life_days")
+    rows = []
+    for row in _ordered(table).to_dict(orient="records"):
+        parts = criterion_parts(row, numeric_bins)
+        rows.append({
+            "score_group": row["kind"],
+            "criterion": criterion_text(row["type"], parts),
+            **parts,
+            "points": int(row["points"]),
+            "decay_half_life_days": float(half_life) if half_life is not None and row["type"] == "activity" else None,
+            "attribute_cap": _cap(caps, row["attribute"]),
+            "score_group_cap": _cap(caps, row["kind"]),
+            "type": row["type"],
+            "signal": row["signal"],
+        })
+    return [{column: r[column] for column in GENERIC_COLUMNS} for r in rows]
+
+
+def generic_payload(rows: list[dict[str, Any]], header: Mapping[str, Any]) -> dict[str, Any]:
+    """weights.json of the exports: the rows with what is needed to add them up."""
+    half_life = header.get("half_life_days")
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "points_to_double_odds": header.get("points_to_double_odds"),
+        "base_log_odds": header.get("base_log_odds"),
+        "probability": "P(close) = 1 / (1 + exp(-(base_log_odds + total_points * ln(2) / points_to_double_odds)))",
+        "half_life_days": half_life,
+        "decay": (
+            "rows with decay_half_life_days: points * 2^(-days since the lead last did the activity"
+            " / decay_half_life_days)"
+            if half_life is not None else "none"
+        ),
+        "caps": dict(header.get("caps") or {}),
+        "scoring": (
+            "per score group (fit, engagement): add the points of the rows the lead meets (decayed where "
+            "decay_half_life_days is set); per attribute, keep at most attribute_cap; add the attributes, keep at most "
+            "score_group_cap; round to a whole number (halves to even). total = fit + engagement. "
+            "Every lead has exactly one value per fit attribute; values not listed score 0."
+        ),
+        "rows": rows,
+    }
+
+
+def generic_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The generic rows as a CSV-ready frame: numbers written exactly, missing as empty cells."""
+    frame = pd.DataFrame(rows, columns=GENERIC_COLUMNS)
+    for column in ("value", "value_high", "window_days", "decay_half_life_days", "attribute_cap", "score_group_cap"):
+        frame[column] = [_cell(v) for v in frame[column]]
+    return frame
+
+
+def read_export_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Generic export rows from models/exports/weights.json or weights.csv."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return list(io.read_json(path)["rows"])
+    frame = io.read_csv(path)
+    return [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+
+
+def apply_export(
+    export_rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
+    leads_signals: pd.DataFrame,
+    ages: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """fit_points, engagement_points and total_points per lead from the GENERIC export.
+
+    `leads_signals`: leads x signals (columns named like the export's `signal`), 0/1, or
+    already decayed values for the activities (pipeline.signals.decay_matrix). `ages`:
+    optionally, days since each lead last did each activity (same columns, NaN: never); the
+    rows with decay_half_life_days are then decayed here, from the export's own half-life,
+    and `leads_signals` must hold plain 0/1 values.
+    """
+    records = export_rows.to_dict(orient="records") if isinstance(export_rows, pd.DataFrame) else list(export_rows)
+    rows = pd.DataFrame(records)
+    if rows.empty:
+        zeros = np.zeros(len(leads_signals), dtype=np.int64)
+        return pd.DataFrame({"fit_points": zeros, "engagement_points": zeros, "total_points": zeros},
+                            index=leads_signals.index)
+    missing = [s for s in rows["signal"] if s not in leads_signals.columns]
+    if missing:
+        raise LeadcalError(f"apply_export: the leads have no column for signals {missing}")
+    values = leads_signals[list(rows["signal"])].to_numpy(dtype=float).copy()
+    if ages is not None:
+        for j, (signal, half_life) in enumerate(zip(rows["signal"], rows["decay_half_life_days"])):
+            if _missing(half_life):
+                continue
+            age = ages[signal].to_numpy(dtype=float)
+            values[:, j] = np.where(np.isnan(age), 0.0, values[:, j] * np.exp2(-np.nan_to_num(age) / float(half_life)))
+    points = rows["points"].to_numpy(dtype=float)
+    contributions = pd.DataFrame(values * points, columns=range(len(rows)), index=leads_signals.index)
+    scores = {}
+    for group in GROUP_ORDER:
+        in_group = (rows["score_group"] == group).to_numpy()
+        selected = rows[in_group]
+        if not in_group.any():
+            scores[f"{group}_points"] = np.zeros(len(leads_signals), dtype=np.int64)
+            continue
+        by_attribute = contributions.loc[:, in_group].T.groupby(selected["attribute"].to_numpy()).sum().T
+        for attribute, cap in selected.groupby("attribute", sort=True)["attribute_cap"].first().items():
+            if not _missing(cap):
+                by_attribute[attribute] = by_attribute[attribute].clip(upper=float(cap))
+        total = by_attribute.sum(axis=1).to_numpy()
+        group_caps = [c for c in selected["score_group_cap"] if not _missing(c)]
+        if group_caps:
+            total = np.minimum(total, float(group_caps[0]))
+        scores[f"{group}_points"] = np.round(total).astype(np.int64)
+    scores["total_points"] = scores["fit_points"] + scores["engagement_points"]
+    return pd.DataFrame(scores, index=leads_signals.index)
+
+
+# --------------------------------------------------------------------------- HubSpot
+
+def hubspot_decay(half_life_days: float | None) -> dict[str, Any] | None:
+    """leadcal's half-life as HubSpot's 'lose 50 % of points every N months', N in 1, 3, 6, 12.
+
+    N is the option nearest to the half-life on a ratio scale (decay is multiplicative: a
+    half-life twice too long is as wrong as one half too short), i.e. the boundaries are the
+    geometric means of neighbouring options: below 1.73 months -> 1, below 4.24 -> 3, below
+    8.49 -> 6, else 12; a month is 365.25 / 12 days. None: no decay.
+    """
+    if half_life_days is None:
+        return None
+    months = float(half_life_days) / DAYS_PER_MONTH
+    choice = min(HUBSPOT_DECAY_MONTHS, key=lambda option: (abs(math.log(months / option)), option))
+    per_month_loss = 1 - 2 ** (-DAYS_PER_MONTH / float(half_life_days))
+    return {
+        "lose_percent": 50,
+        "every_months": choice,
+        "leadcal_half_life_days": float(half_life_days),
+        "hubspot_half_life_days": choice * DAYS_PER_MONTH,
+        "ratio_hubspot_to_leadcal": choice * DAYS_PER_MONTH / float(half_life_days),
+        "leadcal_loss_per_month_percent": round(100 * per_month_loss, 1),
+        "rounding": (
+            "HubSpot offers decay every 1, 3, 6 or 12 months; leadcal's half-life is rounded to the option nearest on "
+            "a ratio scale (boundaries at 1.73, 4.24 and 8.49 months)"
+        ),
+    }
+
+
+def _hubspot_fit_criteria(parts: Mapping[str, Any]) -> str:
+    attribute, operator, value, high = parts["attribute"], parts["operator"], parts["value"], parts["value_high"]
+    condition = {
+        "is": f"is any of {value}",
+        "is_unknown": "is unknown",
+        "between": f"is between {_text(value)} and {_text(high)}",
+        "at_least": f"is greater than or equal to {_text(value)}",
+        "less_than": f"is less than {_text(value)}",
+        "at_least_and_below": f"is greater than or equal to {_text(value)} and is less than {_text(high)}",
+    }[operator]
+    return f"Contact property {attribute} {condition}"
+
+
+def _hubspot_engagement_criteria(row: Mapping[str, Any]) -> str:
+    if row["type"] == "recency":
+        return f"Has any engagement in the last {row['value']} days"
+    event = HUBSPOT_EVENTS[activity_channel(row["attribute"])]
+    text = f"{event}: {row['attribute']}"
+    if row["type"] == "frequency":
+        text += f", at least {row['value']} times in the last {row['window_days']} days"
+    return text
+
+
+def hubspot_rows(export_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """HubSpot lead-score criteria (columns HUBSPOT_COLUMNS) from the generic rows.
+
+    criteria_group: the HubSpot group to put the criterion in. A fit attribute is one group
+    (a lead has one value of it); engagement criteria go to 'Activities' (decay on),
+    'Frequency' or 'Recency' (decay off: leadcal does not decay them), or to a group of their
+    own attribute when that attribute has a cap (the group limit).
+    """
+    out = []
+    for row in export_rows:
+        engagement = row["score_group"] == "engagement"
+        decays = not _missing(row.get("decay_half_life_days"))
+        if not engagement:
+            group = row["attribute"]
+        elif not _missing(row.get("attribute_cap")):
+            group = f"{row['attribute']} ({'decay' if decays else 'no decay'})"
+        else:
+            group = {"activity": "Activities", "frequency": "Frequency", "recency": "Recency"}[row["type"]]
+        out.append({
+            "group": "Engagement" if engagement else "Fit",
+            "criteria_group": group,
+            "criteria": _hubspot_engagement_criteria(row) if engagement else _hubspot_fit_criteria(row),
+            "points": int(row["points"]),
+            "decay": "yes" if decays else "no",
+            "leadcal_signal": row["signal"],
+        })
+    return out
+
+
+def _score_range(table: pd.DataFrame, kind: str) -> tuple[int, int]:
+    """(lowest, highest) points a lead can get in a group, before caps and decay."""
+    rows = table[table["kind"] == kind]
+    points = rows["points"].astype(int)
+    if kind == "fit":  # one value per attribute; a value without points scores 0
+        lows = rows.assign(points=points).groupby("attribute")["points"].min()
+        highs = rows.assign(points=points).groupby("attribute")["points"].max()
+        return int(lows.clip(upper=0).sum()), int(highs.clip(lower=0).sum())
+    return int(points[points < 0].sum()), int(points[points > 0].sum())
+
+
+def hubspot_settings(
+    export_rows: list[dict[str, Any]], header: Mapping[str, Any], table: pd.DataFrame
+) -> dict[str, Any]:
+    """Score-level settings HubSpot needs beside the criteria: decay, group limits, score range."""
+    caps = dict(header.get("caps") or {})
+    group_limits = []
+    for attribute in sorted({r["attribute"] for r in export_rows if not _missing(r.get("attribute_cap"))}):
+        of_attribute = [r for r in export_rows if r["attribute"] == attribute]
+        groups = sorted({h["criteria_group"] for h in hubspot_rows(of_attribute)})
+        group_limits.append({"attribute": attribute, "criteria_groups": groups, "limit": caps[attribute],
+                             "note": "one HubSpot limit per group: if two groups are listed, the cap covers both "
+                                     "together"
+                             if len(groups) > 1 else ""})
+    ranges = {kind: _score_range(table, kind) for kind in GROUP_ORDER}
+    return {
+        "score_type": "Combined (Fit + Engagement)",
+        "engagement_decay": hubspot_decay(header.get("half_life_days")),
+        "decay_applies_to": "criteria groups whose rows have decay = yes (turn decay off for the others)",
+        "score_limits": {
+            "fit": caps.get("fit"),
+            "engagement": caps.get("engagement"),
+            "note": "null: leadcal has no cap; pick a HubSpot score limit that the range below does not reach",
+        },
+        "group_limits": group_limits,
+        "points_range": {kind: {"lowest": low, "highest": high} for kind, (low, high) in ranges.items()},
+    }
+
+
+# --------------------------------------------------------------------------- Salesforce Account Engagement
+
+def _salesforce_fit(parts: Mapping[str, Any]) -> tuple[str, str]:
+    operator, value, high = parts["operator"], parts["value"], parts["value_high"]
+    return {
+        "is": ("is", str(value)),
+        "is_unknown": ("is empty", ""),
+        "between": ("is between (inclusive)", f"{_text(value)} and {_text(high)}"),
+        "at_least": ("is greater than or equal to", _text(value)),
+        "less_than": ("is less than", _text(value)),
+        "at_least_and_below": ("is greater than or equal to / is less than", f"{_text(value)} / {_text(high)}"),
+    }[operator]
+
+
+def salesforce_rows(export_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Account Engagement rows (columns SALESFORCE_COLUMNS) from the generic rows.
+
+    Fit rows become profile (grading) criteria; activity rows scoring rules (points per form,
+    page, file, email...); frequency and recency rows automation rules ('adjust prospect's
+    score'), since a scoring rule cannot count occurrences.
+    """
+    out = []
+    for row in export_rows:
+        if row["score_group"] == "fit":
+            operator, value = _salesforce_fit(row)
+            out.append({"rule_type": "profile criterion (grading)", "field": row["attribute"], "operator": operator,
+                        "value": value})
+        elif row["type"] == "recency":
+            out.append({"rule_type": "automation rule", "field": "Prospect time: last activity",
+                        "operator": "days ago is less than",
+                        "value": str(int(row["value"]) + 1)})
+        else:
+            field, operator = SALESFORCE_ACTIVITIES[activity_channel(row["attribute"])]
+            if row["type"] == "frequency":
+                operator += f" at least {row['value']} times in the last {row['window_days']} days"
+            out.append({"rule_type": "scoring rule" if row["type"] == "activity" else "automation rule",
+                        "field": field, "operator": operator, "value": row["attribute"]})
+        out[-1].update({"points": int(row["points"]), "leadcal_signal": row["signal"]})
+    return [{c: r[c] for c in SALESFORCE_COLUMNS} for r in out]
+
+
+# --------------------------------------------------------------------------- Mautic
+
+def mautic_type(activity: str) -> str:
+    """Mautic point-action type for an activity: form.submit, asset.download, url.hit, email.open, or custom."""
+    return MAUTIC_ACTIONS[activity_channel(activity)] or MAUTIC_CUSTOM
+
+
+def _mautic_properties(row: Mapping[str, Any], action: str) -> dict[str, Any]:
+    select = {
+        "form.submit": "forms: the Mautic form(s) that record this activity",
+        "asset.download": "assets: the Mautic asset(s) that record this activity",
+        "url.hit": "page_url: the tracked URL of this page (wildcards allowed)",
+        "email.open": "emails: the email(s) to count (empty: any)",
+    }
+    properties: dict[str, Any] = {"leadcal_activity": row["attribute"]}
+    if action in select:
+        properties["select"] = select[action]
+    if row["type"] == "frequency":
+        properties["min_count"] = row["value"]
+        properties["window_days"] = row["window_days"]
+        if action == "url.hit":
+            properties["page_hits"] = row["value"]
+    if action == MAUTIC_CUSTOM:
+        properties["how"] = (
+            "no Mautic point action for this activity: use a campaign decision on it (or a segment of the contacts "
+            "who did it) with the action 'Adjust contact points' by delta"
+        )
+    if not _missing(row.get("decay_half_life_days")):
+        properties["decay_half_life_days"] = row["decay_half_life_days"]
+    return properties
+
+
+def _mautic_filters(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    field, operator, value, high = row["attribute"], row["operator"], row["value"], row["value_high"]
+    return {
+        "is": [{"field": field, "operator": "=", "filter": value}],
+        "is_unknown": [{"field": field, "operator": "empty", "filter": None}],
+        "between": [{"field": field, "operator": "gte", "filter": value},
+                    {"field": field, "operator": "lte", "filter": high}],
+        "at_least": [{"field": field, "operator": "gte", "filter": value}],
+        "less_than": [{"field": field, "operator": "lt", "filter": value}],
+        "at_least_and_below": [{"field": field, "operator": "gte", "filter": value},
+                               {"field": field, "operator": "lt", "filter": high}],
+    }[operator]
+
+
+def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any]) -> dict[str, Any]:
+    """Mautic point actions for engagement rows and segment filters for fit rows.
+
+    Mautic's point actions add to one points total per contact and never decay; it has no
+    fit score. Fit rows become segments (filters, ANDed) worth `delta` points, to be added
+    to a custom number field `fit_score` (or, with point groups, to a 'Fit' point group).
+    """
+    actions, segments = [], []
+    for row in export_rows:
+        if row["score_group"] == "engagement":
+            action = MAUTIC_CUSTOM if row["type"] == "recency" else mautic_type(row["attribute"])
+            actions.append({
+                "name": row["criterion"],
+                "description": f"leadcal signal '{row['signal']}': {row['points']:+d} points",
+                "type": action,
+                "delta": int(row["points"]),
+                "repeatable": False,
+                "properties": _mautic_properties(row, action) if row["type"] != "recency" else {
+                    "how": "a segment of contacts active in the last N days, with a campaign 'Adjust contact points'",
+                    "within_days": row["value"],
+                },
+            })
+        else:
+            segments.append({
+                "name": f"fit: {row['criterion']}",
+                "filters": _mautic_filters(row),
+                "delta": int(row["points"]),
+                "field": FIT_SCORE_FIELD,
+                "leadcal_signal": row["signal"],
+            })
+    half_life = header.get("half_life_days")
+    return {
+        "point_actions": actions,
+        "fit_segments": segments,
+        "notes": {
+            "points_total": (
+                "a Mautic contact has one points total (recent Mautic adds point groups): point actions add to it and "
+                "it is the engagement score; keep fit apart in the custom number field fit_score"
+            ),
+            "fit": (
+                "Mautic has no fit score. Create a custom field fit_score (number); each fit segment lists the filters "
+                "(ANDed) a contact must match and the points it adds to fit_score. A contact matches one segment per "
+                "attribute; values not listed add 0"
+            ),
+            "decay": (
+                "Mautic points never decay; leadcal's engagement points halve every "
+                f"{half_life:.1f} days (properties.decay_half_life_days)" if half_life is not None else "no decay"
+            ),
+            "caps": dict(header.get("caps") or {}),
+        },
+    }
+
+
+# --------------------------------------------------------------------------- stage
+
+def write_exports(
+    folder: Path, table: pd.DataFrame, header: Mapping[str, Any], numeric_bins: Mapping[str, list[float]]
+) -> dict[str, Any]:
+    """Every export of one points table into `folder`; returns a summary."""
+    rows = generic_rows(table, header, numeric_bins)
+    io.write_csv(folder / "weights.csv", generic_frame(rows))
+    io.write_json(folder / "weights.json", generic_payload(rows, header))
+    io.write_csv(folder / "hubspot_score_properties.csv", pd.DataFrame(hubspot_rows(rows), columns=HUBSPOT_COLUMNS))
+    settings = hubspot_settings(rows, header, table)
+    io.write_json(folder / "hubspot_score_settings.json", settings)
+    io.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(salesforce_rows(rows), columns=SALESFORCE_COLUMNS))
+    io.write_json(folder / "mautic_point_actions.json", mautic_export(rows, header))
+    files = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
+             "salesforce_scoring.csv", "mautic_point_actions.json"]
+    return {
+        "folder": folder.as_posix(),
+        "files": files,
+        "rows": len(rows),
+        "left_out_zero_points": int((table["points"].astype(int) == 0).sum()),
+        "hubspot_decay": settings["engagement_decay"],
+    }
+
+
+def run(params: Params) -> dict[str, Any]:
+    """models/weights.json -> models/exports/ (generic, HubSpot, Salesforce, Mautic)."""
+    models = params.paths.models
+    table, header = read_weights(models)
+    summary = write_exports(models / "exports", table, header, params.signals.numeric_bins)
+    log.info("exports: %d signals with points written to %s (%d without points left out)",
+             summary["rows"], summary["folder"], summary["left_out_zero_points"])
+    return summary

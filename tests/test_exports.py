@@ -1,0 +1,375 @@
+"""CRM exports: the generic file re-scores every lead exactly; each CRM format words the rows right."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import exports, io
+from pipeline.errors import LeadcalError
+from pipeline.features import AGE_PREFIX, COUNT_PREFIX, peak_column
+from pipeline.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals
+from pipeline.weights import read_weights, score_features, score_leads
+
+FILES = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
+         "salesforce_scoring.csv", "mautic_point_actions.json"]
+BINS = {"company_size": [1, 11, 51, 201, 1001, 5001], "ratio": [0.5, 1.5]}
+
+
+# --------------------------------------------------------------------------- the default run
+
+@pytest.fixture(scope="module")
+def exported(default_run):
+    params = default_run
+    summary = exports.run(params)
+    features = io.read_parquet(params.paths.features / "features.parquet")
+    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    table, header = read_weights(params.paths.models)
+    return params, summary, features, signals, table, header
+
+
+def _ages(features: pd.DataFrame, signals: SignalSet) -> pd.DataFrame:
+    """Days since each lead last did each activity (NaN: never), columns named like the signals."""
+    names = list(signals.catalog.loc[signals.catalog["type"] == "activity", "signal"])
+    return pd.DataFrame({n: features[AGE_PREFIX + n].to_numpy(dtype=float) for n in names}, index=features.index)
+
+
+@pytest.mark.parametrize("name", ["weights.json", "weights.csv"])
+def test_round_trip_generic_export_scores_every_lead_exactly(exported, name):
+    params, _, features, signals, table, header = exported
+    expected = score_features(features, signals, table, header)
+    path = params.paths.models / "exports" / name
+    rows = exports.read_export_rows(path)
+    half_life = io.read_json(path.with_suffix(".json"))["half_life_days"]
+    assert half_life is not None  # the default run estimates a half-life: decay is exercised
+    # the export's half-life and decay rows, not the internal table, drive the decay
+    decayed = decay_matrix(signals, features, half_life)
+    got = exports.apply_export(rows, decayed.matrix)
+    pd.testing.assert_frame_equal(got, expected)
+    # same again, decaying inside apply_export from each row's decay_half_life_days
+    got_from_ages = exports.apply_export(rows, signals.matrix, ages=_ages(features, signals))
+    pd.testing.assert_frame_equal(got_from_ages, expected)
+    # not a vacuous comparison: real spread in both scores, decayed values strictly inside (0, 1)
+    assert expected["fit_points"].nunique() > 20 and expected["engagement_points"].nunique() > 20
+    activity = decayed.matrix[[r["signal"] for r in rows if r["type"] == "activity"]].to_numpy()
+    assert ((activity > 0) & (activity < 1)).any()
+    # and the half-life must be the exact one: rounded to one decimal, some totals change
+    rounded = exports.apply_export(rows, decay_matrix(signals, features, round(half_life, 1)).matrix)
+    assert (rounded["total_points"] != expected["total_points"]).any()
+
+
+def test_round_trip_fails_when_a_row_is_wrong(exported):
+    """The comparison above would notice one point off on one row."""
+    params, _, features, signals, table, header = exported
+    rows = exports.read_export_rows(params.paths.models / "exports" / "weights.json")
+    expected = score_features(features, signals, table, header)
+    tampered = [dict(r) for r in rows]
+    target = next(r for r in tampered if r["signal"] == "industry = software")
+    target["points"] += 1
+    got = exports.apply_export(tampered, decay_matrix(signals, features, header["half_life_days"]).matrix)
+    changed = got["total_points"] != expected["total_points"]
+    assert changed.sum() == (signals.matrix["industry = software"] == 1).sum()
+
+
+def _criterion_holds(row: dict, features: pd.DataFrame) -> np.ndarray:
+    """A CRM's reading of one structured criterion (attribute, operator, value...) on the raw lead data."""
+    attribute, operator, value, high = row["attribute"], row["operator"], row["value"], row["value_high"]
+    if operator == "count_at_least":
+        column = COUNT_PREFIX + attribute if row["window_days"] is None else peak_column(attribute, row["window_days"])
+        return features[column].to_numpy() >= value
+    x = features[attribute]
+    if operator == "is_unknown":
+        return x.isna().to_numpy()
+    if operator == "is":
+        return (x.notna() & (x.astype(str) == value)).to_numpy()
+    x = x.to_numpy(dtype=float)
+    return {
+        "between": lambda: (x >= value) & (x <= high),
+        "at_least": lambda: x >= value,
+        "less_than": lambda: x < value,
+        "at_least_and_below": lambda: (x >= value) & (x < high),
+    }[operator]()
+
+
+def test_structured_criteria_select_the_same_leads_as_the_signals(exported):
+    params, _, features, signals, _, _ = exported
+    rows = exports.read_export_rows(params.paths.models / "exports" / "weights.json")
+    for row in rows:
+        holds = _criterion_holds(row, features)
+        assert (holds == (signals.matrix[row["signal"]].to_numpy() > 0)).all(), row["criterion"]
+
+
+def test_files_are_written_deterministic_utf8_with_headers(exported):
+    params, summary, _, _, table, _ = exported
+    folder = params.paths.models / "exports"
+    assert sorted(summary["files"]) == sorted(FILES)
+    first = {name: (folder / name).read_bytes() for name in FILES}
+    exports.run(params)
+    assert {name: (folder / name).read_bytes() for name in FILES} == first
+    headers = {
+        "weights.csv": exports.GENERIC_COLUMNS,
+        "hubspot_score_properties.csv": exports.HUBSPOT_COLUMNS,
+        "salesforce_scoring.csv": exports.SALESFORCE_COLUMNS,
+    }
+    scored = int((table["points"] != 0).sum())
+    for name, columns in headers.items():
+        lines = list(csv.reader(first[name].decode("utf-8").splitlines()))
+        assert lines[0] == columns
+        assert len(lines) == 1 + scored
+    payload = json.loads(first["weights.json"].decode("utf-8"))
+    assert payload["format"] == exports.FORMAT and len(payload["rows"]) == scored
+    csv_signals = [r[-1] for r in csv.reader(first["weights.csv"].decode().splitlines())][1:]
+    assert [r["signal"] for r in payload["rows"]] == csv_signals
+    assert not list(folder.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------- hand-made tables
+
+def _table(rows: list[tuple[str, str, str, str, str, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["signal", "kind", "type", "attribute", "value", "points"])
+
+
+SMALL = _table([
+    ("demo_request", "engagement", "activity", "demo_request", "yes", 86),
+    ("email_click", "engagement", "activity", "email_click", "yes", 0),
+    ("unsubscribe", "engagement", "activity", "unsubscribe", "yes", -37),
+    ("pricing_page_visit 4+ in 30 days", "engagement", "frequency", "pricing_page_visit", ">= 4 in 30 days", 26),
+    ("any activity in the last 7 days", "engagement", "recency", "recency", "<= 7 days", 0),
+    ("company_size = <1", "fit", "fit", "company_size", "<1", 4),
+    ("company_size = 201-1k", "fit", "fit", "company_size", "201-1k", 13),
+    ("company_size = 5001+", "fit", "fit", "company_size", "5001+", -3),
+    ("company_size = unknown", "fit", "fit", "company_size", "unknown", -2),
+    ("industry = retail", "fit", "fit", "industry", "retail", 0),
+    ("industry = software", "fit", "fit", "industry", "software", 14),
+    ("ratio = 0.5-1.5", "fit", "fit", "ratio", "0.5-1.5", 7),
+])
+HEADER = {"points_to_double_odds": 20.0, "base_log_odds": -4.0, "half_life_days": 45.0, "caps": {}}
+
+
+@pytest.fixture()
+def small_rows():
+    return exports.generic_rows(SMALL, HEADER, BINS)
+
+
+def test_generic_rows_words_sort_and_leave_out_zero_points(small_rows):
+    by_signal = {r["signal"]: r for r in small_rows}
+    assert set(by_signal) == set(SMALL.loc[SMALL["points"] != 0, "signal"])
+    assert [r["score_group"] for r in small_rows] == ["fit"] * 6 + ["engagement"] * 3
+    assert [r["signal"] for r in small_rows][:4] == [  # bands in numeric order, unknown last
+        "company_size = <1", "company_size = 201-1k", "company_size = 5001+", "company_size = unknown"]
+    wording = {s: r["criterion"] for s, r in by_signal.items()}
+    assert wording["demo_request"] == "Activity: demo_request at least once"
+    assert wording["pricing_page_visit 4+ in 30 days"] == "pricing_page_visit 4 or more times within 30 days"
+    assert wording["industry = software"] == "industry is software"
+    assert wording["company_size = 201-1k"] == "company_size between 201 and 1000"
+    assert wording["company_size = 5001+"] == "company_size 5001 or more"
+    assert wording["company_size = <1"] == "company_size less than 1"
+    assert wording["company_size = unknown"] == "company_size is unknown (empty)"
+    assert wording["ratio = 0.5-1.5"] == "ratio at least 0.5 and below 1.5"
+    between = by_signal["company_size = 201-1k"]
+    assert (between["operator"], between["value"], between["value_high"]) == ("between", 201, 1000)
+    frequency = by_signal["pricing_page_visit 4+ in 30 days"]
+    assert (frequency["operator"], frequency["value"], frequency["window_days"]) == ("count_at_least", 4, 30)
+    assert by_signal["unsubscribe"]["points"] == -37
+    # decay only on activity rows: leadcal does not decay frequency signals
+    assert by_signal["demo_request"]["decay_half_life_days"] == 45.0
+    assert frequency["decay_half_life_days"] is None and between["decay_half_life_days"] is None
+
+
+def test_recency_gets_a_row_when_it_has_points():
+    table = SMALL.assign(points=SMALL["points"].where(SMALL["type"] != "recency", 5))
+    rows = exports.generic_rows(table, {**HEADER, "half_life_days": None}, BINS)
+    recency = next(r for r in rows if r["type"] == "recency")
+    assert recency["criterion"] == "any activity within the last 7 days"
+    assert all(r["decay_half_life_days"] is None for r in rows)
+    hubspot = exports.hubspot_rows(rows)
+    assert any(h["criteria"] == "Has any engagement in the last 7 days" for h in hubspot)
+
+
+def test_a_band_the_params_do_not_know_is_an_error():
+    table = _table([("company_size = 7-9", "fit", "fit", "company_size", "7-9", 3)])
+    with pytest.raises(LeadcalError, match="numeric_bins.company_size"):
+        exports.generic_rows(table, HEADER, BINS)
+
+
+def test_generic_csv_keeps_numbers_exact(tmp_path, small_rows):
+    header = {**HEADER, "half_life_days": 10.1692902682, "caps": {"company_size": 12.25, "engagement": 1234567.5}}
+    rows = exports.generic_rows(SMALL, header, BINS)
+    io.write_csv(tmp_path / "weights.csv", exports.generic_frame(rows))
+    back = exports.read_export_rows(tmp_path / "weights.csv")
+    assert next(r for r in back if r["signal"] == "demo_request")["decay_half_life_days"] == 10.1692902682
+    assert next(r for r in back if r["signal"] == "demo_request")["score_group_cap"] == 1234567.5
+    assert next(r for r in back if r["attribute"] == "company_size")["attribute_cap"] == 12.25
+
+
+def test_hubspot_criteria_wording(small_rows):
+    rows = {r["leadcal_signal"]: r for r in exports.hubspot_rows(small_rows)}
+    assert rows["industry = software"] == {
+        "group": "Fit", "criteria_group": "industry", "criteria": "Contact property industry is any of software",
+        "points": 14, "decay": "no", "leadcal_signal": "industry = software"}
+    assert rows["company_size = 201-1k"]["criteria"] == "Contact property company_size is between 201 and 1000"
+    assert rows["company_size = 5001+"]["criteria"] == "Contact property company_size is greater than or equal to 5001"
+    assert rows["company_size = unknown"]["criteria"] == "Contact property company_size is unknown"
+    assert rows["demo_request"]["criteria"] == "Has completed form submission: demo_request"
+    assert (rows["demo_request"]["group"], rows["demo_request"]["decay"]) == ("Engagement", "yes")
+    assert rows["pricing_page_visit 4+ in 30 days"]["criteria"] == (
+        "Has viewed page: pricing_page_visit, at least 4 times in the last 30 days")
+    assert rows["pricing_page_visit 4+ in 30 days"]["decay"] == "no"
+    assert rows["unsubscribe"]["points"] == -37
+    assert "email_click" not in rows and "industry = retail" not in rows
+
+
+@pytest.mark.parametrize("half_life, months", [
+    (10.17, 1), (30, 1), (52, 1), (53, 3), (91, 3), (128, 3),
+    (130, 6), (182, 6), (258, 6), (259, 12), (365, 12), (900, 12),
+])
+def test_hubspot_decay_rounds_to_the_nearest_option_on_a_ratio_scale(half_life, months):
+    decay = exports.hubspot_decay(half_life)
+    assert decay["every_months"] == months and decay["lose_percent"] == 50
+    assert decay["hubspot_half_life_days"] == pytest.approx(months * 365.25 / 12)
+
+
+def test_hubspot_decay_none_without_half_life():
+    assert exports.hubspot_decay(None) is None
+
+
+def test_hubspot_settings_caps_and_ranges():
+    header = {**HEADER, "caps": {"fit": 40.0, "pricing_page_visit": 30.0}}
+    rows = exports.generic_rows(SMALL, header, BINS)
+    settings = exports.hubspot_settings(rows, header, SMALL)
+    assert settings["engagement_decay"]["every_months"] == 1
+    assert settings["score_limits"]["fit"] == 40.0 and settings["score_limits"]["engagement"] is None
+    assert settings["group_limits"] == [{"attribute": "pricing_page_visit", "limit": 30.0, "note": "",
+                                         "criteria_groups": ["pricing_page_visit (no decay)"]}]
+    # fit: best value per attribute (company_size 13, industry 14, ratio 7); worst (company_size -3, others 0)
+    assert settings["points_range"]["fit"] == {"lowest": -3, "highest": 34}
+    assert settings["points_range"]["engagement"] == {"lowest": -37, "highest": 112}
+
+
+def test_salesforce_rows(small_rows):
+    rows = {r["leadcal_signal"]: r for r in exports.salesforce_rows(small_rows)}
+    assert list(next(iter(rows.values()))) == exports.SALESFORCE_COLUMNS
+    assert rows["industry = software"] == {"rule_type": "profile criterion (grading)", "field": "industry",
+                                           "operator": "is", "value": "software", "points": 14,
+                                           "leadcal_signal": "industry = software"}
+    assert (rows["company_size = 201-1k"]["operator"], rows["company_size = 201-1k"]["value"]) == (
+        "is between (inclusive)", "201 and 1000")
+    assert (rows["company_size = unknown"]["operator"], rows["company_size = unknown"]["value"]) == ("is empty", "")
+    assert rows["demo_request"] == {"rule_type": "scoring rule", "field": "Prospect form", "operator": "was submitted",
+                                    "value": "demo_request", "points": 86, "leadcal_signal": "demo_request"}
+    frequency = rows["pricing_page_visit 4+ in 30 days"]
+    assert (frequency["rule_type"], frequency["field"]) == ("automation rule", "Prospect page view")
+    assert frequency["operator"] == "was viewed at least 4 times in the last 30 days"
+    assert rows["unsubscribe"]["points"] == -37
+    assert "email_click" not in rows and "industry = retail" not in rows
+
+
+@pytest.mark.parametrize("activity, action", [
+    ("demo_request", "form.submit"), ("contact_sales_form", "form.submit"), ("form_submission", "form.submit"),
+    ("newsletter_signup", "form.submit"), ("webinar_registration", "form.submit"),
+    ("whitepaper_download", "asset.download"), ("case_study_download", "asset.download"),
+    ("pricing_page_visit", "url.hit"), ("careers_page_visit", "url.hit"), ("blog_read", "url.hit"),
+    ("email_open", "email.open"),
+    # no Mautic core point action for these: a campaign adjusts the points instead
+    ("email_click", "custom"), ("unsubscribe", "custom"), ("webinar_attendance", "custom"),
+    ("social_like", "custom"), ("social_comment", "custom"), ("chat_started", "custom"),
+])
+def test_mautic_type_mapping(activity, action):
+    assert exports.mautic_type(activity) == action
+
+
+def test_mautic_export(small_rows):
+    payload = exports.mautic_export(small_rows, HEADER)
+    actions = {a["properties"]["leadcal_activity"]: a for a in payload["point_actions"]}
+    assert set(actions) == {"demo_request", "unsubscribe", "pricing_page_visit"}
+    demo = actions["demo_request"]
+    assert (demo["name"], demo["type"], demo["delta"], demo["repeatable"]) == (
+        "Activity: demo_request at least once", "form.submit", 86, False)
+    assert demo["properties"]["decay_half_life_days"] == 45.0
+    assert actions["unsubscribe"]["delta"] == -37 and actions["unsubscribe"]["type"] == "custom"
+    frequency = actions["pricing_page_visit"]
+    assert frequency["type"] == "url.hit" and frequency["properties"]["page_hits"] == 4
+    segments = {s["leadcal_signal"]: s for s in payload["fit_segments"]}
+    assert set(segments) == {"company_size = <1", "company_size = 201-1k", "company_size = 5001+",
+                             "company_size = unknown", "industry = software", "ratio = 0.5-1.5"}
+    assert segments["company_size = 201-1k"]["filters"] == [
+        {"field": "company_size", "operator": "gte", "filter": 201},
+        {"field": "company_size", "operator": "lte", "filter": 1000}]
+    assert segments["industry = software"]["filters"] == [{"field": "industry", "operator": "=", "filter": "software"}]
+    assert all(s["field"] == "fit_score" for s in segments.values())
+    assert "one points total" in payload["notes"]["points_total"] and "never decay" in payload["notes"]["decay"]
+
+
+def test_every_format_leaves_out_zero_points_and_keeps_negatives(tmp_path):
+    exports.write_exports(tmp_path, SMALL, HEADER, BINS)
+    text = {name: (tmp_path / name).read_text(encoding="utf-8") for name in FILES}
+    for name in ("weights.csv", "weights.json", "hubspot_score_properties.csv", "salesforce_scoring.csv",
+                 "mautic_point_actions.json"):
+        assert "email_click" not in text[name] and "retail" not in text[name], name
+        assert "-37" in text[name] and "-3" in text[name], name
+
+
+# --------------------------------------------------------------------------- apply_export against score_leads
+
+def _random_case(seed: int):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for activity in ["demo_request", "email_open", "pricing_page_visit", "webinar_attendance"]:
+        rows.append((activity, "engagement", "activity", activity, "yes", int(rng.integers(-40, 90))))
+    rows.append(("pricing_page_visit 3+ in 30 days", "engagement", "frequency", "pricing_page_visit",
+                 ">= 3 in 30 days", 20))
+    fit_values = {"industry": ["retail", "software", "unknown"], "seniority": ["vp", "manager", "intern"]}
+    for attribute, values in fit_values.items():
+        for value in values:
+            rows.append((f"{attribute} = {value}", "fit", "fit", attribute, value, int(rng.integers(-20, 25))))
+    rows.append(("industry = media", "fit", "fit", "industry", "media", 0))
+    table = _table(rows)
+    n = 400
+    matrix = pd.DataFrame({s: rng.integers(0, 2, n) for s in table["signal"]}, dtype=float)
+    for attribute in ["industry", "seniority"]:  # exactly one value per fit attribute
+        names = list(table.loc[table["attribute"] == attribute, "signal"])
+        pick = rng.integers(0, len(names), n)
+        for j, name in enumerate(names):
+            matrix[name] = (pick == j).astype(float)
+    ages = pd.DataFrame({a: np.where(matrix[a] > 0, rng.uniform(0, 60, n), np.nan)
+                         for a in table.loc[table["type"] == "activity", "signal"]})
+    return table, matrix, ages
+
+
+@pytest.mark.parametrize("caps", [
+    {}, {"pricing_page_visit": 35.0, "engagement": 60.0}, {"fit": 10.0, "industry": 5.0, "email_open": 3.0},
+])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_apply_export_matches_score_leads_with_caps_and_decay(caps, seed):
+    table, matrix, ages = _random_case(seed)
+    header = {**HEADER, "half_life_days": 7.5, "caps": caps}
+    features = pd.DataFrame({AGE_PREFIX + a: ages[a] for a in ages.columns})
+    decayed = decay_matrix(SignalSet(matrix, table), features, 7.5).matrix
+    expected = score_leads(decayed, table, caps)
+    rows = exports.generic_rows(table, header, {})
+    pd.testing.assert_frame_equal(exports.apply_export(rows, decayed), expected)
+    pd.testing.assert_frame_equal(exports.apply_export(rows, matrix, ages=ages), expected)
+
+
+def test_apply_export_needs_every_signal():
+    rows = exports.generic_rows(SMALL, HEADER, BINS)
+    with pytest.raises(LeadcalError, match="demo_request"):
+        exports.apply_export(rows, pd.DataFrame({"industry = software": [1.0]}))
+
+
+def test_apply_export_of_an_empty_export_is_zero():
+    got = exports.apply_export([], pd.DataFrame({"a": [1.0, 0.0]}))
+    assert got["total_points"].tolist() == [0, 0]
+
+
+def test_run_needs_the_weights(tmp_path):
+    from tests.conftest import params_in
+
+    with pytest.raises(LeadcalError, match="weights.json"):
+        exports.run(params_in(tmp_path))
+    assert not Path(tmp_path / "models" / "exports").exists()
