@@ -90,9 +90,10 @@ def calibration_chart(curves: dict[str, pd.DataFrame]) -> Figure:
 
 def matrix_chart(cells: pd.DataFrame, average: float) -> Figure:
     """Fit grade (A-D) x engagement grade (1-4): close rate in colour, leads in each cell."""
-    grid = cells.pivot(index="fit_grade", columns="engagement_grade", values="close_rate").reindex(index=list("ABCD"))
-    grid = grid.reindex(columns=sorted(grid.columns, key=str))
-    leads = cells.pivot(index="fit_grade", columns="engagement_grade", values="leads").reindex_like(grid)
+    cells = cells.assign(engagement_grade=cells["engagement_grade"].astype(str))
+    grid = cells.pivot(index="fit_grade", columns="engagement_grade", values="close_rate")
+    grid = grid.reindex(index=list("ABCD"), columns=list("1234"))  # empty cells are absent from the data
+    leads = cells.pivot(index="fit_grade", columns="engagement_grade", values="leads").reindex_like(grid).fillna(0)
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, ax = plt.subplots(figsize=(7.5, 6))
         image = ax.imshow(grid.to_numpy(dtype=float), cmap="Greens", vmin=0)

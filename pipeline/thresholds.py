@@ -302,9 +302,10 @@ def run(params: Params) -> dict[str, object]:
     io.write_json(models / "thresholds.json", result)
     io.write_csv(models / "plots" / "threshold_curve.csv", curve)
     io.write_csv(models / "plots" / "score_distribution.csv", score_distribution(total[train_rows], closed[train_rows]))
+    # Empty cells (no training lead) have no close rate: they are left out, not written as NaN or 0.
     io.write_csv(models / "plots" / "matrix.csv", pd.DataFrame([
         {"fit_grade": cell[0], "engagement_grade": cell[1], **values}
-        for cell, values in matrix["training"]["grades"].items()]))
+        for cell, values in matrix["training"]["grades"].items() if values["leads"]]))
     log.info("thresholds: MQL at %s points (%s); %s", threshold, t.policy,
              ", ".join(f"{name} {entry['threshold']}" for name, entry in policies.items()))
     return result

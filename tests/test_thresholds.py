@@ -98,4 +98,4 @@ def test_matrix_orders_the_quadrants_like_the_truth(default_run: Params) -> None
     grades = matrix["training"]["grades"]
     assert grades["A1"]["close_rate"] > grades["D4"]["close_rate"] * 5
     plot = pd.read_csv(default_run.paths.models / "plots" / "matrix.csv")
-    assert len(plot) == 16 and plot["leads"].sum() == sum(c["leads"] for c in grades.values())
+    assert len(plot) == sum(1 for c in grades.values() if c["leads"]) and plot["leads"].sum() == sum(c["leads"] for c in grades.values())
