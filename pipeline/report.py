@@ -10,7 +10,6 @@ import io as _io
 import logging
 
 import matplotlib.pyplot as plt
-import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline import charts, io

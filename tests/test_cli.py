@@ -47,3 +47,12 @@ def test_help_lists_the_stages() -> None:
     text = build_parser().format_help()
     for name in STAGES:
         assert name in text
+
+
+def test_a_params_file_cannot_run_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "params.yaml"
+    path.write_text(f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert main(["--params", str(path), "features"]) == 2
+    assert not marker.exists()
+    assert "not valid YAML" in capsys.readouterr().err

@@ -427,7 +427,6 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
 
 def test_funnel_by_segment_matches_pandas(default_run) -> None:
     """Customers per company-size band in funnel.json equal a plain pandas count on the features."""
-    import pandas as pd
 
     from pipeline.signals import band
 

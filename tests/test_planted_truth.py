@@ -11,7 +11,6 @@ from scipy.stats import spearmanr
 
 from pipeline import io
 from pipeline.params import Params
-from pipeline.thresholds import threshold_curve
 
 
 def _truth(params: Params) -> dict:
