@@ -77,6 +77,12 @@ def _exports(params: Params) -> object:
     return exports.run(params)
 
 
+def _publish(params: Params) -> object:
+    from pipeline import publish
+
+    return publish.run(params)
+
+
 def _report(params: Params) -> object:
     from pipeline import report
 
@@ -92,6 +98,7 @@ STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "train": (_train, "predictive model, validated on the latest cohorts"),
     "thresholds": (_thresholds, "the MQL threshold and what it does"),
     "funnel": (_funnel, "funnel conversion, SLA follow-up, stage durations, rejected MQLs"),
+    "publish": (_publish, "replace models/published/ if the run passes the floors; flag drift"),
     "exports": (_exports, "the points table as CRM import sheets (generic, HubSpot, Salesforce, Mautic)"),
     "report": (_report, "charts and the metrics file"),
 }

@@ -224,6 +224,15 @@ class Funnel(_Strict):
     segments: list[str] = ["industry", "company_size"]
 
 
+class Publish(_Strict):
+    """Guard rails: below these floors a run is not published; beyond these moves it is flagged."""
+
+    min_points_auc: float = Field(0.6, ge=0, le=1)
+    min_model_auc: float = Field(0.6, ge=0, le=1)
+    max_threshold_change: int = Field(15, ge=0)
+    max_points_change: int = Field(20, ge=0)
+
+
 class Params(_Strict):
     seed: int = 20261123
     # Threads for model fitting (OpenMP / BLAS). On a shared 2-core machine one thread is both
@@ -239,6 +248,7 @@ class Params(_Strict):
     train: Train = Train()
     thresholds: Thresholds = Thresholds()
     funnel: Funnel = Funnel()
+    publish: Publish = Publish()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

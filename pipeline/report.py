@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io as _io
 import logging
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -24,6 +25,12 @@ def figure_bytes(fig: Figure) -> bytes:
     fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _publication(models: Path) -> dict[str, object]:
+    record = io.read_json(models / "published" / "publication.json")
+    return {"status": record["status"], "drift_flags": len(record.get("drift", {}).get("flags", [])),
+            "rejection_reasons": len(record.get("reasons", []))}
 
 
 def _by_fold(folds: list[dict]) -> dict[str, dict]:
@@ -44,6 +51,7 @@ def run(params: Params) -> dict[str, object]:
         "points_table": {**train["points_table"]["mean"], **{f"{k}_sd": v for k, v in train["points_table"]["sd"].items()},
                          **weights},
         "folds": len(train["model"]["folds"]),
+        "publication": _publication(models),
         # per fold, keyed so that `dvc metrics show` flattens them: model_folds.fold_1.auc ...
         "model_folds": _by_fold(train["model"]["folds"]),
         "points_table_folds": _by_fold(train["points_table"]["folds"]),

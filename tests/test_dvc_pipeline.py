@@ -20,7 +20,7 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-STAGES = {"generate", "extract", "features", "close_rates", "weights", "train", "thresholds", "funnel", "exports", "report"}
+STAGES = {"generate", "extract", "features", "close_rates", "weights", "train", "thresholds", "funnel", "publish", "exports", "report"}
 
 
 def _run(args: list[str], cwd: Path) -> str:
@@ -74,7 +74,7 @@ def test_changing_a_threshold_param_reruns_only_what_depends_on_it(project: Path
     _repro(project)
     before = _outs(project)
     _set_param(project, "thresholds", "mql_lift", 2.5)
-    assert _repro(project) == {"thresholds", "report"}
+    assert _repro(project) == {"thresholds", "publish", "report"}
     after = _outs(project)
     changed = {path for path in before if before[path] != after[path]}
     assert "models/thresholds.json" in changed
