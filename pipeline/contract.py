@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from pipeline.errors import LeadcalError
 
@@ -102,6 +103,45 @@ def _to_number(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     return parsed.astype("float64")
 
 
+def _rule(name: str, test) -> pa.Check:
+    return pa.Check(test, name=name, error=name)
+
+
+# Structural rules, checked with pandera once the values are parsed (parsing errors are
+# reported by _coerce, which names the unparseable value and its line). Each rule's name
+# maps to the sentence the user reads, the column whose values the examples show, and how
+# the offending values are counted.
+RULES: dict[str, tuple[str, str | None, object]] = {
+    "unique lead id": ("{n} duplicate lead id(s); each lead must appear once", None, lambda v: int(v.duplicated().sum())),
+    "activity name given": ("{n} empty activity name(s)", "lead_id", len),
+    "known stage": (f"{{n}} value(s) outside {list(STAGES)}", None, len),
+    "amount not negative": ("{n} negative amount(s)", None, len),
+}
+LEADS_SCHEMA = pa.DataFrameSchema(
+    {"lead_id": pa.Column(checks=_rule("unique lead id", lambda s: ~s.duplicated(keep=False)))})
+ACTIVITIES_SCHEMA = pa.DataFrameSchema(
+    {"activity": pa.Column(nullable=True, checks=_rule("activity name given", lambda s: s.notna() & (s != "")))})
+STAGES_SCHEMA = pa.DataFrameSchema({
+    "stage": pa.Column(checks=_rule("known stage", lambda s: s.isin(STAGES))),
+    "amount": pa.Column(nullable=True, required=False, checks=_rule("amount not negative", lambda s: s.isna() | (s >= 0))),
+})
+
+
+def _enforce(frame: pd.DataFrame, schema: pa.DataFrameSchema, source: str) -> None:
+    """Validate with pandera; the first broken rule becomes one clear message with example lines."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases.dropna(subset=["index"])
+        (column, check), group = next(iter(cases.groupby(["column", "check"], sort=False)))
+        sentence, example_column, count = RULES[check]
+        bad = pd.Series(frame.index.isin(group["index"]), index=frame.index)
+        raise LeadcalError(
+            f"{source}: column '{column}': {sentence.format(n=count(frame.loc[bad, column]))}; "
+            f"{_examples(frame, bad, example_column or column)}"
+        ) from None
+
+
 def _require_columns(frame: pd.DataFrame, required: dict[str, str], source: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -152,12 +192,7 @@ def validate_leads(
             f"({', '.join(RESERVED_COLUMNS)}, and names starting with {', '.join(RESERVED_PREFIXES)}); rename them"
         )
     leads = _coerce(frame, LEADS_REQUIRED, source)
-    duplicated = leads["lead_id"].duplicated(keep=False)
-    if duplicated.any():
-        raise LeadcalError(
-            f"{source}: column 'lead_id': {int(leads['lead_id'].duplicated().sum())} duplicate lead id(s); "
-            f"each lead must appear once; {_examples(leads, duplicated, 'lead_id')}"
-        )
+    _enforce(leads, LEADS_SCHEMA, source)
     for attribute in fit_attributes:
         column = leads[attribute]
         if attribute in numeric_attributes:
@@ -178,11 +213,7 @@ def validate_activities(
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, ACTIVITIES_REQUIRED, source)
     events = _coerce(frame, ACTIVITIES_REQUIRED, source)
-    blank = events["activity"].isna() | (events["activity"] == "")
-    if blank.any():
-        raise LeadcalError(
-            f"{source}: column 'activity': {int(blank.sum())} empty activity name(s); {_examples(events, blank, 'lead_id')}"
-        )
+    _enforce(events, ACTIVITIES_SCHEMA, source)
     created = pd.Series(created_at.to_numpy(), index=lead_ids.to_numpy())
     events = report.remove(events, ~events["lead_id"].isin(created.index), "unknown lead_id", source, policy)
     before = events["occurred_at"].to_numpy() < created.reindex(events["lead_id"]).to_numpy()
@@ -226,19 +257,8 @@ def validate_stages(
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, STAGES_REQUIRED, source)
     stages = _coerce(frame, {**STAGES_REQUIRED, **STAGES_OPTIONAL}, source)
-    unknown_stage = ~stages["stage"].isin(STAGES)
-    if unknown_stage.any():
-        raise LeadcalError(
-            f"{source}: column 'stage': {int(unknown_stage.sum())} value(s) outside {list(STAGES)}; "
-            f"{_examples(stages, unknown_stage, 'stage')}"
-        )
-    if "amount" in stages.columns:
-        negative = stages["amount"] < 0
-        if negative.any():
-            raise LeadcalError(
-                f"{source}: column 'amount': {int(negative.sum())} negative amount(s); {_examples(stages, negative, 'amount')}"
-            )
-    else:
+    _enforce(stages, STAGES_SCHEMA, source)
+    if "amount" not in stages.columns:
         stages["amount"] = float("nan")
     stages = report.remove(stages, ~stages["lead_id"].isin(lead_ids), "unknown lead_id", source, policy)
     if created_at is not None:
