@@ -104,7 +104,9 @@ def run(params: Params) -> dict[str, object]:
     if average == 0:
         raise LeadcalError(
             f"{params.paths.features / 'features.parquet'}: none of the {int(known.sum())} matured leads became a "
-            f"customer within {params.outcome.horizon_days} days: close rates and lifts are undefined"
+            f"customer within {params.outcome.horizon_days} days: close rates and lifts are undefined. "
+            f"Still available: the validated tables ({params.paths.extracted}) and each lead's signals "
+            f"({params.paths.features / 'features.parquet'}); `leadcal funnel` still measures the funnel"
         )
     models = params.paths.models
     io.write_json(models / "signals.json", {

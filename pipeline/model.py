@@ -245,7 +245,9 @@ def run(params: Params) -> dict[str, object]:
     if not folds[-1][1].any():
         raise LeadcalError(
             f"{params.paths.features / 'features.parquet'}: only one month of matured leads: "
-            "no later cohort to validate on; the model needs at least two months of history"
+            "no later cohort to validate on; the model needs at least two months of history. "
+            "Still available: close rates and the points table in models/; `dvc repro --keep-going` runs the "
+            "stages that do not need the model"
         )
     X = model_matrix(features, signals, params.train.model, header.get("half_life_days"))
     y = features["closed"].to_numpy()

@@ -63,7 +63,8 @@ def _check_outcomes(closed: np.ndarray) -> None:
     if closed.sum() == 0 or closed.sum() == len(closed):
         raise LeadcalError(
             f"cannot fit points: the training leads are all {'lost' if closed.sum() == 0 else 'won'} "
-            f"({len(closed)} leads, {int(closed.sum())} customers); points need both outcomes"
+            f"({len(closed)} leads, {int(closed.sum())} customers); points need both outcomes. "
+            "Still available: models/close_rates.csv (each signal's close rate and lift)"
         )
 
 

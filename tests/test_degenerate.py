@@ -96,6 +96,7 @@ def test_degenerate_history(small_sample: Path, tmp_path: Path, capsys: pytest.C
 
         assert re.search(message, err), err
         assert f"leadcal {stops_at}: error:" in err
+        assert "Still available:" in err  # and what can still be used
     if params.paths.models.exists():
         _no_nan_published(params.paths.models)
     if change == "signal_in_every_lead":
