@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import io
-from pipeline.contract import validate_activities, validate_leads, validate_stages
+from pipeline.contract import TableReport, validate_activities, validate_leads, validate_stages
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 
@@ -22,12 +22,19 @@ log = logging.getLogger(__name__)
 TABLES = ("leads", "activities", "stages")
 
 
-def find_table(folder: Path, name: str) -> Path:
-    """`name`.parquet or `name`.csv in `folder` (Parquet wins when both exist)."""
+def existing_table(folder: Path, name: str) -> Path | None:
+    """`name`.parquet or `name`.csv in `folder` (Parquet wins when both exist), or None."""
     for suffix in (".parquet", ".csv"):
         candidate = folder / f"{name}{suffix}"
         if candidate.exists():
             return candidate
+    return None
+
+
+def find_table(folder: Path, name: str) -> Path:
+    found = existing_table(folder, name)
+    if found is not None:
+        return found
     raise LeadcalError(f"{folder}: no {name}.csv or {name}.parquet found (expected one file per table: {', '.join(TABLES)})")
 
 
@@ -77,44 +84,54 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def extract(params: Params) -> dict[str, object]:
-    """Validate the raw tables, write them under paths.extracted, return the report."""
-    raw, out = params.paths.raw, params.paths.extracted
+def read_export(
+    folder: Path, params: Params, policy: str, now: pd.Timestamp | None, stages_required: bool = True,
+) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport], dict[str, Path | None]]:
+    """The three tables of an export folder, validated against the contract.
+
+    Returns (tables, reports, paths). Without `stages_required` a missing stages file gives
+    an empty stages table (new leads to score have no funnel history yet).
+    """
     fit_attributes = params.signals.fit_attributes
     numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
-
-    leads_path = find_table(raw, "leads")
-    leads, leads_report = validate_leads(read_table(leads_path), str(leads_path), fit_attributes, numeric)
-    log.info("extract: %s: %d leads", leads_path, len(leads))
-
-    activities_path = find_table(raw, "activities")
-    policy, now = params.extract.on_bad_rows, pd.Timestamp.now(tz="UTC").tz_localize(None)
+    paths: dict[str, Path | None] = {"leads": find_table(folder, "leads"), "activities": find_table(folder, "activities"),
+                                     "stages": find_table(folder, "stages") if stages_required else existing_table(folder, "stages")}
+    leads, leads_report = validate_leads(read_table(paths["leads"]), str(paths["leads"]), fit_attributes, numeric)
     activities, activities_report = validate_activities(
-        read_table(activities_path), str(activities_path), leads["lead_id"], leads["created_at"], policy, now
+        read_table(paths["activities"]), str(paths["activities"]), leads["lead_id"], leads["created_at"], policy, now
     )
-    log.info("extract: %s: %d events kept of %d", activities_path, len(activities), activities_report.rows_read)
+    if paths["stages"] is None:
+        stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                               "entered_at": pd.Series(dtype="datetime64[us]"), "amount": pd.Series(dtype=float)})
+        stages_report = TableReport()
+    else:
+        stages, stages_report = validate_stages(
+            read_table(paths["stages"]), str(paths["stages"]), leads["lead_id"], leads["created_at"], policy, now
+        )
+    tables = {"leads": leads, "activities": activities[["lead_id", "activity", "occurred_at"]], "stages": stages}
+    reports = {"leads": leads_report, "activities": activities_report, "stages": stages_report}
+    return tables, reports, paths
 
-    stages_path = find_table(raw, "stages")
-    stages, stages_report = validate_stages(
-        read_table(stages_path), str(stages_path), leads["lead_id"], leads["created_at"], policy, now
-    )
-    log.info("extract: %s: %d stage rows kept of %d", stages_path, len(stages), stages_report.rows_read)
 
+def extract(params: Params) -> dict[str, object]:
+    """Validate the raw tables, write them under paths.extracted, return the report."""
+    out, fit_attributes = params.paths.extracted, params.signals.fit_attributes
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    tables, reports, paths = read_export(params.paths.raw, params, params.extract.on_bad_rows, now)
+    for name in TABLES:
+        log.info("extract: %s: %d rows kept of %d", paths[name], reports[name].rows_written, reports[name].rows_read)
+
+    leads = tables["leads"]
     keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
-    extras = [c for c in leads.columns if c not in keep]
-    leads = leads[keep + extras]
-    io.write_parquet(out / "leads.parquet", leads)
-    io.write_parquet(out / "activities.parquet", activities[["lead_id", "activity", "occurred_at"]])
-    io.write_parquet(out / "stages.parquet", stages)
+    tables["leads"] = leads[keep + [c for c in leads.columns if c not in keep]]
+    for name in TABLES:
+        io.write_parquet(out / f"{name}.parquet", tables[name])
 
-    timestamps = pd.concat([leads["created_at"], activities["occurred_at"], stages["entered_at"]])
+    timestamps = pd.concat([tables["leads"]["created_at"], tables["activities"]["occurred_at"],
+                            tables["stages"]["entered_at"]])
     report = {
-        "tables": {
-            "leads": {"file": str(leads_path), **vars(leads_report)},
-            "activities": {"file": str(activities_path), **vars(activities_report)},
-            "stages": {"file": str(stages_path), **vars(stages_report)},
-        },
-        "activities_seen": activities["activity"].value_counts().sort_index().to_dict(),
+        "tables": {name: {"file": str(paths[name]), **vars(reports[name])} for name in TABLES},
+        "activities_seen": tables["activities"]["activity"].value_counts().sort_index().to_dict(),
         "date_range": {"first": timestamps.min(), "last": timestamps.max()},
     }
     io.write_json(out / "extract_report.json", report)

@@ -312,11 +312,9 @@ def run(params: Params) -> dict[str, object]:
     io.write_json(models / "model.json", description)
     io.write_json(models / "metrics" / "train.json", metrics)
     io.write_csv(models / "factors.csv", factors)
-    last_probability = predict(published, X[held])
-    last_points = points_probability(score_features(features[held], SignalSet(signals.matrix[held], signals.catalog),
-                                                    weights, header)["total_points"].to_numpy(), header)
-    io.write_csv(models / "plots" / "calibration_model.csv", pd.DataFrame(calibration_table(y[held], last_probability)))
-    io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], last_points)))
+    # the loop's last values are the last fold's (checked above): its calibration curves
+    io.write_csv(models / "plots" / "calibration_model.csv", pd.DataFrame(calibration_table(y[held], probability)))
+    io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], points_prob)))
     io.write_text(models / "model_card.md", model_card(params, metrics, description, factors))
     m, p = metrics["model"]["mean"], metrics["points_table"]["mean"]
     log.info("train: %d folds, mean AUC model %.3f, points table %.3f; mean ECE %.4f; calibration %s",

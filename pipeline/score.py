@@ -24,10 +24,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io
-from pipeline.contract import validate_activities, validate_leads, validate_stages
 from pipeline.errors import LeadcalError
 from pipeline.explain import effects, top_reasons
-from pipeline.extract import find_table, read_table
+from pipeline.extract import read_export
 from pipeline.features import AGE_PREFIX, NEVER_DAYS, build_features, peak_column
 from pipeline.model import SCHEMA_VERSION, model_matrix, predict, read_model
 from pipeline.params import FrequencySignal, Params
@@ -63,23 +62,10 @@ def check_schema(schema: dict, params: Params, model_path: Path) -> None:
 
 
 def _read_input(folder: Path, params: Params) -> dict[str, pd.DataFrame]:
-    fit = params.signals.fit_attributes
-    numeric = [a for a in fit if a in params.signals.numeric_bins]
-    leads_path = find_table(folder, "leads")
-    leads, _ = validate_leads(read_table(leads_path), str(leads_path), fit, numeric)
-    activities_path = find_table(folder, "activities")
-    activities, report = validate_activities(read_table(activities_path), str(activities_path), leads["lead_id"], leads["created_at"])
-    for reason, count in report.dropped.items():
-        log.warning("score: %s: %d event(s) dropped: %s", activities_path, count, reason)
-    try:
-        stages_path = find_table(folder, "stages")
-        stages, _ = validate_stages(read_table(stages_path), str(stages_path), leads["lead_id"], leads["created_at"])
-    except LeadcalError as exc:
-        if "no stages.csv or stages.parquet" not in str(exc):
-            raise
-        stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
-                               "entered_at": pd.Series(dtype="datetime64[us]"), "amount": pd.Series(dtype=float)})
-    return {"leads": leads, "activities": activities[["lead_id", "activity", "occurred_at"]], "stages": stages}
+    tables, reports, paths = read_export(folder, params, policy="drop", now=None, stages_required=False)
+    for reason, count in reports["activities"].dropped.items():
+        log.warning("score: %s: %d event(s) dropped: %s", paths["activities"], count, reason)
+    return tables
 
 
 def _grade(probability: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
