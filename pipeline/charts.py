@@ -137,13 +137,85 @@ def monthly_trend_chart(monthly: pd.DataFrame) -> Figure:
     """Stage-to-stage conversion by month of lead creation (recent months are still maturing)."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(10, 4.8))
+        # months are labels, not numbers: positions + tick labels (matplotlib would guess dates and log about it)
+        x = np.arange(len(monthly))
         for column, colour in zip(("lead_to_mql", "mql_to_sql", "sql_to_customer"), (BLUE, GREEN, RED)):
-            ax.plot(monthly["month"], monthly[column], marker="o", color=colour, label=column.replace("_", " "))
+            ax.plot(x, monthly[column], marker="o", color=colour, label=column.replace("_", " "))
+        ax.set_xticks(x, monthly["month"].astype(str))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylabel("conversion rate")
         ax.set_xlabel("month the leads were created")
         ax.tick_params(axis="x", rotation=60)
         ax.set_title("Conversion by month (the last months have not had time to convert yet)")
         ax.legend(loc="upper right")
+        fig.tight_layout()
+    return fig
+
+
+def points_table_chart(signals: pd.DataFrame) -> Figure:
+    """The points each signal gives, engagement and fit side by side, with the bootstrap's 90 % range.
+
+    A marketer checks two things here: that the order makes sense (demo request above blog
+    read) and which points are shaky (a long whisker means the data cannot pin the value
+    down, so a CRM admin should not fine-tune it by hand).
+    """
+    scored = signals[signals["status"] == "scored"]
+    groups = [(kind, scored[scored["kind"] == kind].sort_values("points")) for kind in ("engagement", "fit")]
+    groups = [(kind, rows) for kind, rows in groups if len(rows)]
+    heights = [max(len(rows), 3) for _, rows in groups]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(groups), 1, figsize=(9, 0.26 * sum(heights) + 2.2 * len(groups)),
+                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
+        for ax, (kind, rows) in zip(axes[:, 0], groups):
+            y = np.arange(len(rows))
+            ax.barh(y, rows["points"], color=[GREEN if p > 0 else RED if p < 0 else GREY for p in rows["points"]],
+                    alpha=0.85)
+            low = (rows["points"] - rows["points_p05"]).clip(lower=0)
+            high = (rows["points_p95"] - rows["points"]).clip(lower=0)
+            ax.errorbar(rows["points"], y, xerr=[low, high], fmt="none", ecolor="black", elinewidth=1, capsize=2)
+            for position, points, p05, p95 in zip(y, rows["points"], rows["points_p05"], rows["points_p95"]):
+                # the label sits past the whisker, so the two never overlap
+                ax.text(max(points, p95) if points >= 0 else min(points, p05), position, f" {points:+d} ",
+                        va="center", fontsize=8, ha="left" if points >= 0 else "right")
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set_ylim(-0.7, len(rows) - 0.3)
+            ax.margins(x=0.08)
+            ax.set_yticks(y, rows["signal"], fontsize=8 if len(rows) > 25 else 9)
+            ax.set_title(f"{kind} points" + (" (per activity, before decay)" if kind == "engagement" else
+                                            " (who the lead is)"), loc="left", fontsize=11)
+        axes[-1, 0].set_xlabel("points (bar: the table; whisker: 90 % of bootstrap refits)")
+        fig.suptitle("Points table: what each signal adds to a lead's score", fontweight="bold")
+        fig.tight_layout(rect=(0, 0, 1, 0.98))
+    return fig
+
+
+def cumulative_gain_chart(gain: pd.DataFrame) -> Figure:
+    """Share of customers found by calling the top X % of leads, for each scorer, against random calls.
+
+    Left: cumulative gain ("call the top 20 %, reach 60 % of the customers"). Right: the
+    same as lift, how many times better than calling leads at random.
+    """
+    scorers = [c for c in gain.columns if c not in ("share_of_leads", "random")]
+    labels = {"model": "predictive model", "points_table": "points table"}
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
+        left.plot(gain["share_of_leads"], gain["random"], color=GREY, linestyle=":", label="random order")
+        tail = gain[gain["share_of_leads"] > 0]
+        right.axhline(1.0, color=GREY, linestyle=":", label="random order")
+        for scorer, colour in zip(scorers, (BLUE, GREEN, RED)):
+            label = labels.get(scorer, scorer.replace("_", " "))
+            left.plot(gain["share_of_leads"], gain[scorer], marker="o", markersize=3, color=colour, label=label)
+            right.plot(tail["share_of_leads"], tail[scorer] / tail["share_of_leads"], marker="o", markersize=3,
+                       color=colour, label=label)
+        for ax in (left, right):
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.set_xlabel("top share of leads, best score first (later cohorts, unseen in training)")
+        left.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        left.set_ylabel("share of all customers among them")
+        left.set_title("Cumulative gain: customers reached")
+        right.set_ylabel("times the close rate of a random lead")
+        right.set_title("Lift: how much better than random")
+        left.legend(loc="lower right")
+        right.legend(loc="upper right")
         fig.tight_layout()
     return fig

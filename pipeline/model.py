@@ -36,7 +36,7 @@ from pipeline.signals import (
     SignalSet, activities_in, build_signals, decay_matrix, labelled, purge, read_frequency_signals, time_split,
     validation_cohorts,
 )
-from pipeline.stats import calibration_table, classification_metrics
+from pipeline.stats import calibration_table, classification_metrics, gain_table
 from pipeline.weights import fit_points, points_probability, read_weights, score_features
 
 log = logging.getLogger(__name__)
@@ -315,6 +315,8 @@ def run(params: Params) -> dict[str, object]:
     # the loop's last values are the last fold's (checked above): its calibration curves
     io.write_csv(models / "plots" / "calibration_model.csv", pd.DataFrame(calibration_table(y[held], probability)))
     io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], points_prob)))
+    io.write_csv(models / "plots" / "cumulative_gain.csv",
+                 pd.DataFrame(gain_table(y[held], {"model": probability, "points_table": points})))
     io.write_text(models / "model_card.md", model_card(params, metrics, description, factors))
     m, p = metrics["model"]["mean"], metrics["points_table"]["mean"]
     log.info("train: %d folds, mean AUC model %.3f, points table %.3f; mean ECE %.4f; calibration %s",

@@ -11,6 +11,8 @@ it between runs, so this stage can compare with the previous publication.
 - A run that passes replaces the files. Its drift against the previous publication (the
   threshold's move, and every signal whose points moved more than the limits) is written
   to publication.json and flagged, so a surprising change is seen before ops import it.
+  The publication it replaces moves to published/previous/, so the drift notebook can
+  show what changed signal by signal (lift, close rate, points).
 - A run identical to the publication changes nothing (re-runs stay byte-identical).
 """
 
@@ -101,6 +103,9 @@ def run(params: Params) -> dict[str, object]:
         return last
     record: dict[str, object] = {"status": "published", "reasons": []}
     record["drift"] = drift(previous, candidate, params.publish) if previous else {"flags": [], "note": "first publication"}
+    if previous is not None:
+        for name in (*FILES, "publication.json"):
+            io.write_bytes(published / "previous" / name, (published / name).read_bytes())
     for name in FILES:
         io.write_bytes(published / name, (models / name).read_bytes())
     shutil.rmtree(published / "rejected", ignore_errors=True)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline import charts, io
@@ -68,6 +69,8 @@ def run(params: Params) -> dict[str, object]:
             io.read_csv(models / "plots" / "matrix.csv"), thresholds["training"]["average_close_rate"]),
         "funnel.png": charts.funnel_chart(io.read_json(models / "funnel.json")["funnel"]),
         "funnel_by_month.png": charts.monthly_trend_chart(io.read_csv(models / "plots" / "funnel_by_month.csv")),
+        "points_table.png": charts.points_table_chart(pd.DataFrame(io.read_json(models / "weights.json")["signals"])),
+        "cumulative_gain.png": charts.cumulative_gain_chart(io.read_csv(models / "plots" / "cumulative_gain.csv")),
         "calibration.png": charts.calibration_chart({
             "predictive model": io.read_csv(models / "plots" / "calibration_model.csv"),
             "points table": io.read_csv(models / "plots" / "calibration_points.csv"),

@@ -47,20 +47,8 @@ def top_fraction_lift(y: np.ndarray, score: np.ndarray, fraction: float = 0.1) -
     Returns (lift, capture): close rate in the top fraction / overall close rate, and
     the share of all customers found there.
     """
-    y = np.asarray(y, dtype=float)
-    score = np.asarray(score, dtype=float)
-    n, total = len(y), y.sum()
-    if n == 0 or total == 0:
-        return float("nan"), float("nan")
-    budget = fraction * n
-    order = np.argsort(-score, kind="stable")
-    values, starts, sizes = np.unique(-score[order], return_index=True, return_counts=True)
-    positives = np.add.reduceat(y[order], starts)
-    taken = np.minimum(sizes, np.maximum(budget - (np.cumsum(sizes) - sizes), 0.0))
-    captured = float(np.sum(positives * taken / sizes))
-    capture = captured / total
-    lift = (captured / budget) / (total / n)
-    return float(lift), float(capture)
+    capture = float(cumulative_gain(y, score, np.array([fraction]))[0])
+    return capture / fraction, capture
 
 
 def expected_calibration_error(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
@@ -113,6 +101,34 @@ def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) ->
             "observed": float(y[chunk].mean()),
         })
     return rows
+
+
+def cumulative_gain(y: np.ndarray, score: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Share of all customers found in the top `shares` of leads ranked by `score` (highest first).
+
+    Leads with the same score cannot be told apart, so a cut inside a tie takes that
+    group's customers in proportion (the expected gain under random tie-breaking). A
+    points table has many ties; counting them in file order would flatter or punish it
+    by chance.
+    """
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    if len(y) == 0 or y.sum() == 0:
+        return np.full(len(shares), np.nan)
+    values, inverse = np.unique(-score, return_inverse=True)  # groups from the highest score down
+    leads = np.bincount(inverse, minlength=len(values)).astype(float)
+    customers = np.bincount(inverse, weights=y, minlength=len(values))
+    lead_edges = np.concatenate([[0.0], np.cumsum(leads)]) / len(y)
+    customer_edges = np.concatenate([[0.0], np.cumsum(customers)]) / y.sum()
+    return np.interp(np.asarray(shares, dtype=float), lead_edges, customer_edges)
+
+
+def gain_table(y: np.ndarray, scores: dict[str, np.ndarray], steps: int = 20) -> list[dict[str, float]]:
+    """Cumulative gain of several scorers at `steps` equal shares of leads, with the random baseline."""
+    shares = np.linspace(0.0, 1.0, steps + 1)
+    gains = {name: cumulative_gain(y, score, shares) for name, score in scores.items()}
+    return [{"share_of_leads": float(share), **{name: float(gain[i]) for name, gain in gains.items()},
+             "random": float(share)} for i, share in enumerate(shares)]
 
 
 def beta_binomial_strength(customers: np.ndarray, leads: np.ndarray, average: float) -> float:

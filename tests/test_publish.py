@@ -54,6 +54,9 @@ def test_publish_cycle(default_run: Params, tmp_path: Path) -> None:
     record = run(params)
     assert record["status"] == "published" and len(record["drift"]["flags"]) == 2
     assert json.loads((published / "thresholds.json").read_text())["threshold"] == thresholds["threshold"] + 30
+    # the publication it replaced is kept beside it, for the drift notebook
+    assert (published / "previous" / "weights.json").read_bytes() == first["weights.json"]
+    assert (published / "previous" / "publication.json").read_bytes() == first["publication.json"]
 
     # a run below the floors: the last good publication stays, the candidate goes beside it
     good = {name: (published / name).read_bytes() for name in ("weights.csv", "weights.json", "thresholds.json")}

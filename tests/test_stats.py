@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.stats import calibration_table, classification_metrics, top_fraction_lift, wilson_interval
+from pipeline.stats import (
+    calibration_table,
+    classification_metrics,
+    cumulative_gain,
+    gain_table,
+    top_fraction_lift,
+    wilson_interval,
+)
 
 
 def test_wilson_matches_hand_computation() -> None:
@@ -74,3 +81,29 @@ def test_calibration_table_bins_are_equal_count_and_ordered() -> None:
     assert predicted == sorted(predicted)
     # well-calibrated input: observed within 3 points of predicted in every bin
     assert all(abs(row["observed"] - row["predicted"]) < 0.03 for row in table)
+
+
+def test_cumulative_gain_hand_case_with_ties() -> None:
+    # scores 3, 3, 1, 0: the tied top pair holds 1 of the 2 customers, the third lead the other.
+    y = np.array([1, 0, 1, 0])
+    score = np.array([3, 3, 1, 0])
+    gain = cumulative_gain(y, score, np.array([0.0, 0.25, 0.5, 0.75, 1.0]))
+    # a cut through the tie takes half of the pair's one customer: 0.5 / 2 customers
+    assert gain.tolist() == pytest.approx([0.0, 0.25, 0.5, 1.0, 1.0])
+    # row order does not matter
+    assert cumulative_gain(y[::-1], score[::-1], np.array([0.25]))[0] == pytest.approx(0.25)
+
+
+def test_gain_table_perfect_and_random_scorers() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.1).astype(int)
+    table = gain_table(y, {"perfect": y + rng.random(2000) * 0.5, "none": np.zeros(2000)}, steps=10)
+    base = y.mean()
+    for row in table:
+        # a perfect ranking finds every customer first; a constant score is the diagonal
+        assert row["perfect"] == pytest.approx(min(row["share_of_leads"] / base, 1.0))
+        assert row["none"] == pytest.approx(row["share_of_leads"])
+        assert row["random"] == row["share_of_leads"]
+    # top-fraction lift is the gain divided by the fraction
+    lift, capture = top_fraction_lift(y, y + rng.random(2000) * 0.5, 0.1)
+    assert capture == pytest.approx(table[1]["perfect"]) and lift == pytest.approx(capture / 0.1)
