@@ -644,9 +644,19 @@ def write_exports(
 
 
 def run(params: Params) -> dict[str, Any]:
-    """models/weights.json -> models/exports/ (generic, HubSpot, Salesforce, Mautic)."""
+    """models/published/weights.json -> models/exports/ (generic, HubSpot, Salesforce, Mautic).
+
+    Ops import what passed the guard rails: the published table, not this run's candidate,
+    so a run rejected by the publish stage never reaches a CRM sheet.
+    """
     models = params.paths.models
-    table, header = read_weights(models)
+    published = models / "published"
+    if not (published / "weights.json").exists():
+        status = published / "publication.json"
+        why = io.read_json(status)["status"] if status.exists() else "the publish stage has not run"
+        raise LeadcalError(f"{published / 'weights.json'}: no published points table to export ({why}); "
+                           f"see {status} for the reasons; the candidate is in {models / 'weights.json'}")
+    table, header = read_weights(published)
     summary = write_exports(models / "exports", table, header, params.signals.numeric_bins)
     log.info("exports: %d signals with points written to %s (%d without points left out)",
              summary["rows"], summary["folder"], summary["left_out_zero_points"])

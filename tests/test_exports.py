@@ -373,3 +373,38 @@ def test_run_needs_the_weights(tmp_path):
     with pytest.raises(LeadcalError, match="weights.json"):
         exports.run(params_in(tmp_path))
     assert not Path(tmp_path / "models" / "exports").exists()
+
+
+def test_exports_follow_the_publication_not_a_rejected_candidate(default_run, tmp_path):
+    """A run the guard rails reject changes the candidate weights but never the CRM sheets."""
+    import shutil
+
+    from pipeline import publish
+
+    models = tmp_path / "models"
+    shutil.copytree(default_run.paths.models, models)
+    params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
+    before = exports.run(params)
+    sheets = {p.name: p.read_bytes() for p in (models / "exports").iterdir()}
+    weights = io.read_json(models / "weights.json")
+    weights["signals"][0]["points"] -= 40
+    io.write_json(models / "weights.json", weights)
+    strict = params.model_copy(update={"publish": params.publish.model_copy(update={"min_model_auc": 0.99})})
+    assert publish.run(strict)["status"].startswith("rejected")
+    assert exports.run(strict) == before
+    assert {p.name: p.read_bytes() for p in (models / "exports").iterdir()} == sheets
+    # once a good run publishes the changed table, the sheets follow it
+    assert publish.run(params)["status"] == "published"
+    exports.run(params)
+    changed = weights["signals"][0]
+    rows = {r["signal"]: r for r in exports.read_export_rows(models / "exports" / "weights.json")}
+    assert rows[changed["signal"]]["points"] == changed["points"]
+
+
+def test_exports_say_why_nothing_is_published(default_run, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    io.write_json(models / "published" / "publication.json", {"status": "rejected: nothing published yet"})
+    params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
+    with pytest.raises(LeadcalError, match="rejected: nothing published yet"):
+        exports.run(params)
