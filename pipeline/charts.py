@@ -160,6 +160,8 @@ def points_table_chart(signals: pd.DataFrame) -> Figure:
     down, so a CRM admin should not fine-tune it by hand).
     """
     scored = signals[signals["status"] == "scored"]
+    if "points_p05" not in scored.columns:  # weights.bootstrap_samples = 0: no spread to draw
+        scored = scored.assign(points_p05=scored["points"], points_p95=scored["points"])
     groups = [(kind, scored[scored["kind"] == kind].sort_values("points")) for kind in ("engagement", "fit")]
     groups = [(kind, rows) for kind, rows in groups if len(rows)]
     heights = [max(len(rows), 3) for _, rows in groups]
@@ -183,7 +185,7 @@ def points_table_chart(signals: pd.DataFrame) -> Figure:
             ax.set_yticks(y, rows["signal"], fontsize=8 if len(rows) > 25 else 9)
             ax.set_title(f"{kind} points" + (" (per activity, before decay)" if kind == "engagement" else
                                             " (who the lead is)"), loc="left", fontsize=11)
-        axes[-1, 0].set_xlabel("points (bar: the table; whisker: 90 % of bootstrap refits)")
+        axes[-1, 0].set_xlabel("points (bar: the table; whisker: 90 % of bootstrap refits, if any)")
         fig.suptitle("Points table: what each signal adds to a lead's score", fontweight="bold")
         fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig

@@ -106,20 +106,26 @@ STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadcal", description="Lead-scoring calibration pipeline.")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--params", "--config", dest="params", default="params.yaml",
+                        help="params file (default: params.yaml)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    # the same option after the sub-command too: `leadcal run --config examples/olist/params.yaml`
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", "--config", dest="params", default=argparse.SUPPRESS,
+                        help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, (_, help_text) in STAGES.items():
-        sub.add_parser(name, help=help_text)
-    sub.add_parser("run", help="every stage in order, without DVC (prefer `dvc repro`)")
-    scorer = sub.add_parser("score", help="score new leads with the published model and points table")
+        sub.add_parser(name, help=help_text, parents=[common])
+    sub.add_parser("run", parents=[common],
+                   help="every stage in order, without DVC (prefer `dvc repro`); generate only for the sample data")
+    scorer = sub.add_parser("score", parents=[common], help="score new leads with the published model and points table")
     scorer.add_argument("input", type=Path, help="folder with leads and activities (and optionally stages), CSV or Parquet")
     scorer.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
     scorer.add_argument("--as-of", type=date.fromisoformat, default=None,
                         help="score as of this date (default: the latest timestamp in the input)")
     scorer.add_argument("--batch-size", type=int, default=50_000, help="leads per batch (default 50000)")
     scorer.add_argument("--models", type=Path, default=None, help="published artifacts (default: params paths.models)")
-    planner = sub.add_parser("plan", help="leads (and MQLs, SQLs) needed to win a number of customers or a revenue")
+    planner = sub.add_parser("plan", parents=[common], help="leads (and MQLs, SQLs) needed to win a number of customers or a revenue")
     target = planner.add_mutually_exclusive_group(required=True)
     target.add_argument("--customers", type=int, help="customers to win")
     target.add_argument("--revenue", type=float, help="revenue to win (with the average deal size)")
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     names = list(STAGES) if args.stage == "run" else [args.stage]
     try:
         params = load_params(args.params)
+        if args.stage == "run" and (params.source.leads is not None or params.paths.raw != params.paths.sample):
+            names.remove("generate")  # a real export: nothing to generate
         threadpool_limits(params.threads)  # for the whole process: every fit and prediction
         if args.stage == "score":
             from pipeline.score import score

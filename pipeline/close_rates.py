@@ -121,6 +121,9 @@ def run(params: Params) -> dict[str, object]:
         "average_close_rate": average,
         "matured_leads": int(known.sum()),
         "customers": int(features.loc[known, "closed"].sum()),
+        # the number a CRM report shows ("customers / leads", no time limit), beside the
+        # horizon's: a marketer comparing the two sees how many deals take longer
+        "close_rate_any_time": float(features.loc[known, "customer_at"].notna().mean()),
         "signals": int(len(table)),
         "signals_low_support": int(table["low_support"].sum()),
         "shrinkage_prior_strength": table.attrs["prior_strength"],

@@ -27,6 +27,17 @@ STAGES_OPTIONAL: dict[str, str] = {"amount": "number"}
 
 EXAMPLE_ROWS = 3
 
+# The usual B2B activity names (docs/data-contract.md). Any other name is accepted and scored
+# too; extract_report.json lists it under unknown_activities, so a CRM spelling that should
+# have been mapped ("webinar_attended" for webinar_attendance) is seen, not silently split.
+KNOWN_ACTIVITIES: frozenset[str] = frozenset({
+    "blog_read", "careers_page_visit", "case_study_download", "contact_sales_form", "demo_request",
+    "email_click", "email_open", "email_bounce", "ebook_download", "event_attendance", "event_registration",
+    "form_submission", "free_trial_signup", "landing_page_form", "newsletter_signup", "page_view",
+    "pricing_page_visit", "product_page_visit", "social_click", "social_comment", "social_like", "social_share",
+    "trial_activation", "unsubscribe", "webinar_attendance", "webinar_registration", "whitepaper_download",
+})
+
 # Names the features table derives per lead; a lead column with one of them would be shadowed.
 RESERVED_COLUMNS = ("cutoff_at", "window_truncated", "customer_at", "matured", "closed", "cohort")
 RESERVED_PREFIXES = ("n__", "age__", "peak__")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
@@ -46,6 +47,85 @@ class Extract(_Strict):
     # stages out of funnel order): 'drop' drops and counts them in extract_report.json,
     # 'fail' stops with the file and example lines.
     on_bad_rows: Literal["drop", "fail"] = "drop"
+
+
+class TableSource(_Strict):
+    """Where one canonical table comes from, and how its columns map onto the contract.
+
+    `columns` maps contract names to the source's names (`lead_id: mql_id`); source columns
+    not mapped keep their (lower-cased) name. `constants` fills a contract column with one
+    value (a deals export has no stage column: `stage: customer`). `values` renames category
+    spellings per contract column (`stage: {closed won: customer}`); matching ignores case
+    and surrounding spaces.
+    """
+
+    path: Path | None = None  # a CSV or Parquet file, or a folder of them (read in name order)
+    query: str | None = None  # SQL, run on source.url
+    columns: dict[str, str] = {}
+    constants: dict[str, str] = {}
+    values: dict[str, dict[str, str]] = {}
+    date_format: str | None = None  # strptime format for this table's dates; default: source.date_format
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "TableSource":
+        if (self.path is None) == (self.query is None):
+            raise ValueError("give exactly one of path (file or folder) or query (SQL on source.url)")
+        return self
+
+
+class WideActivity(_Strict):
+    """One activity column of a wide per-lead export, turned into events.
+
+    kind count: the cell holds how many times (that many events); flag: yes/true/1 means
+    once; date: the cell is when it happened ("last webinar date"). Count and flag events are
+    dated by `date_column` when given, else at the lead's creation (the export has no date).
+    """
+
+    column: str
+    activity: str
+    kind: Literal["count", "flag", "date"] = "count"
+    date_column: str | None = None
+
+
+class Wide(_Strict):
+    """A wide per-lead export (one row per lead, as HubSpot and Salesforce export contacts):
+    activity columns become events, lifecycle date columns become stages."""
+
+    activities: list[WideActivity] = []
+    stages: dict[str, str] = {}  # contract stage: date column ("customer: became_a_customer_date")
+
+
+class Source(_Strict):
+    """Where `extract` reads. Without `leads`, the contract's own folder (paths.raw)."""
+
+    leads: TableSource | None = None
+    activities: TableSource | None = None
+    stages: TableSource | None = None
+    wide: Wide = Wide()
+    url: str | None = None  # SQLAlchemy URL for query tables: sqlite:///crm.db, postgresql+psycopg://user@host/db
+    date_format: str | None = None  # strptime format, e.g. "%d-%m-%Y"; None: ISO 8601
+    day_first: bool = False  # without a format: read 03-04-2024 as 3 April
+    timezone: str = "UTC"  # zone of timestamps written without one
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Source":
+        tables = {"activities": self.activities, "stages": self.stages}
+        if self.leads is None:
+            if any(tables.values()) or self.wide.activities or self.wide.stages:
+                raise ValueError("set source.leads too: activities and stages are mapped onto its leads")
+            return self
+        if self.activities is None and not self.wide.activities:
+            raise ValueError("no activities: give source.activities (an event log) or source.wide.activities")
+        if self.stages is None and not self.wide.stages:
+            raise ValueError("no outcomes: give source.stages or source.wide.stages (e.g. customer: won_date)")
+        queries = [t for t in (self.leads, *tables.values()) if t is not None and t.query is not None]
+        if queries and not self.url:
+            raise ValueError("tables read with query need source.url (a SQLAlchemy URL)")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.timezone!r} (use an IANA name such as Europe/Paris)") from exc
+        return self
 
 
 class Generate(_Strict):
@@ -241,6 +321,7 @@ class Params(_Strict):
     paths: Paths = Paths()
     generate: Generate = Generate()
     extract: Extract = Extract()
+    source: Source = Source()
     outcome: Outcome = Outcome()
     signals: Signals = Signals()
     close_rates: CloseRates = CloseRates()

@@ -144,3 +144,12 @@ def test_held_out_gain_beats_random_and_matches_the_fold_metrics(default_run: Pa
     assert at_10 == pytest.approx(last["top_decile_capture"], abs=1e-6)
     assert (gain["model"] >= gain["random"] - 1e-9).all() and (gain["points_table"] >= gain["random"] - 1e-9).all()
     assert gain["model"].is_monotonic_increasing and gain["model"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_points_table_chart_without_bootstrap_draws_no_whiskers() -> None:
+    """weights.bootstrap_samples = 0 leaves no spread columns: the bars alone, no error."""
+    signals = pd.DataFrame({"signal": ["demo", "size = 1-10"], "kind": ["engagement", "fit"],
+                            "points": [80, -13], "status": ["scored", "scored"]})
+    fig = charts.points_table_chart(signals)
+    assert _bar_widths(fig.axes[0]) == [80] and _bar_widths(fig.axes[1]) == [-13]
+    assert [t.get_text().strip() for t in fig.axes[0].texts] == ["+80"]
