@@ -89,6 +89,12 @@ def _report(params: Params) -> object:
     return report.run(params)
 
 
+def _notebooks(params: Params) -> object:
+    from pipeline import notebooks
+
+    return notebooks.run(params)
+
+
 STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "generate": (_generate, "write the sample B2B history with planted effects to paths.sample"),
     "extract": (_extract, "validate the raw export and write the canonical tables as Parquet"),
@@ -101,6 +107,7 @@ STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "publish": (_publish, "replace models/published/ if the run passes the floors; flag drift"),
     "exports": (_exports, "the points table as CRM import sheets (generic, HubSpot, Salesforce, Mautic)"),
     "report": (_report, "charts and the metrics file"),
+    "notebooks": (_notebooks, "the calibration notebooks, executed on this run and rendered to models/report/*.html"),
 }
 
 

@@ -21,7 +21,8 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-STAGES = {"generate", "extract", "features", "close_rates", "weights", "train", "thresholds", "funnel", "publish", "exports", "report"}
+STAGES = {"generate", "extract", "features", "close_rates", "weights", "train", "thresholds", "funnel", "publish", "exports", "report",
+          "notebooks"}
 
 
 def _run(args: list[str], cwd: Path) -> str:
@@ -75,7 +76,7 @@ def test_changing_a_threshold_param_reruns_only_what_depends_on_it(project: Path
     _repro(project)
     before = _outs(project)
     _set_param(project, "thresholds", "mql_lift", 2.5)
-    assert _repro(project) == {"thresholds", "publish", "report"}
+    assert _repro(project) == {"thresholds", "publish", "report", "notebooks"}
     after = _outs(project)
     changed = {path for path in before if before[path] != after[path]}
     assert "models/thresholds.json" in changed

@@ -1,0 +1,215 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+from pathlib import Path
+
+MODELS = Path("models") if Path("models").exists() else Path("../models")
+
+# %% [markdown]
+# # 1. Which leads become customers?
+#
+# This page shows the evidence behind the lead score. For every activity a lead can do
+# (a demo request, a webinar, a visit to the pricing page) and every fact about who the
+# lead is (industry, company size, job level), it shows how many of those leads became
+# customers: their **close rate**. Each close rate is compared with the close rate of the
+# average lead.
+#
+# Every number on this page is read from the files of the last run (`models/`); none is typed in.
+
+# %%
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from pipeline import charts, io
+from pipeline.notebooks import interval, pct, show, table
+
+rates = io.read_csv(MODELS / "close_rates.csv")
+summary = io.read_json(MODELS / "metrics" / "close_rates.json")
+weights = io.read_csv(MODELS / "weights.csv").set_index("signal")
+points = weights["points"]
+population = io.read_json(MODELS / "funnel.json")["population"]
+average = summary["average_close_rate"]
+
+# %% [markdown]
+# ## The average lead
+
+# %%
+Markdown(
+    f"We looked at **{summary['matured_leads']:,} leads** old enough to know how they ended: "
+    f"each had {population['horizon_days']} days to become a customer. "
+    f"**{summary['customers']:,}** of them did. "
+    f"So the **average close rate is {pct(average)}**.\n\n"
+    f"Every signal below is compared with this average. Its **lift** is its close rate divided by "
+    f"the average: a lift of 2.0 means these leads closed twice as often as the average lead; "
+    f"0.5 means half as often."
+)
+
+# %% [markdown]
+# **How sure are we?** A close rate measured on few leads can be high or low by luck.
+# So each close rate comes with a **95 % interval**: the range the true close rate very
+# probably lies in. We call a signal *clearly above the average* only when its whole
+# interval is above the average close rate, and *clearly below* when its whole interval is
+# below it. Otherwise we *can't tell*.
+
+# %%
+verdicts = np.select([rates["ci_low"] > average, rates["ci_high"] < average],
+                     ["clearly above", "clearly below"], "can't tell")
+rates = rates.assign(verdict=verdicts, interval=[interval(lo, hi) for lo, hi in zip(rates["ci_low"], rates["ci_high"])])
+
+
+def evidence(rows: pd.DataFrame) -> pd.DataFrame:
+    """The columns a marketer reads, best close rate first."""
+    return rows.sort_values("close_rate", ascending=False)[
+        ["signal", "leads", "customers", "close_rate", "interval", "lift", "verdict"]
+    ].rename(columns={"close_rate": "close rate", "interval": "95 % interval"})
+
+
+# %% [markdown]
+# ## Activities: what leads did
+
+# %%
+activities = rates[rates["type"] == "activity"]
+counts = activities["verdict"].value_counts()
+unclear = counts.get("can't tell", 0)
+Markdown(
+    f"Of the {len(activities)} activities, **{counts.get('clearly above', 0)}** are clearly above the average, "
+    f"**{counts.get('clearly below', 0)}** clearly below, and for **{unclear}** "
+    f"we can't tell them apart from the average lead. In the chart, green bars are clearly above the "
+    f"average (dashed line), red ones clearly below, grey ones can't be told apart."
+)
+
+# %%
+show(charts.close_rates_chart(rates, average, "activity"))
+
+# %%
+table(evidence(activities), percent=["close rate"])
+
+# %% [markdown]
+# ### Repeated and recent activity
+#
+# Some signals count *how often* or *how recently* a lead was active ("N times or more
+# within so many days"). How many times makes a difference was found in the data, not
+# typed in.
+
+# %%
+table(evidence(rates[rates["type"].isin(["frequency", "recency"])]), percent=["close rate"])
+
+# %% [markdown]
+# ## Fit: who the lead is
+
+# %%
+fit = rates[rates["type"] == "fit"]
+fit_counts = fit["verdict"].value_counts()
+best_fit = fit.sort_values("lift", ascending=False).iloc[0]
+Markdown(
+    f"Of the {len(fit)} fit values (industry, company size, job level, country, source, e-mail type...), "
+    f"**{fit_counts.get('clearly above', 0)}** are clearly above the average and "
+    f"**{fit_counts.get('clearly below', 0)}** clearly below. The best is **{best_fit['signal']}**: "
+    f"{pct(best_fit['close_rate'])} of these leads became customers ({best_fit['lift']:.1f} times the average)."
+)
+
+# %%
+show(charts.close_rates_chart(rates, average, "fit"))
+
+# %%
+table(evidence(fit), percent=["close rate"])
+
+# %% [markdown]
+# ## Signals seen too rarely
+#
+# A signal seen in only a handful of leads has a close rate that is mostly luck. Such a
+# signal is flagged as *low support* and gets **no points** (the minimum number of leads is
+# the setting `signals.min_support`).
+
+# %%
+rare = rates[rates["low_support"]]
+rarest = rates.sort_values("leads").iloc[0]
+if len(rare):
+    answer = Markdown(f"**{len(rare)}** signal(s) were seen too rarely to trust and get no points:")
+else:
+    answer = Markdown(
+        f"No signal was seen too rarely: all {summary['signals']} signals are backed by enough leads. "
+        f"The rarest is **{rarest['signal']}**, seen in {rarest['leads']:,} leads "
+        f"(close rate {pct(rarest['close_rate'])}, interval {rarest['interval']}): "
+        f"see how wide its interval is. The rarest signals:"
+    )
+answer
+
+# %%
+table(evidence(rare if len(rare) else rates.sort_values("leads").head(5)), percent=["close rate"])
+
+# %% [markdown]
+# ## Shrinkage: small signals pulled towards the average
+#
+# Two leads, both customers, make a close rate of 100 %, and nobody should believe it.
+# So every close rate is also given in a **shrunk** version: pulled towards the average
+# close rate, strongly when the signal was seen in few leads, hardly at all when it was
+# seen in thousands.
+
+# %%
+strength = summary["shrinkage_prior_strength"]
+rates = rates.assign(pulled=(rates["close_rate"] - rates["shrunk_close_rate"]).abs())
+pulled = rates.sort_values("pulled", ascending=False).head(8)
+Markdown(
+    f"The pull is as strong as **{strength:,.0f} average leads**: a signal seen in {strength:,.0f} leads "
+    f"is pulled half-way to the average, one seen in ten times as many hardly moves. "
+    f"The signals that moved most:"
+)
+
+# %%
+table(pulled[["signal", "leads", "close_rate", "shrunk_close_rate", "lift", "shrunk_lift"]].rename(columns={
+    "close_rate": "close rate", "shrunk_close_rate": "shrunk close rate", "shrunk_lift": "shrunk lift"}),
+    percent=["close rate", "shrunk close rate"])
+
+# %% [markdown]
+# ## What goes into the MQL definition, and why
+#
+# A lead becomes an MQL (marketing-qualified lead) when its points reach the MQL threshold
+# (page 3). The points that carry a lead there come from the **activities clearly above the
+# average**: even the low end of their interval beats the average close rate. They are the
+# buying signals.
+
+# %%
+mql_signals = rates[(rates["kind"] == "engagement") & (rates["verdict"] == "clearly above") & ~rates["low_support"]]
+policy = io.read_json(MODELS / "thresholds.json")
+target = policy["mql_lift_target"]
+strong = mql_signals[mql_signals["lift"] >= target]["signal"].tolist()
+Markdown(
+    f"**{len(mql_signals)} engagement signals** are clearly above the average. "
+    f"On their own, **{', '.join(strong) if strong else 'none of them'}** already close at {target:.1f} times "
+    f"the average or more, the close rate asked of MQLs as a group. "
+    + (f"With the points each gets (page 2), these are what push a lead to the MQL threshold of "
+       f"**{policy['threshold']} points**." if policy["threshold"] is not None else
+       "This run found no MQL threshold (page 3 says why).")
+)
+
+# %%
+table(evidence(mql_signals).assign(points=lambda f: f["signal"].map(points)), percent=["close rate"])
+
+# %%
+unpointed = weights.loc[mql_signals["signal"]].query("status != 'scored'")
+Markdown(" ".join(f"**{signal}** gets no points: {status.removesuffix(': no points')}."
+                 for signal, status in unpointed["status"].items()))
+
+# %%
+not_in = rates[(rates["kind"] == "engagement") & (rates["verdict"] != "clearly above") & (rates["type"] == "activity")]
+Markdown(
+    "**Not buying signals**, because they are not clearly above the average: "
+    + ", ".join(f"{s} (lift {lift:.2f}, {v}, {points[s]:+d} points)" for s, lift, v in
+                not_in.sort_values("lift", ascending=False)[["signal", "lift", "verdict"]].itertuples(index=False))
+    + ". Their points come from all signals fitted together (page 2), so they can differ from what "
+    "the close rate alone suggests: a signal's own close rate also carries the effect of whatever else "
+    "its leads tend to do."
+)

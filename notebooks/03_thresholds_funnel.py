@@ -1,0 +1,236 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+from pathlib import Path
+
+MODELS = Path("models") if Path("models").exists() else Path("../models")
+
+# %% [markdown]
+# # 3. The MQL threshold, the fit x interest matrix and the funnel
+#
+# A lead goes to sales as an **MQL** (marketing-qualified lead) when its points reach the
+# **MQL threshold**. This page shows where that threshold sits, the other thresholds
+# marketing and sales could agree on instead, what to do with each kind of lead, and how leads
+# move through the funnel today.
+#
+# Every number on this page is read from the files of the last run (`models/`); none is typed in.
+
+# %%
+import pandas as pd
+from IPython.display import Markdown
+
+from pipeline import charts, io
+from pipeline.notebooks import interval, pct, show, table
+
+thresholds = io.read_json(MODELS / "thresholds.json")
+funnel = io.read_json(MODELS / "funnel.json")
+threshold, chosen = thresholds["threshold"], thresholds["policy"]
+training, later = thresholds["training"], thresholds["validation"]
+
+# %% [markdown]
+# ## The MQL threshold
+
+# %%
+if threshold is None:
+    verdict = Markdown(f"**This run found no MQL threshold.** {thresholds.get('warning', '')}")
+else:
+    verdict = Markdown(
+        f"Leads with **{threshold} points or more** become MQLs. The rule agreed on "
+        f"(policy *{chosen.replace('_', ' ')}*): {thresholds['how']}.\n\n"
+        f"- On the leads it was chosen on, **{pct(training['mql_share'], 0)} of leads** pass it, about "
+        f"**{thresholds['policies'][chosen]['mql_per_week']:.0f} MQLs per week**. They close at "
+        f"**{pct(training['mql_close_rate'])}**, {training['mql_lift']:.1f} times the average lead "
+        f"({pct(training['average_close_rate'])}), and hold **{pct(training['customers_captured'], 0)} of the customers**.\n"
+        f"- On the **{later['leads']:,} later leads**, which played no part in choosing it, "
+        f"{pct(later['mql_share'], 0)} pass it and close at **{pct(later['mql_close_rate'])}** against an "
+        f"average of {pct(later['average_close_rate'])} (**{later['mql_lift']:.1f} times**); they hold "
+        f"{pct(later['customers_captured'], 0)} of those leads' customers."
+    )
+verdict
+
+# %%
+show(charts.score_distribution_chart(io.read_csv(MODELS / "plots" / "score_distribution.csv"), threshold))
+
+# %% [markdown]
+# ## Every way to set the threshold, side by side
+#
+# Each policy answers a different question: *how good must an MQL be* (close-rate multiple,
+# target precision), *how many can sales call* (sales capacity), *how many customers may we
+# miss* (target recall), or *what pays* (cost / benefit). The ranges are 95 % intervals from
+# resampling the leads. The last two columns are the later leads, unseen when choosing.
+
+
+# %%
+def policy_row(name: str, policy: dict) -> dict:
+    """One line per policy, in business words."""
+    low, high = policy.get("interval_95", {}).get("threshold") or (None, None)
+    held = policy.get("validation", {})
+    return {
+        "policy": name.replace("_", " ") + (" (chosen)" if name == chosen else ""),
+        "threshold": "none" if policy["threshold"] is None else f"{policy['threshold']}",
+        "threshold range": "" if low is None else f"{low:.0f} to {high:.0f}",
+        "MQLs per week": policy.get("mql_per_week"),
+        "MQL close rate": policy.get("mql_close_rate"),
+        "customers captured": policy.get("customers_captured"),
+        "later leads: MQL close rate": held.get("mql_close_rate"),
+        "later leads: lift": held.get("mql_lift"),
+        "how it is set": policy["how"],
+    }
+
+
+policies = pd.DataFrame([policy_row(name, p) for name, p in thresholds["policies"].items()])
+table(policies, percent=["MQL close rate", "customers captured", "later leads: MQL close rate"], decimals=1)
+
+# %% [markdown]
+# ## The fit x interest matrix: what to do with each lead
+#
+# Every lead gets two scores: **fit** (who it is) and **engagement** (what it did). Each is
+# cut where it best separates future customers from the rest, which gives four groups, each
+# with an action.
+
+# %%
+matrix = thresholds["matrix"]
+Markdown(
+    f"**Fit** means a fit score of **{matrix['fit_boundary']:.0f} points or more**; **interested** means an "
+    f"engagement score of **{matrix['engagement_boundary']:.0f} points or more**."
+)
+
+
+# %%
+def quadrants(cells: dict) -> pd.DataFrame:
+    """The four groups, best first, with their action."""
+    rows = [{"group": name.replace("_", " "), "action": c["action"], "share of leads": c["share_of_leads"],
+             "close rate": c["close_rate"], "share of customers": c["share_of_customers"]} for name, c in cells.items()]
+    return pd.DataFrame(rows).sort_values("close rate", ascending=False)
+
+
+hot = matrix["validation"]["quadrants"]["hot"]
+dropped = matrix["validation"]["quadrants"]["drop"]
+Markdown(
+    f"On the later leads, the **hot** group closes at **{pct(hot['close_rate'])}** and the dropped group at "
+    f"**{pct(dropped['close_rate'])}**. Leads the groups were learnt on:"
+)
+
+# %%
+table(quadrants(matrix["training"]["quadrants"]), percent=["share of leads", "close rate", "share of customers"])
+
+# %% [markdown]
+# Later leads, unseen when the groups were drawn:
+
+# %%
+table(quadrants(matrix["validation"]["quadrants"]), percent=["share of leads", "close rate", "share of customers"])
+
+# %% [markdown]
+# CRMs often grade leads A to D on fit and 1 to 4 on engagement, each grade a quarter of the
+# leads. The close rate in each cell:
+
+# %%
+show(charts.matrix_chart(io.read_csv(MODELS / "plots" / "matrix.csv"), training["average_close_rate"]))
+
+# %% [markdown]
+# ## The funnel today
+#
+# How far the leads in your CRM history went. A lead counts as reaching a stage if it has that
+# stage or any later one (CRMs skip stages). Only leads old enough to have had their chance
+# are counted.
+
+# %%
+stages = pd.DataFrame(funnel["funnel"])
+stages = stages.assign(interval=[interval(lo, hi) for lo, hi in zip(stages["rate_from_previous_low"],
+                                                                    stages["rate_from_previous_high"])])
+won = stages.iloc[-1]
+Markdown(
+    f"Of **{stages['leads'].iloc[0]:,} leads**, **{won['leads']:,}** became {won['stage']}s: "
+    f"**{pct(won['rate_from_lead'])}** of all leads. Here *MQL* means an MQL in your CRM history, under the rule "
+    f"you used then, not the new threshold above."
+)
+
+# %%
+show(charts.funnel_chart(funnel["funnel"]))
+
+# %%
+table(stages[["stage", "leads", "rate_from_previous", "interval", "rate_from_lead"]].rename(columns={
+    "rate_from_previous": "from the stage before", "interval": "95 % interval", "rate_from_lead": "from lead"}),
+    percent=["from the stage before", "from lead"])
+
+# %% [markdown]
+# ### By source
+#
+# The share of each source's leads that reached each stage.
+
+# %%
+by_source = pd.DataFrame(funnel["by_source"])
+source_table = by_source.pivot(index="source", columns="stage", values="rate_from_lead")[stages["stage"].iloc[1:]]
+source_table = source_table.rename_axis(columns=None)
+source_table = source_table.assign(leads=by_source[by_source["stage"] == stages["stage"].iloc[0]]
+                                   .set_index("source")["leads"]).reset_index()
+table(source_table[["source", "leads", *stages["stage"].iloc[1:]]].sort_values(stages["stage"].iloc[-1], ascending=False),
+      percent=list(stages["stage"].iloc[1:]))
+
+# %% [markdown]
+# ## Does sales follow up MQLs in time?
+
+# %%
+sla = funnel["sla"]
+within = "; ".join(f"within {w['hours']:g} hours: **{pct(w['share'])}**" for w in sla["within_sla"])
+Markdown(
+    f"Of the **{sla['mqls_due']:,} MQLs** old enough to judge, sales **accepted {pct(sla['accepted']['share'], 0)}** "
+    f"and **followed up {pct(sla['followed_up']['share'], 0)}** (accepted, or rejected). Followed up {within}. "
+    f"The typical MQL waited **{sla['hours_to_next_stage']['median'] / 24:.0f} days** for a next step "
+    f"(one in ten waited more than {sla['hours_to_next_stage']['p90'] / 24:.0f} days)."
+)
+
+# %% [markdown]
+# ## How long each step takes
+
+# %%
+cycle = funnel["durations"]["sales_cycle"]
+Markdown(
+    f"From lead to customer takes **{cycle['median_days']:.0f} days** for the typical customer; nine in ten "
+    f"close within {cycle['p90_days']:.0f} days ({cycle['customers']:,} customers)."
+)
+
+# %%
+steps = pd.DataFrame(funnel["durations"]["transitions"])
+table(steps.assign(step=steps["from_stage"] + " to " + steps["to_stage"])[["step", "leads", "median_days", "p90_days"]]
+      .rename(columns={"median_days": "typical days (median)", "p90_days": "days for nine in ten"}), decimals=0)
+
+# %% [markdown]
+# ## Which signals bring MQLs that sales rejects?
+#
+# An MQL that sales rejects (it never became a sales-qualified lead) costs a sales touch. These
+# signals show up in rejected MQLs more often than in the average MQL, even at the low end of
+# their interval:
+
+# %%
+feedback = funnel["rejection_feedback"]
+rejected = pd.DataFrame(feedback["signals"])
+rejected = rejected[rejected["relative_low"] > 1]
+Markdown(
+    f"On average sales rejects **{pct(feedback['overall']['rate'], 0)}** of MQLs. "
+    + (f"**{len(rejected)}** signal(s) stand out:" if len(rejected) else "No signal stands out.")
+)
+
+# %%
+table(rejected[["signal", "mqls", "rejected", "rejection_rate", "relative"]].rename(columns={
+    "mqls": "MQLs", "rejection_rate": "rejected share", "relative": "times the average"}),
+    percent=["rejected share"])
+
+# %% [markdown]
+# ## Conversion by month
+#
+# The last months have not had time to convert yet: their lower rates are not a trend.
+
+# %%
+show(charts.monthly_trend_chart(io.read_csv(MODELS / "plots" / "funnel_by_month.csv")))
