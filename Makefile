@@ -25,7 +25,7 @@ test: $(STAMP)
 ## Re-pin every transitive dependency after changing pyproject.toml.
 lock:
 	rm -rf /tmp/leadcal-lock && $(PYTHON) -m venv /tmp/leadcal-lock
-	/tmp/leadcal-lock/bin/pip install --quiet -e '.[test,postgres]'
+	/tmp/leadcal-lock/bin/pip install --quiet -e '.[test,postgres,spark]'
 	/tmp/leadcal-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 bench: $(STAMP)

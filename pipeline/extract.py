@@ -9,29 +9,41 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from pipeline import io, sources
 from pipeline.contract import KNOWN_ACTIVITIES, TableReport, validate_activities, validate_leads, validate_stages
 from pipeline.errors import LeadcalError
+from pipeline.event_log import write_event_log
 from pipeline.params import Params
-from pipeline.sources import TABLES, existing_table, find_table, read_table
+from pipeline.sources import TABLES, existing_table, find_table, read_path
 
 log = logging.getLogger(__name__)
 
 def validate_tables(
-    raw: dict[str, pd.DataFrame], origins: dict[str, str], params: Params, policy: str, now: pd.Timestamp | None,
-) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport]]:
+    raw: dict[str, pd.DataFrame | Path | None], origins: dict[str, str], params: Params, policy: str,
+    now: pd.Timestamp | None, event_log_out: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport]]:
     """Raw tables (contract column names, values still text) -> validated canonical tables.
 
     A missing stages table gives an empty one (new leads to score have no funnel history).
+    Activities given as a Parquet path are validated and written to `event_log_out` by
+    DuckDB, streaming (pipeline.event_log); their table is then None here.
     """
     fit_attributes = params.signals.fit_attributes
     numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
     leads, leads_report = validate_leads(raw["leads"], origins["leads"], fit_attributes, numeric)
-    activities, activities_report = validate_activities(
-        raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now
-    )
+    if isinstance(raw["activities"], Path):
+        if event_log_out is None:
+            raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
+        activities = None
+        activities_report = write_event_log(raw["activities"], leads, event_log_out, policy, now)
+    else:
+        activities, activities_report = validate_activities(
+            raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now
+        )
+        activities = activities[["lead_id", "activity", "occurred_at"]]
     if raw.get("stages") is None:
         stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                                "entered_at": pd.Series(dtype="datetime64[us]"), "amount": pd.Series(dtype=float)})
@@ -40,14 +52,15 @@ def validate_tables(
         stages, stages_report = validate_stages(
             raw["stages"], origins["stages"], leads["lead_id"], leads["created_at"], policy, now
         )
-    tables = {"leads": leads, "activities": activities[["lead_id", "activity", "occurred_at"]], "stages": stages}
+    tables = {"leads": leads, "activities": activities, "stages": stages}
     reports = {"leads": leads_report, "activities": activities_report, "stages": stages_report}
     return tables, reports
 
 
 def read_export(
     folder: Path, params: Params, policy: str, now: pd.Timestamp | None, stages_required: bool = True,
-) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport], dict[str, Path | None]]:
+    event_log_out: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport], dict[str, Path | None]]:
     """The three tables of an export folder in the contract's own shape, validated.
 
     Returns (tables, reports, paths). Without `stages_required` a missing stages file gives
@@ -55,20 +68,44 @@ def read_export(
     """
     paths: dict[str, Path | None] = {"leads": find_table(folder, "leads"), "activities": find_table(folder, "activities"),
                                      "stages": find_table(folder, "stages") if stages_required else existing_table(folder, "stages")}
-    raw = {name: None if path is None else read_table(path) for name, path in paths.items()}
-    tables, reports = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params, policy, now)
+    streamed = event_log_out is not None and streams(paths["activities"])
+    raw: dict[str, pd.DataFrame | Path | None] = {
+        name: None if path is None else path if streamed and name == "activities" else read_path(path)[0]
+        for name, path in paths.items()}  # a streamed event log stays a path: DuckDB reads it in row groups
+    tables, reports = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params, policy, now,
+                                      event_log_out)
     return tables, reports, paths
+
+
+def streams(path: Path | None) -> bool:
+    """An event log stored as Parquet (a file or a folder of files) is validated out of core."""
+    return path is not None and (path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))))
 
 
 def read_source(params: Params, policy: str, now: pd.Timestamp | None
                 ) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport], dict[str, str], dict[str, object]]:
     """The tables as params `source:` maps them (CRM export, event-log folder, wide sheet, SQL), validated."""
     if params.source.leads is None:
-        tables, reports, paths = read_export(params.paths.raw, params, policy, now)
+        tables, reports, paths = read_export(params.paths.raw, params, policy, now,
+                                             event_log_out=params.paths.extracted / "activities.parquet")
         return tables, reports, {name: str(path) for name, path in paths.items()}, {}
     raw, origins, normalisation = sources.load(params.source, params.paths.raw)
     tables, reports = validate_tables(raw, origins, params, policy, now)
     return tables, reports, origins, normalisation
+
+
+def activity_summary(path: Path) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
+    """Events per activity name and the first and last event, read by DuckDB from the written table."""
+    con = duckdb.connect()
+    try:
+        counts = con.execute(f"SELECT activity, count(*) AS n FROM read_parquet('{path.as_posix()}') "
+                             "GROUP BY activity ORDER BY activity").df()
+        first, last = con.execute(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet('{path.as_posix()}')"
+                                  ).fetchone()
+    finally:
+        con.close()
+    seen = pd.Series(counts["n"].to_numpy(), index=counts["activity"].to_numpy(), dtype="int64")
+    return seen, first, last
 
 
 def extract(params: Params) -> dict[str, object]:
@@ -83,11 +120,12 @@ def extract(params: Params) -> dict[str, object]:
     keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
     tables["leads"] = leads[keep + [c for c in leads.columns if c not in keep]]
     for name in TABLES:
-        io.write_parquet(out / f"{name}.parquet", tables[name])
+        if tables[name] is not None:  # None: the event log was already written, streaming
+            io.write_parquet(out / f"{name}.parquet", tables[name])
 
-    timestamps = pd.concat([tables["leads"]["created_at"], tables["activities"]["occurred_at"],
-                            tables["stages"]["entered_at"]])
-    seen = tables["activities"]["activity"].value_counts().sort_index()
+    seen, first_event, last_event = activity_summary(out / "activities.parquet")
+    timestamps = pd.concat([tables["leads"]["created_at"], tables["stages"]["entered_at"],
+                            pd.Series([first_event, last_event], dtype="datetime64[us]")]).dropna()
     unknown = {name: int(count) for name, count in seen.items() if name not in KNOWN_ACTIVITIES}
     if unknown:
         log.info("extract: %d activity name(s) outside the usual vocabulary (scored anyway; map spellings in "

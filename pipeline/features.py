@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from pipeline import io
 from pipeline.contract import OUTCOME_STAGES, WON_STAGE
+from pipeline.engine import Engine, open_engine, timestamp_literal
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 
@@ -40,16 +40,17 @@ def peak_column(activity: str, window_days: int) -> str:
 
 
 def _lead_frame_sql(observation_days: int, horizon_days: int, as_of: str) -> str:
+    """Each lead with its cut-off, outcome and maturity; SQL both engines read alike."""
     outcome_list = ", ".join(f"'{s}'" for s in OUTCOME_STAGES)
     return f"""
         SELECT l.*,
-               LEAST(l.created_at + INTERVAL {observation_days} DAY,
-                     COALESCE(o.first_outcome_at, TIMESTAMP '9999-12-31'),
-                     TIMESTAMP '{as_of}') AS cutoff_at,
-               o.first_outcome_at < l.created_at + INTERVAL {observation_days} DAY AS window_truncated,
+               LEAST(l.created_at + INTERVAL '{observation_days}' DAY,
+                     COALESCE(o.first_outcome_at, TIMESTAMP '9999-12-31 00:00:00'),
+                     {as_of}) AS cutoff_at,
+               o.first_outcome_at < l.created_at + INTERVAL '{observation_days}' DAY AS window_truncated,
                c.customer_at,
-               l.created_at + INTERVAL {horizon_days} DAY <= TIMESTAMP '{as_of}' AS matured,
-               COALESCE(c.customer_at <= l.created_at + INTERVAL {horizon_days} DAY, FALSE) AS won_in_horizon
+               l.created_at + INTERVAL '{horizon_days}' DAY <= {as_of} AS matured,
+               COALESCE(c.customer_at <= l.created_at + INTERVAL '{horizon_days}' DAY, FALSE) AS won_in_horizon
         FROM leads l
         LEFT JOIN (SELECT lead_id, MIN(entered_at) AS first_outcome_at FROM stages
                    WHERE stage IN ({outcome_list}) GROUP BY lead_id) o USING (lead_id)
@@ -58,24 +59,80 @@ def _lead_frame_sql(observation_days: int, horizon_days: int, as_of: str) -> str
     """
 
 
-def _connect(extracted: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
+def _open(params: Params) -> Engine:
+    """The configured engine with the three canonical tables as views (nothing is loaded)."""
+    engine = open_engine(params)
     for table in ("leads", "activities", "stages"):
-        path = extracted / f"{table}.parquet"
+        path = params.paths.extracted / f"{table}.parquet"
         if not path.exists():
+            engine.close()
             raise LeadcalError(f"{path}: not found (run `leadcal extract` first)")
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path.as_posix()}')")
-    return con
+        engine.view_parquet(table, path)
+    return engine
 
 
-def export_date(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+def export_date(engine: Engine) -> pd.Timestamp:
     """The latest timestamp anywhere in the data: what 'now' was when it was exported."""
-    value = con.execute(
+    value = engine.fetch(
         "SELECT GREATEST((SELECT MAX(created_at) FROM leads), (SELECT MAX(occurred_at) FROM activities),"
-        " (SELECT MAX(entered_at) FROM stages))"
-    ).fetchone()[0]
+        " (SELECT MAX(entered_at) FROM stages)) AS as_of"
+    )["as_of"].iloc[0]
     return pd.Timestamp(value)
+
+
+def _aggregate(engine: Engine, params: Params, as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
+    """One row per lead, computed by the engine: the long lead x activity table never reaches pandas.
+
+    Ages are whole seconds between the latest event and the cut-off (floor of each
+    timestamp's seconds), in days; peaks count events in half-open rolling windows, like
+    the cut-off: events exactly W days apart are not "within W days".
+    """
+    o, frequency = params.outcome, params.signals.frequency
+    us = engine.epoch_us
+    engine.create("lead_frame", _lead_frame_sql(o.observation_days, o.horizon_days, timestamp_literal(as_of)))
+    engine.create("window_events", """
+        SELECT a.lead_id, a.activity, a.occurred_at, f.cutoff_at
+        FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
+        WHERE a.occurred_at < f.cutoff_at
+    """)
+    activities = sorted(engine.fetch("SELECT DISTINCT activity FROM activities")["activity"])
+    for spec in frequency.fixed:
+        if spec.activity not in activities:
+            raise LeadcalError(
+                f"params signals.frequency.fixed: activity '{spec.activity}' does not occur in the data; "
+                f"known activities: {activities}"
+            )
+    windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
+    name, value = engine.quote, engine.literal
+    seconds = "FLOOR({} / 1000000)"
+    per_lead = ["lead_id"]
+    for a in activities:
+        per_lead.append(f"count(*) FILTER (WHERE activity = {value(a)}) AS {name(COUNT_PREFIX + a)}")
+        latest = seconds.format(us(f"max(occurred_at) FILTER (WHERE activity = {value(a)})"))
+        per_lead.append(f"({seconds.format(us('max(cutoff_at)'))} - {latest}) / CAST(86400 AS DOUBLE) AS {name(AGE_PREFIX + a)}")
+    engine.create("per_lead", f"SELECT {', '.join(per_lead)} FROM window_events GROUP BY lead_id")
+    for window_days in windows:
+        peaks = ["lead_id", *(f"max(n) FILTER (WHERE activity = {value(a)}) AS {name(peak_column(a, window_days))}"
+                              for a in activities)]
+        engine.create(f"peaks_{window_days}", f"""
+            SELECT {', '.join(peaks)} FROM (
+                SELECT lead_id, activity, COUNT(*) OVER (
+                    PARTITION BY lead_id, activity ORDER BY {us('occurred_at')}
+                    RANGE BETWEEN {window_days * 86_400_000_000 - 1} PRECEDING AND CURRENT ROW) AS n
+                FROM window_events) w
+            GROUP BY lead_id
+        """)
+    columns = [f"CAST(COALESCE(c.{name(COUNT_PREFIX + a)}, 0) AS INTEGER) AS {name(COUNT_PREFIX + a)}"
+               for a in activities]
+    columns += [f"CAST(c.{name(AGE_PREFIX + a)} AS DOUBLE) AS {name(AGE_PREFIX + a)}" for a in activities]
+    columns += [f"CAST(COALESCE(p{w}.{name(peak_column(a, w))}, 0) AS INTEGER) AS {name(peak_column(a, w))}"
+                for w in windows for a in activities]
+    joins = " ".join(f"LEFT JOIN peaks_{w} p{w} ON f.lead_id = p{w}.lead_id" for w in windows)
+    features = engine.fetch(
+        f"SELECT f.*{', ' if columns else ''}{', '.join(columns)} FROM lead_frame f "
+        f"LEFT JOIN per_lead c ON f.lead_id = c.lead_id {joins} ORDER BY f.lead_id"
+    )
+    return features, activities
 
 
 def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.DataFrame, dict[str, object]]:
@@ -84,55 +141,13 @@ def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.Da
     `require_outcomes=False` is for scoring new leads, whose outcomes are not known yet.
     """
     o = params.outcome
-    con = _connect(params.paths.extracted)
-    as_of = pd.Timestamp(o.as_of) if o.as_of else export_date(con)
-    con.execute(f"CREATE TEMP TABLE lead_frame AS {_lead_frame_sql(o.observation_days, o.horizon_days, as_of.isoformat())}")
-    con.execute("""
-        CREATE TEMP TABLE window_events AS
-        SELECT a.lead_id, a.activity, a.occurred_at, f.cutoff_at
-        FROM activities a JOIN lead_frame f USING (lead_id)
-        WHERE a.occurred_at < f.cutoff_at
-    """)
-    per_activity = con.execute("""
-        SELECT lead_id, activity, COUNT(*) AS n,
-               DATE_DIFF('second', MAX(occurred_at), ANY_VALUE(cutoff_at)) / 86400.0 AS age_days
-        FROM window_events GROUP BY lead_id, activity
-    """).df()
-    activities = sorted(con.execute("SELECT DISTINCT activity FROM activities").df()["activity"])
-    frequency = params.signals.frequency
-    for spec in frequency.fixed:
-        if spec.activity not in activities:
-            raise LeadcalError(
-                f"params signals.frequency.fixed: activity '{spec.activity}' does not occur in the data; "
-                f"known activities: {activities}"
-            )
-    peaks = []
-    for window_days in sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)}):
-        peak = con.execute(
-            """
-            SELECT lead_id, activity, MAX(n) AS peak FROM (
-                SELECT lead_id, activity, COUNT(*) OVER (
-                    PARTITION BY lead_id, activity ORDER BY occurred_at
-                    -- half-open like the cut-off: events exactly W days apart are not "within W days"
-                    RANGE BETWEEN (TO_DAYS(?) - INTERVAL 1 MICROSECOND) PRECEDING AND CURRENT ROW) AS n
-                FROM window_events)
-            GROUP BY lead_id, activity
-            """,
-            [window_days],
-        ).df()
-        wide = peak.pivot(index="lead_id", columns="activity", values="peak").reindex(columns=activities)
-        peaks.append(wide.rename(columns=lambda a, w=window_days: peak_column(a, w)))
-    frame = con.execute("SELECT * FROM lead_frame ORDER BY lead_id").df()
-    con.close()
-
-    frame = frame.set_index("lead_id")
-    counts = per_activity.pivot(index="lead_id", columns="activity", values="n").reindex(columns=activities)
-    ages = per_activity.pivot(index="lead_id", columns="activity", values="age_days").reindex(columns=activities)
-    counts = counts.reindex(frame.index).fillna(0).astype("int32").add_prefix(COUNT_PREFIX)
-    ages = ages.reindex(frame.index).astype("float64").add_prefix(AGE_PREFIX)
-    blocks = [frame, counts, ages]
-    blocks += [peak.reindex(frame.index).fillna(0).astype("int32") for peak in peaks]
-    features = pd.concat(blocks, axis=1).reset_index()
+    engine = _open(params)
+    try:
+        as_of = pd.Timestamp(o.as_of) if o.as_of else export_date(engine)
+        features, activities = _aggregate(engine, params, as_of)
+    finally:
+        engine.close()
+    counts = features[[COUNT_PREFIX + a for a in activities]]
     features["cohort"] = features["created_at"].dt.strftime("%Y-%m")
     features["closed"] = np.where(features["matured"], features["won_in_horizon"].astype(int), -1).astype("int8")
     features = features.drop(columns=["won_in_horizon"])

@@ -313,12 +313,22 @@ class Publish(_Strict):
     max_points_change: int = Field(20, ge=0)
 
 
+class Spark(_Strict):
+    """Where Spark runs when `engine: spark`: local[N] on this machine, or a cluster's master URL."""
+
+    master: str = "local[2]"
+    config: dict[str, str] = {}  # any spark.* setting, e.g. spark.driver.memory: 8g
+
+
 class Params(_Strict):
     seed: int = 20261123
     # Threads for model fitting (OpenMP / BLAS). On a shared 2-core machine one thread is both
     # faster and steadier: two threads spin-wait whenever another process holds a core.
     threads: int = Field(1, ge=1)
     paths: Paths = Paths()
+    # where the per-lead aggregation (features) runs: DuckDB in process, or Spark (pip install 'leadcal[spark]')
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark: Spark = Spark()
     generate: Generate = Generate()
     extract: Extract = Extract()
     source: Source = Source()

@@ -31,7 +31,10 @@ EXAMPLE_ROWS = 3
 
 
 def existing_table(folder: Path, name: str) -> Path | None:
-    """`name`.parquet or `name`.csv in `folder` (Parquet wins when both exist), or None."""
+    """`name`.parquet or `name`.csv in `folder` (Parquet wins when both exist), a folder `name`/ of
+    such files (an event log split by day or month), or None."""
+    if (folder / name).is_dir():
+        return folder / name
     for suffix in (".parquet", ".csv"):
         candidate = folder / f"{name}{suffix}"
         if candidate.exists():

@@ -1,0 +1,217 @@
+"""Scale: extract -> features -> close_rates on 100k, 1M and 10M leads (about 30 events each).
+
+Not a test: prints figures and writes benchmarks/results.json. For each size it
+generates a synthetic export as Parquet (leads, a web-tracking event log, stages), then
+measures in separate processes, so peak memory is each run's own:
+
+- leadcal: `leadcal extract`, `leadcal features`, `leadcal close-rates` (the real stages);
+- baseline: the same work in plain pandas (read everything, filter to each lead's
+  window, count per lead and activity, close rate per activity), measured in the same run.
+
+Reported: wall seconds per stage, peak memory (max RSS), events per second, and the
+baseline's time as a ratio to leadcal's. Targets (issue 8), on the 2-core machine:
+30M events through the three stages in < 60 s and < 4 GiB; 10x events at most 12x time;
+at least 5x faster than the baseline at 30M events.
+
+    python benchmarks/scale.py                       # 100k, 1M, 10M leads
+    python benchmarks/scale.py --sizes 100000 1000000 --keep /tmp/scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results.json"
+EVENTS_PER_LEAD = 30
+CHUNK_LEADS = 250_000  # leads generated (and events written) per row group: bounded memory at any size
+START = np.datetime64("2024-01-01T00:00:00", "s")
+SPAN_SECONDS = 730 * 86_400
+ACTIVITIES = np.array(["page_view", "blog_read", "email_open", "email_click", "pricing_page_visit", "webinar_registration",
+                       "webinar_attendance", "whitepaper_download", "case_study_download", "form_submission",
+                       "demo_request", "contact_sales_form", "social_like", "social_comment", "newsletter_signup",
+                       "careers_page_visit"])
+# a web-tracking log is mostly page views
+ACTIVITY_SHARE = np.array([0.55, 0.08, 0.12, 0.04, 0.05, 0.02, 0.015, 0.02, 0.01, 0.02, 0.005, 0.005, 0.02, 0.01,
+                           0.01, 0.01])
+ACTIVITY_SHARE = ACTIVITY_SHARE / ACTIVITY_SHARE.sum()
+ACTIVITY_EFFECT = {"demo_request": 2.5, "pricing_page_visit": 0.8, "webinar_attendance": 1.0, "careers_page_visit": -1.0}
+INDUSTRIES = np.array(["software", "financial_services", "healthcare", "manufacturing", "retail", "education", "other"])
+SENIORITY = np.array(["c_level", "vp", "director", "manager", "individual_contributor"])
+COUNTRIES = np.array(["us", "gb", "de", "fr", "nl", "in", "br", "au"])
+SOURCES = np.array(["organic_search", "paid_search", "referral", "partner", "event", "direct", "email", "paid_social"])
+EMAIL_TYPES = np.array(["business", "personal", "student"])
+
+
+def generate(n_leads: int, folder: Path, seed: int = 7) -> int:
+    """Write leads.parquet, activities.parquet (row groups of CHUNK_LEADS leads) and stages.parquet; return events."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    events_total = 0
+    writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(name: str, table: pa.Table) -> None:
+        if name not in writers:
+            writers[name] = pq.ParquetWriter(folder / f"{name}.parquet", table.schema, compression="zstd")
+        writers[name].write_table(table)
+
+    for first in range(0, n_leads, CHUNK_LEADS):
+        n = min(CHUNK_LEADS, n_leads - first)
+        ids = np.char.add("L", np.char.zfill(np.arange(first, first + n).astype(str), 9))
+        created = START + np.sort(rng.integers(0, SPAN_SECONDS, n)).astype("timedelta64[s]")
+        write("leads", pa.table({
+            "lead_id": ids, "created_at": created.astype("datetime64[us]"),
+            "company_size": rng.lognormal(4.5, 1.5, n).round().clip(1, 200_000),
+            "annual_revenue": rng.lognormal(15.5, 2.0, n).round(),
+            "industry": rng.choice(INDUSTRIES, n), "seniority": rng.choice(SENIORITY, n),
+            "country": rng.choice(COUNTRIES, n), "source": rng.choice(SOURCES, n), "email_type": rng.choice(EMAIL_TYPES, n),
+        }))
+        per_lead = rng.poisson(EVENTS_PER_LEAD, n)
+        owner = np.repeat(np.arange(n), per_lead)
+        activity = rng.choice(len(ACTIVITIES), owner.size, p=ACTIVITY_SHARE)
+        # most events in the first weeks, a tail after the 30-day window
+        offset = (rng.exponential(12 * 86_400, owner.size)).astype("int64").clip(0, 120 * 86_400)
+        occurred = created[owner] + offset.astype("timedelta64[s]")
+        order = np.lexsort((occurred, owner))
+        write("activities", pa.table({"lead_id": ids[owner[order]], "activity": ACTIVITIES[activity[order]],
+                                      "occurred_at": occurred[order].astype("datetime64[us]")}))
+        events_total += owner.size
+        logit = np.full(n, -4.0)
+        for name, effect in ACTIVITY_EFFECT.items():
+            code = int(np.flatnonzero(ACTIVITIES == name)[0])
+            early = (activity == code) & (offset < 30 * 86_400)
+            logit += effect * (np.bincount(owner[early], minlength=n) > 0)
+        won = rng.random(n) < 1 / (1 + np.exp(-logit))
+        lost = ~won & (rng.random(n) < 0.5)
+        outcome_at = created + rng.integers(5 * 86_400, 80 * 86_400, n).astype("timedelta64[s]")
+        stage_ids = np.concatenate([ids, ids[won], ids[lost]])
+        stage = np.concatenate([np.full(n, "lead"), np.full(int(won.sum()), "customer"), np.full(int(lost.sum()), "lost")])
+        entered = np.concatenate([created, outcome_at[won], outcome_at[lost]]).astype("datetime64[us]")
+        amount = np.where(stage == "customer", 20_000.0, np.nan)
+        write("stages", pa.table({"lead_id": stage_ids, "stage": stage, "entered_at": entered, "amount": amount}))
+    for writer in writers.values():
+        writer.close()
+    return events_total
+
+
+PANDAS_BASELINE = r'''
+import sys, json, time
+import numpy as np, pandas as pd
+folder = sys.argv[1]
+started = time.perf_counter()
+leads = pd.read_parquet(f"{folder}/leads.parquet")
+events = pd.read_parquet(f"{folder}/activities.parquet")
+stages = pd.read_parquet(f"{folder}/stages.parquet")
+# extract: unknown leads, events before creation, duplicates
+events = events[events["lead_id"].isin(leads["lead_id"])]
+events = events.merge(leads[["lead_id", "created_at"]], on="lead_id")
+events = events[events["occurred_at"] >= events["created_at"]].drop_duplicates(["lead_id", "activity", "occurred_at"])
+# features: cut-off, window counts, label
+outcome = stages[stages["stage"].isin(["customer", "lost"])].groupby("lead_id")["entered_at"].min()
+won = stages[stages["stage"] == "customer"].groupby("lead_id")["entered_at"].min()
+leads = leads.set_index("lead_id")
+as_of = max(leads["created_at"].max(), events["occurred_at"].max(), stages["entered_at"].max())
+cutoff = np.minimum(leads["created_at"] + pd.Timedelta(days=30), outcome.reindex(leads.index).fillna(pd.Timestamp.max))
+cutoff = cutoff.clip(upper=as_of)
+events = events[events["occurred_at"].to_numpy() < cutoff.reindex(events["lead_id"]).to_numpy()]
+counts = events.groupby(["lead_id", "activity"]).size().unstack(fill_value=0).reindex(leads.index, fill_value=0)
+closed = (won.reindex(leads.index) <= leads["created_at"] + pd.Timedelta(days=90)).astype(int)
+matured = leads["created_at"] + pd.Timedelta(days=90) <= as_of
+# close rates: per activity, leads that did it and became customers
+did = counts[matured] > 0
+rates = {a: float(closed[matured][did[a]].mean()) for a in did.columns}
+print(json.dumps({"seconds": time.perf_counter() - started, "activities": len(rates)}))
+'''
+
+
+def peak_mib_of(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Run `command` under /usr/bin/time-like accounting: (seconds, peak RSS MiB of that process tree, stdout)."""
+    wrapper = ("import resource, subprocess, sys, time, json; s = time.perf_counter(); "
+               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(json.dumps({'seconds': time.perf_counter() - s, 'rc': r.returncode, 'out': r.stdout, 'err': r.stderr[-2000:], "
+               "'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+    result = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, env=env, capture_output=True, text=True,
+                            check=True)
+    record = json.loads(result.stdout)
+    if record["rc"] != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{record['err']}")
+    return record["seconds"], record["peak_kib"] / 1024, record["out"]
+
+
+def measure(n_leads: int, root: Path, baseline: bool) -> dict[str, object]:
+    data = root / f"leads_{n_leads}"
+    started = time.perf_counter()
+    events = generate(n_leads, data / "raw")
+    generated = time.perf_counter() - started
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["paths"] = {"sample": str(data / "sample"), "raw": str(data / "raw"), "extracted": str(data / "extracted"),
+                       "features": str(data / "features"), "models": str(data / "models")}
+    params_path = data / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    stages, peak = {}, 0.0
+    for stage in ("extract", "features", "close-rates"):
+        seconds, mib, _ = peak_mib_of(["leadcal", "-q", "--params", str(params_path), stage], data, env)
+        stages[stage] = round(seconds, 2)
+        peak = max(peak, mib)
+        print(f"  {n_leads:>10,} leads  {stage:<12} {seconds:7.1f} s  peak {mib:7.0f} MiB", flush=True)
+    total = sum(stages.values())
+    record: dict[str, object] = {
+        "leads": n_leads, "events": events, "generate_seconds": round(generated, 1),
+        "leadcal": {"stages_seconds": stages, "seconds": round(total, 2), "peak_mib": round(peak),
+                    "events_per_second": round(events / total)},
+    }
+    if baseline:
+        seconds, mib, out = peak_mib_of([sys.executable, "-c", PANDAS_BASELINE, str(data / "raw")], data, env)
+        record["pandas_baseline"] = {"seconds": round(seconds, 2), "peak_mib": round(mib),
+                                     "events_per_second": round(events / seconds)}
+        record["speedup_vs_pandas"] = round(seconds / total, 2)
+        print(f"  {n_leads:>10,} leads  pandas       {seconds:7.1f} s  peak {mib:7.0f} MiB  "
+              f"(leadcal {record['speedup_vs_pandas']}x faster)", flush=True)
+    else:
+        record["pandas_baseline"] = "skipped: the whole event log in pandas does not fit this machine's memory"
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--baseline-up-to", type=int, default=1_000_000,
+                        help="run the pandas baseline up to this many leads (default 1M: 10M needs > 24 GiB)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the generated data in this folder")
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp)
+        for n_leads in args.sizes:
+            print(f"{n_leads:,} leads ...", flush=True)
+            runs.append(measure(n_leads, root, baseline=n_leads <= args.baseline_up_to))
+    for smaller, larger in zip(runs, runs[1:]):
+        larger["time_ratio_vs_previous_size"] = round(larger["leadcal"]["seconds"] / smaller["leadcal"]["seconds"], 2)
+        larger["events_ratio_vs_previous_size"] = round(larger["events"] / smaller["events"], 2)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "targets": {"30M_events_seconds": 60, "30M_events_peak_mib": 4096, "max_time_ratio_for_10x_events": 12,
+                    "min_speedup_vs_pandas_at_30M": 5},
+        "runs": runs,
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

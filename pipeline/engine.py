@@ -1,0 +1,159 @@
+"""Where the per-lead aggregation runs: DuckDB in process (default) or Apache Spark.
+
+The features SQL (pipeline.features) is written once, in the dialect both engines share:
+the few functions that differ (epoch microseconds, quoting a column name) come from
+the engine. DuckDB streams Parquet on one machine; Spark runs the same statements on a
+cluster when one machine is not enough (params `engine: spark`, `spark.master`). Only
+the per-lead result comes back to pandas, for scikit-learn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
+
+log = logging.getLogger(__name__)
+
+DUCKDB_MEMORY_LIMIT = "3GB"  # beyond this DuckDB spills to disk: the machine is small and shared
+
+
+class Engine(Protocol):
+    """What the aggregation needs from a SQL engine."""
+
+    name: str
+
+    def epoch_us(self, expression: str) -> str:
+        """Microseconds since 1970 of a timestamp expression (for arithmetic and range windows)."""
+
+    def quote(self, name: str) -> str:
+        """A derived column name as a quoted identifier."""
+
+    def literal(self, text: str) -> str:
+        """A string literal (activity names are user data)."""
+
+    def view_parquet(self, name: str, path: Path) -> None:
+        """Make a Parquet file (or folder) queryable as `name`, without loading it."""
+
+    def create(self, name: str, sql: str) -> None:
+        """Materialise a query as `name` for the statements that follow."""
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        """Run a query and return its (per-lead, already aggregated) result to pandas."""
+
+    def close(self) -> None: ...
+
+
+def timestamp_literal(value: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{pd.Timestamp(value).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, threads: int = 2) -> None:
+        import duckdb
+
+        self._con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        self._con.execute(f"SET threads TO {max(1, threads)}")
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET enable_progress_bar = false")
+
+    def epoch_us(self, expression: str) -> str:
+        return f"epoch_us({expression})"
+
+    def quote(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def literal(self, text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    def view_parquet(self, name: str, path: Path) -> None:
+        self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path.as_posix()}')")
+
+    def create(self, name: str, sql: str) -> None:
+        self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        return self._con.execute(sql).df()
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class SparkEngine:
+    """Spark SQL through PySpark: `spark.master` local[N] on one machine, or a cluster URL."""
+
+    name = "spark"
+
+    def __init__(self, master: str, config: dict[str, str]) -> None:
+        try:
+            from pyspark.sql import SparkSession
+        except ModuleNotFoundError as exc:
+            raise LeadcalError("params engine is 'spark' but PySpark is not installed: pip install 'leadcal[spark]'") \
+                from exc
+        active = SparkSession.getActiveSession()
+        if active is not None and active.sparkContext.master != master:
+            active.stop()  # getOrCreate would silently reuse a session on another master
+        builder = SparkSession.builder.master(master).appName("leadcal")
+        settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false",
+                    "spark.ui.showConsoleProgress": "false",
+                    "spark.sql.shuffle.partitions": "8", "spark.sql.ansi.enabled": "false", **config}
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        try:
+            self._spark = builder.getOrCreate()
+        except Exception as exc:  # the JVM could not start: no Java, bad master URL...
+            raise LeadcalError(f"cannot start Spark (master {master!r}): {str(exc).splitlines()[0]}; "
+                               "Spark needs Java 17 or later") from exc
+        self._spark.sparkContext.setLogLevel("ERROR")
+        self._created: list[str] = []
+
+    def epoch_us(self, expression: str) -> str:
+        return f"unix_micros({expression})"
+
+    def quote(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def literal(self, text: str) -> str:  # Spark reads backslash escapes inside literals
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def view_parquet(self, name: str, path: Path) -> None:
+        self._spark.read.parquet(str(path.resolve())).createOrReplaceTempView(name)
+        self._created.append(name)
+
+    def create(self, name: str, sql: str) -> None:
+        frame = self._spark.sql(sql).cache()
+        frame.createOrReplaceTempView(name)
+        self._created.append(name)
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        with warnings.catch_warnings():
+            # PySpark 4.x warns about pandas 3 in general; the conversion used here (typed columns,
+            # no Arrow UDFs) is checked against DuckDB's result in tests/test_engines.py
+            warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+            frame = self._spark.sql(sql).toPandas()
+        # Spark returns nanosecond timestamps; the tables keep microseconds like DuckDB and Parquet
+        for column in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[column]):
+                frame[column] = frame[column].astype("datetime64[us]")
+        return frame
+
+    def close(self) -> None:
+        for name in self._created:
+            self._spark.catalog.dropTempView(name)
+        self._spark.catalog.clearCache()
+
+
+def open_engine(params: Params) -> Engine:
+    """The engine params ask for (`engine:`), ready for queries."""
+    if params.engine == "spark":
+        return SparkEngine(params.spark.master, params.spark.config)
+    return DuckDBEngine(threads=min(2, os.cpu_count() or 1))

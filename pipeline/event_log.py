@@ -1,0 +1,195 @@
+"""The event log at scale: validated and written by DuckDB, streaming, never whole in pandas.
+
+A web-tracking log has hundreds of millions of rows; pandas would need tens of GiB to
+hold it. When the activities arrive as Parquet (a file or a folder of files), `extract`
+hands them to this module: DuckDB reads them in row groups, applies the contract's
+rules (pipeline.contract: a lead id, an activity name and a date on every row; unknown
+leads, events before the lead was created or in the future, and duplicates dropped and
+counted, or an error under `extract.on_bad_rows: fail`) and writes the canonical,
+sorted activities.parquet, spilling to disk when memory runs short. CSV exports, which
+CRMs produce at sizes pandas handles, keep the pandas path and its line-numbered
+messages; tests check that both paths give the same table and the same counts.
+
+Row numbers in messages count data rows from 1, across the files in name order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipeline.contract import ACTIVITIES_REQUIRED, EXAMPLE_ROWS, TableReport
+from pipeline.errors import LeadcalError
+
+log = logging.getLogger(__name__)
+
+# What `duckdb` may use: the machine is small and shared; beyond this DuckDB spills to disk.
+MEMORY_LIMIT = "3GB"
+
+# The recoverable rules, in the order the pandas path applies them: (reason, SQL condition).
+RULES: tuple[tuple[str, str | None], ...] = (
+    ("unknown lead_id", "created_at IS NULL"),
+    ("occurred before the lead was created", "occurred_at < created_at"),
+    ("dated in the future", "occurred_at > now"),
+    ("duplicate event", None),  # counted from what is written: rows kept - distinct rows
+)
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet file, or the folder's Parquet files in name order."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".parquet")
+        if not files:
+            raise LeadcalError(f"{path}: the folder holds no .parquet file")
+        return files
+    return [path]
+
+
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill),
+                                 "preserve_insertion_order": False})
+    con.execute(f"SET threads TO {max(1, min(2, os.cpu_count() or 1))}")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def _kept_before(index: int) -> str:
+    """Rows that no rule before RULES[index] drops (each rule sees only what the earlier ones kept)."""
+    return " AND ".join(["TRUE", *(f"NOT ({condition})" for _, condition in RULES[:index])])
+
+
+def _examples(con: duckdb.DuckDBPyConnection, condition: str, column: str, files: int, table: str = "judged") -> str:
+    """A few offending rows: 'row N' counts data rows from 1 (per file, named when there are several)."""
+    rows = con.execute(f"SELECT filename, row_number, {column} FROM {table} WHERE {condition} "
+                       f"ORDER BY filename, row_number LIMIT {EXAMPLE_ROWS}").fetchall()
+    return ", ".join(f"{Path(name).name + ' ' if files > 1 else ''}row {int(number)}: {value!r}"
+                     for name, number, value in rows)
+
+
+def _refusal(con: duckdb.DuckDBPyConnection, shown: str, reason: str, count: int, condition: str, files: int,
+             table: str = "judged") -> LeadcalError:
+    return LeadcalError(f"{shown}: {count} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
+                        f"'drop' drops and counts them); {_examples(con, condition, 'lead_id', files, table)}")
+
+
+def _timestamp_sql(kind: str) -> str:
+    """occurred_at as UTC without a zone, whatever type the Parquet file stores it as."""
+    if kind.startswith("TIMESTAMP WITH TIME ZONE"):
+        return "CAST(timezone('UTC', occurred_at) AS TIMESTAMP)"
+    if kind.startswith("TIMESTAMP") or kind == "DATE":
+        return "CAST(occurred_at AS TIMESTAMP)"
+    # text: ISO 8601, with or without a zone or offset (taken as UTC without one), as the CSV path reads it
+    return "CAST(timezone('UTC', TRY_CAST(trim(CAST(occurred_at AS VARCHAR)) AS TIMESTAMPTZ)) AS TIMESTAMP)"
+
+
+def write_event_log(
+    source: Path, leads: pd.DataFrame, out: Path, policy: str, now: pd.Timestamp | None,
+) -> TableReport:
+    """Validate the Parquet event log at `source` against `leads` and write `out` (sorted, atomic)."""
+    files = parquet_files(source)
+    shown = str(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spill = out.parent / ".duckdb_spill"
+    spill.mkdir(exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    con = _connect(spill)
+    try:
+        file_list = "[" + ", ".join(f"'{f.as_posix()}'" for f in files) + "]"
+        try:
+            schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_list}, union_by_name=true)").fetchall()
+        except duckdb.Error as exc:
+            raise LeadcalError(f"{shown}: cannot read as Parquet: {exc}") from exc
+        types = {str(name).strip().lower(): str(kind) for name, kind, *_ in schema}
+        missing = [c for c in ACTIVITIES_REQUIRED if c not in types]
+        if missing:
+            raise LeadcalError(f"{shown}: missing required column(s) {missing}; found {list(types)}. "
+                               "See docs/data-contract.md for the expected columns.")
+        con.register("lead_table", leads[["lead_id", "created_at"]])
+        limit = "TIMESTAMP '9999-12-31'" if now is None else f"TIMESTAMP '{pd.Timestamp(now).isoformat()}'"
+        # a typed timestamp needs no text (formatting 100M dates costs seconds): only its absence is checked
+        typed = not types["occurred_at"].startswith("VARCHAR")
+        text_sql = "CASE WHEN occurred_at IS NULL THEN NULL ELSE 'x' END" if typed else "CAST(occurred_at AS VARCHAR)"
+        # row numbers come from the files themselves (cheap); they are only read for messages
+        con.execute(f"""
+            CREATE TEMP VIEW parsed AS
+            SELECT filename, file_row_number + 1 AS row_number,
+                   CAST(lead_id AS VARCHAR) AS raw_lead_id, CAST(activity AS VARCHAR) AS raw_activity,
+                   trim(CAST(lead_id AS VARCHAR)) AS lead_id,
+                   lower(trim(CAST(activity AS VARCHAR))) AS activity,
+                   {text_sql} AS occurred_text,
+                   {_timestamp_sql(types['occurred_at'])} AS occurred_at
+            FROM read_parquet({file_list}, union_by_name=true, filename=true, file_row_number=true)
+        """)
+        con.execute(f"""
+            CREATE TEMP VIEW judged AS
+            SELECT p.*, l.created_at, {limit} AS now FROM parsed p LEFT JOIN lead_table l USING (lead_id)
+        """)
+        no_id = "lead_id IS NULL OR lead_id = ''"
+        bad_date = "occurred_at IS NULL AND trim(occurred_text) <> ''"
+        no_date = "occurred_text IS NULL OR trim(occurred_text) = ''"
+        no_name = "activity IS NULL OR activity = ''"
+        rule_counts = ", ".join(f"count(*) FILTER (WHERE {_kept_before(i)} AND ({condition}))"
+                                for i, (_, condition) in enumerate(RULES[:-1]))
+        # one pass over the log for every check and every rule but duplicates
+        total, respelt, empty_ids, bad_dates, empty_dates, empty_names, *dropped = con.execute(f"""
+            SELECT count(*), count(*) FILTER (WHERE raw_lead_id <> lead_id OR raw_activity <> activity),
+                   count(*) FILTER (WHERE {no_id}), count(*) FILTER (WHERE {bad_date}),
+                   count(*) FILTER (WHERE {no_date}), count(*) FILTER (WHERE {no_name}), {rule_counts}
+            FROM judged
+        """).fetchone()
+        if total == 0:
+            raise LeadcalError(f"{shown}: the table has a header but no rows")
+        if empty_ids:
+            raise LeadcalError(f"{shown}: column 'lead_id': {empty_ids} empty id(s); "
+                               f"{_examples(con, no_id, 'lead_id', len(files))}")
+        if bad_dates:
+            raise LeadcalError(
+                f"{shown}: column 'occurred_at': {bad_dates} value(s) are not ISO-8601 dates (expected e.g. "
+                f"2024-03-01 or 2024-03-01T14:05:00Z); {_examples(con, bad_date, 'occurred_text', len(files))}")
+        if empty_dates:
+            raise LeadcalError(f"{shown}: column 'occurred_at': {empty_dates} empty value(s); every row needs a date; "
+                               f"{_examples(con, no_date, 'occurred_text', len(files))}")
+        if empty_names:
+            raise LeadcalError(f"{shown}: column 'activity': {empty_names} empty activity name(s); "
+                               f"{_examples(con, no_name, 'lead_id', len(files))}")
+        report = TableReport(rows_read=int(total))
+        for (reason, condition), hit in zip(RULES[:-1], dropped):
+            if hit and policy == "fail":
+                raise _refusal(con, shown, reason, hit, f"{_kept_before(RULES.index((reason, condition)))} "
+                                                        f"AND ({condition})", len(files))
+            report.drop(reason, int(hit))
+        kept = _kept_before(len(RULES) - 1)
+        # a machine-written log is usually clean already: then the raw columns are written as they are
+        # (same values; trimming and lower-casing 100M strings costs seconds)
+        ids = ("lead_id, activity" if respelt else "raw_lead_id AS lead_id, raw_activity AS activity") + ", occurred_at"
+        # duplicates: the rows kept minus the distinct rows written
+        con.execute(f"""
+            COPY (SELECT DISTINCT {ids} FROM judged WHERE {kept}
+                  ORDER BY lead_id, occurred_at, activity)
+            TO '{partial.as_posix()}' (FORMAT PARQUET, COMPRESSION SNAPPY, ROW_GROUP_SIZE 1000000)
+        """)
+        written = int(con.execute(f"SELECT sum(num_rows) FROM parquet_file_metadata('{partial.as_posix()}')"
+                                  ).fetchone()[0] or 0)
+        duplicates = int(total) - sum(int(d) for d in dropped) - written
+        if duplicates and policy == "fail":
+            partial.unlink()
+            copies = ("row_number() OVER (PARTITION BY lead_id, activity, occurred_at "
+                      "ORDER BY filename, row_number) > 1")
+            con.execute(f"CREATE TEMP TABLE copies AS SELECT * FROM judged WHERE {kept} QUALIFY {copies}")
+            raise _refusal(con, shown, RULES[-1][0], duplicates, "TRUE", len(files), table="copies")
+        report.drop(RULES[-1][0], duplicates)
+        report.rows_written = written
+    finally:
+        con.close()
+        for leftover in spill.iterdir():
+            leftover.unlink()
+        spill.rmdir()
+    os.replace(partial, out)
+    log.info("extract: %s: event log validated by DuckDB (%d rows kept of %d)", shown, report.rows_written,
+             report.rows_read)
+    return report

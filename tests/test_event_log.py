@@ -1,0 +1,135 @@
+"""The streaming (DuckDB) event-log path agrees with the pandas path, row for row.
+
+The same export, with a bad row of every recoverable kind, is extracted once with the
+activities as CSV (pandas) and once as Parquet (DuckDB, out of core): the canonical table
+and the drop counts must be identical, the output byte-identical across runs, and the
+unrecoverable problems must stop with the same kind of message.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import io
+from pipeline.errors import LeadcalError
+from pipeline.extract import extract
+from pipeline.generate import write_sample
+from pipeline.params import Params
+from tests.conftest import params_in
+
+BAD_ROWS = pd.DataFrame({
+    "lead_id": ["NOBODY", "L000001", "L000002", "L000002"],
+    "activity": ["demo_request", "Demo_Request ", "webinar_attendance", "webinar_attendance"],
+    "occurred_at": ["2024-03-01T10:00:00Z", "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z", "2099-01-01T00:00:00Z"],
+})
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated export, its event log with one bad row of each recoverable kind appended."""
+    root = tmp_path_factory.mktemp("event_log")
+    params = params_in(root, generate={"n_leads": 800, "months": 6})
+    write_sample(params)
+    activities = pd.read_csv(params.paths.raw / "activities.csv", dtype=str, keep_default_na=False)
+    duplicate = activities.iloc[[5, 17]]  # two events repeated: duplicates
+    pd.concat([activities, duplicate, BAD_ROWS]).to_csv(params.paths.raw / "activities.csv", index=False)
+    return params.paths.raw
+
+
+def _extract_from(export: Path, root: Path, activities_as: str, policy: str = "drop") -> tuple[Params, dict]:
+    raw = root / "raw"
+    raw.mkdir(parents=True)
+    for name in ("leads.csv", "stages.csv"):
+        shutil.copy(export / name, raw / name)
+    events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
+    if activities_as == "csv":
+        events.to_csv(raw / "activities.csv", index=False)
+    elif activities_as == "parquet":
+        events.to_parquet(raw / "activities.parquet", index=False)  # timestamps as text
+    else:  # a folder of monthly files, timestamps typed
+        (raw / "activities").mkdir()
+        events = events.assign(occurred_at=pd.to_datetime(events["occurred_at"], utc=True))
+        for month, part in events.groupby(events["occurred_at"].dt.strftime("%Y-%m")):
+            part.to_parquet(raw / "activities" / f"{month}.parquet", index=False)
+    params = params_in(root, extract={"on_bad_rows": policy})
+    return params, extract(params)
+
+
+@pytest.mark.parametrize("activities_as", ["parquet", "parquet_folder"])
+def test_streaming_path_gives_the_pandas_table_and_counts(export: Path, tmp_path: Path, activities_as: str) -> None:
+    pandas_params, pandas_report = _extract_from(export, tmp_path / "pandas", "csv")
+    duck_params, duck_report = _extract_from(export, tmp_path / "duck", activities_as)
+    expected = io.read_parquet(pandas_params.paths.extracted / "activities.parquet")
+    got = io.read_parquet(duck_params.paths.extracted / "activities.parquet")
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    for key in ("dropped", "rows_read", "rows_written"):
+        assert duck_report["tables"]["activities"][key] == pandas_report["tables"]["activities"][key]
+    assert pandas_report["tables"]["activities"]["dropped"] == {
+        "unknown lead_id": 1, "occurred before the lead was created": 1, "dated in the future": 2, "duplicate event": 2}
+    assert duck_report["activities_seen"] == pandas_report["activities_seen"]
+    assert duck_report["date_range"] == pandas_report["date_range"]
+
+
+def test_streaming_output_is_byte_identical_across_runs(export: Path, tmp_path: Path) -> None:
+    first, _ = _extract_from(export, tmp_path / "one", "parquet")
+    second, _ = _extract_from(export, tmp_path / "two", "parquet")
+    assert (first.paths.extracted / "activities.parquet").read_bytes() == \
+        (second.paths.extracted / "activities.parquet").read_bytes()
+    assert not any(p.name.startswith(".") for p in first.paths.extracted.iterdir())  # no partial or spill left
+
+
+def test_streaming_fail_policy_names_the_rows(export: Path, tmp_path: Path) -> None:
+    with pytest.raises(LeadcalError, match=r"activities.parquet: 1 row\(s\): unknown lead_id .*row \d+: 'NOBODY'"):
+        _extract_from(export, tmp_path, "parquet", policy="fail")
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("occurred_at", "yesterday", r"column 'occurred_at': 1 value\(s\) are not ISO-8601 dates.*row 3: 'yesterday'"),
+    ("lead_id", " ", r"column 'lead_id': 1 empty id\(s\); row 3: ''"),
+    ("activity", "", r"column 'activity': 1 empty activity name\(s\); row 3: 'L000001'"),
+])
+def test_streaming_unrecoverable_rows_stop_with_the_row(export: Path, tmp_path: Path, column: str, value: str,
+                                                        message: str) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("leads.csv", "stages.csv"):
+        shutil.copy(export / name, raw / name)
+    events = pd.DataFrame({"lead_id": ["L000001"] * 4, "activity": ["blog_read"] * 4,
+                           "occurred_at": ["2024-06-01T00:00:00Z"] * 4})
+    events.loc[2, column] = value
+    events.to_parquet(raw / "activities.parquet", index=False)
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    (extracted / "activities.parquet").write_bytes(b"previous output")
+    with pytest.raises(LeadcalError, match=message):
+        extract(params_in(tmp_path))
+    assert (extracted / "activities.parquet").read_bytes() == b"previous output"
+
+
+def test_streaming_missing_column_is_named(export: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("leads.csv", "stages.csv"):
+        shutil.copy(export / name, raw / name)
+    pd.DataFrame({"lead_id": ["L000001"], "event": ["x"], "occurred_at": ["2024-06-01"]}).to_parquet(
+        raw / "activities.parquet", index=False)
+    with pytest.raises(LeadcalError, match=r"missing required column\(s\) \['activity'\]; found \['lead_id', 'event'"):
+        extract(params_in(tmp_path))
+
+
+def test_streaming_fail_policy_on_duplicates_names_the_copy(export: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("leads.csv", "stages.csv"):
+        shutil.copy(export / name, raw / name)
+    events = pd.DataFrame({"lead_id": ["L000001"] * 3, "activity": ["blog_read", "demo_request", "blog_read"],
+                           "occurred_at": ["2024-06-01T00:00:00Z"] * 3})
+    events.to_parquet(raw / "activities.parquet", index=False)
+    with pytest.raises(LeadcalError, match=r"1 row\(s\): duplicate event .*row 3: 'L000001'$"):
+        extract(params_in(tmp_path, extract={"on_bad_rows": "fail"}))
+    assert not (tmp_path / "extracted" / "activities.parquet").exists()
+    assert not any((tmp_path / "extracted").glob(".*"))
