@@ -7,11 +7,17 @@ Validation happens here, once, at the boundary: later stages can assume clean ty
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+with warnings.catch_warnings():
+    # pandera loads its PySpark integration whenever PySpark is installed (the spark extra), and
+    # PySpark 4.x warns about pandas 3 on import; leadcal uses only pandera's pandas checks
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    import pandera.pandas as pa
 
 from pipeline.errors import LeadcalError
 

@@ -33,8 +33,8 @@ from pipeline.params import Params
 from pipeline.explain import effects, global_factors, reference_values
 from pipeline.model_card import model_card
 from pipeline.signals import (
-    SignalSet, activities_in, build_signals, decay_matrix, labelled, purge, read_frequency_signals, time_split,
-    validation_cohorts,
+    SignalSet, activities_in, build_signals, decay_matrix, fit_rows, labelled, purge, read_frequency_signals,
+    time_split, validation_cohorts,
 )
 from pipeline.stats import calibration_table, classification_metrics, gain_table
 from pipeline.weights import fit_points, points_probability, read_weights, score_features
@@ -255,7 +255,8 @@ def run(params: Params) -> dict[str, object]:
 
     fold_rows, points_rows, bundle = [], [], None
     for index, (train, valid) in enumerate(folds, start=1):
-        rows, held = train.to_numpy(), valid.to_numpy()
+        rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed), valid.to_numpy()
+        train = pd.Series(rows, index=train.index)
         if y[rows].sum() == 0 or y[held].sum() == 0:
             log.warning("train: fold %d skipped: no customer in its training or validation leads", index)
             continue
@@ -275,7 +276,8 @@ def run(params: Params) -> dict[str, object]:
         log.info("train: fold %d (%s to %s): AUC model %.3f, points %.3f; ECE model %.4f", index, period["from"],
                  period["to"], fold_rows[-1]["auc"], points_rows[-1]["auc"], fold_rows[-1]["ece"])
     train, valid = folds[-1]
-    rows, held = train.to_numpy(), valid.to_numpy()
+    rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed), valid.to_numpy()
+    train = pd.Series(rows, index=train.index)
     if not fold_rows or fold_rows[-1]["fold"] != len(folds):
         raise LeadcalError(
             f"the latest {params.train.validation_months} months of matured leads hold no customer: the model "

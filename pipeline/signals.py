@@ -165,6 +165,21 @@ def purge(train: pd.Series, valid: pd.Series, features: pd.DataFrame, horizon_da
     return train & (features["created_at"] + pd.Timedelta(days=horizon_days) <= start)
 
 
+def fit_rows(train: np.ndarray, max_leads: int | None, seed: int) -> np.ndarray:
+    """The training rows a fit uses: all of them, or a seeded uniform sample of `max_leads`.
+
+    Uniform, not stratified: the sample keeps the close rate, so fitted intercepts and
+    calibrated probabilities need no correction. The same seed and data give the same sample.
+    """
+    train = np.asarray(train, dtype=bool)
+    if max_leads is None or train.sum() <= max_leads:
+        return train
+    chosen = np.random.default_rng(seed).choice(np.flatnonzero(train), size=max_leads, replace=False)
+    sample = np.zeros_like(train)
+    sample[chosen] = True
+    return sample
+
+
 def time_split(features: pd.DataFrame, months: int, horizon_days: int) -> tuple[pd.Series, pd.Series]:
     """(train mask, validation mask) over labelled leads, split by creation month.
 

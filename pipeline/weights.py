@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals, time_split
+from pipeline.signals import SignalSet, build_signals, decay_matrix, fit_rows, read_frequency_signals, time_split
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,10 @@ def run(params: Params) -> dict[str, object]:
     evidence = io.read_csv(params.paths.models / "close_rates.csv")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
-    rows = train_mask.to_numpy()
+    rows = fit_rows(train_mask.to_numpy(), params.train.max_fit_leads, params.seed)
+    if rows.sum() < train_mask.sum():
+        log.info("weights: fitted on a sample of %d of the %d training leads (train.max_fit_leads)",
+                 int(rows.sum()), int(train_mask.sum()))
     w = params.weights
     train_signals = SignalSet(signals.matrix[rows], signals.catalog)
     train_features, closed = features[rows], features.loc[rows, "closed"].to_numpy()
@@ -303,7 +306,8 @@ def run(params: Params) -> dict[str, object]:
         "half_life_interval_95": decay.get("interval_95"),
         "half_life_profile": decay.get("profile", []),
         "bootstrap": stability,
-        "fitted_on": {"from": cohorts.min(), "to": cohorts.max(), "leads": int(rows.sum())},
+        "fitted_on": {"from": cohorts.min(), "to": cohorts.max(), "leads": int(rows.sum()),
+                      **({"sampled_from_leads": int(train_mask.sum())} if rows.sum() < train_mask.sum() else {})},
     }
     models = params.paths.models
     io.write_csv(models / "weights.csv", table)

@@ -222,3 +222,39 @@ def test_metrics_file_holds_every_fold_and_the_spread(default_run: Params) -> No
     assert metrics["model"]["auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
     for key in ("pr_auc", "log_loss", "brier", "ece", "top_decile_lift", "top_decile_capture"):
         assert key in metrics["model_folds"]["fold_1"] and f"{key}_sd" in metrics["model"]
+
+
+def test_fit_rows_samples_uniformly_and_reproducibly() -> None:
+    from pipeline.signals import fit_rows
+
+    train = np.zeros(10_000, dtype=bool)
+    train[::2] = True  # 5,000 training rows
+    assert (fit_rows(train, None, 1) == train).all() and (fit_rows(train, 6_000, 1) == train).all()
+    sample = fit_rows(train, 1_000, 7)
+    assert sample.sum() == 1_000 and not (sample & ~train).any()  # only training rows
+    assert (fit_rows(train, 1_000, 7) == sample).all() and not (fit_rows(train, 1_000, 8) == sample).all()
+    # uniform: every part of the training rows is represented alike
+    halves = np.flatnonzero(sample) < 5_000
+    assert 0.45 < halves.mean() < 0.55
+
+
+def test_points_fitted_on_a_sample_stay_close_to_the_full_fit(default_run: Params, tmp_path: Path) -> None:
+    """train.max_fit_leads: the sampled fit says so in weights.json and keeps the points' order."""
+    from pipeline import weights
+
+    models = tmp_path / "models"
+    shutil.copytree(default_run.paths.models, models)
+    sampled = default_run.model_copy(update={
+        "paths": default_run.paths.model_copy(update={"models": models}),
+        "train": default_run.train.model_copy(update={"max_fit_leads": 6_000}),
+        "weights": default_run.weights.model_copy(update={"bootstrap_samples": 0}),
+    })
+    weights.run(sampled)
+    fitted = io.read_json(models / "weights.json")
+    full = io.read_json(default_run.paths.models / "weights.json")
+    assert fitted["fitted_on"]["leads"] == 6_000
+    assert fitted["fitted_on"]["sampled_from_leads"] == full["fitted_on"]["leads"] > 6_000
+    points = pd.DataFrame(fitted["signals"]).set_index("signal")["points"]
+    reference = pd.DataFrame(full["signals"]).set_index("signal")["points"].reindex(points.index)
+    assert points.corr(reference, method="spearman") > 0.85
+    assert (points != reference).any()  # a real refit, not the same table
