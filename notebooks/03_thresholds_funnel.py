@@ -28,7 +28,7 @@ MODELS = Path("models") if Path("models").exists() else Path("../models")
 
 # %%
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 from pipeline import charts, io
 from pipeline.notebooks import interval, pct, show, table
@@ -171,12 +171,15 @@ table(stages[["stage", "leads", "rate_from_previous", "interval", "rate_from_lea
 
 # %%
 by_source = pd.DataFrame(funnel["by_source"])
-source_table = by_source.pivot(index="source", columns="stage", values="rate_from_lead")[stages["stage"].iloc[1:]]
-source_table = source_table.rename_axis(columns=None)
-source_table = source_table.assign(leads=by_source[by_source["stage"] == stages["stage"].iloc[0]]
-                                   .set_index("source")["leads"]).reset_index()
-table(source_table[["source", "leads", *stages["stage"].iloc[1:]]].sort_values(stages["stage"].iloc[-1], ascending=False),
-      percent=list(stages["stage"].iloc[1:]))
+if by_source.empty:  # the export has no `source` attribute
+    display(Markdown("The leads carry no `source` attribute, so there is no breakdown by source."))
+else:
+    source_table = by_source.pivot(index="source", columns="stage", values="rate_from_lead")[stages["stage"].iloc[1:]]
+    source_table = source_table.rename_axis(columns=None)
+    source_table = source_table.assign(leads=by_source[by_source["stage"] == stages["stage"].iloc[0]]
+                                       .set_index("source")["leads"]).reset_index()
+    display(table(source_table[["source", "leads", *stages["stage"].iloc[1:]]]
+                  .sort_values(stages["stage"].iloc[-1], ascending=False), percent=list(stages["stage"].iloc[1:])))
 
 # %% [markdown]
 # ## Does sales follow up MQLs in time?
@@ -184,11 +187,15 @@ table(source_table[["source", "leads", *stages["stage"].iloc[1:]]].sort_values(s
 # %%
 sla = funnel["sla"]
 within = "; ".join(f"within {w['hours']:g} hours: **{pct(w['share'])}**" for w in sla["within_sla"])
+waited = sla["hours_to_next_stage"]
 Markdown(
     f"Of the **{sla['mqls_due']:,} MQLs** old enough to judge, sales **accepted {pct(sla['accepted']['share'], 0)}** "
     f"and **followed up {pct(sla['followed_up']['share'], 0)}** (accepted, or rejected). Followed up {within}. "
-    f"The typical MQL waited **{sla['hours_to_next_stage']['median'] / 24:.0f} days** for a next step "
-    f"(one in ten waited more than {sla['hours_to_next_stage']['p90'] / 24:.0f} days)."
+    f"The typical MQL waited **{waited['median'] / 24:.0f} days** for a next step "
+    f"(one in ten waited more than {waited['p90'] / 24:.0f} days)."
+    if sla["mqls_due"] and waited["median"] is not None else
+    "The history holds no MQL stage dates that sales could have followed up (no `mql` rows in the stages), "
+    "so follow-up times cannot be measured."
 )
 
 # %% [markdown]

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-with warnings.catch_warnings():
-    # pandera loads its PySpark integration whenever PySpark is installed (the spark extra), and
-    # PySpark 4.x warns about pandas 3 on import; leadcal uses only pandera's pandas checks
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    import pandera.pandas as pa
+# pandera loads its PySpark integration (on import, and again at the first validation) whenever
+# PySpark is installed (the spark extra), and PySpark 4.x warns about pandas 3 each time; leadcal
+# uses only pandera's pandas checks, so the warning would only be noise in every stage's log
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+import pandera.pandas as pa  # noqa: E402
 
 from pipeline.errors import LeadcalError
 
