@@ -27,8 +27,6 @@ from pipeline.errors import LeadcalError
 
 log = logging.getLogger(__name__)
 
-# What `duckdb` may use: the machine is small and shared; beyond this DuckDB spills to disk.
-MEMORY_LIMIT = "3GB"
 
 # The recoverable rules, in the order the pandas path applies them: (reason, SQL condition).
 RULES: tuple[tuple[str, str | None], ...] = (
@@ -49,8 +47,8 @@ def parquet_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill),
+def _connect(spill: Path, memory_limit_gb: float) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": f"{memory_limit_gb}GB", "temp_directory": str(spill),
                                  "preserve_insertion_order": False})
     con.execute(f"SET threads TO {max(1, min(2, os.cpu_count() or 1))}")
     con.execute("SET TimeZone = 'UTC'")
@@ -89,6 +87,7 @@ def _timestamp_sql(kind: str) -> str:
 
 def write_event_log(
     source: Path, leads: pd.DataFrame, out: Path, policy: str, now: pd.Timestamp | None,
+    memory_limit_gb: float = 3.0,
 ) -> TableReport:
     """Validate the Parquet event log at `source` against `leads` and write `out` (sorted, atomic)."""
     files = parquet_files(source)
@@ -97,7 +96,7 @@ def write_event_log(
     spill = out.parent / ".duckdb_spill"
     spill.mkdir(exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    con = _connect(spill)
+    con = _connect(spill, memory_limit_gb)
     try:
         file_list = "[" + ", ".join(f"'{f.as_posix()}'" for f in files) + "]"
         try:
@@ -184,6 +183,15 @@ def write_event_log(
             raise _refusal(con, shown, RULES[-1][0], duplicates, "TRUE", len(files), table="copies")
         report.drop(RULES[-1][0], duplicates)
         report.rows_written = written
+    except duckdb.OutOfMemoryException as exc:
+        partial.unlink(missing_ok=True)
+        raise LeadcalError(
+            f"{shown}: the event log needs more than extract.memory_limit_gb = {memory_limit_gb:g} GB even with "
+            f"spilling to {spill}; raise it in params.yaml (or use a machine with more memory)") from exc
+    except duckdb.Error as exc:  # a corrupt row group, a full disk...
+        partial.unlink(missing_ok=True)
+        raise LeadcalError(f"{shown}: DuckDB could not read or write the event log: {str(exc).splitlines()[0]}") \
+            from exc
     finally:
         con.close()
         for leftover in spill.iterdir():

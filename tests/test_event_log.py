@@ -133,3 +133,17 @@ def test_streaming_fail_policy_on_duplicates_names_the_copy(export: Path, tmp_pa
         extract(params_in(tmp_path, extract={"on_bad_rows": "fail"}))
     assert not (tmp_path / "extracted" / "activities.parquet").exists()
     assert not any((tmp_path / "extracted").glob(".*"))
+
+
+def test_streaming_out_of_memory_is_one_clear_line(export: Path, tmp_path: Path) -> None:
+    """A cap too small for the log: a message naming the setting, no partial output, no traceback."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("leads.csv", "stages.csv"):
+        shutil.copy(export / name, raw / name)
+    events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
+    pd.concat([events] * 40).to_parquet(raw / "activities.parquet", index=False)
+    params = params_in(tmp_path, extract={"memory_limit_gb": 0.001})
+    with pytest.raises(LeadcalError, match=r"needs more than extract.memory_limit_gb = 0.001 GB"):
+        extract(params)
+    assert not any(params.paths.extracted.glob("*activities*"))
