@@ -22,7 +22,6 @@ from pipeline.params import Params
 
 log = logging.getLogger(__name__)
 
-DUCKDB_MEMORY_LIMIT = "3GB"  # beyond this DuckDB spills to disk: the machine is small and shared
 
 
 class Engine(Protocol):
@@ -58,10 +57,11 @@ def timestamp_literal(value: pd.Timestamp) -> str:
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, memory_gb: float = 3.0) -> None:
         import duckdb
 
-        self._con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        self._memory_gb = memory_gb
+        self._con = duckdb.connect(config={"memory_limit": f"{memory_gb}GB"})
         self._con.execute(f"SET threads TO {max(1, threads)}")
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
@@ -79,10 +79,19 @@ class DuckDBEngine:
         self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path.as_posix()}')")
 
     def create(self, name: str, sql: str) -> None:
-        self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+        self._run(lambda: self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}"))
 
     def fetch(self, sql: str) -> pd.DataFrame:
-        return self._con.execute(sql).df()
+        return self._run(lambda: self._con.execute(sql).df())
+
+    def _run(self, query):  # noqa: ANN001, ANN202 - a thunk and its result
+        import duckdb
+
+        try:
+            return query()
+        except duckdb.OutOfMemoryException as exc:
+            raise LeadcalError(f"DuckDB needs more than duckdb_memory_gb = {self._memory_gb:g} GB for the per-lead "
+                               "aggregation even when spilling to disk; raise it in params.yaml") from exc
 
     def close(self) -> None:
         self._con.close()
@@ -156,4 +165,4 @@ def open_engine(params: Params) -> Engine:
     """The engine params ask for (`engine:`), ready for queries."""
     if params.engine == "spark":
         return SparkEngine(params.spark.master, params.spark.config)
-    return DuckDBEngine(threads=min(2, os.cpu_count() or 1))
+    return DuckDBEngine(threads=min(2, os.cpu_count() or 1), memory_gb=params.duckdb_memory_gb)

@@ -186,7 +186,7 @@ def write_event_log(
     except duckdb.OutOfMemoryException as exc:
         partial.unlink(missing_ok=True)
         raise LeadcalError(
-            f"{shown}: the event log needs more than extract.memory_limit_gb = {memory_limit_gb:g} GB even with "
+            f"{shown}: the event log needs more than duckdb_memory_gb = {memory_limit_gb:g} GB even with "
             f"spilling to {spill}; raise it in params.yaml (or use a machine with more memory)") from exc
     except duckdb.Error as exc:  # a corrupt row group, a full disk...
         partial.unlink(missing_ok=True)

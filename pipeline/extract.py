@@ -39,7 +39,7 @@ def validate_tables(
             raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
         activities = None
         activities_report = write_event_log(raw["activities"], leads, event_log_out, policy, now,
-                                            params.extract.memory_limit_gb)
+                                            params.duckdb_memory_gb)
     else:
         activities, activities_report = validate_activities(
             raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now

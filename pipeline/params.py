@@ -47,9 +47,6 @@ class Extract(_Strict):
     # stages out of funnel order): 'drop' drops and counts them in extract_report.json,
     # 'fail' stops with the file and example lines.
     on_bad_rows: Literal["drop", "fail"] = "drop"
-    # DuckDB's memory for a Parquet event log; beyond it, it spills to disk. 3 GB keeps 30M events
-    # under 4 GiB in all; a log of hundreds of millions of events needs more (README "Scale").
-    memory_limit_gb: float = Field(3.0, gt=0)
 
 
 class TableSource(_Strict):
@@ -336,6 +333,9 @@ class Params(_Strict):
     paths: Paths = Paths()
     # where the per-lead aggregation (features) runs: DuckDB in process, or Spark (pip install 'leadcal[spark]')
     engine: Literal["duckdb", "spark"] = "duckdb"
+    # DuckDB's memory (event-log validation, features); beyond it DuckDB spills to disk. 3 GB keeps
+    # 30M events under 4 GiB in all; hundreds of millions of events need more (README "Scale").
+    duckdb_memory_gb: float = Field(3.0, gt=0)
     spark: Spark = Spark()
     generate: Generate = Generate()
     extract: Extract = Extract()

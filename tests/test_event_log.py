@@ -143,7 +143,13 @@ def test_streaming_out_of_memory_is_one_clear_line(export: Path, tmp_path: Path)
         shutil.copy(export / name, raw / name)
     events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
     pd.concat([events] * 40).to_parquet(raw / "activities.parquet", index=False)
-    params = params_in(tmp_path, extract={"memory_limit_gb": 0.001})
-    with pytest.raises(LeadcalError, match=r"needs more than extract.memory_limit_gb = 0.001 GB"):
+    params = params_in(tmp_path, duckdb_memory_gb=0.001)
+    with pytest.raises(LeadcalError, match=r"needs more than duckdb_memory_gb = 0.001 GB"):
         extract(params)
     assert not any(params.paths.extracted.glob("*activities*"))
+    # the per-lead aggregation under the same cap: the same kind of message
+    from pipeline.features import build_features
+
+    extract(params_in(tmp_path))
+    with pytest.raises(LeadcalError, match=r"needs more than duckdb_memory_gb = 0.001 GB for the per-lead"):
+        build_features(params)
