@@ -75,10 +75,13 @@ class TableReport:
         return frame[~mask]
 
 
+def line_examples(values: pd.Series) -> str:
+    """A few offending values, numbered as in the source file (header = line 1)."""
+    return ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in values.head(EXAMPLE_ROWS).items())
+
+
 def _examples(frame: pd.DataFrame, mask: pd.Series, column: str) -> str:
-    """A few offending rows, numbered as in the source file (header = line 1)."""
-    bad = frame.loc[mask, column].head(EXAMPLE_ROWS)
-    return ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in bad.items())
+    return line_examples(frame.loc[mask, column])
 
 
 def _to_timestamp(frame: pd.DataFrame, column: str, source: str) -> pd.Series:

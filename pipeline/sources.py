@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.contract import line_examples
 from pipeline.errors import LeadcalError
 from pipeline.params import Source, TableSource, Wide
 
@@ -27,7 +28,6 @@ TABLES = ("leads", "activities", "stages")
 DATE_COLUMNS = {"leads": "created_at", "activities": "occurred_at", "stages": "entered_at"}
 TRUE_WORDS = {"1", "true", "yes", "y", "x", "t"}
 FALSE_WORDS = {"0", "false", "no", "n", "f", ""}
-EXAMPLE_ROWS = 3
 
 
 def existing_table(folder: Path, name: str) -> Path | None:
@@ -176,12 +176,11 @@ def parse_dates(values: pd.Series, date_format: str | None, day_first: bool, tim
         elif day_first:
             parsed = pd.to_datetime(text, dayfirst=True, errors="coerce")
         else:
-            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False) if _uniform_zones(text) \
-                else pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=not _uniform_zones(text))
         bad = parsed.isna() & text.notna() & (text != "")
         if bad.any():
             expected = f"format {date_format!r}" if date_format else "day-first dates" if day_first else "ISO 8601"
-            examples = ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in text[bad].head(EXAMPLE_ROWS).items())
+            examples = line_examples(text[bad])
             raise LeadcalError(f"{origin}: column '{column}': {int(bad.sum())} value(s) are not dates in {expected} "
                                f"(params source.date_format / source.day_first); {examples}")
     if parsed.dt.tz is None:
@@ -236,7 +235,7 @@ def _truthy(values: pd.Series, origin: str, column: str) -> pd.Series:
     text = values.astype("string").str.strip().str.lower().fillna("")
     bad = ~text.isin(TRUE_WORDS | FALSE_WORDS)
     if bad.any():
-        examples = ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in values[bad].head(EXAMPLE_ROWS).items())
+        examples = line_examples(values[bad])
         raise LeadcalError(f"{origin}: column '{column}': {int(bad.sum())} value(s) are not yes/no flags "
                            f"(expected one of {sorted(TRUE_WORDS | FALSE_WORDS - {''})} or empty); {examples}")
     return text.isin(TRUE_WORDS)
@@ -273,7 +272,7 @@ def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str) ->
             counts = pd.to_numeric(leads[column].astype("string").str.strip().replace("", "0"), errors="coerce")
             bad = counts.isna() | (counts < 0) | (counts % 1 != 0)
             if bad.any():
-                examples = ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in leads.loc[bad, column].head(EXAMPLE_ROWS).items())
+                examples = line_examples(leads.loc[bad, column])
                 raise LeadcalError(f"{origin}: column '{column}': {int(bad.sum())} value(s) are not whole counts "
                                    f">= 0; {examples}")
             times = counts.astype(int)

@@ -40,11 +40,17 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return params.paths.raw
 
 
-def _extract_from(export: Path, root: Path, activities_as: str, policy: str = "drop") -> tuple[Params, dict]:
+def _raw_folder(export: Path, root: Path) -> Path:
+    """root/raw with the export's leads and stages; each test writes its own event log beside them."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     for name in ("leads.csv", "stages.csv"):
         shutil.copy(export / name, raw / name)
+    return raw
+
+
+def _extract_from(export: Path, root: Path, activities_as: str, policy: str = "drop") -> tuple[Params, dict]:
+    raw = _raw_folder(export, root)
     events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
     if activities_as == "csv":
         events.to_csv(raw / "activities.csv", index=False)
@@ -94,10 +100,7 @@ def test_streaming_fail_policy_names_the_rows(export: Path, tmp_path: Path) -> N
 ])
 def test_streaming_unrecoverable_rows_stop_with_the_row(export: Path, tmp_path: Path, column: str, value: str,
                                                         message: str) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for name in ("leads.csv", "stages.csv"):
-        shutil.copy(export / name, raw / name)
+    raw = _raw_folder(export, tmp_path)
     events = pd.DataFrame({"lead_id": ["L000001"] * 4, "activity": ["blog_read"] * 4,
                            "occurred_at": ["2024-06-01T00:00:00Z"] * 4})
     events.loc[2, column] = value
@@ -111,10 +114,7 @@ def test_streaming_unrecoverable_rows_stop_with_the_row(export: Path, tmp_path: 
 
 
 def test_streaming_missing_column_is_named(export: Path, tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for name in ("leads.csv", "stages.csv"):
-        shutil.copy(export / name, raw / name)
+    raw = _raw_folder(export, tmp_path)
     pd.DataFrame({"lead_id": ["L000001"], "event": ["x"], "occurred_at": ["2024-06-01"]}).to_parquet(
         raw / "activities.parquet", index=False)
     with pytest.raises(LeadcalError, match=r"missing required column\(s\) \['activity'\]; found \['lead_id', 'event'"):
@@ -122,10 +122,7 @@ def test_streaming_missing_column_is_named(export: Path, tmp_path: Path) -> None
 
 
 def test_streaming_fail_policy_on_duplicates_names_the_copy(export: Path, tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for name in ("leads.csv", "stages.csv"):
-        shutil.copy(export / name, raw / name)
+    raw = _raw_folder(export, tmp_path)
     events = pd.DataFrame({"lead_id": ["L000001"] * 3, "activity": ["blog_read", "demo_request", "blog_read"],
                            "occurred_at": ["2024-06-01T00:00:00Z"] * 3})
     events.to_parquet(raw / "activities.parquet", index=False)
@@ -137,10 +134,7 @@ def test_streaming_fail_policy_on_duplicates_names_the_copy(export: Path, tmp_pa
 
 def test_streaming_out_of_memory_is_one_clear_line(export: Path, tmp_path: Path) -> None:
     """A cap too small for the log: a message naming the setting, no partial output, no traceback."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for name in ("leads.csv", "stages.csv"):
-        shutil.copy(export / name, raw / name)
+    raw = _raw_folder(export, tmp_path)
     events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
     pd.concat([events] * 40).to_parquet(raw / "activities.parquet", index=False)
     params = params_in(tmp_path, duckdb_memory_gb=0.001)
