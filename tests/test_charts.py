@@ -153,3 +153,16 @@ def test_points_table_chart_without_bootstrap_draws_no_whiskers() -> None:
     fig = charts.points_table_chart(signals)
     assert _bar_widths(fig.axes[0]) == [80] and _bar_widths(fig.axes[1]) == [-13]
     assert [t.get_text().strip() for t in fig.axes[0].texts] == ["+80"]
+
+
+def test_calibration_chart_draws_each_scorer_and_the_diagonal() -> None:
+    curves = {"predictive model": pd.DataFrame({"predicted": [0.01, 0.05, 0.2], "observed": [0.012, 0.04, 0.25]}),
+              "points table": pd.DataFrame({"predicted": [0.02, 0.06, 0.18], "observed": [0.01, 0.07, 0.2]})}
+    fig = charts.calibration_chart(curves)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    for scorer, part in curves.items():
+        assert list(lines[scorer].get_xdata()) == part["predicted"].tolist()
+        assert list(lines[scorer].get_ydata()) == part["observed"].tolist()
+    diagonal = lines["perfect calibration"]
+    assert list(diagonal.get_xdata()) == list(diagonal.get_ydata()) and diagonal.get_xdata()[1] == pytest.approx(0.275)
+    _readable(fig)
