@@ -279,7 +279,7 @@ def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str) ->
         repeat = times.to_numpy()
         parts.append(pd.DataFrame({
             "lead_id": np.repeat(leads["lead_id"].to_numpy(), repeat),
-            "activity": spec.activity,
+            "activity": snake_case(pd.Series([spec.activity]))[0],
             "occurred_at": np.repeat(when.to_numpy(), repeat),
         }))
     events = pd.concat(parts, ignore_index=True)
@@ -353,8 +353,9 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
             tables["activities"] = pd.concat([tables.get("activities"), events], ignore_index=True) \
                 if "activities" in tables else events
             origins.setdefault("activities", f"{origin} (activity columns, source.wide.activities)")
-            report["wide_activities"] = {spec.activity: int((events["activity"] == spec.activity).sum())
-                                         for spec in source.wide.activities}
+            counts = events["activity"].value_counts()
+            report["wide_activities"] = {name: int(counts.get(name, 0)) for name in
+                                         snake_case(pd.Series([spec.activity for spec in source.wide.activities]))}
         if source.wide.stages:
             stages = wide_stages(leads, source.wide, source, origin)
             tables["stages"] = pd.concat([tables.get("stages"), stages], ignore_index=True) \

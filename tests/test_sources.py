@@ -337,3 +337,22 @@ def test_olist_reaches_the_marketers_pages(olist: Params) -> None:
     assert f"average close rate is {average:.1%}" in pages["01_close_rates"]
     sheet = pd.read_csv(olist.paths.models / "exports" / "hubspot_score_properties.csv")
     assert sheet["criteria"].str.contains("origin is any of email").any()  # the CRM sheet speaks Olist's terms
+
+
+def test_activity_names_outside_the_usual_vocabulary_are_reported(tmp_path: Path) -> None:
+    """A CRM spelling that was not mapped shows up in unknown_activities (and is still scored)."""
+    (tmp_path / "contacts.csv").write_text("id,created,webinars attended,podcasts\n"
+                                           "a,2024-01-02,1,2\nb,2024-01-03,0,1\n")
+    (tmp_path / "won.csv").write_text("id,won\na,2024-02-01\n")
+    source = {"leads": {"path": "contacts.csv", "columns": {"lead_id": "id", "created_at": "created"}},
+              "stages": {"path": "won.csv", "columns": {"lead_id": "id", "entered_at": "won"},
+                         "constants": {"stage": "customer"}},
+              "wide": {"activities": [{"column": "webinars attended", "activity": "webinar_attendance"},
+                                      {"column": "podcasts", "activity": "Podcast Listen"}]}}
+    params = params_in(tmp_path, source=source, signals={"fit_attributes": [], "numeric_bins": {}})
+    params = params.model_copy(update={"paths": params.paths.model_copy(update={"raw": tmp_path})})
+    report = extract(params)
+    # the name given in params is respelt like the CRM's own names
+    assert report["unknown_activities"] == {"podcast_listen": 3}
+    assert report["activities_seen"] == {"podcast_listen": 3, "webinar_attendance": 1}
+    assert report["normalisation"]["wide_activities"] == {"webinar_attendance": 1, "podcast_listen": 3}
