@@ -81,20 +81,19 @@ def export_date(engine: Engine) -> pd.Timestamp:
 
 
 def _aggregate(engine: Engine, params: Params, as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
-    """One row per lead, computed by the engine: the long lead x activity table never reaches pandas.
+    """One row per lead, computed by the engine: the long event table never reaches pandas.
 
-    Ages are whole seconds between the latest event and the cut-off (floor of each
-    timestamp's seconds), in days; peaks count events in half-open rolling windows, like
-    the cut-off: events exactly W days apart are not "within W days".
+    The event log is read once into one row per lead x activity (events, first, latest);
+    the per-lead columns pivot from that. Ages are whole seconds between the latest event
+    and the cut-off (floor of each timestamp's seconds), in days. Peaks count events in
+    half-open rolling windows, like the cut-off: events exactly W days apart are not
+    "within W days". A lead x activity whose events all lie within W days has its count
+    as its peak, so the rolling window (a sort of the events) only runs on the others;
+    with the default 30-day window and 30-day observation that is none of them.
     """
     o, frequency = params.outcome, params.signals.frequency
     us = engine.epoch_us
     engine.create("lead_frame", _lead_frame_sql(o.observation_days, o.horizon_days, timestamp_literal(as_of)))
-    engine.create("window_events", """
-        SELECT a.lead_id, a.activity, a.occurred_at, f.cutoff_at
-        FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
-        WHERE a.occurred_at < f.cutoff_at
-    """)
     activities = sorted(engine.fetch("SELECT DISTINCT activity FROM activities")["activity"])
     for spec in frequency.fixed:
         if spec.activity not in activities:
@@ -103,34 +102,53 @@ def _aggregate(engine: Engine, params: Params, as_of: pd.Timestamp) -> tuple[pd.
                 f"known activities: {activities}"
             )
     windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
+    in_window = "FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id WHERE a.occurred_at < f.cutoff_at"
+    engine.create("pairs", f"""
+        SELECT a.lead_id, a.activity, COUNT(*) AS n, MIN({us('a.occurred_at')}) AS first_us,
+               MAX({us('a.occurred_at')}) AS last_us, MAX({us('f.cutoff_at')}) AS cutoff_us
+        {in_window}
+        GROUP BY a.lead_id, a.activity
+    """)
     name, value = engine.quote, engine.literal
-    seconds = "FLOOR({} / 1000000)"
-    per_lead = ["lead_id"]
-    for a in activities:
-        per_lead.append(f"count(*) FILTER (WHERE activity = {value(a)}) AS {name(COUNT_PREFIX + a)}")
-        latest = seconds.format(us(f"max(occurred_at) FILTER (WHERE activity = {value(a)})"))
-        per_lead.append(f"({seconds.format(us('max(cutoff_at)'))} - {latest}) / CAST(86400 AS DOUBLE) AS {name(AGE_PREFIX + a)}")
-    engine.create("per_lead", f"SELECT {', '.join(per_lead)} FROM window_events GROUP BY lead_id")
+    peak_of = {}
     for window_days in windows:
-        peaks = ["lead_id", *(f"max(n) FILTER (WHERE activity = {value(a)}) AS {name(peak_column(a, window_days))}"
-                              for a in activities)]
+        width = window_days * 86_400_000_000  # events less than this many microseconds apart share a window
+        spread = f"last_us - first_us >= {width}"
+        if not int(engine.fetch(f"SELECT COUNT(*) AS n FROM pairs WHERE {spread}")["n"].iloc[0]):
+            peak_of[window_days] = "n"
+            continue
         engine.create(f"peaks_{window_days}", f"""
-            SELECT {', '.join(peaks)} FROM (
-                SELECT lead_id, activity, COUNT(*) OVER (
-                    PARTITION BY lead_id, activity ORDER BY {us('occurred_at')}
-                    RANGE BETWEEN {window_days * 86_400_000_000 - 1} PRECEDING AND CURRENT ROW) AS n
-                FROM window_events) w
-            GROUP BY lead_id
+            SELECT lead_id, activity, MAX(n) AS peak FROM (
+                SELECT a.lead_id, a.activity, COUNT(*) OVER (
+                    PARTITION BY a.lead_id, a.activity ORDER BY {us('a.occurred_at')}
+                    RANGE BETWEEN {width - 1} PRECEDING AND CURRENT ROW) AS n
+                FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
+                JOIN (SELECT lead_id, activity FROM pairs WHERE {spread}) s
+                  ON a.lead_id = s.lead_id AND a.activity = s.activity
+                WHERE a.occurred_at < f.cutoff_at) w
+            GROUP BY lead_id, activity
         """)
+        peak_of[window_days] = f"COALESCE(p{window_days}.peak, p.n)"
+    seconds = "FLOOR({} / 1000000)"
+    per_lead = ["p.lead_id"]
+    for a in activities:
+        per_lead.append(f"MAX(p.n) FILTER (WHERE p.activity = {value(a)}) AS {name(COUNT_PREFIX + a)}")
+        latest = seconds.format(f"MAX(p.last_us) FILTER (WHERE p.activity = {value(a)})")
+        per_lead.append(f"({seconds.format('MAX(p.cutoff_us)')} - {latest}) / CAST(86400 AS DOUBLE) "
+                        f"AS {name(AGE_PREFIX + a)}")
+    per_lead += [f"MAX({peak_of[w]}) FILTER (WHERE p.activity = {value(a)}) AS {name(peak_column(a, w))}"
+                 for w in windows for a in activities]
+    joins = " ".join(f"LEFT JOIN peaks_{w} p{w} ON p.lead_id = p{w}.lead_id AND p.activity = p{w}.activity"
+                     for w in windows if peak_of[w] != "n")
+    engine.create("per_lead", f"SELECT {', '.join(per_lead)} FROM pairs p {joins} GROUP BY p.lead_id")
     columns = [f"CAST(COALESCE(c.{name(COUNT_PREFIX + a)}, 0) AS INTEGER) AS {name(COUNT_PREFIX + a)}"
                for a in activities]
     columns += [f"CAST(c.{name(AGE_PREFIX + a)} AS DOUBLE) AS {name(AGE_PREFIX + a)}" for a in activities]
-    columns += [f"CAST(COALESCE(p{w}.{name(peak_column(a, w))}, 0) AS INTEGER) AS {name(peak_column(a, w))}"
+    columns += [f"CAST(COALESCE(c.{name(peak_column(a, w))}, 0) AS INTEGER) AS {name(peak_column(a, w))}"
                 for w in windows for a in activities]
-    joins = " ".join(f"LEFT JOIN peaks_{w} p{w} ON f.lead_id = p{w}.lead_id" for w in windows)
     features = engine.fetch(
         f"SELECT f.*{', ' if columns else ''}{', '.join(columns)} FROM lead_frame f "
-        f"LEFT JOIN per_lead c ON f.lead_id = c.lead_id {joins} ORDER BY f.lead_id"
+        f"LEFT JOIN per_lead c ON f.lead_id = c.lead_id ORDER BY f.lead_id"
     )
     return features, activities
 
