@@ -49,9 +49,11 @@ def _raw_folder(export: Path, root: Path) -> Path:
     return raw
 
 
-def _extract_from(export: Path, root: Path, activities_as: str, policy: str = "drop") -> tuple[Params, dict]:
+def _extract_from(export: Path, root: Path, activities_as: str, policy: str = "drop",
+                  events: pd.DataFrame | None = None) -> tuple[Params, dict]:
     raw = _raw_folder(export, root)
-    events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
+    if events is None:
+        events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
     if activities_as == "csv":
         events.to_csv(raw / "activities.csv", index=False)
     elif activities_as == "parquet":
@@ -78,6 +80,29 @@ def test_streaming_path_gives_the_pandas_table_and_counts(export: Path, tmp_path
         "unknown lead_id": 1, "occurred before the lead was created": 1, "dated in the future": 2, "duplicate event": 2}
     assert duck_report["activities_seen"] == pandas_report["activities_seen"]
     assert duck_report["date_range"] == pandas_report["date_range"]
+
+
+@pytest.mark.parametrize("ids", ["as written", "padded"])
+def test_ids_matched_as_written_or_after_trimming_agree_with_pandas(export: Path, tmp_path: Path, ids: str) -> None:
+    """The streaming path matches ids as written and trims them only when one matches no lead.
+
+    Without the unknown lead every id matches as written (no trimming pass); with ids padded
+    by spaces and tabs, the trimming pass runs. Both give the pandas path's table and counts.
+    """
+    events = pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False)
+    events = events[events["lead_id"] != "NOBODY"].reset_index(drop=True)
+    if ids == "padded":
+        events.loc[::7, "lead_id"] = " " + events.loc[::7, "lead_id"] + "\t"
+    pandas_params, pandas_report = _extract_from(export, tmp_path / "pandas", "csv", events=events)
+    duck_params, duck_report = _extract_from(export, tmp_path / "duck", "parquet", events=events)
+    expected = io.read_parquet(pandas_params.paths.extracted / "activities.parquet")
+    pd.testing.assert_frame_equal(io.read_parquet(duck_params.paths.extracted / "activities.parquet"), expected,
+                                  check_dtype=False)
+    assert duck_report["tables"]["activities"] == {**pandas_report["tables"]["activities"],
+                                                   "file": duck_report["tables"]["activities"]["file"]}
+    assert duck_report["tables"]["activities"]["dropped"] == {
+        "occurred before the lead was created": 1, "dated in the future": 2, "duplicate event": 2}
+    assert not expected["lead_id"].str.contains(r"\s").any() and len(expected) > 1000
 
 
 def test_streaming_output_is_byte_identical_across_runs(export: Path, tmp_path: Path) -> None:
