@@ -5,8 +5,10 @@ generates a synthetic export as Parquet (leads, a web-tracking event log, stages
 measures in separate processes, so peak memory is each run's own:
 
 - leadcal: `leadcal extract`, `leadcal features`, `leadcal close-rates` (the real stages);
-- baseline: the same work in plain pandas (read everything, filter to each lead's
-  window, count per lead and activity, close rate per activity), measured in the same run.
+- baseline: the same work in plain pandas, every table whole in memory
+  (benchmarks/pandas_baseline.py), measured in the same run. Its features table and
+  close-rate table must equal leadcal's, or the run stops: the ratio compares two ways
+  of doing one job.
 
 Reported: wall seconds per stage, peak memory (max RSS), events per second, and the
 baseline's time as a ratio to leadcal's. Targets (issue 8), on the 2-core machine:
@@ -34,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -111,36 +114,6 @@ def generate(n_leads: int, folder: Path, seed: int = 7) -> int:
     return events_total
 
 
-PANDAS_BASELINE = r'''
-import sys, json, time
-import numpy as np, pandas as pd
-folder = sys.argv[1]
-started = time.perf_counter()
-leads = pd.read_parquet(f"{folder}/leads.parquet")
-events = pd.read_parquet(f"{folder}/activities.parquet")
-stages = pd.read_parquet(f"{folder}/stages.parquet")
-# extract: unknown leads, events before creation, duplicates
-events = events[events["lead_id"].isin(leads["lead_id"])]
-events = events.merge(leads[["lead_id", "created_at"]], on="lead_id")
-events = events[events["occurred_at"] >= events["created_at"]].drop_duplicates(["lead_id", "activity", "occurred_at"])
-# features: cut-off, window counts, label
-outcome = stages[stages["stage"].isin(["customer", "lost"])].groupby("lead_id")["entered_at"].min()
-won = stages[stages["stage"] == "customer"].groupby("lead_id")["entered_at"].min()
-leads = leads.set_index("lead_id")
-as_of = max(leads["created_at"].max(), events["occurred_at"].max(), stages["entered_at"].max())
-cutoff = np.minimum(leads["created_at"] + pd.Timedelta(days=30), outcome.reindex(leads.index).fillna(pd.Timestamp.max))
-cutoff = cutoff.clip(upper=as_of)
-events = events[events["occurred_at"].to_numpy() < cutoff.reindex(events["lead_id"]).to_numpy()]
-counts = events.groupby(["lead_id", "activity"]).size().unstack(fill_value=0).reindex(leads.index, fill_value=0)
-closed = (won.reindex(leads.index) <= leads["created_at"] + pd.Timedelta(days=90)).astype(int)
-matured = leads["created_at"] + pd.Timedelta(days=90) <= as_of
-# close rates: per activity, leads that did it and became customers
-did = counts[matured] > 0
-rates = {a: float(closed[matured][did[a]].mean()) for a in did.columns}
-print(json.dumps({"seconds": time.perf_counter() - started, "activities": len(rates)}))
-'''
-
-
 def peak_mib_of(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """Run `command` under /usr/bin/time-like accounting: (seconds, peak RSS MiB of that process tree, stdout)."""
     wrapper = ("import resource, subprocess, sys, time, json; s = time.perf_counter(); "
@@ -153,6 +126,13 @@ def peak_mib_of(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[flo
     if record["rc"] != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{record['err']}")
     return record["seconds"], record["peak_kib"] / 1024, record["out"]
+
+
+def same_output(features: Path, baseline_features: Path, close_rates: Path, baseline_close_rates: Path) -> None:
+    """The baseline did the same work: its per-lead table and close-rate table equal leadcal's."""
+    pd.testing.assert_frame_equal(pd.read_parquet(baseline_features), pd.read_parquet(features))
+    if baseline_close_rates.read_bytes() != close_rates.read_bytes():
+        raise AssertionError(f"{baseline_close_rates} differs from {close_rates}: the baseline did other work")
 
 
 def measure(n_leads: int, root: Path, baseline: bool) -> dict[str, object]:
@@ -179,12 +159,19 @@ def measure(n_leads: int, root: Path, baseline: bool) -> dict[str, object]:
                     "events_per_second": round(events / total)},
     }
     if baseline:
-        seconds, mib, out = peak_mib_of([sys.executable, "-c", PANDAS_BASELINE, str(data / "raw")], data, env)
+        baseline_params = {**params, "paths": {**params["paths"], **{
+            name: str(data / f"baseline_{name}") for name in ("extracted", "features", "models")}}}
+        baseline_path = data / "params_baseline.yaml"
+        baseline_path.write_text(yaml.safe_dump(baseline_params))
+        seconds, mib, _ = peak_mib_of([sys.executable, str(REPO / "benchmarks" / "pandas_baseline.py"),
+                                       str(baseline_path)], data, env)
+        same_output(data / "features" / "features.parquet", data / "baseline_features" / "features.parquet",
+                    data / "models" / "close_rates.csv", data / "baseline_models" / "close_rates.csv")
         record["pandas_baseline"] = {"seconds": round(seconds, 2), "peak_mib": round(mib),
-                                     "events_per_second": round(events / seconds)}
+                                     "events_per_second": round(events / seconds), "same_output": True}
         record["speedup_vs_pandas"] = round(seconds / total, 2)
         print(f"  {n_leads:>10,} leads  pandas       {seconds:7.1f} s  peak {mib:7.0f} MiB  "
-              f"(leadcal {record['speedup_vs_pandas']}x faster)", flush=True)
+              f"(leadcal {record['speedup_vs_pandas']}x faster; same features and close rates)", flush=True)
     else:
         record["pandas_baseline"] = "skipped: the whole event log in pandas does not fit this machine's memory"
     return record

@@ -158,13 +158,19 @@ def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.Da
 
     `require_outcomes=False` is for scoring new leads, whose outcomes are not known yet.
     """
-    o = params.outcome
     engine = _open(params)
     try:
-        as_of = pd.Timestamp(o.as_of) if o.as_of else export_date(engine)
+        as_of = pd.Timestamp(params.outcome.as_of) if params.outcome.as_of else export_date(engine)
         features, activities = _aggregate(engine, params, as_of)
     finally:
         engine.close()
+    return label(features, activities, as_of, params, require_outcomes)
+
+
+def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, params: Params,
+          require_outcomes: bool = True) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The engine's per-lead aggregate -> cohort and closed label, and the stage's report."""
+    o = params.outcome
     counts = features[[COUNT_PREFIX + a for a in activities]]
     features["cohort"] = features["created_at"].dt.strftime("%Y-%m")
     features["closed"] = np.where(features["matured"], features["won_in_horizon"].astype(int), -1).astype("int8")

@@ -1,0 +1,118 @@
+"""The baseline benchmarks/scale.py measures leadcal against: the same three stages in plain pandas.
+
+The same work as `leadcal extract`, `leadcal features` and `leadcal close-rates`, done
+the way one would without a query engine, every table whole in memory:
+
+- extract: each table read into pandas and validated by leadcal's own pandas path (the
+  one CSV exports take, pipeline.contract: same rules, same counts), written as Parquet;
+- features: the same per-lead table (cut-off, label, counts, ages, rolling-window peaks)
+  with pandas merges and group-bys over the whole event log, labelled by the same
+  pipeline.features.label;
+- close rates: leadcal's stage itself, which already works on the per-lead table in pandas.
+
+scale.py checks that the features table and the close-rate table come out equal to
+leadcal's, so its ratio compares two ways of doing one job, not two jobs.
+
+    python benchmarks/pandas_baseline.py PARAMS   # paths.* of PARAMS say where to read and write
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import close_rates, io
+from pipeline.contract import OUTCOME_STAGES, WON_STAGE
+from pipeline.extract import validate_tables
+from pipeline.features import AGE_PREFIX, COUNT_PREFIX, label, peak_column
+from pipeline.params import Params, load_params
+from pipeline.sources import TABLES, find_table, read_path
+
+DAY_US = 86_400_000_000
+
+
+def extract(params: Params) -> dict[str, pd.DataFrame]:
+    """Read and validate the three tables in memory; write them as leadcal's extract does."""
+    paths = {name: find_table(params.paths.raw, name) for name in TABLES}
+    raw = {name: read_path(path)[0] for name, path in paths.items()}
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    tables, _ = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params,
+                                params.extract.on_bad_rows, now)
+    leads, fit = tables["leads"], params.signals.fit_attributes
+    keep = ["lead_id", "created_at", *[a for a in fit if a not in ("lead_id", "created_at")]]
+    tables["leads"] = leads[keep + [c for c in leads.columns if c not in keep]]
+    for name in TABLES:
+        io.write_parquet(params.paths.extracted / f"{name}.parquet", tables[name])
+    return tables
+
+
+def lead_frame(leads: pd.DataFrame, stages: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
+    """Each lead with its cut-off, outcome and maturity (pipeline.features' lead frame, in pandas)."""
+    o = params.outcome
+    frame = leads.sort_values("lead_id").reset_index(drop=True)
+    first_outcome = frame["lead_id"].map(stages[stages["stage"].isin(OUTCOME_STAGES)].groupby("lead_id")["entered_at"].min())
+    customer_at = frame["lead_id"].map(stages[stages["stage"] == WON_STAGE].groupby("lead_id")["entered_at"].min())
+    window_end = frame["created_at"] + pd.Timedelta(days=o.observation_days)
+    cutoff = window_end.clip(upper=as_of)
+    frame["cutoff_at"] = cutoff.where(~(first_outcome < cutoff), first_outcome).astype("datetime64[us]")
+    frame["window_truncated"] = (first_outcome < window_end).where(first_outcome.notna())
+    frame["customer_at"] = customer_at.astype("datetime64[us]")
+    horizon_end = frame["created_at"] + pd.Timedelta(days=o.horizon_days)
+    frame["matured"] = horizon_end <= as_of
+    frame["won_in_horizon"] = (customer_at <= horizon_end).fillna(False).astype(bool)
+    return frame
+
+
+def features(tables: dict[str, pd.DataFrame], params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The per-lead table from the whole event log in memory."""
+    leads, events, stages = tables["leads"], tables["activities"], tables["stages"]
+    as_of = pd.Timestamp(params.outcome.as_of) if params.outcome.as_of else max(
+        leads["created_at"].max(), events["occurred_at"].max(), stages["entered_at"].max())
+    frame = lead_frame(leads, stages, as_of, params)
+    window = events.merge(frame[["lead_id", "cutoff_at"]], on="lead_id")
+    window = window[window["occurred_at"] < window["cutoff_at"]]
+    window = window.assign(us=window["occurred_at"].astype("int64"), cutoff_us=window["cutoff_at"].astype("int64"))
+    pairs = window.groupby(["lead_id", "activity"])[["us", "cutoff_us"]].agg(
+        n=("us", "size"), first_us=("us", "min"), last_us=("us", "max"), cutoff_us=("cutoff_us", "max"))
+    activities = sorted(events["activity"].unique())
+    ids = frame["lead_id"]
+
+    def per_lead(values: pd.Series, fill: float | None) -> pd.DataFrame:
+        wide = values.unstack("activity").reindex(index=ids, columns=activities)
+        return wide if fill is None else wide.fillna(fill)
+
+    counts = per_lead(pairs["n"], 0).astype("int32").add_prefix(COUNT_PREFIX)
+    ages = per_lead((np.floor(pairs["cutoff_us"] / 1e6) - np.floor(pairs["last_us"] / 1e6)) / 86400.0, None)
+    columns = [counts, ages.astype("float64").add_prefix(AGE_PREFIX)]
+    frequency = params.signals.frequency
+    for window_days in sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)}):
+        peak = pairs["n"].copy()
+        wide = pairs.index[(pairs["last_us"] - pairs["first_us"]) >= window_days * DAY_US]
+        if len(wide):  # events less than window_days apart, counted per event over a time-based rolling window
+            spread = window.set_index(["lead_id", "activity"]).loc[wide].reset_index()
+            spread = spread.sort_values(["lead_id", "activity", "occurred_at"])
+            rolling = (spread.set_index("occurred_at").groupby(["lead_id", "activity"])["us"]
+                       .rolling(pd.Timedelta(days=window_days)).count())
+            peak.loc[wide] = rolling.groupby(level=["lead_id", "activity"]).max().reindex(wide).astype(int)
+        named = per_lead(peak, 0).astype("int32")
+        named.columns = [peak_column(a, window_days) for a in named.columns]
+        columns.append(named)
+    table = pd.concat([frame.set_index("lead_id"), *columns], axis=1).reset_index(names="lead_id")
+    return label(table, activities, as_of, params)
+
+
+def main() -> None:
+    params = load_params(sys.argv[1])
+    tables = extract(params)
+    table, report = features(tables, params)
+    io.write_parquet(params.paths.features / "features.parquet", table)
+    io.write_json(params.paths.features / "features_report.json", report)
+    close_rates.run(params)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
