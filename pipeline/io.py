@@ -112,7 +112,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 
 def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="lz4")  # reads 2-3x faster than zstd
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
