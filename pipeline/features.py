@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline import io
 from pipeline.contract import OUTCOME_STAGES, WON_STAGE
@@ -167,12 +168,20 @@ def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.Da
     return label(features, activities, as_of, params, require_outcomes)
 
 
+def cohort_of(created_at: pd.Series) -> pd.Series:
+    """Each lead's creation month as 'YYYY-MM': the few distinct months are formatted once, then
+    looked up (strftime on a million timestamps takes half a second)."""
+    months, position = np.unique(created_at.to_numpy().astype("datetime64[M]"), return_inverse=True)
+    labels = pa.array(np.datetime_as_string(months, unit="M")).take(pa.array(position.ravel()))
+    return pd.Series(labels, index=created_at.index, dtype="str")
+
+
 def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, params: Params,
           require_outcomes: bool = True) -> tuple[pd.DataFrame, dict[str, object]]:
     """The engine's per-lead aggregate -> cohort and closed label, and the stage's report."""
     o = params.outcome
     counts = features[[COUNT_PREFIX + a for a in activities]]
-    features["cohort"] = features["created_at"].dt.strftime("%Y-%m")
+    features["cohort"] = cohort_of(features["created_at"])
     features["closed"] = np.where(features["matured"], features["won_in_horizon"].astype(int), -1).astype("int8")
     features = features.drop(columns=["won_in_horizon"])
     features["window_truncated"] = features["window_truncated"].fillna(False).astype(bool)
