@@ -256,6 +256,14 @@ def lead_positions(ids: pd.Series, lead_ids: pd.Series) -> np.ndarray:
     return position.fill_null(-1).to_numpy()
 
 
+def id_ranks(lead_ids: pd.Series) -> np.ndarray:
+    """Each id's rank in sorted order (ids as validated leads are already sorted: then just 0..n-1)."""
+    ids = pa_arrow.array(lead_ids, type=pa_arrow.large_string())
+    if len(ids) < 2 or pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py():
+        return np.arange(len(ids))
+    return pc.rank(ids, sort_keys="ascending", tiebreaker="first").to_numpy() - 1
+
+
 def validate_activities(
     frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series,
     policy: str = "drop", now: pd.Timestamp | None = None,
@@ -284,17 +292,24 @@ def customer_amounts(stages: pd.DataFrame) -> pd.Series:
     return stages.loc[(stages["stage"] == WON_STAGE) & stages["amount"].notna(), "amount"]
 
 
-def out_of_order(stages: pd.DataFrame) -> pd.Series:
+def out_of_order(stages: pd.DataFrame, lead_key: np.ndarray | None = None) -> np.ndarray:
     """Stage rows dated before a stage that comes earlier in the funnel (e.g. an SQL before its MQL).
 
-    'lost' can follow any stage and is not checked.
+    'lost' can follow any stage and is not checked. `lead_key` (one integer per lead, e.g.
+    its position in the lead table) groups the rows by lead faster than the id strings.
     """
+    key = pd.factorize(stages["lead_id"])[0] if lead_key is None else np.asarray(lead_key)
     rank = {stage: position for position, stage in enumerate(STAGES) if stage != "lost"}
-    ranked = stages[stages["stage"].isin(rank)].assign(rank=lambda f: f["stage"].map(rank))
-    ranked = ranked.sort_values(["lead_id", "rank"], kind="stable")
-    earlier_max = ranked.groupby("lead_id")["entered_at"].cummax().groupby(ranked["lead_id"]).shift(1)
-    flagged = ranked["entered_at"] < earlier_max
-    return pd.Series(False, index=stages.index) | flagged.reindex(stages.index, fill_value=False)
+    funnel = stages["stage"].map(rank).to_numpy(dtype=float, na_value=np.nan)
+    rows = np.flatnonzero(~np.isnan(funnel))
+    rows = rows[np.lexsort((funnel[rows], key[rows]))]  # by lead, then funnel position (stable)
+    lead = key[rows]
+    entered = stages["entered_at"].to_numpy()[rows]
+    # the latest date among the lead's earlier funnel stages: running maximum, restarted at each lead
+    earlier_max = pd.Series(entered).groupby(lead).cummax().groupby(lead).shift(1).to_numpy()
+    flagged = np.zeros(len(stages), dtype=bool)
+    flagged[rows] = entered < earlier_max
+    return flagged
 
 
 def validate_stages(
@@ -312,19 +327,23 @@ def validate_stages(
     _enforce(stages, STAGES_SCHEMA, source)
     if "amount" not in stages.columns:
         stages["amount"] = float("nan")
-    position = lead_positions(stages["lead_id"], lead_ids)
+    position = pd.Series(lead_positions(stages["lead_id"], lead_ids), index=stages.index)
     stages = report.remove(stages, position < 0, "unknown lead_id", source, policy)
     if created_at is not None:
-        created = created_at.to_numpy(dtype="datetime64[us]")[position[position >= 0]]
+        created = created_at.to_numpy(dtype="datetime64[us]")[position[position >= 0].to_numpy()]
         before = stages["entered_at"].to_numpy() < created
         stages = report.remove(stages, before, "entered before the lead was created", source, policy)
     if now is not None:
         stages = report.remove(stages, stages["entered_at"] > now, "dated in the future", source, policy)
-    stages = report.remove(stages, out_of_order(stages), "dated before an earlier funnel stage of the same lead",
-                           source, policy)
-    stages = stages[["lead_id", "stage", "entered_at", "amount"]]
-    stages = stages.sort_values(["lead_id", "entered_at", "stage"], kind="stable")
-    duplicate = stages.duplicated(["lead_id", "stage"])
+    # leads' ranks in id order stand in for the ids: sorting and grouping integers is ten times faster
+    lead_key = id_ranks(lead_ids)[position.loc[stages.index].to_numpy()]
+    wrong = out_of_order(stages, lead_key)
+    stages = report.remove(stages, wrong, "dated before an earlier funnel stage of the same lead", source, policy)
+    lead_key = lead_key[~wrong]
+    stage_code = pd.Categorical(stages["stage"], categories=sorted(STAGES)).codes
+    order = np.lexsort((stage_code, stages["entered_at"].to_numpy(), lead_key))  # by id, date, stage name
+    stages = stages[["lead_id", "stage", "entered_at", "amount"]].iloc[order]
+    duplicate = pd.Series(lead_key[order] * len(STAGES) + stage_code[order]).duplicated().to_numpy()
     report.drop("duplicate stage for the same lead (earliest kept)", int(duplicate.sum()))
     stages = stages[~duplicate].reset_index(drop=True)
     report.rows_written = len(stages)
