@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.errors import LeadcalError
+from pipeline.features import PEAK_PREFIX
 from pipeline.frequency import FoundThreshold, discover
 from pipeline.params import FrequencySignal, Params
 from pipeline.signals import SignalSet, activities_in, build_signals, labelled, time_split
@@ -77,8 +78,9 @@ def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThre
         return []
     train, _ = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = train.to_numpy()
+    peaks = [c for c in features.columns if c.startswith(PEAK_PREFIX)]  # only these are read: no copy of the rest
     found = discover(
-        features[rows], features.loc[rows, "closed"].to_numpy(), activities_in(features),
+        features.loc[rows, peaks], features.loc[rows, "closed"].to_numpy(), activities_in(features),
         settings.windows_days, params.signals.min_support, settings.max_p_value,
     )
     for f in found:
