@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
+from pipeline.errors import LeadcalError
+
 # pandera loads its PySpark integration (on import, and again at the first validation) whenever
 # PySpark is installed (the spark extra), and PySpark 4.x warns about pandas 3 each time; leadcal
 # uses only pandera's pandas checks, so the warning would only be noise in every stage's log
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-
-import pandera.pandas as pa  # noqa: E402
-
-from pipeline.errors import LeadcalError
 
 STAGES: tuple[str, ...] = ("lead", "mql", "sal", "sql", "opportunity", "customer", "lost")
 OUTCOME_STAGES: tuple[str, ...] = ("customer", "lost")
@@ -144,10 +143,6 @@ def _to_number(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     return parsed.astype("float64")
 
 
-def _rule(name: str, test) -> pa.Check:
-    return pa.Check(test, name=name, error=name)
-
-
 # Structural rules, checked with pandera once the values are parsed (parsing errors are
 # reported by _coerce, which names the unparseable value and its line). Each rule's name
 # maps to the sentence the user reads, the column whose values the examples show, and how
@@ -158,21 +153,37 @@ RULES: dict[str, tuple[str, str | None, object]] = {
     "known stage": (f"{{n}} value(s) outside {list(STAGES)}", None, len),
     "amount not negative": ("{n} negative amount(s)", None, len),
 }
-LEADS_SCHEMA = pa.DataFrameSchema(
-    {"lead_id": pa.Column(checks=_rule("unique lead id", lambda s: ~s.duplicated(keep=False)))})
-ACTIVITIES_SCHEMA = pa.DataFrameSchema(
-    {"activity": pa.Column(nullable=True, checks=_rule("activity name given", lambda s: s.notna() & (s != "")))})
-STAGES_SCHEMA = pa.DataFrameSchema({
-    "stage": pa.Column(checks=_rule("known stage", lambda s: s.isin(STAGES))),
-    "amount": pa.Column(nullable=True, required=False, checks=_rule("amount not negative", lambda s: s.isna() | (s >= 0))),
-})
 
 
-def _enforce(frame: pd.DataFrame, schema: pa.DataFrameSchema, source: str) -> None:
+@cache
+def _schema(table: str):  # noqa: ANN202 - a pandera schema; pandera is imported on first use
+    """The pandera schema of a table. pandera (and the PySpark it pulls in when installed) takes
+    a quarter second to import: stages that only read this module's constants skip it."""
+    import pandera.pandas as pa
+
+    def rule(name: str, test) -> pa.Check:  # noqa: ANN001 - a vectorised predicate
+        return pa.Check(test, name=name, error=name)
+
+    return {
+        "leads": pa.DataFrameSchema(
+            {"lead_id": pa.Column(checks=rule("unique lead id", lambda s: ~s.duplicated(keep=False)))}),
+        "activities": pa.DataFrameSchema(
+            {"activity": pa.Column(nullable=True, checks=rule("activity name given", lambda s: s.notna() & (s != "")))}),
+        "stages": pa.DataFrameSchema({
+            "stage": pa.Column(checks=rule("known stage", lambda s: s.isin(STAGES))),
+            "amount": pa.Column(nullable=True, required=False,
+                                checks=rule("amount not negative", lambda s: s.isna() | (s >= 0))),
+        }),
+    }[table]
+
+
+def _enforce(frame: pd.DataFrame, table: str, source: str) -> None:
     """Validate with pandera; the first broken rule becomes one clear message with example lines."""
+    from pandera.errors import SchemaErrors
+
     try:
-        schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
+        _schema(table).validate(frame, lazy=True)
+    except SchemaErrors as exc:
         cases = exc.failure_cases.dropna(subset=["index"])
         (column, check), group = next(iter(cases.groupby(["column", "check"], sort=False)))
         sentence, example_column, count = RULES[check]
@@ -233,7 +244,7 @@ def validate_leads(
             f"({', '.join(RESERVED_COLUMNS)}, and names starting with {', '.join(RESERVED_PREFIXES)}); rename them"
         )
     leads = _coerce(frame, LEADS_REQUIRED, source)
-    _enforce(leads, LEADS_SCHEMA, source)
+    _enforce(leads, "leads", source)
     for attribute in fit_attributes:
         column = leads[attribute]
         if attribute in numeric_attributes:
@@ -273,7 +284,7 @@ def validate_activities(
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, ACTIVITIES_REQUIRED, source)
     events = _coerce(frame, ACTIVITIES_REQUIRED, source)
-    _enforce(events, ACTIVITIES_SCHEMA, source)
+    _enforce(events, "activities", source)
     position = lead_positions(events["lead_id"], lead_ids)
     events = report.remove(events, position < 0, "unknown lead_id", source, policy)
     before = events["occurred_at"].to_numpy() < created_at.to_numpy(dtype="datetime64[us]")[position[position >= 0]]
@@ -299,9 +310,10 @@ def out_of_order(stages: pd.DataFrame, lead_key: np.ndarray | None = None) -> np
     its position in the lead table) groups the rows by lead faster than the id strings.
     """
     key = pd.factorize(stages["lead_id"])[0] if lead_key is None else np.asarray(lead_key)
-    rank = {stage: position for position, stage in enumerate(STAGES) if stage != "lost"}
-    funnel = stages["stage"].map(rank).to_numpy(dtype=float, na_value=np.nan)
-    rows = np.flatnonzero(~np.isnan(funnel))
+    ranked = pa_arrow.array([stage for stage in STAGES if stage != "lost"], type=pa_arrow.large_string())
+    funnel = pc.index_in(pa_arrow.array(stages["stage"], type=pa_arrow.large_string()), value_set=ranked)
+    funnel = funnel.fill_null(-1).to_numpy()  # position in the funnel; -1: 'lost'
+    rows = np.flatnonzero(funnel >= 0)
     rows = rows[np.lexsort((funnel[rows], key[rows]))]  # by lead, then funnel position (stable)
     lead = key[rows]
     entered = stages["entered_at"].to_numpy()[rows]
@@ -324,7 +336,7 @@ def validate_stages(
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, STAGES_REQUIRED, source)
     stages = _coerce(frame, {**STAGES_REQUIRED, **STAGES_OPTIONAL}, source)
-    _enforce(stages, STAGES_SCHEMA, source)
+    _enforce(stages, "stages", source)
     if "amount" not in stages.columns:
         stages["amount"] = float("nan")
     position = pd.Series(lead_positions(stages["lead_id"], lead_ids), index=stages.index)
