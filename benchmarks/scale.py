@@ -44,6 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results.json"
 EVENTS_PER_LEAD = 30
+MAX_DUCKDB_GB = 16  # a stage that runs out of DuckDB memory is rerun with twice the cap, up to this
 CHUNK_LEADS = 250_000  # leads generated (and events written) per row group: bounded memory at any size
 START = np.datetime64("2024-01-01T00:00:00", "s")
 SPAN_SECONDS = 730 * 86_400
@@ -146,9 +147,20 @@ def measure(n_leads: int, root: Path, baseline: bool) -> dict[str, object]:
     params_path = data / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    stages, peak = {}, 0.0
+    stages, peak, refused = {}, 0.0, []
     for stage in ("extract", "features", "close-rates"):
-        seconds, mib, _ = peak_mib_of(["leadcal", "-q", "--params", str(params_path), stage], data, env)
+        while True:
+            try:
+                seconds, mib, _ = peak_mib_of(["leadcal", "-q", "--params", str(params_path), stage], data, env)
+                break
+            except RuntimeError as exc:  # the DuckDB cap was too small for this size: record it, double it
+                if "duckdb_memory_gb" not in str(exc) or params["duckdb_memory_gb"] >= MAX_DUCKDB_GB:
+                    raise
+                refused.append({"stage": stage, "duckdb_memory_gb": params["duckdb_memory_gb"]})
+                params["duckdb_memory_gb"] *= 2
+                params_path.write_text(yaml.safe_dump(params))
+                print(f"  {n_leads:>10,} leads  {stage:<12} out of memory; duckdb_memory_gb raised to "
+                      f"{params['duckdb_memory_gb']:g}", flush=True)
         stages[stage] = round(seconds, 2)
         peak = max(peak, mib)
         print(f"  {n_leads:>10,} leads  {stage:<12} {seconds:7.1f} s  peak {mib:7.0f} MiB", flush=True)
@@ -156,7 +168,8 @@ def measure(n_leads: int, root: Path, baseline: bool) -> dict[str, object]:
     record: dict[str, object] = {
         "leads": n_leads, "events": events, "generate_seconds": round(generated, 1),
         "leadcal": {"stages_seconds": stages, "seconds": round(total, 2), "peak_mib": round(peak),
-                    "events_per_second": round(events / total)},
+                    "events_per_second": round(events / total), "duckdb_memory_gb": params["duckdb_memory_gb"],
+                    "out_of_memory_at": refused},
     }
     if baseline:
         baseline_params = {**params, "paths": {**params["paths"], **{
