@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
@@ -46,6 +48,9 @@ class Engine(Protocol):
 
     def fetch(self, sql: str) -> pd.DataFrame:
         """Run a query and return its (per-lead, already aggregated) result to pandas."""
+
+    def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        """Run a query and stream its result as Arrow record batches (for results too long for pandas)."""
 
     def close(self) -> None: ...
 
@@ -84,6 +89,9 @@ class DuckDBEngine:
     def fetch(self, sql: str) -> pd.DataFrame:
         # through Arrow: a million-row, 60-column result converts in a third of the time .df() takes
         return self._run(lambda: self._con.sql(sql).to_arrow_table().to_pandas())
+
+    def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        yield from self._run(lambda: self._con.sql(sql).to_arrow_reader(1_000_000))
 
     def _run(self, query):  # noqa: ANN001, ANN202 - a thunk and its result
         import duckdb
@@ -155,6 +163,9 @@ class SparkEngine:
             if pd.api.types.is_datetime64_any_dtype(frame[column]):
                 frame[column] = frame[column].astype("datetime64[us]")
         return frame
+
+    def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        yield from self._spark.sql(sql).toArrow().to_batches()
 
     def close(self) -> None:
         for name in self._created:

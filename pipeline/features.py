@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 COUNT_PREFIX = "n__"  # events of an activity in the window
 AGE_PREFIX = "age__"  # days from the latest such event to the cut-off (NaN: never)
 PEAK_PREFIX = "peak__"  # most events of an activity within any rolling window
-NEVER_DAYS = 10_000.0  # the age given to an activity a lead never did, where a number is needed
+NEVER_DAYS = 10_000.0
+LEAD_RANK = "lead_rank__"  # a lead's position in id order: the integer key of the aggregation (not an output)  # the age given to an activity a lead never did, where a number is needed
 
 
 def peak_column(activity: str, window_days: int) -> str:
@@ -51,7 +52,8 @@ def _lead_frame_sql(observation_days: int, horizon_days: int, as_of: str) -> str
                o.first_outcome_at < l.created_at + INTERVAL '{observation_days}' DAY AS window_truncated,
                c.customer_at,
                l.created_at + INTERVAL '{horizon_days}' DAY <= {as_of} AS matured,
-               COALESCE(c.customer_at <= l.created_at + INTERVAL '{horizon_days}' DAY, FALSE) AS won_in_horizon
+               COALESCE(c.customer_at <= l.created_at + INTERVAL '{horizon_days}' DAY, FALSE) AS won_in_horizon,
+               ROW_NUMBER() OVER (ORDER BY l.lead_id) - 1 AS {LEAD_RANK}
         FROM leads l
         LEFT JOIN (SELECT lead_id, MIN(entered_at) AS first_outcome_at FROM stages
                    WHERE stage IN ({outcome_list}) GROUP BY lead_id) o USING (lead_id)
@@ -84,16 +86,18 @@ def export_date(engine: Engine) -> pd.Timestamp:
 def _aggregate(engine: Engine, params: Params, as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
     """One row per lead, computed by the engine: the long event table never reaches pandas.
 
-    The event log is read once into one row per lead x activity (events, first, latest);
-    the per-lead columns pivot from that. Ages are whole seconds between the latest event
-    and the cut-off (floor of each timestamp's seconds), in days. Peaks count events in
-    half-open rolling windows, like the cut-off: events exactly W days apart are not
-    "within W days". A lead x activity whose events all lie within W days has its count
-    as its peak, so the rolling window (a sort of the events) only runs on the others;
-    with the default 30-day window and 30-day observation that is none of them.
+    The engine reads the event log once into one row per lead x activity (events, first,
+    latest); those rows stream back as Arrow batches and are placed straight into per-lead
+    arrays (a pivot in SQL keeps 48 aggregates per lead in memory: at 10M leads it spilled
+    for minutes). Ages are whole seconds between the latest event and the cut-off (floor of
+    each timestamp's seconds), in days. Peaks count events in half-open rolling windows, like
+    the cut-off: events exactly W days apart are not "within W days". A lead x activity whose
+    events all lie within W days has its count as its peak, so the rolling window (a sort of
+    the events) only runs on the others; with the default 30-day window and 30-day
+    observation that is none of them.
     """
     o, frequency = params.outcome, params.signals.frequency
-    us = engine.epoch_us
+    us, name = engine.epoch_us, engine.quote
     engine.create("lead_frame", _lead_frame_sql(o.observation_days, o.horizon_days, timestamp_literal(as_of)))
     activities = sorted(engine.fetch("SELECT DISTINCT activity FROM activities")["activity"])
     for spec in frequency.fixed:
@@ -103,55 +107,61 @@ def _aggregate(engine: Engine, params: Params, as_of: pd.Timestamp) -> tuple[pd.
                 f"known activities: {activities}"
             )
     windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
-    in_window = "FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id WHERE a.occurred_at < f.cutoff_at"
+    columns = [c for c in engine.fetch("SELECT * FROM lead_frame WHERE FALSE").columns if c != LEAD_RANK]
+    frame = engine.fetch(f"SELECT {', '.join(name(c) for c in columns)} FROM lead_frame ORDER BY {LEAD_RANK}")
     engine.create("pairs", f"""
-        SELECT a.lead_id, a.activity, COUNT(*) AS n, MIN({us('a.occurred_at')}) AS first_us,
-               MAX({us('a.occurred_at')}) AS last_us, MAX({us('f.cutoff_at')}) AS cutoff_us
-        {in_window}
-        GROUP BY a.lead_id, a.activity
+        SELECT f.{LEAD_RANK}, a.activity, COUNT(*) AS n, MIN({us('a.occurred_at')}) AS first_us,
+               MAX({us('a.occurred_at')}) AS last_us
+        FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
+        WHERE a.occurred_at < f.cutoff_at
+        GROUP BY f.{LEAD_RANK}, a.activity
     """)
-    name, value = engine.quote, engine.literal
-    peak_of = {}
+    # one row per activity, one column per lead: each becomes a pandas block without a copy
+    shape = (len(activities), len(frame))
+    counts, latest = np.zeros(shape, dtype=np.int32), np.zeros(shape, dtype=np.int64)
+    for lead, activity, (n, last_us) in _pairs(engine, "n, last_us", "pairs", activities):
+        counts[activity, lead], latest[activity, lead] = n, last_us
+    blocks = [_block(counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index)]
+    cutoff_seconds = np.floor(frame["cutoff_at"].to_numpy().astype("datetime64[us]").astype(np.int64) / 1e6)
+    with np.errstate(invalid="ignore"):
+        ages = np.where(counts > 0, (cutoff_seconds - np.floor(latest / 1e6)) / 86400.0, np.nan)
+    blocks.append(_block(ages, [f"{AGE_PREFIX}{a}" for a in activities], frame.index))
     for window_days in windows:
+        peaks = counts
         width = window_days * 86_400_000_000  # events less than this many microseconds apart share a window
         spread = f"last_us - first_us >= {width}"
-        if not int(engine.fetch(f"SELECT COUNT(*) AS n FROM pairs WHERE {spread}")["n"].iloc[0]):
-            peak_of[window_days] = "n"
-            continue
-        engine.create(f"peaks_{window_days}", f"""
-            SELECT lead_id, activity, MAX(n) AS peak FROM (
-                SELECT a.lead_id, a.activity, COUNT(*) OVER (
-                    PARTITION BY a.lead_id, a.activity ORDER BY {us('a.occurred_at')}
-                    RANGE BETWEEN {width - 1} PRECEDING AND CURRENT ROW) AS n
-                FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
-                JOIN (SELECT lead_id, activity FROM pairs WHERE {spread}) s
-                  ON a.lead_id = s.lead_id AND a.activity = s.activity
-                WHERE a.occurred_at < f.cutoff_at) w
-            GROUP BY lead_id, activity
-        """)
-        peak_of[window_days] = f"COALESCE(p{window_days}.peak, p.n)"
-    seconds = "FLOOR({} / 1000000)"
-    per_lead = ["p.lead_id"]
-    for a in activities:
-        per_lead.append(f"MAX(p.n) FILTER (WHERE p.activity = {value(a)}) AS {name(COUNT_PREFIX + a)}")
-        latest = seconds.format(f"MAX(p.last_us) FILTER (WHERE p.activity = {value(a)})")
-        per_lead.append(f"({seconds.format('MAX(p.cutoff_us)')} - {latest}) / CAST(86400 AS DOUBLE) "
-                        f"AS {name(AGE_PREFIX + a)}")
-    per_lead += [f"MAX({peak_of[w]}) FILTER (WHERE p.activity = {value(a)}) AS {name(peak_column(a, w))}"
-                 for w in windows for a in activities]
-    joins = " ".join(f"LEFT JOIN peaks_{w} p{w} ON p.lead_id = p{w}.lead_id AND p.activity = p{w}.activity"
-                     for w in windows if peak_of[w] != "n")
-    engine.create("per_lead", f"SELECT {', '.join(per_lead)} FROM pairs p {joins} GROUP BY p.lead_id")
-    columns = [f"CAST(COALESCE(c.{name(COUNT_PREFIX + a)}, 0) AS INTEGER) AS {name(COUNT_PREFIX + a)}"
-               for a in activities]
-    columns += [f"CAST(c.{name(AGE_PREFIX + a)} AS DOUBLE) AS {name(AGE_PREFIX + a)}" for a in activities]
-    columns += [f"CAST(COALESCE(c.{name(peak_column(a, w))}, 0) AS INTEGER) AS {name(peak_column(a, w))}"
-                for w in windows for a in activities]
-    features = engine.fetch(
-        f"SELECT f.*{', ' if columns else ''}{', '.join(columns)} FROM lead_frame f "
-        f"LEFT JOIN per_lead c ON f.lead_id = c.lead_id ORDER BY f.lead_id"
-    )
-    return features, activities
+        if int(engine.fetch(f"SELECT COUNT(*) AS n FROM pairs WHERE {spread}")["n"].iloc[0]):
+            engine.create(f"peaks_{window_days}", f"""
+                SELECT {LEAD_RANK}, activity, MAX(n) AS peak FROM (
+                    SELECT f.{LEAD_RANK}, a.activity, COUNT(*) OVER (
+                        PARTITION BY f.{LEAD_RANK}, a.activity ORDER BY {us('a.occurred_at')}
+                        RANGE BETWEEN {width - 1} PRECEDING AND CURRENT ROW) AS n
+                    FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
+                    JOIN (SELECT {LEAD_RANK}, activity FROM pairs WHERE {spread}) s
+                      ON f.{LEAD_RANK} = s.{LEAD_RANK} AND a.activity = s.activity
+                    WHERE a.occurred_at < f.cutoff_at) w
+                GROUP BY {LEAD_RANK}, activity
+            """)
+            peaks = counts.copy()
+            for lead, activity, (peak,) in _pairs(engine, "peak", f"peaks_{window_days}", activities):
+                peaks[activity, lead] = peak
+        blocks.append(_block(peaks, [peak_column(a, window_days) for a in activities], frame.index))
+    return pd.concat([frame, *blocks], axis=1), activities
+
+
+def _block(values: np.ndarray, columns: list[str], index: pd.Index) -> pd.DataFrame:
+    """(columns x leads) array -> a frame with one column per row of it."""
+    return pd.DataFrame(values.T, columns=columns, index=index, copy=False)
+
+
+def _pairs(engine: Engine, values: str, table: str, activities: list[str]):  # noqa: ANN202 - a generator
+    """`values` of each (lead rank, activity) row of `table`, batch by batch, as (lead positions,
+    activity positions, [value arrays]); the engine numbers the activities, so no string comes back."""
+    position = " ".join(f"WHEN {engine.literal(a)} THEN {k}" for k, a in enumerate(activities))
+    sql = f"SELECT {LEAD_RANK}, CASE activity {position} END AS activity_position, {values} FROM {table}"
+    for batch in engine.batches(sql):
+        lead, activity, *rest = (column.to_numpy() for column in batch.columns)
+        yield lead, activity, rest
 
 
 def build_features(params: Params, require_outcomes: bool = True) -> tuple[pd.DataFrame, dict[str, object]]:
