@@ -4,7 +4,8 @@ The features SQL (pipeline.features) is written once, in the dialect both engine
 the few functions that differ (epoch microseconds, quoting a column name) come from
 the engine. DuckDB streams Parquet on one machine; Spark runs the same statements on a
 cluster when one machine is not enough (params `engine: spark`, `spark.master`). Only
-the per-lead result comes back to pandas, for scikit-learn.
+aggregated rows come back: per lead (to pandas, for scikit-learn), or per lead and
+activity (as Arrow batches, placed into per-lead arrays); never the events.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ Leakage rules, applied here once for every later stage:
   horizon_days before the export date. A younger lead that has not closed yet
   may still close, so counting it as a loss would bias every close rate down.
 
-The aggregation is SQL run by DuckDB straight on the Parquet files, so the event
-log is streamed, never loaded whole into pandas; only the per-lead result is.
+The aggregation is SQL run by the engine (DuckDB, or Spark) straight on the Parquet
+files, so the event log is streamed, never loaded into pandas; only one row per lead
+and activity comes back, and the per-lead table is built from those.
 """
 
 from __future__ import annotations
