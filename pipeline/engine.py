@@ -56,6 +56,11 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def sql_literal(text: str) -> str:
+    """A string literal for DuckDB (standard SQL: quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def timestamp_literal(value: pd.Timestamp) -> str:
     return f"TIMESTAMP '{pd.Timestamp(value).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
@@ -79,7 +84,7 @@ class DuckDBEngine:
         return '"' + name.replace('"', '""') + '"'
 
     def literal(self, text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
+        return sql_literal(text)
 
     def view_parquet(self, name: str, path: Path) -> None:
         self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path.as_posix()}')")

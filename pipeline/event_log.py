@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.contract import ACTIVITIES_REQUIRED, EXAMPLE_ROWS, TableReport
+from pipeline.engine import sql_literal
 from pipeline.errors import LeadcalError
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,6 @@ def _refusal(con: duckdb.DuckDBPyConnection, shown: str, reason: str, count: int
                         f"'drop' drops and counts them); {_examples(con, condition, 'lead_id', files, table)}")
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _timestamp_sql(kind: str) -> str:
     """occurred_at as UTC without a zone, whatever type the Parquet file stores it as."""
     if kind.startswith("TIMESTAMP WITH TIME ZONE"):
@@ -130,6 +127,8 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
     written, previous = 0, None
     try:
         for batch in ordered:
+            if not batch.num_rows:
+                continue
             lead, name, us = (batch.column(i).to_numpy() for i in range(3))
             repeat = np.empty(len(lead), dtype=bool)
             repeat[1:] = (lead[1:] == lead[:-1]) & (us[1:] == us[:-1]) & (name[1:] == name[:-1])
@@ -187,7 +186,7 @@ def write_event_log(
             CREATE TEMP VIEW parsed AS
             SELECT filename, file_row_number + 1 AS row_number,
                    CAST(lead_id AS VARCHAR) AS raw_lead_id, CAST(activity AS VARCHAR) AS raw_activity,
-                   trim(CAST(lead_id AS VARCHAR), {_literal(WHITESPACE)}) AS lead_id,
+                   trim(CAST(lead_id AS VARCHAR), {sql_literal(WHITESPACE)}) AS lead_id,
                    {text_sql} AS occurred_text,
                    {_timestamp_sql(types['occurred_at'])} AS occurred_at
             FROM read_parquet({file_list}, union_by_name=true, filename=true, file_row_number=true)
@@ -201,7 +200,7 @@ def write_event_log(
             "raw": pa.array([raw for raw, name in spellings if name], type=pa.string()),
             "name_rank": pa.array([rank[name] for _, name in spellings if name], type=pa.int32())}))
         blank = [raw for raw, name in spellings if not name]
-        no_name = "raw_activity IS NULL" + (f" OR raw_activity IN ({', '.join(map(_literal, blank))})" if blank else "")
+        no_name = "raw_activity IS NULL" + (f" OR raw_activity IN ({', '.join(map(sql_literal, blank))})" if blank else "")
         bad_date = "occurred_at IS NULL AND trim(occurred_text) <> ''"
         no_date = "occurred_text IS NULL OR trim(occurred_text) = ''"
         no_id = "lead_id IS NULL OR lead_id = ''"
