@@ -19,14 +19,13 @@ leadcal's, so its ratio compares two ways of doing one job, not two jobs.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import close_rates, io
 from pipeline.contract import OUTCOME_STAGES, WON_STAGE
-from pipeline.extract import validate_tables
+from pipeline.extract import validate_tables, write_tables
 from pipeline.features import AGE_PREFIX, COUNT_PREFIX, label, peak_column
 from pipeline.params import Params, load_params
 from pipeline.sources import TABLES, find_table, read_path
@@ -41,12 +40,7 @@ def extract(params: Params) -> dict[str, pd.DataFrame]:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     tables, _ = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params,
                                 params.extract.on_bad_rows, now)
-    leads, fit = tables["leads"], params.signals.fit_attributes
-    keep = ["lead_id", "created_at", *[a for a in fit if a not in ("lead_id", "created_at")]]
-    tables["leads"] = leads[keep + [c for c in leads.columns if c not in keep]]
-    for name in TABLES:
-        io.write_parquet(params.paths.extracted / f"{name}.parquet", tables[name])
-    return tables
+    return write_tables(tables, params.paths.extracted, params.signals.fit_attributes)
 
 
 def lead_frame(leads: pd.DataFrame, stages: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
@@ -114,5 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

@@ -98,31 +98,38 @@ def read_source(params: Params, policy: str, now: pd.Timestamp | None
 def activity_summary(path: Path) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
     """Events per activity name and the first and last event, read by DuckDB from the written table."""
     con = duckdb.connect()
-    try:
-        counts = con.execute(f"SELECT activity, count(*) AS n FROM read_parquet('{path.as_posix()}') "
-                             "GROUP BY activity ORDER BY activity").df()
-        first, last = con.execute(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet('{path.as_posix()}')"
-                                  ).fetchone()
+    try:  # one scan: per activity, its events and its first and last
+        counts = con.execute(f"SELECT activity, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last "
+                             f"FROM read_parquet('{path.as_posix()}') GROUP BY activity ORDER BY activity").df()
     finally:
         con.close()
     seen = pd.Series(counts["n"].to_numpy(), index=counts["activity"].to_numpy(), dtype="int64")
-    return seen, first, last
+    if counts.empty:
+        return seen, None, None
+    return seen, counts["first"].min(), counts["last"].max()
+
+
+def write_tables(tables: dict[str, pd.DataFrame | None], out: Path, fit_attributes: list[str]
+                 ) -> dict[str, pd.DataFrame | None]:
+    """Write the validated tables as the contract's Parquet files (leads: id, date, fit attributes first)."""
+    leads = tables["leads"]
+    keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
+    tables = {**tables, "leads": leads[keep + [c for c in leads.columns if c not in keep]]}
+    for name in TABLES:
+        if tables[name] is not None:  # None: the event log was already written, streaming
+            io.write_parquet(out / f"{name}.parquet", tables[name])
+    return tables
 
 
 def extract(params: Params) -> dict[str, object]:
     """Read the source, validate it, write the canonical tables under paths.extracted, return the report."""
-    out, fit_attributes = params.paths.extracted, params.signals.fit_attributes
+    out = params.paths.extracted
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     tables, reports, origins, normalisation = read_source(params, params.extract.on_bad_rows, now)
     for name in TABLES:
         log.info("extract: %s: %d rows kept of %d", origins[name], reports[name].rows_written, reports[name].rows_read)
 
-    leads = tables["leads"]
-    keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
-    tables["leads"] = leads[keep + [c for c in leads.columns if c not in keep]]
-    for name in TABLES:
-        if tables[name] is not None:  # None: the event log was already written, streaming
-            io.write_parquet(out / f"{name}.parquet", tables[name])
+    tables = write_tables(tables, out, params.signals.fit_attributes)
 
     seen, first_event, last_event = activity_summary(out / "activities.parquet")
     timestamps = pd.concat([tables["leads"]["created_at"], tables["stages"]["entered_at"],
