@@ -303,13 +303,13 @@ def customer_amounts(stages: pd.DataFrame) -> pd.Series:
     return stages.loc[(stages["stage"] == WON_STAGE) & stages["amount"].notna(), "amount"]
 
 
-def out_of_order(stages: pd.DataFrame, lead_key: np.ndarray | None = None) -> np.ndarray:
+def out_of_order(stages: pd.DataFrame, lead_key: np.ndarray) -> np.ndarray:
     """Stage rows dated before a stage that comes earlier in the funnel (e.g. an SQL before its MQL).
 
-    'lost' can follow any stage and is not checked. `lead_key` (one integer per lead, e.g.
-    its position in the lead table) groups the rows by lead faster than the id strings.
+    'lost' can follow any stage and is not checked. `lead_key` (one integer per row naming its
+    lead, e.g. the lead's rank) groups the rows by lead faster than the id strings.
     """
-    key = pd.factorize(stages["lead_id"])[0] if lead_key is None else np.asarray(lead_key)
+    key = np.asarray(lead_key)
     ranked = pa_arrow.array([stage for stage in STAGES if stage != "lost"], type=pa_arrow.large_string())
     funnel = pc.index_in(pa_arrow.array(stages["stage"], type=pa_arrow.large_string()), value_set=ranked)
     funnel = funnel.fill_null(-1).to_numpy()  # position in the funnel; -1: 'lost'

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 COUNT_PREFIX = "n__"  # events of an activity in the window
 AGE_PREFIX = "age__"  # days from the latest such event to the cut-off (NaN: never)
 PEAK_PREFIX = "peak__"  # most events of an activity within any rolling window
-NEVER_DAYS = 10_000.0
-LEAD_RANK = "lead_rank__"  # a lead's position in id order: the integer key of the aggregation (not an output)  # the age given to an activity a lead never did, where a number is needed
+NEVER_DAYS = 10_000.0  # the age given to an activity a lead never did, where a number is needed
+LEAD_RANK = "lead_rank__"  # a lead's position in id order: the integer key of the aggregation (not an output)
 
 
 def peak_column(activity: str, window_days: int) -> str:
