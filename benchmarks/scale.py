@@ -129,6 +129,11 @@ def peak_mib_of(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[flo
     return record["seconds"], record["peak_kib"] / 1024, record["out"]
 
 
+def stage_env() -> dict[str, str]:
+    """This environment, with this Python's scripts (the `leadcal` command) first on the PATH."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def same_output(features: Path, baseline_features: Path, close_rates: Path, baseline_close_rates: Path) -> None:
     """The baseline did the same work: its per-lead table and close-rate table equal leadcal's."""
     pd.testing.assert_frame_equal(pd.read_parquet(baseline_features), pd.read_parquet(features))
@@ -146,7 +151,7 @@ def measure(n_leads: int, root: Path, baseline: bool) -> dict[str, object]:
                        "features": str(data / "features"), "models": str(data / "models")}
     params_path = data / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = stage_env()
     stages, peak, refused = {}, 0.0, []
     for stage in ("extract", "features", "close-rates"):
         while True:
@@ -202,7 +207,7 @@ def measure_training(n_leads: int, root: Path, max_fit_leads: int | None) -> dic
     (models / "metrics").mkdir(parents=True, exist_ok=True)
     for name in ("close_rates.csv", "signals.json"):  # the close-rates stage's outputs, measured above
         (models / name).write_bytes((data / "models" / name).read_bytes())
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = stage_env()
     stages, peak = {}, 0.0
     for stage in ("weights", "train"):
         seconds, mib, _ = peak_mib_of(["leadcal", "-q", "--params", str(params_path), stage], data, env)
