@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet
 import pytest
 
 from pipeline.cli import main
@@ -408,11 +409,11 @@ def test_crash_while_writing_keeps_previous_file_and_no_temp_file(tmp_path, monk
     tables["leads"].append(lead("L4", "2024-01-04"))  # a valid change: leads.parquet would differ
     make_export(tmp_path, tables)
 
-    def half_written(self, path, *args, **kwargs):
+    def half_written(table, path, *args, **kwargs):
         Path(path).write_bytes(b"PAR1 truncated")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_written)
+    monkeypatch.setattr(pyarrow.parquet, "write_table", half_written)
     with pytest.raises(OSError, match="disk full"):
         extract(params)
 
