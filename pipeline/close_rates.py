@@ -33,7 +33,7 @@ COLUMNS = [
 def close_rate_table(
     signals: SignalSet, closed: np.ndarray, confidence: float = 0.95, min_support: int = 30
 ) -> tuple[pd.DataFrame, float]:
-    """(table, average close rate) over the given leads (matured ones only).
+    """(table, average close rate) over the given leads (matured ones only; `closed`: 1 for a customer, else 0).
 
     The lift interval divides the signal's interval by the average, treating the
     average (estimated from every lead) as known; with thousands of leads its own
@@ -45,9 +45,9 @@ def close_rate_table(
     closed = np.asarray(closed, dtype=np.int64)
     if len(closed) == 0:
         raise ValueError("no matured leads to compute close rates on")
-    matrix = signals.matrix.to_numpy(dtype=np.int64)
-    leads = matrix.sum(axis=0)
-    customers = closed @ matrix
+    matrix = signals.matrix.to_numpy()  # 0/1 as stored (uint8): an int64 copy of a million leads is 8x the memory
+    leads = matrix.sum(axis=0, dtype=np.int64)
+    customers = matrix[closed == 1].sum(axis=0, dtype=np.int64)
     average = float(closed.mean())
     with np.errstate(divide="ignore", invalid="ignore"):
         close_rate = np.where(leads > 0, customers / np.maximum(leads, 1), 0.0)

@@ -132,9 +132,13 @@ def build_signals(features: pd.DataFrame, params: Params, frequency: list[Freque
         rows.append({"signal": name, "kind": "engagement", "type": "recency", "attribute": "recency", "value": f"<= {days} days"})
     values = fit_values(features, params)
     for attribute in params.signals.fit_attributes:
+        # each value compared as a dictionary code: comparing a million strings per value costs 10x more
+        encoded = pa.array(values[attribute]).dictionary_encode()
+        code = {value: position for position, value in enumerate(encoded.dictionary.to_pylist())}
+        codes = encoded.indices.to_numpy()
         for value in _category_order(attribute, values[attribute], params):
             name = f"{attribute} = {value}"
-            columns[name] = (values[attribute] == value).to_numpy()
+            columns[name] = codes == code[value]
             rows.append({"signal": name, "kind": "fit", "type": "fit", "attribute": attribute, "value": value})
     matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
     return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows))
