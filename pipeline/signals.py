@@ -133,7 +133,8 @@ def build_signals(features: pd.DataFrame, params: Params, frequency: list[Freque
     values = fit_values(features, params)
     for attribute in params.signals.fit_attributes:
         # each value compared as a dictionary code: comparing a million strings per value costs 10x more
-        encoded = pa.array(values[attribute]).dictionary_encode()
+        text = pa.array(values[attribute])  # a column read from Parquet may come in several chunks
+        encoded = (text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).dictionary_encode()
         code = {value: position for position, value in enumerate(encoded.dictionary.to_pylist())}
         codes = encoded.indices.to_numpy()
         for value in _category_order(attribute, values[attribute], params):

@@ -167,3 +167,24 @@ def test_an_activity_named_null_survives_the_round_trip(tmp_path: Path) -> None:
     close_rates.run(params)
     table = io.read_csv(params.paths.models / "close_rates.csv").set_index("signal")
     assert table.loc["null", "leads"] == 20
+
+
+def test_fit_signals_from_text_in_several_arrow_chunks_match_the_values(default_run: Params) -> None:
+    """A fit attribute read from Parquet can be several Arrow chunks: each lead's fit signal is
+    still exactly 'its value equals the signal's value' (the values are compared as codes)."""
+    import pyarrow as pa
+
+    from pipeline import io
+    from pipeline.signals import build_signals, fit_values
+
+    features = io.read_parquet(default_run.paths.features / "features.parquet").iloc[:3000].reset_index(drop=True)
+    industry = pa.array(features["industry"].astype(object).to_numpy(), type=pa.large_string())
+    features["industry"] = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(
+        [industry.slice(0, 1000), industry.slice(1000, 1200), industry.slice(2200)])), index=features.index)
+    assert features["industry"].array._pa_array.num_chunks == 3
+    signals = build_signals(features, default_run)
+    values = fit_values(features, default_run)["industry"].astype(object).to_numpy()
+    fit = signals.catalog[signals.catalog["attribute"] == "industry"]
+    assert len(fit) > 2
+    for name, value in zip(fit["signal"], fit["value"]):
+        np.testing.assert_array_equal(signals.matrix[name].to_numpy(), (values == value).astype(np.uint8))
