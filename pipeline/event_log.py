@@ -176,19 +176,22 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
     try:
         for batch in ordered:
             lead, name, us, verdict = (batch.column(i).to_numpy() for i in range(4))
-            verdicts += np.bincount(verdict, minlength=len(verdicts))
-            if verdicts[stops].any():
-                break
-            if verdict.any():  # rows to leave out (rare)
+            if verdict.any():  # rows to leave out (rare): counted by verdict
+                verdicts += np.bincount(verdict, minlength=len(verdicts))
+                if verdicts[stops].any():
+                    break
                 kept = verdict == 0
                 lead, name, us = lead[kept], name[kept], us[kept]
+            else:
+                verdicts[0] += len(verdict)
             if not len(lead):
                 continue
             repeat = np.empty(len(lead), dtype=bool)
             repeat[1:] = (lead[1:] == lead[:-1]) & (us[1:] == us[:-1]) & (name[1:] == name[:-1])
             repeat[:1] = previous == (lead[0], us[0], name[0])
             previous = (lead[-1], us[-1], name[-1])
-            lead, name, us = lead[~repeat], name[~repeat], us[~repeat]
+            if repeat.any():
+                lead, name, us = lead[~repeat], name[~repeat], us[~repeat]
             first = int(lead[0])  # sorted: this batch's leads are the ranks first..lead[-1]
             batches.put(pa.table([
                 pa.DictionaryArray.from_arrays(pa.array((lead - first).astype(np.int32)),

@@ -172,3 +172,13 @@ def test_streaming_out_of_memory_is_one_clear_line(export: Path, tmp_path: Path)
     extract(params_in(tmp_path))
     with pytest.raises(LeadcalError, match=r"needs more than duckdb_memory_gb = 0.001 GB for the per-lead"):
         build_features(params)
+
+
+def test_streaming_names_a_bad_date_before_an_unknown_lead_as_the_pandas_path_does(export: Path, tmp_path: Path) -> None:
+    """Under on_bad_rows: fail the stream stops at the first row it would refuse (here the unknown
+    lead, which sorts first); the message still names what the pandas path names first: the date."""
+    events = pd.DataFrame({"lead_id": ["NOBODY", "L000001", "L000001"], "activity": ["blog_read"] * 3,
+                           "occurred_at": ["2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z", "soon"]})
+    for activities_as in ("csv", "parquet"):
+        with pytest.raises(LeadcalError, match=r"column 'occurred_at': 1 value\(s\) are not ISO-8601 dates.*'soon'"):
+            _extract_from(export, tmp_path / activities_as, activities_as, policy="fail", events=events)
