@@ -65,17 +65,27 @@ def timestamp_literal(value: pd.Timestamp) -> str:
     return f"TIMESTAMP '{pd.Timestamp(value).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
+def duckdb_connection(memory_gb: float, threads: int, **config: object):  # noqa: ANN201 - a DuckDB connection
+    """A DuckDB connection as every stage uses it: capped memory, UTC, no progress bar.
+
+    `config`: further settings at connect time (e.g. temp_directory for spilling,
+    preserve_insertion_order=False where the query sorts anyway).
+    """
+    import duckdb
+
+    con = duckdb.connect(config={"memory_limit": f"{memory_gb}GB", **config})
+    con.execute(f"SET threads TO {max(1, threads)}")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 class DuckDBEngine:
     name = "duckdb"
 
     def __init__(self, threads: int = 2, memory_gb: float = 3.0) -> None:
-        import duckdb
-
         self._memory_gb = memory_gb
-        self._con = duckdb.connect(config={"memory_limit": f"{memory_gb}GB"})
-        self._con.execute(f"SET threads TO {max(1, threads)}")
-        self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute("SET enable_progress_bar = false")
+        self._con = duckdb_connection(memory_gb, threads)
 
     def epoch_us(self, expression: str) -> str:
         return f"epoch_us({expression})"

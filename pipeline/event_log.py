@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.contract import ACTIVITIES_REQUIRED, EXAMPLE_ROWS, TableReport
-from pipeline.engine import sql_literal
+from pipeline.engine import duckdb_connection, sql_literal
 from pipeline.errors import LeadcalError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ RULES: tuple[tuple[str, str | None], ...] = (
     ("duplicate event", None),  # counted from what is written: rows kept - distinct rows
 )
 WHITESPACE = " \t\n\r\x0b\x0c"  # what Python's str.strip() (the pandas path) trims, in ASCII
-BATCH_ROWS = 1_000_000  # sorted rows streamed back at a time; one Parquet row group each
+BATCH_ROWS = 1_000_000  # sorted rows asked for at a time (DuckDB hands back up to 122,880); a row group each
 PROBLEM = len(RULES)  # verdict of a row no policy may drop (no id, no date, no name); 1..3: RULES[verdict - 1]
 # written from dictionary arrays, stored as plain strings (store_schema=False): readers see text
 CODED = pa.dictionary(pa.int32(), pa.string())
@@ -71,15 +71,6 @@ def parquet_files(path: Path) -> list[Path]:
             raise LeadcalError(f"{path}: the folder holds no .parquet file")
         return files
     return [path]
-
-
-def _connect(spill: Path, memory_limit_gb: float) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"memory_limit": f"{memory_limit_gb}GB", "temp_directory": str(spill),
-                                 "preserve_insertion_order": False})
-    con.execute(f"SET threads TO {max(1, min(2, os.cpu_count() or 1))}")
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    return con
 
 
 def _trimmed(text: str) -> str:
@@ -221,7 +212,8 @@ def write_event_log(
     spill = out.parent / ".duckdb_spill"
     spill.mkdir(exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    con = _connect(spill, memory_limit_gb)
+    con = duckdb_connection(memory_limit_gb, min(2, os.cpu_count() or 1), temp_directory=str(spill),
+                            preserve_insertion_order=False)
     try:
         file_list = "[" + ", ".join(f"'{f.as_posix()}'" for f in files) + "]"
         try:
