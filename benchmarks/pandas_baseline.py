@@ -26,7 +26,8 @@ import pandas as pd
 from pipeline import close_rates, io
 from pipeline.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.extract import validate_tables, write_tables
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX, label, peak_column
+from pipeline.schema import label
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.params import Params, load_params
 from pipeline.sources import TABLES, find_table, read_path
 

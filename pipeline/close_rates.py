@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.errors import LeadcalError
-from pipeline.features import PEAK_PREFIX
+from pipeline.schema import PEAK_PREFIX
 from pipeline.frequency import FoundThreshold, discover
 from pipeline.params import FrequencySignal, Params
 from pipeline.signals import SignalSet, activities_in, build_signals, labelled, time_split

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
 
 EPS = 1e-9
 

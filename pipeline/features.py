@@ -28,18 +28,11 @@ from pipeline.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.engine import Engine, open_engine, timestamp_literal
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
 log = logging.getLogger(__name__)
 
-COUNT_PREFIX = "n__"  # events of an activity in the window
-AGE_PREFIX = "age__"  # days from the latest such event to the cut-off (NaN: never)
-PEAK_PREFIX = "peak__"  # most events of an activity within any rolling window
-NEVER_DAYS = 10_000.0  # the age given to an activity a lead never did, where a number is needed
 LEAD_RANK = "lead_rank__"  # a lead's position in id order: the integer key of the aggregation (not an output)
-
-
-def peak_column(activity: str, window_days: int) -> str:
-    return f"{PEAK_PREFIX}{activity}__{window_days}d"
 
 
 def _lead_frame_sql(observation_days: int, horizon_days: int, as_of: str) -> str:

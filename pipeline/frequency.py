@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import chdtrc  # chi-square survival (scipy.stats.chi2.sf's own), a second cheaper to import
 
-from pipeline.features import peak_column
+from pipeline.schema import peak_column
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from pipeline import io
 from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator
 from pipeline.errors import LeadcalError
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
 from pipeline.params import Params
 from pipeline.explain import effects, global_factors, reference_values
 from pipeline.model_card import model_card

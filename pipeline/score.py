@@ -27,9 +27,10 @@ from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.explain import effects, top_reasons
 from pipeline.extract import read_export
-from pipeline.features import AGE_PREFIX, NEVER_DAYS, build_features, peak_column
+from pipeline.features import build_features
 from pipeline.model import SCHEMA_VERSION, model_matrix, predict, read_model
 from pipeline.params import FrequencySignal, Params
+from pipeline.schema import AGE_PREFIX, NEVER_DAYS, peak_column
 from pipeline.signals import SignalSet, build_signals
 from pipeline.weights import read_weights, score_features
 

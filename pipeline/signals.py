@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import io
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX, peak_column
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.params import FrequencySignal, Params
 
 UNKNOWN = "unknown"

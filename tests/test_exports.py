@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import exports, io
 from pipeline.errors import LeadcalError
-from pipeline.features import AGE_PREFIX, COUNT_PREFIX, peak_column
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals
 from pipeline.weights import read_weights, score_features, score_leads
 
