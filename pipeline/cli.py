@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,25 @@ from pipeline.errors import LeadcalError
 from pipeline.params import Params, load_params
 
 log = logging.getLogger("leadcal")
+
+# What the numerical libraries read, once, when they load: OpenBLAS (numpy's and SciPy's own
+# copies), OpenMP (scikit-learn), MKL, Accelerate, numexpr.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Every numerical library of this process uses `threads` threads, whatever the shell says.
+
+    A thread count changes the order of floating-point sums, so fits round differently in
+    the last bits: `threads` is part of the determinism promise. threadpoolctl only limits
+    the libraries already loaded, and leadcal loads SciPy and scikit-learn lazily (their
+    OpenBLAS and OpenMP read the variables above when they load), so both are set here,
+    before any of them is imported.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    threadpool_limits(threads)
 
 
 def _generate(params: Params) -> object:
@@ -153,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         if args.stage == "run" and (params.source.leads is not None or params.paths.raw != params.paths.sample):
             names.remove("generate")  # a real export: nothing to generate
-        threadpool_limits(params.threads)  # for the whole process: every fit and prediction
+        limit_threads(params.threads)  # for the whole process: every fit and prediction
         if args.stage == "score":
             from pipeline.score import score
 
