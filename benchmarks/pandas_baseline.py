@@ -5,9 +5,9 @@ the way one would without a query engine, every table whole in memory:
 
 - extract: each table read into pandas and validated by leadcal's own pandas path (the
   one CSV exports take, pipeline.contract: same rules, same counts), written as Parquet;
-- features: the same per-lead table (cut-off, label, counts, ages, rolling-window peaks)
-  with pandas merges and group-bys over the whole event log, labelled by the same
-  pipeline.features.label;
+- features: the same point-in-time table (one row per lead and snapshot it reached open,
+  label, counts, ages, rolling-window peaks, the leakage screen) with pandas merges and
+  group-bys over the whole event log, labelled by the same pipeline.features.label;
 - close rates: leadcal's stage itself, which already works on the per-lead table in pandas.
 
 scale.py checks that the features table and the close-rate table come out equal to
@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline import close_rates, io
 from pipeline.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.extract import validate_tables, write_tables
-from pipeline.schema import label
+from pipeline.features import label, leakage_screen
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.params import Params, load_params
 from pipeline.sources import TABLES, find_table, read_path
@@ -45,15 +45,12 @@ def extract(params: Params) -> dict[str, pd.DataFrame]:
 
 
 def lead_frame(leads: pd.DataFrame, stages: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
-    """Each lead with its cut-off, outcome and maturity (pipeline.features' lead frame, in pandas)."""
+    """Each lead with its first outcome, win and maturity (pipeline.features' lead frame, in pandas)."""
     o = params.outcome
     frame = leads.sort_values("lead_id").reset_index(drop=True)
     first_outcome = frame["lead_id"].map(stages[stages["stage"].isin(OUTCOME_STAGES)].groupby("lead_id")["entered_at"].min())
     customer_at = frame["lead_id"].map(stages[stages["stage"] == WON_STAGE].groupby("lead_id")["entered_at"].min())
-    window_end = frame["created_at"] + pd.Timedelta(days=o.observation_days)
-    cutoff = window_end.clip(upper=as_of)
-    frame["cutoff_at"] = cutoff.where(~(first_outcome < cutoff), first_outcome).astype("datetime64[us]")
-    frame["window_truncated"] = (first_outcome < window_end).where(first_outcome.notna())
+    frame["first_outcome_at"] = first_outcome.astype("datetime64[us]")
     frame["customer_at"] = customer_at.astype("datetime64[us]")
     horizon_end = frame["created_at"] + pd.Timedelta(days=o.horizon_days)
     frame["matured"] = horizon_end <= as_of
@@ -61,42 +58,71 @@ def lead_frame(leads: pd.DataFrame, stages: pd.DataFrame, as_of: pd.Timestamp, p
     return frame
 
 
+def snapshot_rows(frame: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
+    """One row per lead and snapshot age it reached, still open, by the export date."""
+    parts = []
+    for days in params.outcome.snapshot_days:
+        moment = frame["created_at"] + pd.Timedelta(days=days)
+        open_then = (moment <= as_of) & (frame["first_outcome_at"].isna() | (frame["first_outcome_at"] > moment))
+        parts.append(frame[open_then].assign(snapshot_days=np.int32(days),
+                                             cutoff_at=moment[open_then].astype("datetime64[us]")))
+    rows = pd.concat(parts, ignore_index=True).sort_values(["lead_id", "snapshot_days"], kind="stable")
+    return rows.drop(columns=["first_outcome_at"]).reset_index(drop=True)
+
+
 def features(tables: dict[str, pd.DataFrame], params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
-    """The per-lead table from the whole event log in memory."""
+    """The point-in-time table from the whole event log in memory."""
     leads, events, stages = tables["leads"], tables["activities"], tables["stages"]
     as_of = pd.Timestamp(params.outcome.as_of) if params.outcome.as_of else max(
         leads["created_at"].max(), events["occurred_at"].max(), stages["entered_at"].max())
-    frame = lead_frame(leads, stages, as_of, params)
-    window = events.merge(frame[["lead_id", "cutoff_at"]], on="lead_id")
+    leads_frame = lead_frame(leads, stages, as_of, params)
+    frame = snapshot_rows(leads_frame, as_of, params)
+    key = ["lead_id", "snapshot_days"]
+    window = events.merge(frame[[*key, "cutoff_at"]], on="lead_id")
     window = window[window["occurred_at"] < window["cutoff_at"]]
     window = window.assign(us=window["occurred_at"].astype("int64"), cutoff_us=window["cutoff_at"].astype("int64"))
-    pairs = window.groupby(["lead_id", "activity"])[["us", "cutoff_us"]].agg(
+    pairs = window.groupby([*key, "activity"])[["us", "cutoff_us"]].agg(
         n=("us", "size"), first_us=("us", "min"), last_us=("us", "max"), cutoff_us=("cutoff_us", "max"))
     activities = sorted(events["activity"].unique())
-    ids = frame["lead_id"]
+    rows = pd.MultiIndex.from_frame(frame[key])
 
-    def per_lead(values: pd.Series, fill: float | None) -> pd.DataFrame:
-        wide = values.unstack("activity").reindex(index=ids, columns=activities)
+    def per_row(values: pd.Series, fill: float | None) -> pd.DataFrame:
+        wide = values.unstack("activity").reindex(index=rows, columns=activities)
         return wide if fill is None else wide.fillna(fill)
 
-    counts = per_lead(pairs["n"], 0).astype("int32").add_prefix(COUNT_PREFIX)
-    ages = per_lead((np.floor(pairs["cutoff_us"] / 1e6) - np.floor(pairs["last_us"] / 1e6)) / 86400.0, None)
+    counts = per_row(pairs["n"], 0).astype("int32").add_prefix(COUNT_PREFIX)
+    ages = per_row((np.floor(pairs["cutoff_us"] / 1e6) - np.floor(pairs["last_us"] / 1e6)) / 86400.0, None)
     columns = [counts, ages.astype("float64").add_prefix(AGE_PREFIX)]
     frequency = params.signals.frequency
     for window_days in sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)}):
         peak = pairs["n"].copy()
         wide = pairs.index[(pairs["last_us"] - pairs["first_us"]) >= window_days * DAY_US]
         if len(wide):  # events less than window_days apart, counted per event over a time-based rolling window
-            spread = window.set_index(["lead_id", "activity"]).loc[wide].reset_index()
-            spread = spread.sort_values(["lead_id", "activity", "occurred_at"])
-            rolling = (spread.set_index("occurred_at").groupby(["lead_id", "activity"])["us"]
+            spread = window.set_index([*key, "activity"]).loc[wide].reset_index()
+            spread = spread.sort_values([*key, "activity", "occurred_at"])
+            rolling = (spread.set_index("occurred_at").groupby([*key, "activity"])["us"]
                        .rolling(pd.Timedelta(days=window_days)).count())
-            peak.loc[wide] = rolling.groupby(level=["lead_id", "activity"]).max().reindex(wide).astype(int)
-        named = per_lead(peak, 0).astype("int32")
+            peak.loc[wide] = rolling.groupby(level=[*key, "activity"]).max().reindex(wide).astype(int)
+        named = per_row(peak, 0).astype("int32")
         named.columns = [peak_column(a, window_days) for a in named.columns]
         columns.append(named)
-    table = pd.concat([frame.set_index("lead_id"), *columns], axis=1).reset_index(names="lead_id")
-    return label(table, activities, as_of, params)
+    lead_columns = [c for c in frame.columns if c not in ("snapshot_days", "cutoff_at")]
+    table = pd.concat([frame.set_index(key), *columns], axis=1).reset_index()
+    table = table[[*lead_columns, "snapshot_days", "cutoff_at", *table.columns[len(frame.columns):]]]
+    counts_by_age = pd.DataFrame([
+        {"snapshot_days": days, "leads_old_enough": int(old.sum()),
+         "decided_before": int((old & (leads_frame["first_outcome_at"] <= moment)).sum()),
+         "won_before": int((old & (leads_frame["customer_at"] <= moment)).sum())}
+        for days in params.outcome.snapshot_days
+        for moment in [leads_frame["created_at"] + pd.Timedelta(days=days)]
+        for old in [moment <= as_of]])
+    table, report = label(table, activities, as_of, params, True, counts_by_age)
+    decided = events.merge(leads_frame[["lead_id", "first_outcome_at"]], on="lead_id")
+    decided = decided[decided["first_outcome_at"].notna()]
+    after = decided.assign(after=decided["occurred_at"] >= decided["first_outcome_at"]).groupby("activity").agg(
+        events_of_decided_leads=("after", "size"), after_outcome=("after", "sum")).reset_index()
+    report["leakage_screen"] = leakage_screen(table, params, after)
+    return table, report
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ MODELS = Path("models") if Path("models").exists() else Path("../models")
 # This page shows the evidence behind the lead score. For every activity a lead can do
 # (a demo request, a webinar, a visit to the pricing page) and every fact about who the
 # lead is (industry, company size, job level), it shows how many of those leads became
-# customers: their **close rate**. Each close rate is compared with the close rate of the
-# average lead.
+# customers: their **close rate**. Each close rate is compared with the close rate to expect
+# of comparable leads.
 #
 # Every number on this page is read from the files of the last run (`models/`); none is typed in.
 
@@ -46,25 +46,49 @@ average = summary["average_close_rate"]
 # ## The average lead
 
 # %%
+by_snapshot = {int(age): rate for age, rate in (summary.get("close_rate_by_snapshot") or {}).items()}
+ages = sorted(by_snapshot)
 Markdown(
     f"We looked at **{summary['matured_leads']:,} leads** old enough to know how they ended: "
     f"each had {population['horizon_days']} days to become a customer. "
     f"**{summary['customers']:,}** of them did. "
     f"So the **average close rate is {pct(average)}**.\n\n"
-    f"Every signal below is compared with this average. Its **lift** is its close rate divided by "
-    f"the average: a lift of 2.0 means these leads closed twice as often as the average lead; "
-    f"0.5 means half as often."
+    + (f"Each lead is looked at on fixed days of its life, **{', '.join(f'day {a}' for a in ages)}**, as long as "
+       f"it is still open, with only what it had done before that day: a lead that won on day 5 is never seen "
+       f"as of its win. Leads still open later close less often, because the quick deciders are gone: "
+       + ", ".join(f"{pct(by_snapshot[a])} of those still open on day {a}" for a in ages) + ". "
+       if len(ages) > 1 else "")
+    + "So each signal is compared with the **expected close rate**: that of the leads seen on the same days "
+    f"(for who a lead is, on day {ages[0] if ages else 0}: the average). Its **lift** is its close rate divided by "
+    f"that: a lift of 2.0 means these leads closed twice as often as comparable leads; 0.5 means half as often."
 )
+
+# %% [markdown]
+# ## Too good to be true? The leak check
+#
+# A signal that closes nearly every lead that shows it is usually not a buying signal but
+# the outcome leaking in: an activity logged *because* the deal was won (an onboarding call),
+# or a field sales fills in after the deal. leadcal flags signals closing 99 % of 30 or more
+# leads, signals that on their own separate customers almost perfectly, and activities
+# logged mostly after the outcome. Check each before importing the points.
+
+# %%
+screen = summary.get("leakage_screen") or {"signals": [], "activities_after_outcome": []}
+flags = ([f"**{s['signal']}**: {s['why']}" for s in screen["signals"]]
+         + [f"**{a['activity']}**: {a['why']}" for a in screen["activities_after_outcome"]])
+Markdown("**Warning, check before publishing:**\n\n" + "\n".join(f"- {f}" for f in flags) if flags else
+         "Nothing flagged: no signal closes 99 % of its leads, none separates customers on its own, "
+         "and no activity is logged mostly after the outcome.")
 
 # %% [markdown]
 # **How sure are we?** A close rate measured on few leads can be high or low by luck.
 # So each close rate comes with a **95 % interval**: the range the true close rate very
-# probably lies in. We call a signal *clearly above the average* only when its whole
-# interval is above the average close rate, and *clearly below* when its whole interval is
-# below it. Otherwise we *can't tell*.
+# probably lies in. We call a signal *clearly above* only when its whole interval is above
+# its expected close rate, and *clearly below* when its whole interval is below it.
+# Otherwise we *can't tell*.
 
 # %%
-verdicts = np.select([rates["ci_low"] > average, rates["ci_high"] < average],
+verdicts = np.select([rates["ci_low"] > rates["expected_close_rate"], rates["ci_high"] < rates["expected_close_rate"]],
                      ["clearly above", "clearly below"], "can't tell")
 rates = rates.assign(verdict=verdicts, interval=[interval(lo, hi) for lo, hi in zip(rates["ci_low"], rates["ci_high"])])
 
@@ -72,8 +96,8 @@ rates = rates.assign(verdict=verdicts, interval=[interval(lo, hi) for lo, hi in 
 def evidence(rows: pd.DataFrame) -> pd.DataFrame:
     """The columns a marketer reads, best close rate first."""
     return rows.sort_values("close_rate", ascending=False)[
-        ["signal", "leads", "customers", "close_rate", "interval", "lift", "verdict"]
-    ].rename(columns={"close_rate": "close rate", "interval": "95 % interval"})
+        ["signal", "leads", "customers", "close_rate", "interval", "expected_close_rate", "lift", "verdict"]
+    ].rename(columns={"close_rate": "close rate", "interval": "95 % interval", "expected_close_rate": "expected"})
 
 
 # %% [markdown]
@@ -84,17 +108,18 @@ activities = rates[rates["type"] == "activity"]
 counts = activities["verdict"].value_counts()
 unclear = counts.get("can't tell", 0)
 Markdown(
-    f"Of the {len(activities)} activities, **{counts.get('clearly above', 0)}** are clearly above the average, "
-    f"**{counts.get('clearly below', 0)}** clearly below, and for **{unclear}** "
-    f"we can't tell them apart from the average lead. In the chart, green bars are clearly above the "
-    f"average (dashed line), red ones clearly below, grey ones can't be told apart."
+    f"Of the {len(activities)} activities, **{counts.get('clearly above', 0)}** are clearly above their expected "
+    f"close rate, **{counts.get('clearly below', 0)}** clearly below, and for **{unclear}** "
+    f"we can't tell them apart from comparable leads. In the chart, green bars are clearly above the "
+    f"expected close rate (blue tick; the dashed line is the average lead), red ones clearly below, grey ones "
+    f"can't be told apart."
 )
 
 # %%
 show(charts.close_rates_chart(rates, average, "activity"))
 
 # %%
-table(evidence(activities), percent=["close rate"])
+table(evidence(activities), percent=["close rate", "expected"])
 
 # %% [markdown]
 # ### Repeated and recent activity
@@ -104,7 +129,7 @@ table(evidence(activities), percent=["close rate"])
 # typed in.
 
 # %%
-table(evidence(rates[rates["type"].isin(["frequency", "recency"])]), percent=["close rate"])
+table(evidence(rates[rates["type"].isin(["frequency", "recency"])]), percent=["close rate", "expected"])
 
 # %% [markdown]
 # ## Fit: who the lead is
@@ -124,7 +149,7 @@ Markdown(
 show(charts.close_rates_chart(rates, average, "fit"))
 
 # %%
-table(evidence(fit), percent=["close rate"])
+table(evidence(fit), percent=["close rate", "expected"])
 
 # %% [markdown]
 # ## Signals seen too rarely
@@ -148,7 +173,7 @@ else:
 answer
 
 # %%
-table(evidence(rare if len(rare) else rates.sort_values("leads").head(5)), percent=["close rate"])
+table(evidence(rare if len(rare) else rates.sort_values("leads").head(5)), percent=["close rate", "expected"])
 
 # %% [markdown]
 # ## Shrinkage: small signals pulled towards the average
@@ -196,7 +221,7 @@ Markdown(
 )
 
 # %%
-table(evidence(mql_signals).assign(points=lambda f: f["signal"].map(points)), percent=["close rate"])
+table(evidence(mql_signals).assign(points=lambda f: f["signal"].map(points)), percent=["close rate", "expected"])
 
 # %%
 unpointed = weights.loc[mql_signals["signal"]].query("status != 'scored'")

@@ -98,18 +98,19 @@ Markdown("**Signals without points:** " + (
 
 # %%
 half_life = weights["half_life_days"]
-top = scored[scored["kind"] == "engagement"].sort_values("points", ascending=False).iloc[0]
+engagement = scored[scored["kind"] == "engagement"].sort_values("points", ascending=False)
 if half_life:
     low, high = weights["half_life_interval_95"] or (None, None)
-    after = {days: round(top["points"] * 2 ** (-days / half_life)) for days in (7, 30)}
-    fade = Markdown(
-        f"Engagement points **halve every {half_life:.1f} days**: {weights['half_life_source']}"
-        + (f", 95 % interval {low:.1f} to {high:.1f} days" if low is not None else "") + ". "
-        f"Example: a fresh **{top['signal']}** adds {top['points']} points; a week old it adds "
-        f"{after[7]}, a month old {after[30]}. Fit points do not fade."
-    )
+    fade_text = (f"Engagement points **halve every {half_life:.1f} days**: {weights['half_life_source']}"
+                 + (f", 95 % interval {low:.1f} to {high:.1f} days" if low is not None else "") + ". ")
+    if len(engagement):
+        top = engagement.iloc[0]
+        after = {days: round(top["points"] * 2 ** (-days / half_life)) for days in (7, 30)}
+        fade_text += (f"Example: a fresh **{top['signal']}** adds {top['points']} points; a week old it adds "
+                      f"{after[7]}, a month old {after[30]}. ")
+    fade = Markdown(fade_text + "Fit points do not fade.")
 else:
-    fade = Markdown("Engagement points **do not fade** in this run (decay is switched off in `params.yaml`).")
+    fade = Markdown(f"Engagement points **do not fade** in this run: {weights['half_life_source']}.")
 fade
 
 # %%

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import PredefinedSplit
 
 METHODS = ("sigmoid", "isotonic")
 EPS = 1e-6
@@ -40,19 +40,39 @@ def apply_calibrator(calibrator: LogisticRegression | IsotonicRegression, raw: n
     return calibrator.predict_proba(_logit(raw))[:, 1]
 
 
-def choose_method(raw: np.ndarray, y: np.ndarray, seed: int, folds: int = 5) -> tuple[str, dict[str, float]]:
+def lead_folds(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> PredefinedSplit:
+    """Cross-validation folds that keep each lead's rows together and share out customers evenly.
+
+    Every row of a lead has the lead's label, so dealing the shuffled customers, then the
+    shuffled other leads, round the folds stratifies exactly by lead; scikit-learn's
+    StratifiedGroupKFold does the same with a Python loop per group, too slow for 200,000 leads.
+    """
+    y = np.asarray(y, dtype=int)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    leads, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(leads), dtype=np.int64)
+    for label in (1, 0):
+        members = np.flatnonzero(y[first] == label)
+        fold[rng.permutation(members)] = np.arange(len(members)) % folds
+    return PredefinedSplit(fold[inverse.ravel()])
+
+
+def choose_method(raw: np.ndarray, y: np.ndarray, seed: int, folds: int = 5,
+                  groups: np.ndarray | None = None) -> tuple[str, dict[str, float]]:
     """The method with the lower cross-validated log loss, and both losses.
 
-    With fewer customers than folds x 4, isotonic cannot be judged and sigmoid is used.
+    `groups` (each row's lead) keeps a lead's rows in one fold. With fewer customers than
+    folds x 4, isotonic cannot be judged and sigmoid is used.
     """
     y = np.asarray(y, dtype=int)
     if y.sum() < folds * 4 or (len(y) - y.sum()) < folds * 4:
         return "sigmoid", {}
     losses = {}
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = lead_folds(y, groups, folds, seed)
     for method in METHODS:
         predicted = np.zeros(len(y))
-        for fit_rows, test_rows in splitter.split(raw, y):
+        for fit_rows, test_rows in splitter.split():
             calibrator = fit_calibrator(raw[fit_rows], y[fit_rows], method)
             predicted[test_rows] = apply_calibrator(calibrator, raw[test_rows])
         losses[method] = float(log_loss(y, np.clip(predicted, EPS, 1 - EPS), labels=[0, 1]))

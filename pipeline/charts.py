@@ -31,13 +31,22 @@ BLUE, GREY, RED, GREEN = "#1f5fa8", "#8a8a8a", "#c0392b", "#2e8b57"
 
 
 def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "activity") -> Figure:
-    """Close rate of each signal of one type with its 95 % interval, against the average line."""
+    """Close rate of each signal of one type with its 95 % interval, against the close rate to expect.
+
+    A signal is compared with its expected close rate (`expected_close_rate`: leads seen at the
+    same ages, pipeline.close_rates), drawn as a tick where it differs from the average line.
+    """
     rows = table[table["type"] == signal_type].sort_values("close_rate")
+    expected = rows["expected_close_rate"] if "expected_close_rate" in rows.columns else pd.Series(average, index=rows.index)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.8))
         y = np.arange(len(rows))
-        colours = [GREEN if low > average else RED if high < average else GREY
-                   for low, high in zip(rows["ci_low"], rows["ci_high"])]
+        colours = [GREEN if low > e else RED if high < e else GREY
+                   for low, high, e in zip(rows["ci_low"], rows["ci_high"], expected)]
+        differs = (expected - average).abs().to_numpy() > 1e-9
+        if differs.any():
+            ax.scatter(expected.to_numpy()[differs], y[differs], marker="|", s=160, color=BLUE, zorder=3,
+                       label="expected: leads seen at the same ages")
         ax.barh(y, rows["close_rate"], color=colours, alpha=0.85)
         below = (rows["close_rate"] - rows["ci_low"]).clip(lower=0)
         above = (rows["ci_high"] - rows["close_rate"]).clip(lower=0)
@@ -47,7 +56,7 @@ def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "a
         ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(rows["signal"], rows["leads"])])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.set_xlabel("share of these leads that became customers (bar: 95 % interval)")
-        ax.set_title(f"Close rate by {signal_type}\ngreen: clearly above the average lead, red: clearly below, grey: can't tell")
+        ax.set_title(f"Close rate by {signal_type}\ngreen: clearly above the expected close rate, red: clearly below, grey: can't tell")
         ax.legend(loc="lower right")
         fig.tight_layout()
     return fig

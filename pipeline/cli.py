@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -148,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     scorer = sub.add_parser("score", parents=[common], help="score new leads with the published model and points table")
     scorer.add_argument("input", type=Path, help="folder with leads and activities (and optionally stages), CSV or Parquet")
     scorer.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
-    scorer.add_argument("--as-of", type=date.fromisoformat, default=None,
-                        help="score as of this date (default: the latest timestamp in the input)")
+    scorer.add_argument("--as-of", type=datetime.fromisoformat, default=None,
+                        help="score as of this date or moment, e.g. 2025-06-30 or 2025-06-30T14:00 (default: the latest "
+                             "timestamp in the input)")
     scorer.add_argument("--batch-size", type=int, default=50_000, help="leads per batch (default 50000)")
     scorer.add_argument("--models", type=Path, default=None, help="published artifacts (default: params paths.models)")
     planner = sub.add_parser("plan", parents=[common], help="leads (and MQLs, SQLs) needed to win a number of customers or a revenue")

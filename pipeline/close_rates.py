@@ -1,10 +1,18 @@
-"""Each signal's close rate against the average close rate: the evidence table.
+"""Each signal's close rate against the close rate to expect: the evidence table.
 
-For every signal: how many matured leads had it, how many of them became customers
-within the horizon, that close rate with a Wilson interval, and its lift (close
-rate / average close rate of all matured leads). A lift of 3 means "leads who did
-this closed three times as often as the average lead". Signals seen in fewer than
+For every signal: how many matured leads showed it while still open, how many of them
+became customers within the horizon, that close rate with a Wilson interval, and its lift:
+close rate / the close rate of leads seen at the same moments. A lift of 3 means "leads
+who did this closed three times as often as comparable leads". Signals seen in fewer than
 `min_support` leads are flagged: their rate is too noisy to act on.
+
+Leads are seen at several snapshots (pipeline.features). Each signal counts a lead once,
+at the first snapshot where it showed the signal, so every lead is one independent unit
+of the interval. The expected close rate is the close rate of *all* leads still open at
+those snapshots: a lead still open at day 30 closes less often than a new one (the fast
+deciders are gone), and a signal that is only seen at day 30 must not look bad for that.
+Fit values are seen at the first snapshot, where the expected rate is the average close
+rate of all leads.
 """
 
 from __future__ import annotations
@@ -19,38 +27,53 @@ from pipeline.errors import LeadcalError
 from pipeline.schema import PEAK_PREFIX
 from pipeline.frequency import FoundThreshold, discover
 from pipeline.params import FrequencySignal, Params
-from pipeline.signals import SignalSet, activities_in, build_signals, labelled, time_split
+from pipeline.signals import SignalSet, activities_in, build_signals, first_shown, labelled, time_split
 from pipeline.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
 
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "signal", "kind", "type", "attribute", "value", "leads", "customers", "close_rate",
-    "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high", "shrunk_close_rate", "shrunk_lift", "low_support",
+    "signal", "kind", "type", "attribute", "value", "leads", "customers", "close_rate", "ci_low", "ci_high",
+    "expected_close_rate", "lift", "lift_ci_low", "lift_ci_high", "shrunk_close_rate", "shrunk_lift", "low_support",
 ]
+
+
+def close_rate_by_snapshot(closed: np.ndarray, snapshot: np.ndarray) -> dict[int, float]:
+    """Close rate of the labelled rows at each snapshot age: of the leads still open then, how many closed."""
+    closed = np.asarray(closed, dtype=np.int64)
+    return {int(s): float(closed[snapshot == s].mean()) for s in np.unique(snapshot)}
 
 
 def close_rate_table(
     signals: SignalSet, closed: np.ndarray, confidence: float = 0.95, min_support: int = 30
 ) -> tuple[pd.DataFrame, float]:
-    """(table, average close rate) over the given leads (matured ones only; `closed`: 1 for a customer, else 0).
+    """(table, average close rate) over the given rows (matured ones only; `closed`: 1 for a customer, else 0).
 
-    The lift interval divides the signal's interval by the average, treating the
-    average (estimated from every lead) as known; with thousands of leads its own
-    uncertainty is small next to that of a single signal.
-    `shrunk_close_rate` is the empirical-Bayes estimate (pipeline.stats.shrink_close_rate):
-    rare signals are pulled towards the average, common ones keep their own rate.
-    The prior strength is in `table.attrs["prior_strength"]`.
+    Each signal counts a lead once, at its first row showing the signal; `expected_close_rate`
+    is the mean, over those leads, of the close rate of every row at that row's snapshot
+    (`close_rate_by_snapshot`), and lift = close rate / expected. The average close rate is
+    that of the first snapshot, where every lead is seen once.
+
+    The lift interval divides the signal's interval by the expected rate, treating it (estimated
+    from every lead) as known; with thousands of leads its own uncertainty is small next to that
+    of a single signal. `shrunk_close_rate` is the empirical-Bayes estimate
+    (pipeline.stats.shrink_close_rate): rare signals are pulled towards their expected rate,
+    common ones keep their own. The prior strength is in `table.attrs["prior_strength"]`.
     """
     closed = np.asarray(closed, dtype=np.int64)
     if len(closed) == 0:
         raise ValueError("no matured leads to compute close rates on")
-    matrix = signals.matrix.to_numpy()  # 0/1 as stored (uint8): an int64 copy of a million leads is 8x the memory
-    leads = matrix.sum(axis=0, dtype=np.int64)
-    customers = matrix[closed == 1].sum(axis=0, dtype=np.int64)
-    average = float(closed.mean())
+    snapshot = signals.snapshots()
+    by_snapshot = close_rate_by_snapshot(closed, snapshot)
+    first = first_shown(signals.matrix.to_numpy() > 0, signals.lead, len(by_snapshot))
+    leads = first.sum(axis=0, dtype=np.int64)
+    customers = first[closed == 1].sum(axis=0, dtype=np.int64)
+    average = by_snapshot[min(by_snapshot)]
+    expected_customers = sum(first[snapshot == s].sum(axis=0, dtype=np.int64) * rate for s, rate in by_snapshot.items())
     with np.errstate(divide="ignore", invalid="ignore"):
         close_rate = np.where(leads > 0, customers / np.maximum(leads, 1), 0.0)
+        expected = np.where(leads > 0, expected_customers / np.maximum(leads, 1), average)
+        scale = np.where(expected > 0, 1.0 / expected, np.nan)
     low, high = wilson_interval(customers, leads, confidence)
     table = signals.catalog.copy()
     table["leads"] = leads
@@ -58,26 +81,31 @@ def close_rate_table(
     table["close_rate"] = close_rate
     table["ci_low"] = low
     table["ci_high"] = high
-    scale = 1.0 / average if average > 0 else 0.0
+    table["expected_close_rate"] = expected
     table["lift"] = close_rate * scale
     table["lift_ci_low"] = low * scale
     table["lift_ci_high"] = high * scale
-    strength = beta_binomial_strength(customers, leads, average)
-    table["shrunk_close_rate"] = shrink_close_rate(customers, leads, average, strength)
+    strength = beta_binomial_strength(customers, leads, expected)
+    table["shrunk_close_rate"] = shrink_close_rate(customers, leads, expected, strength)
     table["shrunk_lift"] = table["shrunk_close_rate"] * scale
     table["low_support"] = leads < min_support
     table = table[COLUMNS]
     table.attrs["prior_strength"] = strength
+    table.attrs["close_rate_by_snapshot"] = by_snapshot
     return table, average
 
 
 def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThreshold]:
-    """Frequency thresholds found on the training cohorts (never on the held-out ones)."""
+    """Frequency thresholds found on the training cohorts (never on the held-out ones).
+
+    Searched on the last snapshot's rows: one row per lead (independent units for the
+    G-test), each with its whole window of activity.
+    """
     settings = params.signals.frequency
     if not settings.discover:
         return []
     train, _ = time_split(features, params.train.validation_months, params.outcome.horizon_days)
-    rows = train.to_numpy()
+    rows = train.to_numpy() & (features["snapshot_days"] == params.outcome.snapshot_days[-1]).to_numpy()
     peaks = [c for c in features.columns if c.startswith(PEAK_PREFIX)]  # only these are read: no copy of the rest
     found = discover(
         features.loc[rows, peaks], features.loc[rows, "closed"].to_numpy(), activities_in(features),
@@ -99,13 +127,14 @@ def run(params: Params) -> dict[str, object]:
     frequency = [*params.signals.frequency.fixed,
                  *(FrequencySignal(activity=f.activity, min_count=f.min_count, window_days=f.window_days) for f in found)]
     signals = build_signals(features, params, frequency)
-    subset = SignalSet(matrix=signals.matrix[known], catalog=signals.catalog)
     table, average = close_rate_table(
-        subset, features.loc[known, "closed"].to_numpy(), params.close_rates.confidence, params.signals.min_support
+        signals.take(known), features.loc[known, "closed"].to_numpy(), params.close_rates.confidence,
+        params.signals.min_support,
     )
+    first = known & (features["snapshot_days"] == params.outcome.snapshot_days[0]).to_numpy()  # one row per lead
     if average == 0:
         raise LeadcalError(
-            f"{params.paths.features / 'features.parquet'}: none of the {int(known.sum())} matured leads became a "
+            f"{params.paths.features / 'features.parquet'}: none of the {int(first.sum())} matured leads became a "
             f"customer within {params.outcome.horizon_days} days: close rates and lifts are undefined. "
             f"Still available: the validated tables ({params.paths.extracted}) and each lead's signals "
             f"({params.paths.features / 'features.parquet'}); `leadcal funnel` still measures the funnel"
@@ -121,14 +150,18 @@ def run(params: Params) -> dict[str, object]:
     io.write_csv(models / "close_rates.csv", table)
     metrics = {
         "average_close_rate": average,
-        "matured_leads": int(known.sum()),
-        "customers": int(features.loc[known, "closed"].sum()),
+        "matured_leads": int(first.sum()),
+        "customers": int(features.loc[first, "closed"].sum()),
         # the number a CRM report shows ("customers / leads", no time limit), beside the
         # horizon's: a marketer comparing the two sees how many deals take longer
-        "close_rate_any_time": float(features.loc[known, "customer_at"].notna().mean()),
+        "close_rate_any_time": float(features.loc[first, "customer_at"].notna().mean()),
+        # of the leads still open at each snapshot, the share that closed: the expected close rates
+        "close_rate_by_snapshot": {str(k): v for k, v in table.attrs["close_rate_by_snapshot"].items()},
         "signals": int(len(table)),
         "signals_low_support": int(table["low_support"].sum()),
         "shrinkage_prior_strength": table.attrs["prior_strength"],
+        # what the features stage flagged as too good to be true, for the notebooks and the run's reader
+        "leakage_screen": io.read_json(params.paths.features / "features_report.json").get("leakage_screen"),
     }
     io.write_json(models / "metrics" / "close_rates.json", metrics)
     log.info("close_rates: %d signals, average close rate %.2f %%", len(table), 100 * average)

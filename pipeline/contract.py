@@ -42,12 +42,13 @@ KNOWN_ACTIVITIES: frozenset[str] = frozenset({
     "blog_read", "careers_page_visit", "case_study_download", "contact_sales_form", "demo_request",
     "email_click", "email_open", "email_bounce", "ebook_download", "event_attendance", "event_registration",
     "form_submission", "free_trial_signup", "landing_page_form", "newsletter_signup", "page_view",
-    "pricing_page_visit", "product_page_visit", "social_click", "social_comment", "social_like", "social_share",
+    "pricing_page_visit", "product_page_visit", "sales_call", "sales_meeting", "social_click", "social_comment", "social_like", "social_share",
     "trial_activation", "unsubscribe", "webinar_attendance", "webinar_registration", "whitepaper_download",
 })
 
 # Names the features table derives per lead; a lead column with one of them would be shadowed.
-RESERVED_COLUMNS = ("cutoff_at", "window_truncated", "customer_at", "matured", "closed", "cohort")
+RESERVED_COLUMNS = ("snapshot_days", "cutoff_at", "first_outcome_at", "customer_at", "matured", "won_in_horizon", "closed",
+                    "cohort")
 RESERVED_PREFIXES = ("n__", "age__", "peak__")
 
 

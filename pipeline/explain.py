@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
 
 EPS = 1e-9
+INTERACTION_MARK = "@ day"  # "<signal> @ day 7": the signal's extra effect at that snapshot (pipeline.model)
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -47,6 +48,9 @@ def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, dict[s
 def _without(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
     rows = rows.copy()
     rows[signal] = 0.0
+    for column in rows.columns:  # its per-snapshot columns too
+        if column.startswith(f"{signal} {INTERACTION_MARK} "):
+            rows[column] = 0.0
     for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, NEVER_DAYS)):
         if column in rows.columns:
             rows[column] = value

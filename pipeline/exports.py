@@ -13,7 +13,10 @@ header (half-life, caps, PDO) and the numeric bands of params `signals.numeric_b
 - `mautic_export`:    Mautic point actions (engagement) and segment filters (fit):
                       mautic_point_actions.json
 
-Signals with 0 points are left out of every export: they change no lead's score.
+Signals with 0 points are left out of every export: they change no lead's score. Fit values
+seen in fewer than `signals.min_support` training leads never become rules of their own:
+the points table scores them like their attribute's reference, and the exports pool them
+into one rule per attribute, "any other value" (`is_none_of` the values listed on their own).
 `apply_export` re-applies the generic export, and nothing else, to leads' signals: the
 round-trip test checks that it gives every lead exactly the points of
 `pipeline.weights.score_features`, so the generic file holds all a CRM needs.
@@ -35,7 +38,7 @@ from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.signals import UNKNOWN, band, band_labels
-from pipeline.weights import read_weights
+from pipeline.weights import STATUS_LOW_SUPPORT_FIT, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,8 @@ MAUTIC_ACTIONS = {
 }
 MAUTIC_CUSTOM = "custom"
 FIT_SCORE_FIELD = "fit_score"
+OTHER_VALUE = "(any other value)"  # the pooled rule of an attribute's rare values: "<attribute> = (any other value)"
+LIST_SEPARATOR = "; "  # between the values of an is_none_of rule
 
 
 # --------------------------------------------------------------------------- helpers
@@ -180,6 +185,9 @@ def criterion_parts(row: Mapping[str, Any], numeric_bins: Mapping[str, list[floa
                 "window_days": None}
     if kind != "fit":
         raise LeadcalError(f"signal {row['signal']!r}: unknown type {kind!r}")
+    if value == OTHER_VALUE:
+        return {"attribute": attribute, "operator": "is_none_of", "value": LIST_SEPARATOR.join(row["listed_values"]),
+                "value_high": None, "window_days": None}
     if value == UNKNOWN:
         return {"attribute": attribute, "operator": "is_unknown", "value": None, "value_high": None,
                 "window_days": None}
@@ -211,12 +219,34 @@ def criterion_text(kind: str, parts: Mapping[str, Any]) -> str:
         "at_least": f"{_text(value)} or more",
         "less_than": f"less than {_text(value)}",
         "at_least_and_below": f"at least {_text(value)} and below {_text(high)}",
+        "is_none_of": f"is none of {value}",
     }
     return f"{attribute} {words[operator]}"
 
 
+def pool_rare_values(table: pd.DataFrame) -> pd.DataFrame:
+    """The points table with each attribute's too-rare fit values replaced by one row, '(any other value)'.
+
+    They all carry the attribute's reference points (the points table scores them alike), so one
+    rule says it: the row's `value` lists the attribute's values scored on their own, the rule
+    matches a lead with none of them.
+    """
+    status = table["status"] if "status" in table.columns else pd.Series("", index=table.index)
+    rare = (table["type"] == "fit") & (status == STATUS_LOW_SUPPORT_FIT)
+    if not rare.any():
+        return table
+    pooled = []
+    for attribute, group in table[rare].groupby("attribute", sort=False):
+        listed = table[(table["type"] == "fit") & (table["attribute"] == attribute) & ~rare]
+        pooled.append({**group.iloc[0].to_dict(), "signal": f"{attribute} = {OTHER_VALUE}", "value": OTHER_VALUE,
+                       "listed_values": [str(v) for v in listed["value"]]})
+    return pd.concat([table[~rare], pd.DataFrame(pooled)], ignore_index=True)
+
+
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows with points, sorted: fit then engagement, by attribute, type, then table order (bands in order)."""
+    """Rows with points, sorted: fit then engagement, by attribute, type, then table order (bands in order);
+    rare fit values pooled (`pool_rare_values`)."""
+    table = pool_rare_values(table)
     scored = table[table["points"].astype(int) != 0].copy()
     scored["_group"] = scored["kind"].map({g: i for i, g in enumerate(GROUP_ORDER)})
     scored["_type"] = scored["type"].map({t: i for i, t in enumerate(TYPE_ORDER)})
@@ -326,6 +356,7 @@ def apply_export(
         zeros = np.zeros(len(leads_signals), dtype=np.int64)
         return pd.DataFrame({"fit_points": zeros, "engagement_points": zeros, "total_points": zeros},
                             index=leads_signals.index)
+    leads_signals = _with_other_values(rows, leads_signals)
     missing = [s for s in rows["signal"] if s not in leads_signals.columns]
     if missing:
         raise LeadcalError(f"apply_export: the leads have no column for signals {missing}")
@@ -356,6 +387,21 @@ def apply_export(
         scores[f"{group}_points"] = np.round(total).astype(np.int64)
     scores["total_points"] = scores["fit_points"] + scores["engagement_points"]
     return pd.DataFrame(scores, index=leads_signals.index)
+
+
+def _with_other_values(rows: pd.DataFrame, leads_signals: pd.DataFrame) -> pd.DataFrame:
+    """The leads' signals plus a column per is_none_of row: 1 where the lead has none of the listed values."""
+    pooled = rows[rows["operator"] == "is_none_of"] if "operator" in rows.columns else rows.iloc[:0]
+    if pooled.empty:
+        return leads_signals
+    columns = {}
+    for row in pooled.itertuples(index=False):
+        listed = [f"{row.attribute} = {v}" for v in str(row.value).split(LIST_SEPARATOR)] if row.value else []
+        absent = [c for c in listed if c not in leads_signals.columns]
+        if absent:
+            raise LeadcalError(f"apply_export: the leads have no column for signals {absent}")
+        columns[row.signal] = 1.0 - leads_signals[listed].to_numpy(dtype=float).sum(axis=1)
+    return leads_signals.assign(**columns)
 
 
 # --------------------------------------------------------------------------- HubSpot
@@ -396,6 +442,7 @@ def _hubspot_fit_criteria(parts: Mapping[str, Any]) -> str:
         "at_least": f"is greater than or equal to {_text(value)}",
         "less_than": f"is less than {_text(value)}",
         "at_least_and_below": f"is greater than or equal to {_text(value)} and is less than {_text(high)}",
+        "is_none_of": f"is none of {value}",
     }[operator]
     return f"Contact property {attribute} {condition}"
 
@@ -489,6 +536,7 @@ def _salesforce_fit(parts: Mapping[str, Any]) -> tuple[str, str]:
         "at_least": ("is greater than or equal to", _text(value)),
         "less_than": ("is less than", _text(value)),
         "at_least_and_below": ("is greater than or equal to / is less than", f"{_text(value)} / {_text(high)}"),
+        "is_none_of": ("is not any of", str(value)),
     }[operator]
 
 
@@ -556,6 +604,7 @@ def _mautic_filters(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return {
         "is": [{"field": field, "operator": "=", "filter": value}],
         "is_unknown": [{"field": field, "operator": "empty", "filter": None}],
+        "is_none_of": [{"field": field, "operator": "!in", "filter": str(value).split(LIST_SEPARATOR) if value else []}],
         "between": [{"field": field, "operator": "gte", "filter": value},
                     {"field": field, "operator": "lte", "filter": high}],
         "at_least": [{"field": field, "operator": "gte", "filter": value}],

@@ -36,7 +36,7 @@ from pipeline import io
 from pipeline.contract import STAGES, WON_STAGE
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import band, build_signals, labelled, read_frequency_signals
+from pipeline.signals import band, build_signals, labelled, lead_starts, read_frequency_signals
 from pipeline.stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -717,15 +717,10 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     features = io.read_parquet(paths.features / "features.parquet")
     export_date = pd.Timestamp(io.read_json(paths.features / "features_report.json")["export_date"])
 
-    known = labelled(features)
-    matured_ids = pd.Index(features.loc[known, "lead_id"])
-    unknown = ~leads["lead_id"].isin(features["lead_id"])
-    if unknown.any():
-        raise LeadcalError(
-            f"{paths.features / 'features.parquet'}: {int(unknown.sum())} lead(s) of {paths.extracted / 'leads.parquet'} "
-            f"are missing (e.g. {list(leads.loc[unknown, 'lead_id'][:3])}); run `leadcal features` again"
-        )
-    matured = leads["lead_id"].isin(matured_ids).to_numpy()
+    # Matured as in the features stage; every lead counts here, also one decided before its first snapshot
+    # (won at creation: no point-in-time row, but a lead of the funnel).
+    matured = (leads["created_at"] + pd.Timedelta(days=horizon) <= export_date).to_numpy()
+    matured_ids = pd.Index(leads.loc[matured, "lead_id"])
     if not matured.any():
         raise LeadcalError(
             f"{paths.features / 'features.parquet'}: no matured lead (older than horizon_days={horizon}); "
@@ -745,7 +740,10 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     durations = stage_durations(matured_stages, matured_leads, by="source" if has_source else None)
 
     signals = build_signals(features, params, read_frequency_signals(paths.models))
-    matrix = signals.matrix.set_axis(pd.Index(features["lead_id"]), axis=0)[known.to_numpy()]
+    # each matured lead as it was at its last snapshot: everything it did while still open
+    last = np.append(lead_starts(signals.leads())[1:] - 1, len(features) - 1) if len(features) else np.zeros(0, int)
+    last = last[labelled(features).to_numpy()[last]]
+    matrix = signals.matrix.iloc[last].set_axis(pd.Index(features["lead_id"].iloc[last]), axis=0)
     rejection = rejection_feedback(stages, matrix, signals.catalog, confidence)
 
     payload = {

@@ -5,15 +5,22 @@ put there ourselves. `generate` writes what a CRM export looks like (leads, an
 activity log, funnel stage history, as CSV with UTC timestamps) plus `truth.json`:
 every true effect on the log-odds of closing, so tests can check the pipeline.
 
-The true model, per lead (all effects on the log-odds of becoming a customer):
+The true model, per lead (all effects on the log-odds of becoming a customer), taken at the
+lead's moment of decision M:
 
     logit p = intercept + drift(year 2) + season(month created)
               + sum over fit attributes of effect(value)
               + sum over activities a of coef[a] * 2 ** (-age_a / half_life)
-              + frequency_coef * [pricing_page_visit count in the window >= min_count]
+              + frequency_coef * [pricing_page_visit count before M >= min_count]
 
-where age_a is the age in days, at the lead's cut-off, of the lead's latest `a`
-inside its observation window (the term is 0 when it did not do `a`).
+where age_a is the age in days, at M, of the lead's latest `a` before M (the term is 0
+when it did not do `a`). Most leads are decided on their first 30 days (M = day 30) and
+win or are lost weeks later. A share of *fast deciders*, as real funnels have, are
+decided inside those 30 days (M = day 3 to 27): a burst of sales meetings and pricing-page
+visits in the days before M, then the win or the loss on day M itself, and their activity
+goes on afterwards. Their outcome falls inside the window a naive cut-off would use: a
+pipeline that looks past a lead's moment, or sees a lead as of its outcome, finds
+"recent activity" closing every fast winner (the leakage trap point-in-time rows avoid).
 Activities are drawn independently of each other and of fit, except two chains a
 real funnel has (attendance only after registration, clicks only after opens):
 so a null activity is null in the marginal close rates too, and the chains test
@@ -50,6 +57,7 @@ class ActivityTruth:
 ACTIVITIES: dict[str, ActivityTruth] = {
     "demo_request": ActivityTruth(3.2, 0.04, 0.1),
     "contact_sales_form": ActivityTruth(2.56, 0.03, 0.1),
+    "sales_meeting": ActivityTruth(2.24, 0.03, 0.2),
     "pricing_page_visit": ActivityTruth(1.92, 0.12, 1.8),
     "webinar_attendance": ActivityTruth(1.6, 0.35, 0.2, requires="webinar_registration"),
     "case_study_download": ActivityTruth(1.36, 0.10, 0.4),
@@ -66,6 +74,11 @@ ACTIVITIES: dict[str, ActivityTruth] = {
     "unsubscribe": ActivityTruth(-2.4, 0.08, 0.0),
 }
 HALF_LIFE_DAYS = 10.0
+WINDOW_DAYS = 30  # most leads are decided on their first 30 days of activity
+# Fast deciders: this share of leads is decided on a day drawn from `decision_days`, after a burst
+# of the `burst` activities (1 + Poisson(extra) of each) in the `burst_days` before it.
+FAST = {"share": 0.02, "decision_days": (3.0, 27.0), "burst_days": 5.0,
+        "burst": {"sales_meeting": 0.5, "pricing_page_visit": 1.0}}
 FREQUENCY = {"activity": "pricing_page_visit", "min_count": 4, "window_days": 30, "coef": 0.9}
 
 SIZE_EDGES = [1, 11, 51, 201, 1001, 5001]
@@ -201,10 +214,12 @@ def _window_events(rng: np.random.Generator, n: int, observation_days: int) -> d
     return events
 
 
-def _true_logit(leads: pd.DataFrame, events: dict[str, tuple[np.ndarray, np.ndarray]], observation_days: int) -> np.ndarray:
-    """Linear predictor without the intercept, from the events actually inside each window."""
+def _true_logit(
+    leads: pd.DataFrame, events: dict[str, tuple[np.ndarray, np.ndarray]], decision: np.ndarray,
+) -> np.ndarray:
+    """Linear predictor without the intercept, from the events before each lead's moment of decision
+    (`decision`: seconds after creation, per lead)."""
     n = len(leads)
-    window = observation_days * DAY
     logit = np.zeros(n)
     band = np.searchsorted(SIZE_EDGES, leads["company_size"].to_numpy(), side="right") - 1
     logit += np.array(SIZE_EFFECT)[band]
@@ -213,16 +228,34 @@ def _true_logit(leads: pd.DataFrame, events: dict[str, tuple[np.ndarray, np.ndar
     logit += leads["created_at"].dt.month.map(SEASON).to_numpy(dtype=float)
     logit += np.where(leads["year2"].to_numpy(), DRIFT["intercept_shift_year2"], 0.0)
     for name, (lead_index, offsets) in events.items():
-        inside = offsets < window
+        before = offsets < decision[lead_index]
         latest = np.full(n, -np.inf)
-        np.maximum.at(latest, lead_index[inside], offsets[inside])
+        np.maximum.at(latest, lead_index[before], offsets[before])
         did = np.isfinite(latest)
-        age_days = (window - latest[did]) / DAY
+        age_days = (decision[did] - latest[did]) / DAY
         logit[did] += ACTIVITIES[name].coef * 2.0 ** (-age_days / HALF_LIFE_DAYS)
     lead_index, offsets = events[FREQUENCY["activity"]]
-    counts = np.bincount(lead_index[offsets < window], minlength=n)
+    counts = np.bincount(lead_index[offsets < decision[lead_index]], minlength=n)
     logit += np.where(counts >= FREQUENCY["min_count"], FREQUENCY["coef"], 0.0)
     return logit
+
+
+def _fast_deciders(
+    rng: np.random.Generator, events: dict[str, tuple[np.ndarray, np.ndarray]], n: int,
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Each lead's moment of decision (seconds after creation) and the events with the fast deciders' bursts."""
+    decision = np.full(n, WINDOW_DAYS * DAY)
+    fast = np.flatnonzero(rng.random(n) < FAST["share"])
+    decision[fast] = rng.uniform(*FAST["decision_days"], size=len(fast)) * DAY
+    events = dict(events)
+    for name, extra in FAST["burst"].items():
+        counts = 1 + rng.poisson(extra, size=len(fast))
+        lead_index = np.repeat(fast, counts)
+        offsets = decision[lead_index] - rng.uniform(0.05, FAST["burst_days"], size=len(lead_index)) * DAY
+        offsets = np.maximum(offsets, rng.uniform(0, 3600, size=len(lead_index)))  # not before the lead
+        existing = events[name]
+        events[name] = (np.concatenate([existing[0], lead_index]), np.concatenate([existing[1], offsets]))
+    return decision, events
 
 
 def _solve_intercept(logit: np.ndarray, target: float) -> float:
@@ -239,27 +272,38 @@ def _solve_intercept(logit: np.ndarray, target: float) -> float:
 
 def _stages(
     rng: np.random.Generator, leads: pd.DataFrame, closed: np.ndarray, p_true: np.ndarray,
-    legacy_mql_offset: np.ndarray, observation_days: int, horizon_days: int,
+    legacy_mql_offset: np.ndarray, decision: np.ndarray, horizon_days: int,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Funnel history: lead -> mql -> sal -> sql -> opportunity -> customer or lost, dates in order."""
+    """Funnel history: lead -> mql -> sal -> sql -> opportunity -> customer or lost, dates in order.
+
+    A lead decided on day 30 wins or is lost weeks later; a fast decider wins or is lost on
+    its moment of decision itself, inside the first 30 days.
+    """
     n = len(leads)
     created = leads["created_at"].to_numpy()
     rows: list[tuple[int, str, float, float]] = [(i, "lead", 0.0, np.nan) for i in range(n)]
-    window = observation_days * DAY
+    window = WINDOW_DAYS * DAY
     customer_offset = np.full(n, np.nan)
     size_factor = np.clip(leads["company_size"].to_numpy() / 200.0, 0.3, 8.0)
     for i in range(n):
         mql = legacy_mql_offset[i]
+        fast = decision[i] < window
         if closed[i]:
+            # Every deal closes inside the horizon: a slow one after the observation window.
+            won = decision[i] if fast else window + DAY + rng.uniform(5, horizon_days - WINDOW_DAYS - 6) * DAY
             if np.isnan(mql):  # sales-sourced: became an MQL through an SDR
-                mql = rng.uniform(2, observation_days - 1) * DAY
-            # Every deal closes inside the horizon, after the observation window.
-            won = window + DAY + rng.uniform(5, horizon_days - observation_days - 6) * DAY
-            sal, sql, opp = np.sort(rng.uniform(mql + 3600, won - 3600, size=3))
+                mql = rng.uniform(0.1, 0.6) * won if fast else rng.uniform(2, WINDOW_DAYS - 1) * DAY
+            mql = min(mql, won - 2 * 3600)  # a burst's visit hours before the deal: the MQL came a little earlier
+            sal, sql, opp = np.sort(rng.uniform(mql + 60, won - 60, size=3))
             amount = float(np.round(np.exp(rng.normal(np.log(18_000), 0.5)) * size_factor[i], -2))
             rows += [(i, "mql", mql, np.nan), (i, "sal", sal, np.nan), (i, "sql", sql, np.nan),
                      (i, "opportunity", opp, amount), (i, "customer", won, amount)]
             customer_offset[i] = won
+            continue
+        if fast:  # disqualified after the burst of meetings: lost on the day of decision
+            if not np.isnan(mql):
+                rows.append((i, "mql", mql, np.nan))
+            rows.append((i, "lost", decision[i], np.nan))
             continue
         lost = window + rng.uniform(1, horizon_days) * DAY
         if np.isnan(mql):
@@ -291,14 +335,14 @@ def _stages(
 
 
 def _later_events(
-    rng: np.random.Generator, n: int, observation_days: int, customer_offset: np.ndarray
+    rng: np.random.Generator, n: int, decision: np.ndarray, customer_offset: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Activity after the cut-off: it must never reach the features (a leakage trap).
+    """Activity after the moment of decision: it must never reach the truth's features (a leakage trap).
 
     Customers are busy after the deal (onboarding webinars, pricing, e-mails), so any
     leak would show up as inflated lifts for those activities.
     """
-    window = observation_days * DAY
+    window = WINDOW_DAYS * DAY
     later: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     names = list(ACTIVITIES)
     active = np.flatnonzero(rng.random(n) < 0.35)
@@ -320,8 +364,9 @@ def _later_events(
         if truth.requires is not None:
             child_index, child_offset = later[name]
             parent_offset = child_offset - rng.uniform(0.02, 5, size=len(child_index)) * DAY
-            # never back inside the observation window, where the truth did not count it
-            parent_offset = np.where(parent_offset < window, window + (child_offset - window) / 2, parent_offset)
+            # never back before the lead's moment of decision, where the truth did not count it
+            boundary = decision[child_index]
+            parent_offset = np.where(parent_offset < boundary, boundary + (child_offset - boundary) / 2, parent_offset)
             parent_index, existing = later[truth.requires]
             later[truth.requires] = (np.concatenate([parent_index, child_index]), np.concatenate([existing, parent_offset]))
     return later
@@ -335,20 +380,19 @@ def generate(params: Params) -> dict[str, pd.DataFrame | dict]:
     leads = _leads(rng, params)
     n = len(leads)
     log.info("generate: %d leads from %s to %s", n, g.start, end.date())
-    events = _window_events(rng, n, o.observation_days)
-    logit = _true_logit(leads, events, o.observation_days)
+    decision, events = _fast_deciders(rng, _window_events(rng, n, WINDOW_DAYS), n)
+    logit = _true_logit(leads, events, decision)
     intercept = _solve_intercept(logit, g.target_close_rate)
     p_true = 1 / (1 + np.exp(-(intercept + logit)))
     closed = rng.random(n) < p_true
-    window = o.observation_days * DAY
     legacy = np.full(n, np.inf)
     for name in LEGACY_MQL_ACTIVITIES:
         lead_index, offsets = events[name]
-        inside = offsets < window
+        inside = offsets + 600 < decision[lead_index]
         np.minimum.at(legacy, lead_index[inside], offsets[inside] + 600)
     legacy[~np.isfinite(legacy)] = np.nan
-    stages, customer_offset = _stages(rng, leads, closed, p_true, legacy, o.observation_days, o.horizon_days)
-    later = _later_events(rng, n, o.observation_days, customer_offset)
+    stages, customer_offset = _stages(rng, leads, closed, p_true, legacy, decision, o.horizon_days)
+    later = _later_events(rng, n, decision, customer_offset)
 
     created = leads["created_at"].to_numpy()
     parts = []
@@ -369,7 +413,11 @@ def generate(params: Params) -> dict[str, pd.DataFrame | dict]:
         "description": "Planted effects on the log-odds of becoming a customer; see pipeline/generate.py for the model.",
         "seed": params.seed,
         "export_date": end.date().isoformat(),
-        "observation_days": o.observation_days,
+        "window_days": WINDOW_DAYS,
+        "fast_deciders": {**FAST, "leads": int((decision < WINDOW_DAYS * DAY).sum()),
+                          "customers": int((closed & (decision < WINDOW_DAYS * DAY)).sum()),
+                          "note": "decided on a day inside the window, after a burst of the burst activities; "
+                                  "the truth is taken at that day"},
         "horizon_days": o.horizon_days,
         "intercept": intercept,
         "target_close_rate": g.target_close_rate,
@@ -378,7 +426,7 @@ def generate(params: Params) -> dict[str, pd.DataFrame | dict]:
         "activities": {
             name: {"coef": t.coef, "prevalence": t.prevalence, "requires": t.requires} for name, t in ACTIVITIES.items()
         },
-        "decay": {"half_life_days": HALF_LIFE_DAYS, "applies_to": "every activity, by the age of its latest occurrence at the cut-off"},
+        "decay": {"half_life_days": HALF_LIFE_DAYS, "applies_to": "every activity, by the age of its latest occurrence at the lead's moment of decision"},
         "frequency": FREQUENCY,
         "fit": {
             "company_size": {"edges": SIZE_EDGES, "effects": SIZE_EFFECT},

@@ -23,46 +23,89 @@ import pandas as pd
 import skops.io as sio
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 
 from pipeline import io
-from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator
+from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds
 from pipeline.errors import LeadcalError
-from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS, snapshot_stratum
 from pipeline.params import Params
-from pipeline.explain import effects, global_factors, reference_values
+from pipeline.explain import INTERACTION_MARK, effects, global_factors, reference_values
 from pipeline.model_card import model_card
 from pipeline.signals import (
-    SignalSet, activities_in, build_signals, decay_matrix, fit_rows, labelled, purge, read_frequency_signals,
-    time_split, validation_cohorts,
+    SignalSet, activities_in, build_signals, decay_matrix, fit_rows, labelled, lead_support, purge,
+    read_frequency_signals, time_split, validation_cohorts,
 )
-from pipeline.stats import calibration_table, classification_metrics, gain_table
+from pipeline.stats import calibration_table, classification_metrics, gain_table, stratified_auc
 from pipeline.weights import fit_points, points_probability, read_weights, score_features
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # bump when the feature layout changes; older model files are then refused
+SCHEMA_VERSION = 3  # bump when the feature layout changes; older model files are then refused
 
 # Types a leadcal model file may contain beyond skops' defaults; nothing else loads.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
-def model_matrix(features: pd.DataFrame, signals: SignalSet, kind: str, half_life_days: float | None) -> pd.DataFrame:
-    """What the model sees; everything is known at the lead's cut-off.
+def snapshot_column(days: int) -> str:
+    return f"snapshot = {days} days"
+
+
+def model_matrix(features: pd.DataFrame, signals: SignalSet, kind: str, half_life_days: float | None,
+                 snapshot_days: list[int]) -> pd.DataFrame:
+    """What the model sees; everything is known at the row's moment.
 
     logistic: the signals, activities decayed with the points table's half-life (the
     form the evidence supports: on the sample its AUC is within 0.02 of the truth's);
     hgb: the 0/1 signals plus activity counts, ages and the creation month, from which
-    trees can learn their own recency and seasonality.
+    trees can learn their own recency and seasonality. Both also see the row's snapshot
+    (one indicator per snapshot after the first): a lead still open at day 30 closes less
+    often than a new one, and the CRM knows a lead's age when it scores it.
     """
+    stratum = snapshot_stratum(features["snapshot_days"].to_numpy(), snapshot_days)
+    snapshots = pd.DataFrame({snapshot_column(a): (stratum == a).astype(float) for a in snapshot_days[1:]},
+                             index=features.index)
     if kind == "logistic":
-        return decay_matrix(signals, features, half_life_days).matrix.astype(float)
-    counts = features[[c for c in features.columns if c.startswith(COUNT_PREFIX)]].astype(float)
+        decayed = decay_matrix(signals, features, half_life_days).matrix.astype(float)
+        return pd.concat([decayed, snapshots, _engagement_by_snapshot(decayed, signals, stratum, snapshot_days)], axis=1)
+    activities = [c[len(COUNT_PREFIX):] for c in features.columns if c.startswith(COUNT_PREFIX)]
+    counts = features[[COUNT_PREFIX + a for a in activities]].astype(float)
     # "Never done" is an age far beyond any window, not a missing value: an activity never
     # seen in the training months would otherwise be an all-missing column trees cannot bin.
-    ages = features[[c for c in features.columns if c.startswith(AGE_PREFIX)]].astype(float).fillna(NEVER_DAYS)
+    ages = features[[AGE_PREFIX + a for a in activities]].astype(float).fillna(NEVER_DAYS)
     month = features["created_at"].dt.month.rename("created_month").astype(float)
-    return pd.concat([signals.matrix.astype(float), counts, ages, month], axis=1)
+    return pd.concat([signals.matrix.astype(float), counts, ages, month, snapshots], axis=1)
+
+
+def interaction_column(signal: str, days: int) -> str:
+    return f"{signal} {INTERACTION_MARK} {days}"
+
+
+def _engagement_by_snapshot(decayed: pd.DataFrame, signals: SignalSet, stratum: np.ndarray,
+                            snapshot_days: list[int]) -> pd.DataFrame:
+    """Each engagement signal again, once per snapshot before the last, zero on the other rows.
+
+    How much an activity says about closing depends on when the lead is seen: at day 30 the
+    decision is near, at day 7 weeks of activity are still to come. The logistic model gets
+    an effect per engagement signal (the last snapshot's) and, through these columns, how it
+    differs at each earlier snapshot; the L2 penalty keeps the differences at 0 unless the
+    data show them. The points table, one number per signal for the CRM, has no such columns.
+    """
+    engagement = list(signals.catalog.loc[signals.catalog["kind"] == "engagement", "signal"])
+    values = decayed[engagement].to_numpy()
+    columns = {interaction_column(name, days): values[:, j] * (stratum == days)
+               for days in snapshot_days[:-1] for j, name in enumerate(engagement)}
+    return pd.DataFrame(columns, index=decayed.index)
+
+
+def supported_columns(X: pd.DataFrame, signals: SignalSet, rows: np.ndarray, min_support: int) -> list[str]:
+    """The columns of X a fit may use: signals seen in fewer than `min_support` of the training leads
+    are left out (with an activity's counts and ages), as in the points table. A fit value that
+    rare is then scored like its attribute's reference, and never becomes a coefficient or a reason."""
+    rare = set(signals.catalog["signal"][lead_support(signals.take(rows)) < min_support])
+    dropped = rare | {prefix + name for name in rare for prefix in (COUNT_PREFIX, AGE_PREFIX)} | {
+        c for c in X.columns if INTERACTION_MARK in c and c.split(f" {INTERACTION_MARK} ")[0] in rare}
+    return [c for c in X.columns if c not in dropped]
 
 
 def make_estimator(params: Params) -> HistGradientBoostingClassifier | LogisticRegression:
@@ -102,20 +145,21 @@ def rolling_folds(
     return result
 
 
-def fit_model(X: pd.DataFrame, y: np.ndarray, params: Params, folds: int = 5) -> dict[str, object]:
-    """Base model on every training lead; calibrator on its cross-fitted (out-of-fold) scores.
+def fit_model(X: pd.DataFrame, y: np.ndarray, params: Params, lead: np.ndarray, folds: int = 5) -> dict[str, object]:
+    """Base model on every training row; calibrator on its cross-fitted (out-of-fold) scores.
 
-    Each training lead's calibration score comes from a model fitted without it (5 folds),
-    so the calibrator sees honest scores while the published base model keeps all the
-    training data (scikit-learn's CalibratedClassifierCV with ensemble=False does the same).
-    Returns {"base", "calibrator" (None if too few customers), "method", "losses"}.
+    Each training lead's calibration scores come from a model fitted without it (5 folds that
+    keep a lead's rows together), so the calibrator sees honest scores while the published
+    base model keeps all the training data (scikit-learn's CalibratedClassifierCV with
+    ensemble=False does the same). Returns {"base", "calibrator" (None if too few customers),
+    "method", "losses"}.
     """
     base = make_estimator(params).fit(X, y)
     if y.sum() < folds * 2:
         return {"base": base, "calibrator": None, "method": "none (too few customers to calibrate)", "losses": {}}
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=params.seed)
-    raw = cross_val_predict(make_estimator(params), X, y, cv=splitter, method="predict_proba")[:, 1]
-    method, losses = choose_method(raw, y, params.seed)
+    raw = cross_val_predict(make_estimator(params), X, y, cv=lead_folds(y, lead, folds, params.seed),
+                            method="predict_proba")[:, 1]
+    method, losses = choose_method(raw, y, params.seed, groups=lead)
     return {"base": base, "calibrator": fit_calibrator(raw, y, method), "method": method, "losses": losses}
 
 
@@ -126,19 +170,18 @@ def predict(bundle: dict[str, object], X: pd.DataFrame) -> np.ndarray:
 
 
 def fold_points(
-    features: pd.DataFrame, signals: SignalSet, train: pd.Series, valid: pd.Series, evidence: pd.DataFrame,
+    features: pd.DataFrame, signals: SignalSet, train: np.ndarray, valid: np.ndarray, evidence: pd.DataFrame,
     header: dict, params: Params,
 ) -> tuple[np.ndarray, dict]:
     """The points table refitted on one fold's training leads (same signals, half-life and scale),
-    and the held-out leads' totals: the fair comparison with a model trained on the same leads."""
-    rows, held = train.to_numpy(), valid.to_numpy()
-    decayed = decay_matrix(SignalSet(signals.matrix[rows], signals.catalog), features[rows], header.get("half_life_days"))
+    and the held-out rows' totals: the fair comparison with a model trained on the same leads."""
+    decayed = decay_matrix(signals.take(train), features[train], header.get("half_life_days"))
     w = params.weights
-    table, fold_header = fit_points(decayed, features.loc[rows, "closed"].to_numpy(), evidence, w.points_to_double_odds,
+    table, fold_header = fit_points(decayed, features.loc[train, "closed"].to_numpy(), evidence, w.points_to_double_odds,
                                     w.regularization_c, params.seed, header.get("half_life_days") is not None,
                                     params.signals.min_support)
     fold_header.update({"half_life_days": header.get("half_life_days"), "caps": header.get("caps")})
-    totals = score_features(features[held], SignalSet(signals.matrix[held], signals.catalog), table, fold_header)
+    totals = score_features(features[valid], signals.take(valid), table, fold_header)
     return totals["total_points"].to_numpy(), fold_header
 
 
@@ -150,9 +193,9 @@ def summarise_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]
     }
 
 
-def check_minimum_data(y_train: np.ndarray, params: Params) -> None:
+def check_minimum_data(y: np.ndarray, lead: np.ndarray, train: np.ndarray, params: Params) -> None:
     t = params.train
-    customers, leads = int(y_train.sum()), len(y_train)
+    customers, leads = _leads(lead, train & (y == 1)), _leads(lead, train)
     if customers < t.min_customers or leads < t.min_leads:
         raise LeadcalError(
             f"refusing to publish a predictive model: the training cohorts hold {leads} matured leads and {customers} "
@@ -224,7 +267,7 @@ def schema(features: pd.DataFrame, params: Params, frequency: list, half_life_da
         "model_type": params.train.model,
         "fit_attributes": list(params.signals.fit_attributes),
         "numeric_bins": {k: list(v) for k, v in params.signals.numeric_bins.items()},
-        "observation_days": params.outcome.observation_days,
+        "snapshot_days": list(params.outcome.snapshot_days),
         "horizon_days": params.outcome.horizon_days,
         "activities": activities_in(features),
         "frequency": [spec.model_dump() for spec in frequency],
@@ -249,81 +292,110 @@ def run(params: Params) -> dict[str, object]:
             "Still available: close rates and the points table in models/; `dvc repro --keep-going` runs the "
             "stages that do not need the model"
         )
-    X = model_matrix(features, signals, params.train.model, header.get("half_life_days"))
+    snapshot_days = list(params.outcome.snapshot_days)
+    X = model_matrix(features, signals, params.train.model, header.get("half_life_days"), snapshot_days)
     y = features["closed"].to_numpy()
-    check_minimum_data(y[folds[-1][0].to_numpy()], params)
+    lead, snapshot = signals.leads(), signals.snapshots()
+    check_minimum_data(y, lead, folds[-1][0].to_numpy(), params)
 
-    fold_rows, points_rows, bundle = [], [], None
+    fold_rows, points_rows, published = [], [], None
     for index, (train, valid) in enumerate(folds, start=1):
-        rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed), valid.to_numpy()
-        train = pd.Series(rows, index=train.index)
+        rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed, lead), valid.to_numpy()
         if y[rows].sum() == 0 or y[held].sum() == 0:
             log.warning("train: fold %d skipped: no customer in its training or validation leads", index)
             continue
-        bundle = fit_model(X[rows], y[rows], params)
-        probability = predict(bundle, X[held])
+        columns = supported_columns(X, signals, rows, params.signals.min_support)
+        bundle = fit_model(X.loc[rows, columns], y[rows], params, lead[rows])
+        probability = predict(bundle, X.loc[held, columns])
         if index == len(folds):
-            points, points_header = score_features(features[held], SignalSet(signals.matrix[held], signals.catalog),
-                                                   weights, header)["total_points"].to_numpy(), header
+            points, points_header = score_features(features[held], signals.take(held), weights, header)[
+                "total_points"].to_numpy(), header
+            published = {"bundle": bundle, "columns": columns, "rows": rows, "held": held,
+                         "probability": probability, "points": points}
         else:
-            points, points_header = fold_points(features, signals, train, valid, evidence, header, params)
+            points, points_header = fold_points(features, signals, rows, held, evidence, header, params)
         cohorts = features.loc[valid, "cohort"]
-        period = {"fold": index, "from": cohorts.min(), "to": cohorts.max(), "leads": int(held.sum()),
-                  "customers": int(y[held].sum()), "trained_on_leads": int(rows.sum())}
-        fold_rows.append({**period, **classification_metrics(y[held], probability), "calibration": bundle["method"]})
-        points_prob = points_probability(points, points_header)
-        points_rows.append({**period, **classification_metrics(y[held], points_prob, score=points)})
+        period = {"fold": index, "from": cohorts.min(), "to": cohorts.max(), "leads": _leads(lead, held),
+                  "rows": int(held.sum()), "customers": _leads(lead, held & (y == 1)),
+                  "trained_on_leads": _leads(lead, rows)}
+        strata = snapshot[held]
+        fold_rows.append({**period, **classification_metrics(y[held], probability, strata=strata),
+                          "auc_by_snapshot": _auc_by_snapshot(y[held], probability, strata),
+                          "calibration": bundle["method"]})
+        points_prob = points_probability(points, points_header, strata)
+        points_rows.append({**period, **classification_metrics(y[held], points_prob, score=points, strata=strata),
+                            "auc_by_snapshot": _auc_by_snapshot(y[held], points, strata)})
         log.info("train: fold %d (%s to %s): AUC model %.3f, points %.3f; ECE model %.4f", index, period["from"],
                  period["to"], fold_rows[-1]["auc"], points_rows[-1]["auc"], fold_rows[-1]["ece"])
-    train, valid = folds[-1]
-    rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed), valid.to_numpy()
-    train = pd.Series(rows, index=train.index)
-    if not fold_rows or fold_rows[-1]["fold"] != len(folds):
+    if published is None:
         raise LeadcalError(
             f"the latest {params.train.validation_months} months of matured leads hold no customer: the model "
             "cannot be judged on them; lower train.validation_months or add history"
         )
-    published = bundle  # the last fold: trained on everything before the latest validation block
+    # the published model: the last fold's, trained on everything before the latest validation block
+    bundle, columns, rows, held = published["bundle"], published["columns"], published["rows"], published["held"]
+    probability, points = published["probability"], published["points"]
+    points_prob = points_probability(points, header, snapshot[held])
 
-    reference = reference_values(signals.catalog, X[rows])
-    lead_effects = effects(lambda frame: published["base"].predict_proba(frame)[:, 1], X[held], signals.catalog, reference)
+    reference = reference_values(signals.catalog, X.loc[rows, columns])
+    lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.loc[held, columns],
+                           signals.catalog, reference)
     factors = global_factors(lead_effects)
-    train_probability = predict(published, X[rows])
+    train_probability = predict(bundle, X.loc[rows, columns])
     grade_cutoffs = [float(q) for q in np.quantile(train_probability, [0.75, 0.5, 0.25])]
 
-    train_cohorts = features.loc[train, "cohort"]
+    train_cohorts = features.loc[rows, "cohort"]
+    by_snapshot = {}  # the published fold, snapshot by snapshot: how well each moment's leads are ranked
+    for age in np.unique(snapshot[held]):
+        at = snapshot[held] == age
+        by_snapshot[str(int(age))] = {
+            "rows": int(at.sum()), "customers": int(y[held][at].sum()),
+            "model": classification_metrics(y[held][at], probability[at]),
+            "points_table": classification_metrics(y[held][at], points_prob[at], score=points[at]),
+        }
     metrics = {
-        "model": {"type": params.train.model, "calibration": published["method"], **summarise_folds(fold_rows),
+        "model": {"type": params.train.model, "calibration": bundle["method"], **summarise_folds(fold_rows),
                   "folds": fold_rows},
         "points_table": {**summarise_folds(points_rows), "folds": points_rows},
-        "training": {"from": train_cohorts.min(), "to": train_cohorts.max(), "leads": int(rows.sum()),
-                     "customers": int(y[rows].sum())},
-        "validation": {k: fold_rows[-1][k] for k in ("from", "to", "leads", "customers")},
+        "training": {"from": train_cohorts.min(), "to": train_cohorts.max(), "leads": _leads(lead, rows),
+                     "rows": int(rows.sum()), "customers": _leads(lead, rows & (y == 1))},
+        "validation": {k: fold_rows[-1][k] for k in ("from", "to", "leads", "rows", "customers")},
+        "validation_by_snapshot": by_snapshot,
     }
     description = {
         "format": "skops",
         "schema": schema(features, params, frequency, header.get("half_life_days")),
-        "features": list(X.columns),
-        "calibration": {"method": published["method"], "cross_validated_log_loss": published["losses"]},
+        "features": list(columns),
+        "calibration": {"method": bundle["method"], "cross_validated_log_loss": bundle["losses"]},
         "grade_cutoffs": {"A": grade_cutoffs[0], "B": grade_cutoffs[1], "C": grade_cutoffs[2]},
         "reference_fit_values": reference,
         "trained_on": metrics["training"],
         "validated_on": metrics["validation"],
     }
-    io.write_bytes(models / "model.skops", model_bytes({"base": published["base"], "calibrator": published["calibrator"]}))
+    io.write_bytes(models / "model.skops", model_bytes({"base": bundle["base"], "calibrator": bundle["calibrator"]}))
     io.write_json(models / "model.json", description)
     io.write_json(models / "metrics" / "train.json", metrics)
     io.write_csv(models / "factors.csv", factors)
-    # the loop's last values are the last fold's (checked above): its calibration curves
+    # the published fold's calibration curves and gain, on its held-out rows
     io.write_csv(models / "plots" / "calibration_model.csv", pd.DataFrame(calibration_table(y[held], probability)))
     io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], points_prob)))
-    io.write_csv(models / "plots" / "cumulative_gain.csv",
-                 pd.DataFrame(gain_table(y[held], {"model": probability, "points_table": points})))
+    io.write_csv(models / "plots" / "cumulative_gain.csv", pd.DataFrame(
+        gain_table(y[held], {"model": probability, "points_table": points}, strata=snapshot[held])))
     io.write_text(models / "model_card.md", model_card(params, metrics, description, factors))
     m, p = metrics["model"]["mean"], metrics["points_table"]["mean"]
     log.info("train: %d folds, mean AUC model %.3f, points table %.3f; mean ECE %.4f; calibration %s",
-             len(fold_rows), m["auc"], p["auc"], m["ece"], published["method"])
+             len(fold_rows), m["auc"], p["auc"], m["ece"], bundle["method"])
     return metrics
+
+
+def _auc_by_snapshot(y: np.ndarray, score: np.ndarray, snapshot: np.ndarray) -> dict[str, float]:
+    """AUC among the leads seen at each snapshot age (NaN where one outcome is missing)."""
+    return {str(int(age)): stratified_auc(y[snapshot == age], score[snapshot == age]) for age in np.unique(snapshot)}
+
+
+def _leads(lead: np.ndarray, rows: np.ndarray) -> int:
+    """Distinct leads among the selected rows."""
+    return int(len(np.unique(lead[rows])))
 
 
 def read_model(models: Path) -> tuple[dict[str, object], dict[str, object]]:

@@ -25,6 +25,11 @@ def _fold_table(folds: list[dict], summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _ages(params: Params) -> str:
+    ages = [str(a) for a in params.outcome.snapshot_days]
+    return ages[0] if len(ages) == 1 else ", ".join(ages[:-1]) + " and " + ages[-1]
+
+
 def model_card(params: Params, metrics: dict, description: dict, factors: pd.DataFrame) -> str:
     model, points = metrics["model"], metrics["points_table"]
     training, validation = metrics["training"], metrics["validation"]
@@ -41,21 +46,23 @@ def model_card(params: Params, metrics: dict, description: dict, factors: pd.Dat
 
 ## What it predicts
 The probability that a lead becomes a customer within {params.outcome.horizon_days} days of its creation,
-from what was known at its cut-off: its first {params.outcome.observation_days} days of activity (or less, if
-its deal was won or lost earlier) and its fit attributes ({", ".join(params.signals.fit_attributes)}).
+from what was known at a moment of its life while it was still open: its activity before that moment and its
+fit attributes ({", ".join(params.signals.fit_attributes)}). Trained on every lead as it was {_ages(params)}
+days after creation, at each of those ages it reached before being won or lost.
 
 ## Model
 - Type: {kind}.
 - Probabilities calibrated with **{model["calibration"]}**, fitted on cross-fitted scores of the training leads
   (each scored by a model trained without it; cross-validated log loss: {loss_text}).
-- Features: {len(description["features"])} (signals, activity counts and recency, creation month); schema version
+- Features: {len(description["features"])} (signals, activity counts and recency, creation month, the snapshot age);
+  signals seen in fewer than {params.signals.min_support} training leads are left out; schema version
   {description["schema"]["version"]}. The file is `models/model.skops` (no pickle; loaded with an allow-list of types).
 
 ## Data
-- Trained on leads created {training["from"]} to {training["to"]}: {training["leads"]:,} matured leads,
-  {training["customers"]} customers.
-- Published model validated on {validation["from"]} to {validation["to"]}: {validation["leads"]:,} leads,
-  {validation["customers"]} customers, never seen in training.
+- Trained on leads created {training["from"]} to {training["to"]}: {training["leads"]:,} matured leads
+  ({training["rows"]:,} point-in-time rows), {training["customers"]} customers.
+- Published model validated on {validation["from"]} to {validation["to"]}: {validation["leads"]:,} leads
+  ({validation["rows"]:,} rows), {validation["customers"]} customers, never seen in training.
 
 ## Validation over time (rolling origin)
 Each fold is trained only on the months before its held-out block.
@@ -68,7 +75,8 @@ Each fold is trained only on the months before its held-out block.
 
 {_fold_table(points["folds"], points)}
 
-ECE is the average gap between predicted and observed close rates (0.01 = one percentage point).
+AUC, PR-AUC and the top decile compare leads seen at the same age (snapshot); ECE, Brier and log loss pool
+every row. ECE is the average gap between predicted and observed close rates (0.01 = one percentage point).
 
 ## Strongest factors (held-out leads of the last fold)
 
@@ -82,8 +90,9 @@ Effects are measured by occlusion: the change in the model's odds when the signa
 - Trained on history: if campaigns, channels or the product change, rates drift; the folds above show how
   much the quality moves from period to period. Retrain regularly (`dvc repro`).
 - Leads younger than {params.outcome.horizon_days} days at the export date have no known outcome and are not used.
-- A lead is scored as of its cut-off ({params.outcome.observation_days} days after creation); activity after
-  that is not seen.
+- A lead is scored as it is when scored, in the snapshot of its age; between the snapshot ages
+  ({_ages(params)} days) the model has not seen leads, so a 12-day-old lead is scored like a 7-day-old one with
+  its activity up to day 12.
 - Small held-out periods make AUC uncertain by a few hundredths; compare the spread across folds before
   reading much into one difference.
 - The frequency thresholds were found on the latest training cohorts, which overlap the earlier folds'

@@ -6,7 +6,7 @@ with the key that is wrong, not later as a KeyError deep inside a stage.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -138,23 +138,46 @@ class Generate(_Strict):
 
 
 class Outcome(_Strict):
-    """What counts as a win, and what a lead's features may see.
+    """What counts as a win, and the moments at which a lead is seen.
 
-    A lead is closed when it reaches `customer` within `horizon_days` of creation.
-    Its features use only activities before its cut-off: `observation_days` after
-    creation, or its first outcome stage if that comes earlier.
+    A lead is closed when it reaches `customer` within `horizon_days` of creation. It is
+    seen at fixed ages, `snapshot_days` after creation, each time with only the activity
+    before that moment, and only while it is still open (no customer, lost or disqualified
+    stage yet): a moment fixed in the lead's life, never moved by its outcome (docs/method.md,
+    "Point-in-time rows").
     """
 
     horizon_days: int = Field(90, ge=1)
-    observation_days: int = Field(30, ge=1)
-    as_of: date | None = None  # default: the latest timestamp found in the data
+    snapshot_days: list[int] = [0, 7, 30]
+    as_of: datetime | None = None  # export date (or moment); default: the latest timestamp found in the data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_setting(cls, data: object) -> object:
+        if isinstance(data, dict) and "observation_days" in data:
+            raise ValueError(
+                "observation_days was replaced by snapshot_days: a lead is seen at fixed ages while it is still "
+                f"open, e.g. snapshot_days: [0, 7, {data['observation_days']}] (docs/method.md, 'Point-in-time rows')"
+            )
+        return data
+
+    @field_validator("snapshot_days")
+    @classmethod
+    def _ages(cls, values: list[int]) -> list[int]:
+        if not values:
+            raise ValueError("give at least one age, e.g. [0, 7, 30]")
+        if any(v < 0 for v in values):
+            raise ValueError(f"ages must be 0 or more days after creation, got {values}")
+        if values != sorted(set(values)):
+            raise ValueError(f"list each age once, in increasing order, got {values}")
+        return values
 
     @model_validator(mode="after")
-    def _window_inside_horizon(self) -> Outcome:
-        if self.observation_days > self.horizon_days:
+    def _snapshots_inside_horizon(self) -> Outcome:
+        if self.snapshot_days[-1] >= self.horizon_days:
             raise ValueError(
-                f"observation_days ({self.observation_days}) must not exceed horizon_days "
-                f"({self.horizon_days}): the score is taken before the outcome is known"
+                f"snapshot_days ({self.snapshot_days[-1]}) must be below horizon_days ({self.horizon_days}): "
+                "a lead is scored before its outcome is known"
             )
         return self
 

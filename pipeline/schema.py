@@ -7,6 +7,8 @@ the table's shape without importing a stage.
 
 from __future__ import annotations
 
+import numpy as np
+
 COUNT_PREFIX = "n__"  # events of an activity before the cut-off
 AGE_PREFIX = "age__"  # days from the latest such event to the cut-off (NaN: never)
 PEAK_PREFIX = "peak__"  # most events of an activity within any rolling window
@@ -15,3 +17,11 @@ NEVER_DAYS = 10_000.0  # the age given to an activity a lead never did, where a 
 
 def peak_column(activity: str, window_days: int) -> str:
     return f"{PEAK_PREFIX}{activity}__{window_days}d"
+
+
+def snapshot_stratum(age_days: np.ndarray, snapshot_days: list[int]) -> np.ndarray:
+    """The snapshot a lead of this age is scored in: the latest snapshot age it has reached
+    (the first one if it is younger than every snapshot)."""
+    edges = np.asarray(snapshot_days)
+    position = np.searchsorted(edges, np.asarray(age_days, dtype=float), side="right") - 1
+    return edges[np.clip(position, 0, len(edges) - 1)]

@@ -1,8 +1,9 @@
 """`leadcal score INPUT --out OUTPUT`: score new leads with the published model and points table.
 
 INPUT is a folder with `leads` and `activities` (and optionally `stages`) as CSV or
-Parquet, in the data contract's format. Each lead is scored as of its cut-off (its
-first `observation_days`, or now if it is younger), exactly as the model was trained.
+Parquet, in the data contract's format. Each lead is scored as it is now (the latest
+timestamp in the input, or `--as-of`): its activity before that moment, decayed to that
+moment, in the snapshot of its age, with the definitions the model was trained with.
 Per lead: probability, fit / engagement / total points, grade (A-D: quartiles of the
 training leads' probabilities, as HubSpot's contact priority), MQL flag (total points at
 or above the published threshold) and its top reasons.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from pipeline.features import build_features
 from pipeline.model import SCHEMA_VERSION, model_matrix, predict, read_model
 from pipeline.params import FrequencySignal, Params
 from pipeline.schema import AGE_PREFIX, NEVER_DAYS, peak_column
-from pipeline.signals import SignalSet, build_signals
+from pipeline.signals import build_signals
 from pipeline.weights import read_weights, score_features
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def check_schema(schema: dict, params: Params, model_path: Path) -> None:
     current = {
         "fit_attributes": list(params.signals.fit_attributes),
         "numeric_bins": {k: list(v) for k, v in params.signals.numeric_bins.items()},
-        "observation_days": params.outcome.observation_days,
+        "snapshot_days": list(params.outcome.snapshot_days),
         "recency_days": list(params.signals.recency_days),
     }
     different = [key for key, value in current.items() if schema.get(key) != value]
@@ -75,7 +76,7 @@ def _grade(probability: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
 
 
 def score(
-    input_dir: Path, out: Path, params: Params, as_of: date | None = None, batch_size: int = 50_000,
+    input_dir: Path, out: Path, params: Params, as_of: datetime | date | None = None, batch_size: int = 50_000,
     models: Path | None = None,
 ) -> pd.DataFrame:
     """Score every lead in `input_dir` and write the result to `out` (.csv or .parquet)."""
@@ -94,7 +95,7 @@ def score(
             "paths": params.paths.model_copy(update={"extracted": Path(tmp)}),
             "outcome": params.outcome.model_copy(update={"as_of": as_of}),
         })
-        features, _ = build_features(scoring, require_outcomes=False)
+        features, _ = build_features(scoring, require_outcomes=False, moments="now")
 
     unknown = sorted(set(tables["activities"]["activity"]) - set(schema["activities"]))
     if unknown:
@@ -105,7 +106,7 @@ def score(
         if column not in features.columns:
             features[column] = 0
     signals = build_signals(features, params, frequency)
-    X = model_matrix(features, signals, schema["model_type"], schema.get("half_life_days"))
+    X = model_matrix(features, signals, schema["model_type"], schema.get("half_life_days"), schema["snapshot_days"])
     missing = [c for c in description["features"] if c not in X.columns]
     X = X.reindex(columns=description["features"])
     for column in missing:
@@ -116,7 +117,7 @@ def score(
     batches = range(0, len(features), batch_size)
     for start in tqdm(batches, desc="scoring", unit="batch", disable=len(batches) < 2):
         rows = slice(start, start + batch_size)
-        batch_signals = SignalSet(signals.matrix.iloc[rows], signals.catalog)
+        batch_signals = signals.take(np.arange(len(features))[rows])
         probability = predict(bundle, X.iloc[rows])
         points = score_features(features.iloc[rows], batch_signals, weights, header)
         lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.iloc[rows], signals.catalog, reference)

@@ -1,9 +1,13 @@
-"""From per-lead features to yes/no signals a marketer can read and a CRM can score.
+"""From point-in-time rows to yes/no signals a marketer can read and a CRM can score.
 
 A signal is one line of a points table: "did a demo request", "pricing page visit
 4+ times in 30 days", "industry = software", "company size 201-1000". Every stage
 after `features` works on this matrix, so close rates, points, thresholds and the
 model all speak of the same signals with the same names.
+
+A lead has one row per snapshot it was seen at (pipeline.features), consecutive, in
+snapshot order. What counts leads, resamples them or splits them into folds does it by
+lead, never by row: `SignalSet.lead` says which rows belong together.
 """
 
 from __future__ import annotations
@@ -24,10 +28,98 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True)
 class SignalSet:
-    """matrix: leads x signals of 0/1 (uint8); catalog: one row per signal, same order."""
+    """matrix: rows x signals of 0/1 (uint8, or decayed values); catalog: one row per signal, same order.
+
+    lead: each row's lead, as an integer that changes where the next lead's rows begin (a
+    lead's rows are consecutive); snapshot: each row's snapshot age in days. Both default to
+    one row per lead at a single snapshot.
+    """
 
     matrix: pd.DataFrame
     catalog: pd.DataFrame
+    lead: np.ndarray | None = None
+    snapshot: np.ndarray | None = None
+
+    def leads(self) -> np.ndarray:
+        return np.arange(len(self.matrix)) if self.lead is None else self.lead
+
+    def snapshots(self) -> np.ndarray:
+        return np.zeros(len(self.matrix), dtype=np.int64) if self.snapshot is None else self.snapshot
+
+    def take(self, rows: np.ndarray | pd.Series) -> SignalSet:
+        """The rows selected by a boolean mask or by positions (positions may repeat: a bootstrap)."""
+        rows = np.asarray(rows)
+        positions = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return SignalSet(
+            matrix=self.matrix.iloc[positions].reset_index(drop=True) if rows.dtype != bool else self.matrix[rows],
+            catalog=self.catalog,
+            lead=None if self.lead is None else self.lead[positions],
+            snapshot=None if self.snapshot is None else self.snapshot[positions],
+        )
+
+    def with_matrix(self, matrix: pd.DataFrame) -> SignalSet:
+        return SignalSet(matrix=matrix, catalog=self.catalog, lead=self.lead, snapshot=self.snapshot)
+
+
+def lead_codes(lead_ids: pd.Series) -> np.ndarray:
+    """0, 0, 1, 2, 2, 2, ...: a new code wherever a new lead's rows begin (rows of a lead are consecutive)."""
+    values = lead_ids.to_numpy()
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(values[1:] != values[:-1])]).astype(np.int64)
+
+
+def lead_starts(lead: np.ndarray) -> np.ndarray:
+    """Position of each lead's first row."""
+    lead = np.asarray(lead)
+    if len(lead) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate([[True], lead[1:] != lead[:-1]]))
+
+
+def per_lead_max(values: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """The largest value over each lead's rows (rows x k -> leads x k, or rows -> leads)."""
+    values = np.asarray(values)
+    if len(values) == 0:
+        return values
+    return np.maximum.reduceat(values, lead_starts(lead), axis=0)
+
+
+def lead_support(signals: SignalSet) -> np.ndarray:
+    """Per signal, the number of leads that have it at one of their rows (not the number of rows)."""
+    present = signals.matrix.to_numpy() > 0
+    if signals.lead is None:
+        return present.sum(axis=0)
+    return per_lead_max(present, signals.lead).sum(axis=0)
+
+
+def first_shown(present: np.ndarray, lead: np.ndarray | None, max_rows_per_lead: int) -> np.ndarray:
+    """rows x signals: True at the first row of its lead where the signal is present.
+
+    Counting each lead once per signal, at the first moment it showed the signal, keeps the
+    units of a close rate independent (a lead seen at three snapshots is one lead, not three).
+    """
+    present = np.asarray(present, dtype=bool)
+    if lead is None:
+        return present
+    seen = np.zeros_like(present)
+    for shift in range(1, max_rows_per_lead):
+        if shift >= len(present):
+            break
+        same = (lead[shift:] == lead[:-shift])[:, None]
+        seen[shift:] |= present[:-shift] & same
+    return present & ~seen
+
+
+def resample_leads(rng: np.random.Generator, lead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row positions, lead codes) of a bootstrap resample that draws leads, each with all its rows;
+    a lead drawn twice counts as two leads."""
+    starts = lead_starts(lead)
+    ends = np.append(starts[1:], len(lead))
+    chosen = rng.integers(0, len(starts), size=len(starts))
+    lengths = ends[chosen] - starts[chosen]
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts[chosen], lengths) + offsets, np.repeat(np.arange(len(chosen)), lengths)
 
 
 def _human(value: float) -> str:
@@ -142,11 +234,12 @@ def build_signals(features: pd.DataFrame, params: Params, frequency: list[Freque
             columns[name] = codes == code[value]
             rows.append({"signal": name, "kind": "fit", "type": "fit", "attribute": attribute, "value": value})
     matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
-    return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows))
+    return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows), lead=lead_codes(features["lead_id"]),
+                     snapshot=features["snapshot_days"].to_numpy(dtype=np.int64))
 
 
 def labelled(features: pd.DataFrame) -> pd.Series:
-    """Leads whose outcome is known (matured): the only ones statistics may use."""
+    """Rows whose lead's outcome is known (matured): the only ones statistics may use."""
     return features["closed"] >= 0
 
 
@@ -171,19 +264,20 @@ def purge(train: pd.Series, valid: pd.Series, features: pd.DataFrame, horizon_da
     return train & (features["created_at"] + pd.Timedelta(days=horizon_days) <= start)
 
 
-def fit_rows(train: np.ndarray, max_leads: int | None, seed: int) -> np.ndarray:
-    """The training rows a fit uses: all of them, or a seeded uniform sample of `max_leads`.
+def fit_rows(train: np.ndarray, max_leads: int | None, seed: int, lead: np.ndarray | None = None) -> np.ndarray:
+    """The training rows a fit uses: all of them, or every row of a seeded uniform sample of `max_leads` leads.
 
     Uniform, not stratified: the sample keeps the close rate, so fitted intercepts and
-    calibrated probabilities need no correction. The same seed and data give the same sample.
+    calibrated probabilities need no correction. Leads, not rows, are sampled: a lead keeps
+    all its snapshots or none. The same seed and data give the same sample.
     """
     train = np.asarray(train, dtype=bool)
-    if max_leads is None or train.sum() <= max_leads:
+    lead = np.arange(len(train)) if lead is None else np.asarray(lead)
+    leads = np.unique(lead[train])
+    if max_leads is None or len(leads) <= max_leads:
         return train
-    chosen = np.random.default_rng(seed).choice(np.flatnonzero(train), size=max_leads, replace=False)
-    sample = np.zeros_like(train)
-    sample[chosen] = True
-    return sample
+    chosen = np.random.default_rng(seed).choice(leads, size=max_leads, replace=False)
+    return train & np.isin(lead, chosen)
 
 
 def time_split(features: pd.DataFrame, months: int, horizon_days: int) -> tuple[pd.Series, pd.Series]:
@@ -209,4 +303,4 @@ def decay_matrix(signals: SignalSet, features: pd.DataFrame, half_life_days: flo
     for name in signals.catalog.loc[signals.catalog["type"] == "activity", "signal"]:
         age = features[AGE_PREFIX + name].to_numpy(dtype=float)
         matrix[name] = np.where(np.isnan(age), 0.0, matrix[name].to_numpy() * np.exp2(-np.nan_to_num(age) / half_life_days))
-    return SignalSet(matrix=matrix, catalog=signals.catalog)
+    return signals.with_matrix(matrix)

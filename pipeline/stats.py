@@ -36,17 +36,19 @@ def wilson_interval(customers: np.ndarray, leads: np.ndarray, confidence: float 
     return low, high
 
 
-def top_fraction_lift(y: np.ndarray, score: np.ndarray, fraction: float = 0.1) -> tuple[float, float]:
+def top_fraction_lift(y: np.ndarray, score: np.ndarray, fraction: float = 0.1,
+                      strata: np.ndarray | None = None) -> tuple[float, float]:
     """Close-rate lift and capture rate of the top `fraction` of leads by score.
 
     Ties at the boundary are shared pro rata, so an integer points score with many
     equal values gets the expected value over every ordering of the ties, not a
-    number that depends on the row order.
+    number that depends on the row order. With `strata`, the top fraction of each
+    stratum (see `cumulative_gain`).
 
     Returns (lift, capture): close rate in the top fraction / overall close rate, and
     the share of all customers found there.
     """
-    capture = float(cumulative_gain(y, score, np.array([fraction]))[0])
+    capture = float(cumulative_gain(y, score, np.array([fraction]), strata)[0])
     return capture / fraction, capture
 
 
@@ -60,23 +62,63 @@ def expected_calibration_error(y: np.ndarray, probability: np.ndarray, bins: int
     return float(sum(row["leads"] * abs(row["predicted"] - row["observed"]) for row in rows) / total) if total else float("nan")
 
 
-def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.ndarray | None = None) -> dict[str, float]:
+def stratified_auc(y: np.ndarray, score: np.ndarray, strata: np.ndarray | None = None) -> float:
+    """The chance that a customer scores above a non-customer of the same stratum (ties count half).
+
+    Leads are seen at several ages (snapshots); who to call first is decided among leads
+    seen at the same moment, so only pairs within a stratum are compared. Equals the usual
+    ROC AUC with one stratum. NaN when no stratum holds both outcomes.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    strata = np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata)
+    total, pairs = 0.0, 0.0
+    for stratum in np.unique(strata):
+        inside = strata == stratum
+        positives = int(y[inside].sum())
+        negatives = int(inside.sum()) - positives
+        if positives and negatives:
+            total += roc_auc_score(y[inside], score[inside]) * positives * negatives
+            pairs += positives * negatives
+    return total / pairs if pairs else float("nan")
+
+
+def stratified_average_precision(y: np.ndarray, score: np.ndarray, strata: np.ndarray | None = None) -> float:
+    """PR-AUC (average precision) within each stratum, averaged with the strata's customers as weights."""
+    from sklearn.metrics import average_precision_score
+
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    strata = np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata)
+    total, weight = 0.0, 0
+    for stratum in np.unique(strata):
+        inside = strata == stratum
+        positives = int(y[inside].sum())
+        if 0 < positives < inside.sum():
+            total += average_precision_score(y[inside], score[inside]) * positives
+            weight += positives
+    return total / weight if weight else float("nan")
+
+
+def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.ndarray | None = None,
+                           strata: np.ndarray | None = None) -> dict[str, float]:
     """AUC, PR-AUC, Brier, log loss, ECE and top-decile lift/capture for one scorer on one period.
 
     `score` ranks the leads (defaults to the probability); Brier and log loss judge the
-    probabilities themselves, so they also show whether "20 %" means 20 %.
+    probabilities themselves, so they also show whether "20 %" means 20 %. `strata` (each
+    row's snapshot): the ranking measures compare leads seen at the same moment; the
+    probability measures pool every row, since "20 %" must mean 20 % at every moment.
     """
     # imported here: scikit-learn takes 0.7 s to load, and the close-rate and funnel stages never score a model
-    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+    from sklearn.metrics import brier_score_loss, log_loss
 
     y = np.asarray(y, dtype=int)
     probability = np.clip(np.asarray(probability, dtype=float), 1e-9, 1 - 1e-9)
     score = probability if score is None else np.asarray(score, dtype=float)
-    both_classes = 0 < y.sum() < len(y)
-    lift, capture = top_fraction_lift(y, score, 0.1)
+    lift, capture = top_fraction_lift(y, score, 0.1, strata)
     return {
-        "auc": float(roc_auc_score(y, score)) if both_classes else float("nan"),
-        "pr_auc": float(average_precision_score(y, score)) if both_classes else float("nan"),
+        "auc": stratified_auc(y, score, strata),
+        "pr_auc": stratified_average_precision(y, score, strata),
         "ece": expected_calibration_error(y, probability),
         "brier": float(brier_score_loss(y, probability)),
         "log_loss": float(log_loss(y, probability, labels=[0, 1])),
@@ -105,18 +147,27 @@ def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) ->
     return rows
 
 
-def cumulative_gain(y: np.ndarray, score: np.ndarray, shares: np.ndarray) -> np.ndarray:
+def cumulative_gain(y: np.ndarray, score: np.ndarray, shares: np.ndarray, strata: np.ndarray | None = None) -> np.ndarray:
     """Share of all customers found in the top `shares` of leads ranked by `score` (highest first).
 
     Leads with the same score cannot be told apart, so a cut inside a tie takes that
     group's customers in proportion (the expected gain under random tie-breaking). A
     points table has many ties; counting them in file order would flatter or punish it
-    by chance.
+    by chance. With `strata` (each row's snapshot), the top share of every stratum is
+    taken: leads are ranked against those seen at the same moment.
     """
     y = np.asarray(y, dtype=float)
     score = np.asarray(score, dtype=float)
     if len(y) == 0 or y.sum() == 0:
         return np.full(len(shares), np.nan)
+    if strata is not None and len(np.unique(strata)) > 1:
+        strata = np.asarray(strata)
+        found = np.zeros(len(shares))
+        for stratum in np.unique(strata):
+            inside = strata == stratum
+            if y[inside].sum() > 0:
+                found += cumulative_gain(y[inside], score[inside], shares) * y[inside].sum()
+        return found / y.sum()
     values, inverse = np.unique(-score, return_inverse=True)  # groups from the highest score down
     leads = np.bincount(inverse, minlength=len(values)).astype(float)
     customers = np.bincount(inverse, weights=y, minlength=len(values))
@@ -125,19 +176,21 @@ def cumulative_gain(y: np.ndarray, score: np.ndarray, shares: np.ndarray) -> np.
     return np.interp(np.asarray(shares, dtype=float), lead_edges, customer_edges)
 
 
-def gain_table(y: np.ndarray, scores: dict[str, np.ndarray], steps: int = 20) -> list[dict[str, float]]:
+def gain_table(y: np.ndarray, scores: dict[str, np.ndarray], steps: int = 20,
+               strata: np.ndarray | None = None) -> list[dict[str, float]]:
     """Cumulative gain of several scorers at `steps` equal shares of leads, with the random baseline."""
     shares = np.linspace(0.0, 1.0, steps + 1)
-    gains = {name: cumulative_gain(y, score, shares) for name, score in scores.items()}
+    gains = {name: cumulative_gain(y, score, shares, strata) for name, score in scores.items()}
     return [{"share_of_leads": float(share), **{name: float(gain[i]) for name, gain in gains.items()},
              "random": float(share)} for i, share in enumerate(shares)]
 
 
-def beta_binomial_strength(customers: np.ndarray, leads: np.ndarray, average: float) -> float:
+def beta_binomial_strength(customers: np.ndarray, leads: np.ndarray, average: float | np.ndarray) -> float:
     """Empirical-Bayes prior strength m for shrinking close rates towards the average.
 
     Each signal's true close rate is taken to come from a Beta prior with mean the
-    average close rate p and strength m (alpha = m p, beta = m (1 - p)); m is the value
+    average close rate p (one for all signals, or each signal's own expected rate) and
+    strength m (alpha = m p, beta = m (1 - p)); m is the value
     that makes the observed (customers, leads) of all signals most likely under the
     beta-binomial model:
 
@@ -151,21 +204,22 @@ def beta_binomial_strength(customers: np.ndarray, leads: np.ndarray, average: fl
 
     k = np.asarray(customers, dtype=float)
     n = np.asarray(leads, dtype=float)
-    keep = n > 0
-    k, n = k[keep], n[keep]
-    if not 0 < average < 1 or len(n) < 2:
+    p = np.broadcast_to(np.asarray(average, dtype=float), k.shape)
+    keep = (n > 0) & (p > 0) & (p < 1)
+    k, n, p = k[keep], n[keep], p[keep]
+    if len(n) < 2:
         return float("inf")
 
     def negative_log_likelihood(log_m: float) -> float:
         m = np.exp(log_m)
-        a, b = m * average, m * (1 - average)
+        a, b = m * p, m * (1 - p)
         return -float(np.sum(betaln(k + a, n - k + b) - betaln(a, b)))
 
     best = minimize_scalar(negative_log_likelihood, bounds=(0.0, np.log(1e6)), method="bounded", options={"xatol": 1e-4})
     return float(np.exp(best.x))
 
 
-def shrink_close_rate(customers: np.ndarray, leads: np.ndarray, average: float, strength: float) -> np.ndarray:
+def shrink_close_rate(customers: np.ndarray, leads: np.ndarray, average: float | np.ndarray, strength: float) -> np.ndarray:
     """Posterior mean close rate: (k + m p) / (n + m).
 
     A signal seen in 2 leads moves almost all the way to the average; one seen in
@@ -173,6 +227,7 @@ def shrink_close_rate(customers: np.ndarray, leads: np.ndarray, average: float, 
     """
     k = np.asarray(customers, dtype=float)
     n = np.asarray(leads, dtype=float)
+    average = np.broadcast_to(np.asarray(average, dtype=float), k.shape)
     if not np.isfinite(strength):
-        return np.full(k.shape, average)
+        return average.copy()
     return (k + strength * average) / (n + strength)

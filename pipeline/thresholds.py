@@ -1,7 +1,15 @@
 """The MQL threshold, chosen by a policy marketing and sales agree on, and the fit x interest matrix.
 
 Every policy is computed on the training cohorts and reported side by side in
-models/thresholds.json; `thresholds.policy` picks the published one:
+models/thresholds.json; `thresholds.policy` picks the published one.
+
+A CRM makes a lead an MQL the first time its score reaches the threshold. Leads are seen at
+several snapshots while open (pipeline.features), so each lead is judged by its *peak*: its
+highest total at any snapshot before its outcome. "Leads scoring t or more" below means leads
+whose peak reaches t, and every count is a count of leads, once each. The matrix places each
+lead at its peak row.
+
+The policies:
 
 - close_rate_multiple: the lowest total score t such that the leads scoring t or more close
   at `mql_lift` times the average close rate (lowest: among thresholds that keep MQLs that
@@ -32,10 +40,25 @@ from pipeline import io
 from pipeline.contract import customer_amounts
 from pipeline.frequency import best_split
 from pipeline.params import Params, Thresholds
-from pipeline.signals import build_signals, read_frequency_signals, time_split
+from pipeline.signals import build_signals, lead_starts, read_frequency_signals, time_split
 from pipeline.weights import read_weights, score_features
 
 log = logging.getLogger(__name__)
+
+
+def peak_rows(total_points: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """Position of each lead's peak row: its highest total (the first such row, if tied).
+
+    Rows of a lead are consecutive (pipeline.features), one position per lead, in lead order.
+    """
+    total_points = np.asarray(total_points)
+    starts = lead_starts(lead)
+    if len(starts) == 0:
+        return starts
+    lengths = np.diff(np.append(starts, len(total_points)))
+    highest = np.repeat(np.maximum.reduceat(total_points, starts), lengths)
+    positions = np.where(total_points == highest, np.arange(len(total_points)), len(total_points))
+    return np.minimum.reduceat(positions, starts)
 
 
 def threshold_curve(total_points: np.ndarray, closed: np.ndarray) -> pd.DataFrame:
@@ -177,6 +200,22 @@ def grade(values: np.ndarray, cutoffs: list[float], labels: list[str]) -> np.nda
     return np.select([values >= c for c in cutoffs], labels[:-1], labels[-1])
 
 
+def grade_cutoffs(values: np.ndarray) -> list[float]:
+    """Cut-offs of the A-D (or 1-4) grades: the quartiles, highest first.
+
+    Points totals tie a lot: when the lowest quartile is the minimum itself (many leads with
+    no engagement at all), the lowest grade would be empty; it is then the leads at the
+    minimum, and the next grade starts just above it.
+    """
+    values = np.asarray(values, dtype=float)
+    cuts = [float(q) for q in np.quantile(values, [0.75, 0.5, 0.25])]
+    above = values[values > values.min()]
+    if cuts[-1] <= values.min() and len(above):
+        cuts[-1] = float(above.min())
+        cuts = [max(c, cuts[-1]) for c in cuts]
+    return cuts
+
+
 def _cells(groups: np.ndarray, closed: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     closed = np.asarray(closed, dtype=int)
     out = {}
@@ -197,8 +236,7 @@ def fit_interest_matrix(
     for axis, values in (("fit", fit), ("engagement", engagement)):
         found = best_split(values, closed, min_support)
         boundaries[axis] = found[0] if found else float(np.median(values))
-    fit_cuts = [float(q) for q in np.quantile(fit, [0.75, 0.5, 0.25])]
-    engagement_cuts = [float(q) for q in np.quantile(engagement, [0.75, 0.5, 0.25])]
+    fit_cuts, engagement_cuts = grade_cutoffs(fit), grade_cutoffs(engagement)
     return {
         "fit_boundary": boundaries["fit"], "engagement_boundary": boundaries["engagement"],
         "fit_grade_cutoffs": fit_cuts, "engagement_grade_cutoffs": engagement_cuts,
@@ -261,9 +299,12 @@ def run(params: Params) -> dict[str, object]:
     weights, header = read_weights(params.paths.models)
     scores = score_features(features, signals, weights, header)
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
+    # one row per lead from here on: its peak row (the highest total it reached while open)
+    peak = peak_rows(scores["total_points"].to_numpy(), signals.leads())
+    features, scores = features.iloc[peak].reset_index(drop=True), scores.iloc[peak].reset_index(drop=True)
     closed = features["closed"].to_numpy()
     t = params.thresholds
-    train_rows, valid_rows = train_mask.to_numpy(), valid_mask.to_numpy()
+    train_rows, valid_rows = train_mask.to_numpy()[peak], valid_mask.to_numpy()[peak]
     total = scores["total_points"].to_numpy()
     created = features.loc[train_rows, "created_at"]
     weeks = max((created.max() - created.min()).days + 1, 7) / 7

@@ -13,33 +13,46 @@ centred on the attribute's average lead, so 0 fit points means "as good a fit as
 the average lead" and negative points mean a worse fit. A lead's probability of
 closing follows from its total:
 
-    P(close) = 1 / (1 + exp(-(base_log_odds + total_points * ln 2 / PDO)))
+    P(close) = 1 / (1 + exp(-(base_log_odds + snapshot_log_odds + total_points * ln 2 / PDO)))
+
+Leads are seen at several snapshots (pipeline.features); a lead still open at day 30 closes
+less often than a new one, whatever it did. The regression therefore gives each snapshot
+its own baseline (`snapshot_log_odds`, 0 at the first snapshot), fitted without penalty, so
+the points measure what a signal adds among leads of the same age, not how old the leads
+that show it are. Support is counted in leads, and the bootstrap resamples leads with all
+their rows.
 
 The single-signal close rates stay beside each line as the evidence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
 from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import SignalSet, build_signals, decay_matrix, fit_rows, read_frequency_signals, time_split
+from pipeline.schema import AGE_PREFIX, snapshot_stratum
+from pipeline.signals import (
+    SignalSet, build_signals, decay_matrix, fit_rows, lead_support, per_lead_max, read_frequency_signals,
+    resample_leads, time_split,
+)
 
 log = logging.getLogger(__name__)
 
 STATUS_SCORED = "scored"
 STATUS_LOW_SUPPORT = "below minimum support: no points"
-STATUS_CONSTANT = "same for every lead: no points"
+STATUS_CONSTANT = "same for every lead (at each snapshot): no points"
 STATUS_DECAY = "recency is already in the decay: no points"
 STATUS_LOW_SUPPORT_FIT = "below minimum support: scored like the attribute's reference"
 
@@ -48,13 +61,18 @@ def usable_signals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(usable, low_support, constant, covered_by_decay) masks over the signal columns.
 
-    Support is counted on the leads being fitted (never on held-out ones). With decay, an
-    activity's points already fade with its age, so a recency signal ("any activity in
-    the last 7 days") would count recency twice: it stays evidence and gets no points.
+    Support is counted in leads (not rows) among those being fitted (never held-out ones).
+    With decay, an activity's points already fade with its age, so a recency signal ("any
+    activity in the last 7 days") would count recency twice: it stays evidence and gets no points.
     """
-    present = (signals.matrix.to_numpy() > 0).sum(axis=0)
-    low_support = present < min_support
-    constant = (present == 0) | (present == len(signals.matrix))
+    present = signals.matrix.to_numpy() > 0
+    low_support = lead_support(signals) < min_support
+    # the same for every lead at each snapshot: nothing beyond the snapshot's own baseline
+    snapshot = signals.snapshots()
+    constant = np.ones(present.shape[1], dtype=bool)
+    for age in np.unique(snapshot):
+        count = present[snapshot == age].sum(axis=0)
+        constant &= (count == 0) | (count == (snapshot == age).sum())
     covered = (signals.catalog["type"] == "recency").to_numpy() & decayed
     return ~low_support & ~constant & ~covered, low_support, constant, covered
 
@@ -68,13 +86,35 @@ def _check_outcomes(closed: np.ndarray) -> None:
         )
 
 
-def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int) -> tuple[np.ndarray, float, float]:
-    """(coefficients, intercept, log-likelihood on the fitted leads) of the L2 logistic regression."""
+# Snapshot baselines enter the regression as indicator columns scaled by this factor: the L2
+# penalty on a coefficient w is w^2 / 2C, and the baseline it carries is SNAPSHOT_SCALE * w, so
+# a baseline of -1 costs 1 / (2 C SNAPSHOT_SCALE^2) = 0.005 nats next to a log-likelihood summed
+# over thousands of rows: unpenalised in effect, with no solver of our own.
+SNAPSHOT_SCALE = 10.0
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    coefficients: np.ndarray  # one per column of X
+    intercept: float  # log-odds of the first snapshot's baseline lead
+    log_likelihood: float  # of the fitted rows
+    snapshot_log_odds: dict[int, float]  # each snapshot's baseline relative to the first (0 for the first)
+
+
+def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int,
+                 snapshot: np.ndarray | None = None) -> LogisticFit:
+    """The L2 logistic regression of the outcomes on X, with an unpenalised baseline per snapshot."""
+    snapshot = np.zeros(len(closed), dtype=np.int64) if snapshot is None else np.asarray(snapshot)
+    ages = [int(a) for a in np.unique(snapshot)]
+    strata = np.column_stack([(snapshot == a) * SNAPSHOT_SCALE for a in ages[1:]]) if len(ages) > 1 else None
+    design = X if strata is None else np.hstack([X, strata])
     model = LogisticRegression(C=c, l1_ratio=0, solver="lbfgs", max_iter=5000, random_state=seed)
-    model.fit(X, closed)
-    p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
+    model.fit(design, closed)
+    p = np.clip(model.predict_proba(design)[:, 1], 1e-12, 1 - 1e-12)
     log_likelihood = float(np.sum(closed * np.log(p) + (1 - closed) * np.log(1 - p)))
-    return model.coef_[0], float(model.intercept_[0]), log_likelihood
+    width = X.shape[1]
+    offsets = {ages[0]: 0.0, **{a: float(w * SNAPSHOT_SCALE) for a, w in zip(ages[1:], model.coef_[0][width:])}}
+    return LogisticFit(model.coef_[0][:width], float(model.intercept_[0]), log_likelihood, offsets)
 
 
 def estimate_half_life(
@@ -87,15 +127,19 @@ def estimate_half_life(
     2^(-age/h), the joint logistic regression is refitted, and the h maximising the
     log-likelihood of the outcomes wins (a log-spaced grid, then a bounded search
     around its best point). The 95 % interval holds every h whose log-likelihood is
-    within chi2(1, 0.95) / 2 = 1.92 of the maximum (read off the evaluated points).
+    within chi2(1, 0.95) / 2 = 1.92 of the maximum: its ends are where the profile crosses
+    that level (found by root search, not read off the coarse grid, which would cut the
+    interval short): the rows must be independent, one per lead (`half_life` gives it the
+    last snapshot's rows).
     Returns (h, (low, high), profile).
     """
     evaluated: dict[float, float] = {}
+    snapshot = signals.snapshots()
 
     def log_likelihood(h: float) -> float:
         if h not in evaluated:
             X = decay_matrix(signals, features, h).matrix.loc[:, usable].to_numpy(dtype=float)
-            evaluated[h] = fit_logistic(X, closed, c, seed)[2]
+            evaluated[h] = fit_logistic(X, closed, c, seed, snapshot).log_likelihood
         return evaluated[h]
 
     grid = np.exp(np.linspace(np.log(bounds[0]), np.log(bounds[1]), grid_points))
@@ -106,9 +150,19 @@ def estimate_half_life(
                            method="bounded", options={"xatol": 0.005})
     h_best = float(np.exp(best.x))
     top = max(evaluated.values())
-    inside = sorted(h for h, ll in evaluated.items() if ll >= top - 1.92)
+    h_top = max(evaluated, key=evaluated.get)
+    level = top - 1.92
+
+    def edge(bound: float) -> float:
+        """Where the profile crosses `level` between the best half-life and `bound` (the bound if it never does)."""
+        if log_likelihood(bound) >= level:
+            return bound
+        return float(np.exp(brentq(lambda log_h: log_likelihood(float(np.exp(log_h))) - level,
+                                   *sorted((np.log(bound), np.log(h_top))), xtol=0.002)))
+
+    interval = (edge(bounds[0]), edge(bounds[1]))
     profile = [{"half_life_days": h, "log_likelihood": ll} for h, ll in sorted(evaluated.items())]
-    return h_best, (inside[0], inside[-1]), profile
+    return h_best, interval, profile
 
 
 def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet) -> tuple[pd.Series, float]:
@@ -118,13 +172,17 @@ def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet) -> tu
     the same amount from all of the attribute's values and adding it to the intercept
     leaves every prediction unchanged. Values left out of the fit (too rare) have
     coefficient 0, the reference, and move with the others: they are scored like the
-    reference, not like the average.
+    reference, not like the average. Shares are counted in leads, not rows.
     """
     coefficient = coefficient.copy()
-    matrix = signals.matrix
     catalog = signals.catalog.set_index("signal")
-    prevalence = matrix.mean(axis=0)
-    for _, group in catalog[catalog["type"] == "fit"].groupby("attribute", sort=False):
+    fit_names = list(catalog.index[catalog["type"] == "fit"])
+    if not fit_names:
+        return coefficient, intercept
+    values = signals.matrix[fit_names].to_numpy()
+    per_lead = values if signals.lead is None else per_lead_max(values, signals.lead)
+    prevalence = pd.Series(per_lead.mean(axis=0), index=fit_names)
+    for _, group in catalog.loc[fit_names].groupby("attribute", sort=False):
         names = list(group.index)
         share = prevalence[names]
         if share.sum() == 0:
@@ -151,22 +209,24 @@ def fit_points(
     if not usable.any():
         raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
     columns = signals.matrix.columns
-    coef, intercept, _ = fit_logistic(signals.matrix.loc[:, usable].to_numpy(dtype=float), closed, c, seed)
+    fit = fit_logistic(signals.matrix.loc[:, usable].to_numpy(dtype=float), closed, c, seed, signals.snapshots())
     coefficient = pd.Series(0.0, index=columns)
-    coefficient[columns[usable]] = coef
-    coefficient, intercept = _centred(coefficient, intercept, signals)
+    coefficient[columns[usable]] = fit.coefficients
+    coefficient, intercept = _centred(coefficient, fit.intercept, signals)
 
     scale = points_to_double_odds / math.log(2)
     table = signals.catalog.copy()
     table["coefficient"] = coefficient.to_numpy()
     table["points"] = np.round(coefficient.to_numpy() * scale).astype(int)  # 0 for unfitted non-fit signals
     is_fit = (signals.catalog["type"] == "fit").to_numpy()
+    # a fit value too rare (or absent) in training first: it is scored like its attribute's reference
     table["status"] = np.select(
-        [constant, low_support & is_fit, low_support, covered],
-        [STATUS_CONSTANT, STATUS_LOW_SUPPORT_FIT, STATUS_LOW_SUPPORT, STATUS_DECAY], STATUS_SCORED)
+        [low_support & is_fit, constant, low_support, covered],
+        [STATUS_LOW_SUPPORT_FIT, STATUS_CONSTANT, STATUS_LOW_SUPPORT, STATUS_DECAY], STATUS_SCORED)
     evidence_columns = ["signal", "leads", "customers", "close_rate", "ci_low", "ci_high", "lift", "shrunk_lift"]
     table = table.merge(evidence[evidence_columns], on="signal", how="left")
-    header = {"points_to_double_odds": points_to_double_odds, "base_log_odds": intercept}
+    header = {"points_to_double_odds": points_to_double_odds, "base_log_odds": intercept,
+              "snapshot_log_odds": {str(a): v for a, v in fit.snapshot_log_odds.items()}}
     return table, header
 
 
@@ -174,13 +234,14 @@ def bootstrap_points(
     signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float,
     seed: int, samples: int, decayed: bool = False, min_support: int = 30,
 ) -> pd.DataFrame:
-    """Points refitted on `samples` resamples (with replacement) of the leads: one column per resample."""
+    """Points refitted on `samples` resamples (with replacement) of the leads, each drawn with
+    all its rows: one column per resample."""
     rng = np.random.default_rng(seed)
     closed = np.asarray(closed, dtype=int)
     runs = {}
     for index in range(samples):
-        rows = rng.integers(0, len(closed), size=len(closed))
-        resampled = SignalSet(signals.matrix.iloc[rows].reset_index(drop=True), signals.catalog)
+        rows, drawn = resample_leads(rng, signals.leads())
+        resampled = dataclasses.replace(signals.take(rows), lead=drawn)
         if closed[rows].sum() in (0, len(rows)):
             continue
         table, _ = fit_points(resampled, closed[rows], evidence, points_to_double_odds, c, seed, decayed, min_support)
@@ -221,31 +282,63 @@ def score_features(features: pd.DataFrame, signals: SignalSet, weights: pd.DataF
     return score_leads(decayed.matrix, weights, header.get("caps"))
 
 
-def points_probability(total_points: np.ndarray, header: dict[str, float]) -> np.ndarray:
-    """P(close) implied by a points total (the scorecard's own calibration)."""
+def points_probability(total_points: np.ndarray, header: dict, snapshot: np.ndarray | None = None) -> np.ndarray:
+    """P(close) implied by a points total (the scorecard's own calibration), at each row's snapshot."""
     log_odds = header["base_log_odds"] + np.asarray(total_points, dtype=float) * math.log(2) / header["points_to_double_odds"]
+    offsets = header.get("snapshot_log_odds") or {}
+    if snapshot is not None and offsets:
+        ages = np.array(sorted(int(a) for a in offsets))
+        shift = np.array([offsets[str(a)] for a in ages])
+        log_odds = log_odds + shift[np.searchsorted(ages, snapshot_stratum(np.asarray(snapshot), list(ages)))]
     return 1.0 / (1.0 + np.exp(-log_odds))
 
 
 def half_life(
     params: Params, signals: SignalSet, features: pd.DataFrame, closed: np.ndarray, evidence: pd.DataFrame
 ) -> dict[str, object]:
-    """The half-life to use: days (None: no decay), where it came from, its interval and profile."""
+    """The half-life to use: days (None: no decay), where it came from, its interval and profile.
+
+    Estimated on the training leads' rows at the last snapshot: one row per lead, so the
+    likelihood interval is honest, each lead with its whole window of activity, so ages
+    spread over the window. A lead seen at day 7 and again at day 30 would otherwise count
+    twice, and the early rows, whose outcome lies weeks ahead, say little about how fast
+    interest fades before a decision.
+    """
     w = params.weights
     if not w.decay:
         return {"days": None, "source": "decay off (params weights.decay)"}
     if w.half_life_days is not None:
         return {"days": w.half_life_days, "source": "params weights.half_life_days"}
-    usable = usable_signals(signals, params.signals.min_support)[0]
-    if not usable.any():
+    if not usable_signals(signals, params.signals.min_support)[0].any():
         raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
-    if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any():
-        return {"days": None, "source": "no usable activity signal to estimate a half-life from: no decay"}
-    days, interval, profile = estimate_half_life(signals, features, closed, usable, w.regularization_c, params.seed)
+    snapshot = signals.snapshots()
+    last = snapshot == snapshot.max()
+    signals, features, closed = signals.take(last), features[last], closed[last]
+    usable = usable_signals(signals, params.signals.min_support)[0]
+    if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any() or closed.sum() in (0, len(closed)):
+        return {"days": None, "source": f"no usable activity signal among the leads seen at day {int(snapshot.max())} "
+                                        "to estimate a half-life from: no decay"}
+    activity = usable & (signals.catalog["type"] == "activity").to_numpy()
+    ages = features[[AGE_PREFIX + a for a in signals.catalog.loc[activity, "signal"]]].to_numpy(dtype=float)
+    if not (np.nan_to_num(np.nanmax(ages, axis=0, initial=-np.inf) - np.nanmin(ages, axis=0, initial=np.inf))
+            >= 1.0).any():
+        return {"days": None, "source": f"not identifiable: among the leads seen at day {int(snapshot.max())} every "
+                                        "activity is the same age (logged at creation, say), so the data cannot "
+                                        "tell how fast interest fades; no decay"}
+    bounds = (1.0, 365.0)
+    days, interval, profile = estimate_half_life(signals, features, closed, usable, w.regularization_c, params.seed,
+                                                 bounds)
     likelihoods = [row["log_likelihood"] for row in profile]
-    if max(likelihoods) - min(likelihoods) < 1e-6:
-        return {"days": None, "source": "the data say nothing about how fast interest fades (flat likelihood): no decay"}
-    return {"days": days, "source": "estimated from the training cohorts (profile likelihood)",
+    if max(likelihoods) - min(likelihoods) < 1e-6 or (interval[0] <= bounds[0] and interval[1] >= bounds[1]):
+        return {"days": None, "profile": profile,
+                "source": "not identifiable: the timing of the activities cannot tell how fast interest fades "
+                          f"(every half-life from {bounds[0]:g} to {bounds[1]:g} days fits as well); no decay"}
+    if days >= 0.99 * bounds[1]:
+        return {"days": None, "profile": profile, "interval_95": list(interval),
+                "source": f"interest does not measurably fade: the best half-life is the longest tried ({bounds[1]:g} "
+                          "days); no decay"}
+    return {"days": days, "source": f"estimated from the training leads seen at day {int(snapshot.max())} "
+                                    "(profile likelihood)",
             "interval_95": list(interval), "profile": profile}
 
 
@@ -263,12 +356,13 @@ def run(params: Params) -> dict[str, object]:
     evidence = io.read_csv(params.paths.models / "close_rates.csv")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
-    rows = fit_rows(train_mask.to_numpy(), params.train.max_fit_leads, params.seed)
-    if rows.sum() < train_mask.sum():
+    rows = fit_rows(train_mask.to_numpy(), params.train.max_fit_leads, params.seed, signals.leads())
+    fitted_leads, training_leads = _lead_count(signals, rows), _lead_count(signals, train_mask.to_numpy())
+    if fitted_leads < training_leads:
         log.info("weights: fitted on a sample of %d of the %d training leads (train.max_fit_leads)",
-                 int(rows.sum()), int(train_mask.sum()))
+                 fitted_leads, training_leads)
     w = params.weights
-    train_signals = SignalSet(signals.matrix[rows], signals.catalog)
+    train_signals = signals.take(rows)
     train_features, closed = features[rows], features.loc[rows, "closed"].to_numpy()
     _check_outcomes(closed)
     decay = half_life(params, train_signals, train_features, closed, evidence)
@@ -280,7 +374,7 @@ def run(params: Params) -> dict[str, object]:
     header.update({"half_life_days": half_life_days, "caps": dict(w.caps)})
 
     valid_features = features[valid_mask.to_numpy()]
-    valid_signals = SignalSet(signals.matrix[valid_mask.to_numpy()], signals.catalog)
+    valid_signals = signals.take(valid_mask.to_numpy())
     stability: dict[str, object] = {"samples": w.bootstrap_samples}
     if w.bootstrap_samples:
         log.info("weights: %d bootstrap refits for the spread of the points", w.bootstrap_samples)
@@ -297,7 +391,8 @@ def run(params: Params) -> dict[str, object]:
     cohorts = features.loc[train_mask, "cohort"]
     header = {
         **header,
-        "formula": "P(close) = 1 / (1 + exp(-(base_log_odds + total_points * ln(2) / points_to_double_odds)))",
+        "formula": "P(close) = 1 / (1 + exp(-(base_log_odds + snapshot_log_odds[latest snapshot age reached] "
+                   "+ total_points * ln(2) / points_to_double_odds)))",
         "decay": (
             f"an activity's points are multiplied by 2^(-age_days / {half_life_days:.1f}), age counted from the activity"
             if half_life_days else "none"
@@ -306,8 +401,8 @@ def run(params: Params) -> dict[str, object]:
         "half_life_interval_95": decay.get("interval_95"),
         "half_life_profile": decay.get("profile", []),
         "bootstrap": stability,
-        "fitted_on": {"from": cohorts.min(), "to": cohorts.max(), "leads": int(rows.sum()),
-                      **({"sampled_from_leads": int(train_mask.sum())} if rows.sum() < train_mask.sum() else {})},
+        "fitted_on": {"from": cohorts.min(), "to": cohorts.max(), "leads": fitted_leads, "rows": int(rows.sum()),
+                      **({"sampled_from_leads": training_leads} if fitted_leads < training_leads else {})},
     }
     models = params.paths.models
     io.write_csv(models / "weights.csv", table)
@@ -322,9 +417,14 @@ def run(params: Params) -> dict[str, object]:
     return header
 
 
+def _lead_count(signals: SignalSet, rows: np.ndarray) -> int:
+    return int(len(np.unique(signals.leads()[rows])))
+
+
 def read_weights(models: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     """The published points table and its header (base log-odds, PDO, half-life, caps)."""
     payload = io.read_json(models / "weights.json")
     table = pd.DataFrame(payload["signals"])
-    header = {k: payload.get(k) for k in ("points_to_double_odds", "base_log_odds", "half_life_days", "caps")}
+    header = {k: payload.get(k) for k in ("points_to_double_odds", "base_log_odds", "snapshot_log_odds",
+                                          "half_life_days", "caps")}
     return table, header

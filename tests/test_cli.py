@@ -29,10 +29,18 @@ def test_missing_params_file_is_one_clear_line(tmp_path: Path, capsys: pytest.Ca
 
 def test_invalid_param_value_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text("outcome:\n  horizon_days: 10\n  observation_days: 30\n")
+    path.write_text("outcome:\n  horizon_days: 10\n  snapshot_days: [0, 7, 30]\n")
     assert main(["--params", str(path), "features"]) == 2
     err = capsys.readouterr().err
-    assert "observation_days (30) must not exceed horizon_days (10)" in err
+    assert "snapshot_days (30) must be below horizon_days (10)" in err
+
+
+def test_the_replaced_observation_window_says_what_replaces_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("outcome:\n  observation_days: 14\n")
+    assert main(["--params", str(path), "features"]) == 2
+    err = capsys.readouterr().err
+    assert "observation_days was replaced by snapshot_days" in err and "[0, 7, 14]" in err and "Traceback" not in err
 
 
 def test_stage_before_its_inputs_exist_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,14 +43,18 @@ def test_wilson_bounds_never_cross_the_rate() -> None:
 
 def test_peak_window_is_half_open_like_the_cut_off(tmp_path: Path) -> None:
     params = _small(tmp_path)
-    params = params.model_copy(update={"signals": params.signals.model_copy(update={
-        "frequency": params.signals.frequency.model_copy(update={"windows_days": [1, 30]})})})
+    params = params.model_copy(update={
+        "signals": params.signals.model_copy(update={
+            "frequency": params.signals.frequency.model_copy(update={"windows_days": [1, 30]})}),
+        "outcome": params.outcome.model_copy(update={"snapshot_days": [0, 40]})})  # day 40 sees both of A's visits
     _export(params.paths.raw, [("A", "2024-01-01", "x"), ("B", "2024-01-01", "x")],
             [("A", "visit", "2024-01-01T10:00:00"), ("A", "visit", "2024-01-31T10:00:00"),
              ("B", "visit", "2024-01-05T00:00:00"), ("B", "visit", "2024-01-06T00:00:00")],
             [("A", "lead", "2024-01-01"), ("B", "lead", "2024-01-01")])
     extract(params)
-    features = build_features(params)[0].set_index("lead_id")
+    features = build_features(params)[0]
+    features = features[features["snapshot_days"] == 40].set_index("lead_id")
+    assert features.loc["A", "n__visit"] == 2
     assert features.loc["A", "peak__visit__30d"] == 1  # exactly 30 days apart: not "2 within 30 days"
     assert features.loc["B", "peak__visit__1d"] == 1 and features.loc["B", "peak__visit__30d"] == 2
 
@@ -64,7 +68,7 @@ def test_a_stage_before_the_lead_existed_is_dropped_not_a_win(tmp_path: Path) ->
     assert build_features(params)[0].loc[0, "closed"] == 0
 
 
-@pytest.mark.parametrize("column", ["matured", "cutoff_at", "window_truncated", "n__demo"])
+@pytest.mark.parametrize("column", ["matured", "cutoff_at", "snapshot_days", "n__demo"])
 def test_lead_columns_that_would_shadow_derived_ones_are_refused(tmp_path: Path, column: str) -> None:
     params = _small(tmp_path)
     _export(params.paths.raw, [("A", "2024-01-01", "x")], [], [("A", "lead", "2024-01-01")], extra={column: ["1"]})
@@ -145,11 +149,11 @@ def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: 
     features["n__live_chat"] = 0
     features["age__live_chat"] = np.nan  # a tool introduced after these leads
     signals = build_signals(features, default_run, read_frequency_signals(default_run.paths.models))
-    X = model_matrix(features, signals, "hgb", None)
+    X = model_matrix(features, signals, "hgb", None, default_run.outcome.snapshot_days)
     assert not X.filter(like="age__").isna().any().any()
     known = (features["closed"] >= 0).to_numpy()
     hgb = default_run.model_copy(update={"train": default_run.train.model_copy(update={"model": "hgb"})})
-    bundle = fit_model(X[known], features.loc[known, "closed"].to_numpy(), hgb)
+    bundle = fit_model(X[known], features.loc[known, "closed"].to_numpy(), hgb, signals.leads()[known])
     assert bundle["base"].predict_proba(X[:5]).shape == (5, 2)
 
 
@@ -188,3 +192,30 @@ def test_fit_signals_from_text_in_several_arrow_chunks_match_the_values(default_
     assert len(fit) > 2
     for name, value in zip(fit["signal"], fit["value"]):
         np.testing.assert_array_equal(signals.matrix[name].to_numpy(), (values == value).astype(np.uint8))
+
+
+def test_half_life_is_not_identifiable_when_every_activity_is_logged_at_creation(tmp_path: Path) -> None:
+    """Events stamped at creation (a form that created the lead, a wide export's flags) all have the same
+    age at a snapshot: no half-life can be told from another, so none is reported (no [1, 365] "estimate")."""
+    from pipeline import io
+    from pipeline.cli import STAGES
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.uniform(0, 400, n), unit="D").round("s")
+    ids = [f"C{i:05d}" for i in range(n)]
+    did = rng.random(n) < 0.4
+    won = rng.random(n) < np.where(did, 0.15, 0.05)  # the activity matters, its timing says nothing
+    params = params_in(tmp_path, signals={"fit_attributes": ["industry"], "frequency": {"discover": False}},
+                       weights={"bootstrap_samples": 0})
+    _export(params.paths.raw, [(i, c.isoformat(), "x") for i, c in zip(ids, created)],
+            [(i, "webinar_attendance", c.isoformat()) for i, c, d in zip(ids, created, did) if d],
+            [(i, "lead", c.isoformat()) for i, c in zip(ids, created)]
+            + [(i, "customer", (c + pd.Timedelta(days=45)).isoformat()) for i, c, w in zip(ids, created, won) if w])
+    extract(params)
+    for stage in ("features", "close-rates", "weights"):
+        STAGES[stage][0](params)
+    weights = io.read_json(params.paths.models / "weights.json")
+    assert weights["half_life_days"] is None and weights["half_life_interval_95"] is None
+    assert weights["half_life_source"].startswith("not identifiable")
+    assert next(s for s in weights["signals"] if s["signal"] == "webinar_attendance")["points"] >= 15  # still scored

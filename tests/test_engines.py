@@ -42,7 +42,7 @@ def test_duckdb_and_spark_give_identical_features(extracted: Params) -> None:
     assert duck.filter(like="n__").to_numpy().sum() > 1000
     ages = duck.filter(like="age__").to_numpy().ravel()
     ages = ages[~pd.isna(ages)]
-    assert len(ages) > 500 and ((ages >= 0) & (ages <= extracted.outcome.observation_days)).all()
+    assert len(ages) > 500 and ((ages >= 0) & (ages <= extracted.outcome.snapshot_days[-1])).all()
     assert any(c.endswith("__7d") for c in duck.columns) and any(c.endswith("__30d") for c in duck.columns)
 
 

@@ -408,3 +408,32 @@ def test_exports_say_why_nothing_is_published(default_run, tmp_path):
     params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
     with pytest.raises(LeadcalError, match="rejected: nothing published yet"):
         exports.run(params)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(seed, tmp_path):
+    """Values below min_support carry their attribute's reference points: one pooled rule, same totals."""
+    from pipeline.weights import STATUS_LOW_SUPPORT_FIT, STATUS_SCORED
+
+    table, matrix, ages = _random_case(seed)
+    rare = ["industry = unknown", "seniority = intern"]  # too rare: scored like the reference
+    table["status"] = np.where(table["signal"].isin(rare), STATUS_LOW_SUPPORT_FIT, STATUS_SCORED)
+    table.loc[table["signal"].isin(rare), "points"] = -6
+    header = {**HEADER, "half_life_days": 7.5}
+    rows = exports.generic_rows(table, header, {})
+    assert not any(r["signal"] in rare for r in rows)
+    pooled = {r["attribute"]: r for r in rows if r["operator"] == "is_none_of"}
+    assert set(pooled) == {"industry", "seniority"} and all(r["points"] == -6 for r in pooled.values())
+    assert pooled["industry"]["value"] == "retail; software; media"  # every value scored on its own, 0 points too
+    assert pooled["seniority"]["criterion"] == "seniority is none of vp; manager"
+    expected = score_leads(matrix, table, {})
+    pd.testing.assert_frame_equal(exports.apply_export(rows, matrix), expected)
+    exports.write_exports(tmp_path, table, header, {})
+    for name in ("weights.json", "weights.csv"):
+        again = exports.read_export_rows(tmp_path / name)
+        pd.testing.assert_frame_equal(exports.apply_export(again, matrix), expected)
+    hubspot = pd.read_csv(tmp_path / "hubspot_score_properties.csv")
+    assert hubspot["criteria"].str.contains("Contact property seniority is none of vp; manager").any()
+    mautic = io.read_json(tmp_path / "mautic_point_actions.json")
+    assert {"field": "seniority", "operator": "!in", "filter": ["vp", "manager"]} in [
+        f for s in mautic["fit_segments"] for f in s["filters"]]

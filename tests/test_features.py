@@ -50,16 +50,19 @@ def _random_export(raw: Path, seed: int) -> None:
 
 
 def _brute_force(params: Params, windows: list[int]) -> pd.DataFrame:
-    """Counts, ages and peaks per lead computed event by event from the extracted tables."""
+    """Rows (lead, snapshot it reached open) and their counts, ages and peaks, event by event."""
     leads = pd.read_parquet(params.paths.extracted / "leads.parquet")
     events = pd.read_parquet(params.paths.extracted / "activities.parquet")
     stages = pd.read_parquet(params.paths.extracted / "stages.parquet")
     as_of = max(leads["created_at"].max(), events["occurred_at"].max(), stages["entered_at"].max())
     outcome = stages[stages["stage"].isin(["customer", "lost"])].groupby("lead_id")["entered_at"].min()
     rows = []
-    for lead in leads.itertuples():
-        cutoff = min(lead.created_at + params.outcome.observation_days * DAY, outcome.get(lead.lead_id, as_of), as_of)
-        row: dict[str, object] = {"lead_id": lead.lead_id}
+    for lead, snapshot in ((lead, days) for lead in leads.itertuples() for days in params.outcome.snapshot_days):
+        cutoff = lead.created_at + snapshot * DAY
+        decided = outcome.get(lead.lead_id)
+        if cutoff > as_of or (decided is not None and decided <= cutoff):
+            continue  # not reached yet, or no longer open
+        row: dict[str, object] = {"lead_id": lead.lead_id, "snapshot_days": snapshot}
         mine = events[(events["lead_id"] == lead.lead_id) & (events["occurred_at"] < cutoff)]
         for activity in ACTIVITIES:
             times = sorted(mine.loc[mine["activity"] == activity, "occurred_at"])
@@ -70,18 +73,18 @@ def _brute_force(params: Params, windows: list[int]) -> pd.DataFrame:
                 row[f"peak__{activity}__{w}d"] = max(
                     (sum(1 for s in times if t - w * DAY < s <= t) for t in times), default=0)
         rows.append(row)
-    return pd.DataFrame(rows).set_index("lead_id").sort_index()
+    return pd.DataFrame(rows).astype({"snapshot_days": "int32"}).set_index(["lead_id", "snapshot_days"]).sort_index()
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_counts_ages_and_peaks_equal_an_event_by_event_recount(tmp_path: Path, seed: int) -> None:
-    windows = [1, 7, 30, 90]  # 90 > the 60-day window: every peak is the count there
-    params = params_in(tmp_path, outcome={"observation_days": 60, "horizon_days": 90, "as_of": None},
+    windows = [1, 7, 30, 90]  # 90 > the last snapshot (day 60): every peak is the count there
+    params = params_in(tmp_path, outcome={"snapshot_days": [0, 3, 20, 60], "horizon_days": 90, "as_of": None},
                        signals={"fit_attributes": ["industry"], "min_support": 1,
                                 "frequency": {"windows_days": windows, "discover": False, "fixed": []}})
     _random_export(params.paths.raw, seed)
     extract(params)
-    features = build_features(params)[0].set_index("lead_id").sort_index()
+    features = build_features(params)[0].set_index(["lead_id", "snapshot_days"]).sort_index()
     expected = _brute_force(params, windows)
     got = features[expected.columns]
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_names=False)

@@ -350,7 +350,8 @@ def sample(default_run: Params) -> dict[str, pd.DataFrame]:
     return {
         "stages": io.read_parquet(paths.extracted / "stages.parquet"),
         "leads": io.read_parquet(paths.extracted / "leads.parquet"),
-        "features": io.read_parquet(paths.features / "features.parquet"),
+        # one row per lead (its first snapshot): the funnel counts leads
+        "features": io.read_parquet(paths.features / "features.parquet").drop_duplicates("lead_id"),
     }
 
 
@@ -406,9 +407,9 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
                             "rejection_feedback"}
     assert [row["stage"] for row in written["funnel"]] == list(funnel.FUNNEL)
     assert len(written["rejection_feedback"]["signals"]) == funnel.TOP_REJECTION_SIGNALS
-    assert written["population"]["leads"] == 20_000
+    assert written["population"]["leads"] == default_run.generate.n_leads
     customers = next(r for r in written["funnel"] if r["stage"] == "customer")
-    features = io.read_parquet(default_run.paths.features / "features.parquet")
+    features = io.read_parquet(default_run.paths.features / "features.parquet").drop_duplicates("lead_id")
     assert customers["leads"] == int((features["closed"] == 1).sum())
     assert {r["source"] for r in written["by_source"]} == set(features["source"].dropna())
     assert [w["hours"] for w in written["sla"]["within_sla"]] == [24, 48]
@@ -431,7 +432,7 @@ def test_funnel_by_segment_matches_pandas(default_run) -> None:
     from pipeline.signals import band
 
     funnel = io.read_json(default_run.paths.models / "funnel.json")
-    features = io.read_parquet(default_run.paths.features / "features.parquet")
+    features = io.read_parquet(default_run.paths.features / "features.parquet").drop_duplicates("lead_id")
     matured = features[features["closed"] >= 0]
     bands = band(matured["company_size"], default_run.signals.numeric_bins["company_size"])
     expected = matured.groupby(bands)["closed"].agg(["size", "sum"])

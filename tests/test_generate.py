@@ -56,31 +56,54 @@ def test_attendance_and_clicks_follow_their_parent_activity(sample: dict) -> Non
         assert (first.loc[has_child, child] >= first.loc[has_child, parent]).all(), child
 
 
-def test_truth_is_a_function_of_the_exported_in_window_events(sample: dict) -> None:
-    # Rebuild every lead's true probability from the exported activity log alone; events
-    # after the window (post-deal activity included) must not matter, and nothing the
-    # truth counted may be missing from the export.
-    params = Params.model_validate({"generate": {"n_leads": 4000}})
+def test_truth_is_a_function_of_the_exported_events_before_each_moment_of_decision(sample: dict) -> None:
+    # Rebuild every lead's true probability from the exported activity log alone, taken at its
+    # moment of decision: day 30, or the day of its win or loss for a fast decider. Events
+    # after that moment (post-deal activity included) must not matter, and nothing the truth
+    # counted may be missing from the export.
     leads = sample["leads"].copy()
     leads["year2"] = leads["created_at"] >= pd.Timestamp("2025-01-01")
     position = pd.Series(np.arange(len(leads)), index=leads["lead_id"])
+    created = leads["created_at"].to_numpy()
     events = sample["activities"]
-    offsets = (events["occurred_at"].to_numpy() - leads["created_at"].to_numpy()[position[events["lead_id"]].to_numpy()])
+    offsets = (events["occurred_at"].to_numpy() - created[position[events["lead_id"]].to_numpy()])
     offsets = offsets / np.timedelta64(1, "s")
     by_activity = {
         name: (position[events.loc[rows, "lead_id"]].to_numpy(), offsets[rows.to_numpy()])
         for name in sample["truth"]["activities"]
         for rows in [events["activity"] == name]
     }
-    logit = _true_logit(leads, by_activity, params.outcome.observation_days)
+    window = sample["truth"]["window_days"] * 86_400.0
+    outcomes = sample["stages"][sample["stages"]["stage"].isin(["customer", "lost"])].groupby("lead_id")["entered_at"].min()
+    outcome_offset = (outcomes.reindex(leads["lead_id"]).to_numpy() - created) / np.timedelta64(1, "s")
+    decision = np.where(outcome_offset < window, outcome_offset, window)  # NaN (no outcome) compares False
+    fast = decision < window
+    assert 0.01 * len(leads) < fast.sum() < 0.04 * len(leads)  # fast deciders exist, a minority
+    logit = _true_logit(leads, by_activity, decision)
     rebuilt = 1 / (1 + np.exp(-(sample["truth"]["intercept"] + logit)))
-    # Leads whose window had not ended at the export: the truth counts events still to come.
-    complete = (leads["created_at"] + pd.Timedelta(days=params.outcome.observation_days)
-                < pd.Timestamp(sample["truth"]["export_date"])).to_numpy()
+    # Leads whose moment had not come at the export: the truth counts events still to come.
+    complete = (created + decision.astype("timedelta64[s]") < np.datetime64(sample["truth"]["export_date"]))
     assert complete.mean() > 0.95
     expected = sample["truth_probabilities"]["p_close"].to_numpy()
     # Exported times are rounded to whole seconds: the decay weights move by < 1e-5 relative.
     np.testing.assert_allclose(rebuilt[complete], expected[complete], rtol=1e-5)
+
+
+def test_fast_deciders_win_after_a_burst_of_meetings_and_pricing_visits(sample: dict) -> None:
+    """A realistic share of customers and losses falls inside the first 30 days, right after a burst."""
+    stages, events = sample["stages"], sample["activities"]
+    created = sample["leads"].set_index("lead_id")["created_at"]
+    outcome = stages[stages["stage"].isin(["customer", "lost"])].groupby("lead_id").agg(
+        at=("entered_at", "min"), won=("stage", lambda s: (s == "customer").any()))
+    days = (outcome["at"] - created.reindex(outcome.index)) / pd.Timedelta(days=1)
+    fast = outcome[days < 30]
+    customers = outcome[outcome["won"]]
+    assert 0.15 < fast["won"].sum() / len(customers) < 0.5  # a share of the wins, not all of them
+    assert (~fast["won"]).sum() > fast["won"].sum()  # most fast deciders are lost
+    meetings = events[events["activity"] == "sales_meeting"].merge(fast["at"], left_on="lead_id", right_index=True)
+    before = meetings[(meetings["occurred_at"] < meetings["at"])
+                      & (meetings["occurred_at"] >= meetings["at"] - pd.Timedelta(days=5))]
+    assert before["lead_id"].nunique() == len(fast)  # every fast decider met sales in the 5 days before
 
 
 def test_generate_never_writes_into_the_users_export(tmp_path) -> None:

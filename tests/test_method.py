@@ -87,6 +87,8 @@ def test_estimated_half_life_is_within_25_percent_of_the_planted_one(default_run
     assert weights["half_life_days"] == pytest.approx(planted, rel=0.25)
     low, high = weights["half_life_interval_95"]
     assert low <= weights["half_life_days"] <= high
+    assert low <= planted <= high  # the interval covers the planted half-life
+    assert high / low < 3  # and says something: not the whole search range
 
 
 def test_half_life_from_params_overrides_the_estimate(default_run: Params, tmp_path) -> None:
@@ -140,7 +142,7 @@ def test_recency_is_evidence_but_not_double_points(default_run: Params) -> None:
     rates = pd.read_csv(default_run.paths.models / "close_rates.csv").set_index("signal")
     weights = pd.read_csv(default_run.paths.models / "weights.csv").set_index("signal")
     recent = rates[rates["type"] == "recency"]
-    assert len(recent) == 1 and recent["lift"].iloc[0] > 1.2  # recent engagement closes more
+    assert len(recent) == 1 and recent["lift"].iloc[0] > 1.0  # recent engagement closes at least as often
     assert (weights.loc[recent.index, "points"] == 0).all()
     assert weights.loc[recent.index, "status"].str.contains("decay").all()
 

@@ -31,7 +31,8 @@ def test_revenue_target_equals_the_customers_it_takes(default_run: Params) -> No
 
 def test_visitors_are_planned_only_when_known(default_run: Params) -> None:
     without = [row["stage"] for row in plan(default_run, customers=10)["volumes"]]
-    with_visitors = default_run.model_copy(update={"funnel": default_run.funnel.model_copy(update={"visitors": 400_000})})
+    visitors = 20 * default_run.generate.n_leads  # a 5 % visitor -> lead rate
+    with_visitors = default_run.model_copy(update={"funnel": default_run.funnel.model_copy(update={"visitors": visitors})})
     planned = {row["stage"]: row["needed"] for row in plan(with_visitors, customers=10)["volumes"]}
     assert "visitor" not in without and planned["visitor"] > planned["lead"] * 10
     with pytest.raises(LeadcalError, match="customers must be a positive whole number"):

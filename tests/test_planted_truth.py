@@ -28,7 +28,7 @@ def test_default_sample_has_the_required_shape(default_run: Params) -> None:
     truth = _truth(default_run)
     report = io.read_json(default_run.paths.features / "features_report.json")
     assert len(truth["activities"]) >= 15
-    assert report["leads"] == 20_000
+    assert report["leads"] == default_run.generate.n_leads >= 20_000
     assert 0.01 <= report["average_close_rate"] <= 0.035
     coefs = [spec["coef"] for spec in truth["activities"].values()]
     assert min(coefs) < 0 < max(coefs) and coefs.count(0.0) >= 3  # negative, null and positive effects
@@ -39,6 +39,24 @@ def test_lift_ranking_agrees_with_true_effects(default_run: Params) -> None:
     assert activities["true_coef"].notna().all()
     rho = spearmanr(activities["lift"], activities["true_coef"]).statistic
     assert rho >= 0.9, f"Spearman {rho:.3f}"
+
+
+def test_points_rank_activities_like_their_planted_effects(default_run: Params) -> None:
+    """Fast deciders' bursts and point-in-time rows included, the fitted points keep the planted order."""
+    weights = _activities(default_run, "weights.csv")
+    assert weights["true_coef"].notna().all() and len(weights) >= 16
+    rho = spearmanr(weights["points"], weights["true_coef"]).statistic
+    assert rho >= 0.95, f"Spearman {rho:.3f}"
+
+
+def test_the_sample_has_fast_deciders_and_they_do_not_leak(default_run: Params) -> None:
+    """A share of wins falls inside the first 30 days; none of them makes recency look like a sure thing."""
+    report = io.read_json(default_run.paths.features / "features_report.json")
+    day30 = next(s for s in report["snapshots"] if s["snapshot_days"] == 30)
+    assert day30["won_before"] >= 0.15 * report["customers_in_horizon"]
+    assert report["leakage_screen"]["signals"] == [] and report["leakage_screen"]["activities_after_outcome"] == []
+    rates = pd.read_csv(default_run.paths.models / "close_rates.csv")
+    assert (rates.loc[rates["leads"] >= 30, "close_rate"] < 0.5).all()
 
 
 def test_null_activities_look_null_despite_post_outcome_activity(default_run: Params) -> None:
@@ -58,7 +76,8 @@ def test_points_follow_the_planted_effects(default_run: Params) -> None:
     assert strongest >= 40
     # A null activity's points are consistent with zero: within 2.5 bootstrap standard deviations.
     assert (null["points"].abs() <= 2.5 * null["points_sd"]).all(), null[["points", "points_sd"]]
-    assert (null["points"].abs() <= 0.15 * strongest).all()
+    # and small next to the strongest signal (a quarter of it: about 1.5 bootstrap SDs of a null here)
+    assert (null["points"].abs() <= 0.25 * strongest).all()
     assert (negative <= -15).all(), negative
     assert (strong >= 25).all(), strong
     # Points are ordered like the truth among the clearly separated effects.
@@ -77,7 +96,7 @@ def test_registration_and_attendance_are_not_double_counted(default_run: Params)
     both = ["webinar_registration", "webinar_attendance"]
     scale = default_run.weights.points_to_double_odds / np.log(2)
     half_life = _truth(default_run)["decay"]["half_life_days"]
-    window = default_run.outcome.observation_days
+    window = _truth(default_run)["window_days"]
     mean_decay = half_life / (window * np.log(2)) * (1 - 2 ** (-window / half_life))  # age uniform over the window
     fitted_decay = io.read_json(default_run.paths.models / "weights.json")["half_life_days"]
     fitted_mean_decay = fitted_decay / (window * np.log(2)) * (1 - 2 ** (-window / fitted_decay))
