@@ -37,7 +37,7 @@ from pipeline.signals import (
     read_frequency_signals, time_split, validation_cohorts,
 )
 from pipeline.stats import calibration_table, classification_metrics, gain_table, stratified_auc
-from pipeline.weights import fit_points, points_probability, read_weights, score_features
+from pipeline.weights import SOLVER, SOLVER_TOLERANCE, fit_points, points_probability, read_weights, score_features
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def supported_columns(X: pd.DataFrame, signals: SignalSet, rows: np.ndarray, min
 def make_estimator(params: Params) -> HistGradientBoostingClassifier | LogisticRegression:
     t = params.train
     if t.model == "logistic":
-        return LogisticRegression(C=t.logistic_c, l1_ratio=0, solver="lbfgs", max_iter=5000, random_state=params.seed)
+        return LogisticRegression(C=t.logistic_c, l1_ratio=0, solver=SOLVER, max_iter=200, tol=SOLVER_TOLERANCE,
+                                  random_state=params.seed)
     h = t.hgb
     return HistGradientBoostingClassifier(
         learning_rate=h.learning_rate, max_iter=h.max_iter, max_depth=h.max_depth,
