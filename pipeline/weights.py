@@ -339,8 +339,9 @@ def half_life(
     signals, features, closed = signals.take(last), features[last], closed[last]
     usable = usable_signals(signals, params.signals.min_support)[0]
     if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any() or closed.sum() in (0, len(closed)):
-        return {"days": None, "source": f"no usable activity signal among the leads seen at day {int(snapshot.max())} "
-                                        "to estimate a half-life from: no decay"}
+        return {"days": None, "source": f"not identifiable: among the leads seen at day {int(snapshot.max())} no "
+                                        "activity tells leads apart (done by every lead, or by too few), so the data "
+                                        "cannot tell how fast interest fades; no decay"}
     activity = usable & (signals.catalog["type"] == "activity").to_numpy()
     ages = features[[AGE_PREFIX + a for a in signals.catalog.loc[activity, "signal"]]].to_numpy(dtype=float)
     if not (np.nan_to_num(np.nanmax(ages, axis=0, initial=-np.inf) - np.nanmin(ages, axis=0, initial=np.inf))
