@@ -62,42 +62,39 @@ def expected_calibration_error(y: np.ndarray, probability: np.ndarray, bins: int
     return float(sum(row["leads"] * abs(row["predicted"] - row["observed"]) for row in rows) / total) if total else float("nan")
 
 
+def _within_strata(metric, weight, y: np.ndarray, score: np.ndarray, strata: np.ndarray | None) -> float:  # noqa: ANN001
+    """`metric(y, score)` in each stratum holding both outcomes, averaged with `weight(customers, others)`."""
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    strata = np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata)
+    total, weights = 0.0, 0.0
+    for stratum in np.unique(strata):
+        inside = strata == stratum
+        customers = int(y[inside].sum())
+        others = int(inside.sum()) - customers
+        if customers and others:
+            total += metric(y[inside], score[inside]) * weight(customers, others)
+            weights += weight(customers, others)
+    return total / weights if weights else float("nan")
+
+
 def stratified_auc(y: np.ndarray, score: np.ndarray, strata: np.ndarray | None = None) -> float:
     """The chance that a customer scores above a non-customer of the same stratum (ties count half).
 
     Leads are seen at several ages (snapshots); who to call first is decided among leads
-    seen at the same moment, so only pairs within a stratum are compared. Equals the usual
-    ROC AUC with one stratum. NaN when no stratum holds both outcomes.
+    seen at the same moment, so only pairs within a stratum are compared: each stratum's AUC
+    weighted by its pairs. Equals the usual ROC AUC with one stratum. NaN when no stratum
+    holds both outcomes.
     """
     from sklearn.metrics import roc_auc_score
 
-    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
-    strata = np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata)
-    total, pairs = 0.0, 0.0
-    for stratum in np.unique(strata):
-        inside = strata == stratum
-        positives = int(y[inside].sum())
-        negatives = int(inside.sum()) - positives
-        if positives and negatives:
-            total += roc_auc_score(y[inside], score[inside]) * positives * negatives
-            pairs += positives * negatives
-    return total / pairs if pairs else float("nan")
+    return _within_strata(roc_auc_score, lambda customers, others: customers * others, y, score, strata)
 
 
 def stratified_average_precision(y: np.ndarray, score: np.ndarray, strata: np.ndarray | None = None) -> float:
     """PR-AUC (average precision) within each stratum, averaged with the strata's customers as weights."""
     from sklearn.metrics import average_precision_score
 
-    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
-    strata = np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata)
-    total, weight = 0.0, 0
-    for stratum in np.unique(strata):
-        inside = strata == stratum
-        positives = int(y[inside].sum())
-        if 0 < positives < inside.sum():
-            total += average_precision_score(y[inside], score[inside]) * positives
-            weight += positives
-    return total / weight if weight else float("nan")
+    return _within_strata(average_precision_score, lambda customers, others: customers, y, score, strata)
 
 
 def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.ndarray | None = None,

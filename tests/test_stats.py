@@ -107,3 +107,43 @@ def test_gain_table_perfect_and_random_scorers() -> None:
     # top-fraction lift is the gain divided by the fraction
     lift, capture = top_fraction_lift(y, y + rng.random(2000) * 0.5, 0.1)
     assert capture == pytest.approx(table[1]["perfect"]) and lift == pytest.approx(capture / 0.1)
+
+
+def test_stratified_auc_compares_only_leads_of_the_same_snapshot() -> None:
+    from pipeline.stats import stratified_auc
+
+    # stratum 0: customer 0.9 vs others 0.5, 0.95 -> 1 of 2 pairs; stratum 1: customer 0.2 vs other 0.1 -> 1 of 1
+    y = np.array([1, 0, 0, 1, 0])
+    score = np.array([0.9, 0.5, 0.95, 0.2, 0.1])
+    strata = np.array([0, 0, 0, 1, 1])
+    assert stratified_auc(y, score, strata) == pytest.approx((1 + 1) / 3)
+    # pooled, the day-1 customer at 0.2 loses to both day-0 others: a different number
+    assert stratified_auc(y, score) == pytest.approx(3 / 6)
+    assert np.isnan(stratified_auc(np.array([1, 0]), np.array([0.3, 0.2]), np.array([0, 1])))  # no stratum has both
+
+
+def test_lead_rows_helpers_count_each_lead_once() -> None:
+    from pipeline.signals import first_shown, per_lead_max, resample_leads
+
+    lead = np.array([0, 0, 0, 1, 2, 2])
+    present = np.array([[0, 1], [1, 1], [1, 0], [1, 0], [0, 0], [1, 1]], dtype=bool)
+    first = first_shown(present, lead, 3)
+    assert first.tolist() == [[False, True], [True, False], [False, False], [True, False], [False, False], [True, True]]
+    assert per_lead_max(present, lead).tolist() == [[True, True], [True, False], [True, True]]
+    rows, drawn = resample_leads(np.random.default_rng(0), lead)
+    # every drawn lead comes with all its rows, in order, under a code of its own
+    for code in np.unique(drawn):
+        picked = rows[drawn == code]
+        assert len(np.unique(lead[picked])) == 1 and list(picked) == list(np.flatnonzero(lead == lead[picked[0]]))
+    assert len(np.unique(drawn)) == 3
+
+
+def test_calibration_folds_keep_a_lead_together_and_share_out_customers() -> None:
+    from pipeline.calibration import lead_folds
+
+    lead = np.repeat(np.arange(100), 3)
+    y = np.repeat((np.arange(100) < 20).astype(int), 3)
+    folds = lead_folds(y, lead, 5, seed=1)
+    for train, test in folds.split():
+        assert not set(lead[train]) & set(lead[test])
+        assert len(set(lead[test])) == 20 and y[test].sum() == 4 * 3  # 4 of the 20 customers in each fold

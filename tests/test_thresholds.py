@@ -99,3 +99,22 @@ def test_matrix_orders_the_quadrants_like_the_truth(default_run: Params) -> None
     assert grades["A1"]["close_rate"] > grades["D4"]["close_rate"] * 5
     plot = pd.read_csv(default_run.paths.models / "plots" / "matrix.csv")
     assert len(plot) == sum(1 for c in grades.values() if c["leads"]) and plot["leads"].sum() == sum(c["leads"] for c in grades.values())
+
+
+def test_each_lead_is_judged_at_its_peak_row() -> None:
+    from pipeline.thresholds import peak_rows
+
+    lead = np.array([0, 0, 0, 1, 2, 2])
+    total = np.array([10, 40, 25, -5, 7, 7])  # lead 0 peaks on its second row; lead 2 ties: its first
+    assert peak_rows(total, lead).tolist() == [1, 3, 4]
+
+
+def test_grade_cutoffs_keep_the_lowest_grade_when_scores_tie_at_the_minimum() -> None:
+    from pipeline.thresholds import grade_cutoffs
+
+    engagement = np.array([0] * 60 + [5, 10, 15, 20, 30, 40, 50, 60, 70, 80] * 4)  # 60 % never engaged
+    cuts = grade_cutoffs(engagement)
+    assert cuts[-1] == 5  # grade 4: the leads with no engagement; grade 3 starts just above them
+    grades = grade(engagement, cuts, ["1", "2", "3", "4"])
+    assert (grades[:60] == "4").all() and set(grades[60:]) <= {"1", "2", "3"}
+    assert grade_cutoffs(np.arange(100)) == [float(q) for q in np.quantile(np.arange(100), [0.75, 0.5, 0.25])]
