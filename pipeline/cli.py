@@ -118,7 +118,7 @@ def _notebooks(params: Params) -> object:
 STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "generate": (_generate, "write the sample B2B history with planted effects to paths.sample"),
     "extract": (_extract, "validate the raw export and write the canonical tables as Parquet"),
-    "features": (_features, "per-lead signals as of each lead's cut-off, and its outcome"),
+    "features": (_features, "each lead as it was at fixed ages while still open (point-in-time rows), and its outcome"),
     "close-rates": (_close_rates, "close rate, interval and lift of every signal"),
     "weights": (_weights, "the points table (fit and engagement points)"),
     "train": (_train, "predictive model, validated on the latest cohorts"),
