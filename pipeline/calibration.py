@@ -66,7 +66,9 @@ def choose_method(raw: np.ndarray, y: np.ndarray, seed: int, folds: int = 5,
     folds x 4, isotonic cannot be judged and sigmoid is used.
     """
     y = np.asarray(y, dtype=int)
-    if y.sum() < folds * 4 or (len(y) - y.sum()) < folds * 4:
+    leads = np.arange(len(y)) if groups is None else np.asarray(groups)
+    customers, others = len(np.unique(leads[y == 1])), len(np.unique(leads[y == 0]))  # leads: the folds split leads
+    if customers < folds * 4 or others < folds * 4:
         return "sigmoid", {}
     losses = {}
     splitter = lead_folds(y, groups, folds, seed)

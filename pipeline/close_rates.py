@@ -12,7 +12,7 @@ of the interval. The expected close rate is the close rate of *all* leads still 
 those snapshots: a lead still open at day 30 closes less often than a new one (the fast
 deciders are gone), and a signal that is only seen at day 30 must not look bad for that.
 Fit values are seen at the first snapshot, where the expected rate is the average close
-rate of all leads.
+rate: that of every lead still open then (all of them, unless some were won or lost at creation).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from pipeline.errors import LeadcalError
 from pipeline.schema import PEAK_PREFIX
 from pipeline.frequency import FoundThreshold, discover
 from pipeline.params import FrequencySignal, Params
-from pipeline.signals import SignalSet, activities_in, build_signals, first_shown, labelled, time_split
+from pipeline.signals import (
+    SignalSet, activities_in, build_signals, estimation_snapshot, first_shown, labelled, time_split,
+)
 from pipeline.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -98,14 +100,17 @@ def close_rate_table(
 def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThreshold]:
     """Frequency thresholds found on the training cohorts (never on the held-out ones).
 
-    Searched on the last snapshot's rows: one row per lead (independent units for the
-    G-test), each with its whole window of activity.
+    Searched on one snapshot's rows (`estimation_snapshot`: the last one, day 30, unless it
+    holds too few customers): one row per lead (independent units for the G-test), each with
+    its whole window of activity.
     """
     settings = params.signals.frequency
     if not settings.discover:
         return []
-    train, _ = time_split(features, params.train.validation_months, params.outcome.horizon_days)
-    rows = train.to_numpy() & (features["snapshot_days"] == params.outcome.snapshot_days[-1]).to_numpy()
+    train = time_split(features, params.train.validation_months, params.outcome.horizon_days)[0].to_numpy()
+    snapshot = features["snapshot_days"].to_numpy()
+    at = estimation_snapshot(snapshot[train], features["closed"].to_numpy()[train], params.signals.min_support)
+    rows = train & (snapshot == at)
     peaks = [c for c in features.columns if c.startswith(PEAK_PREFIX)]  # only these are read: no copy of the rest
     found = discover(
         features.loc[rows, peaks], features.loc[rows, "closed"].to_numpy(), activities_in(features),

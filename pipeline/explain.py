@@ -108,15 +108,23 @@ def top_reasons(lead_effects: pd.DataFrame, count: int = 3) -> list[str]:
     return reasons
 
 
-def global_factors(lead_effects: pd.DataFrame) -> pd.DataFrame:
-    """One row per signal: how many leads have it and its typical effect, strongest first."""
+def global_factors(lead_effects: pd.DataFrame, lead: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per signal: how many leads have it and its typical effect (over their rows), strongest first.
+
+    `lead`: each row's lead, when a lead has several rows (snapshots): `leads` counts leads."""
     values = lead_effects.to_numpy()
     present = ~np.isnan(values)
-    leads = present.sum(axis=0)
+    rows = present.sum(axis=0)
+    if lead is None:
+        leads = rows
+    else:
+        seen = np.zeros((int(np.max(lead)) + 1 if len(lead) else 0, values.shape[1]), dtype=bool)
+        np.logical_or.at(seen, np.asarray(lead), present)
+        leads = seen.sum(axis=0)
     with np.errstate(invalid="ignore"):
-        mean = np.where(leads > 0, np.nansum(values, axis=0) / np.maximum(leads, 1), np.nan)
-        mean_abs = np.where(leads > 0, np.nansum(np.abs(values), axis=0) / np.maximum(leads, 1), np.nan)
-        raising = np.where(leads > 0, np.nansum(values > 0, axis=0) / np.maximum(leads, 1), np.nan)
+        mean = np.where(rows > 0, np.nansum(values, axis=0) / np.maximum(rows, 1), np.nan)
+        mean_abs = np.where(rows > 0, np.nansum(np.abs(values), axis=0) / np.maximum(rows, 1), np.nan)
+        raising = np.where(rows > 0, np.nansum(values > 0, axis=0) / np.maximum(rows, 1), np.nan)
     table = pd.DataFrame({
         "signal": lead_effects.columns,
         "leads": leads,

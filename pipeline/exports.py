@@ -219,34 +219,37 @@ def criterion_text(kind: str, parts: Mapping[str, Any]) -> str:
         "at_least": f"{_text(value)} or more",
         "less_than": f"less than {_text(value)}",
         "at_least_and_below": f"at least {_text(value)} and below {_text(high)}",
-        "is_none_of": f"is none of {value}",
+        "is_none_of": f"is not empty and none of {value}",
     }
     return f"{attribute} {words[operator]}"
 
 
-def pool_rare_values(table: pd.DataFrame) -> pd.DataFrame:
-    """The points table with each attribute's too-rare fit values replaced by one row, '(any other value)'.
+def pool_rare_values(table: pd.DataFrame, numeric_bins: Mapping[str, list[float]]) -> pd.DataFrame:
+    """The points table with each category attribute's too-rare values replaced by one row, '(any other value)'.
 
-    They all carry the attribute's reference points (the points table scores them alike), so one
-    rule says it: the row's `value` lists the attribute's values scored on their own, the rule
-    matches a lead with none of them.
+    They all carry the attribute's reference points (the points table scores them alike, and a
+    value never seen in training too), so one rule says it: the row's `value` lists the
+    attribute's values scored on their own, and it matches a lead whose value is none of them
+    and not empty (an empty value has its own `is_unknown` rule).
     """
     status = table["status"] if "status" in table.columns else pd.Series("", index=table.index)
-    rare = (table["type"] == "fit") & (status == STATUS_LOW_SUPPORT_FIT)
+    # a numeric band is a range a CRM can test, and 'unknown' an empty field: those keep rules of their own
+    rare = ((table["type"] == "fit") & (status == STATUS_LOW_SUPPORT_FIT) & (table["value"] != UNKNOWN)
+            & ~table["attribute"].isin(list(numeric_bins)))
     if not rare.any():
         return table
     pooled = []
     for attribute, group in table[rare].groupby("attribute", sort=False):
-        listed = table[(table["type"] == "fit") & (table["attribute"] == attribute) & ~rare]
+        listed = table[(table["type"] == "fit") & (table["attribute"] == attribute) & ~rare & (table["value"] != UNKNOWN)]
         pooled.append({**group.iloc[0].to_dict(), "signal": f"{attribute} = {OTHER_VALUE}", "value": OTHER_VALUE,
                        "listed_values": [str(v) for v in listed["value"]]})
     return pd.concat([table[~rare], pd.DataFrame(pooled)], ignore_index=True)
 
 
-def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+def _ordered(table: pd.DataFrame, numeric_bins: Mapping[str, list[float]]) -> pd.DataFrame:
     """Rows with points, sorted: fit then engagement, by attribute, type, then table order (bands in order);
-    rare fit values pooled (`pool_rare_values`)."""
-    table = pool_rare_values(table)
+    rare category values pooled (`pool_rare_values`)."""
+    table = pool_rare_values(table, numeric_bins)
     scored = table[table["points"].astype(int) != 0].copy()
     scored["_group"] = scored["kind"].map({g: i for i, g in enumerate(GROUP_ORDER)})
     scored["_type"] = scored["type"].map({t: i for i, t in enumerate(TYPE_ORDER)})
@@ -278,7 +281,7 @@ def generic_rows(
     caps = dict(header.get("caps") or {})
     half_life = header.get("half_life_days")
     rows = []
-    for row in _ordered(table).to_dict(orient="records"):
+    for row in _ordered(table, numeric_bins).to_dict(orient="records"):
         parts = criterion_parts(row, numeric_bins)
         rows.append({
             "score_group": row["kind"],
@@ -400,6 +403,8 @@ def _with_other_values(rows: pd.DataFrame, leads_signals: pd.DataFrame) -> pd.Da
         absent = [c for c in listed if c not in leads_signals.columns]
         if absent:
             raise LeadcalError(f"apply_export: the leads have no column for signals {absent}")
+        empty = f"{row.attribute} = {UNKNOWN}"  # an empty value is not "another value"
+        listed += [empty] if empty in leads_signals.columns else []
         columns[row.signal] = 1.0 - leads_signals[listed].to_numpy(dtype=float).sum(axis=1)
     return leads_signals.assign(**columns)
 
@@ -442,7 +447,7 @@ def _hubspot_fit_criteria(parts: Mapping[str, Any]) -> str:
         "at_least": f"is greater than or equal to {_text(value)}",
         "less_than": f"is less than {_text(value)}",
         "at_least_and_below": f"is greater than or equal to {_text(value)} and is less than {_text(high)}",
-        "is_none_of": f"is none of {value}",
+        "is_none_of": f"is known and is none of {value}",
     }[operator]
     return f"Contact property {attribute} {condition}"
 
@@ -536,7 +541,7 @@ def _salesforce_fit(parts: Mapping[str, Any]) -> tuple[str, str]:
         "at_least": ("is greater than or equal to", _text(value)),
         "less_than": ("is less than", _text(value)),
         "at_least_and_below": ("is greater than or equal to / is less than", f"{_text(value)} / {_text(high)}"),
-        "is_none_of": ("is not any of", str(value)),
+        "is_none_of": ("is not empty and is not any of", str(value)),
     }[operator]
 
 
@@ -604,7 +609,8 @@ def _mautic_filters(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return {
         "is": [{"field": field, "operator": "=", "filter": value}],
         "is_unknown": [{"field": field, "operator": "empty", "filter": None}],
-        "is_none_of": [{"field": field, "operator": "!in", "filter": str(value).split(LIST_SEPARATOR) if value else []}],
+        "is_none_of": [{"field": field, "operator": "!empty", "filter": None},
+                       {"field": field, "operator": "!in", "filter": str(value).split(LIST_SEPARATOR) if value else []}],
         "between": [{"field": field, "operator": "gte", "filter": value},
                     {"field": field, "operator": "lte", "filter": high}],
         "at_least": [{"field": field, "operator": "gte", "filter": value}],

@@ -19,8 +19,9 @@ outcome. The rules, applied here once for every later stage:
 A lead that wins on day 5 has its day-0 row (who it is, nothing it did yet) and no later
 one; a lead open for months has three. Rows of a lead are consecutive, in snapshot order.
 
-Scoring (`moments="now"`) gives one row per lead as of the export date (or `--as-of`),
-placed in the snapshot of its age (the latest snapshot age it has reached).
+Scoring (`moments="now"`) gives one row per lead still open at the export date (or
+`--as-of`), seeing the last `snapshot_days[-1]` days of its life, placed in the snapshot of
+its age (pipeline.schema.snapshot_stratum).
 
 The aggregation is SQL run by the engine (DuckDB, or Spark) straight on the Parquet
 files, so the event log is streamed, never loaded into pandas; only one row per row and
@@ -69,18 +70,29 @@ def _moment(days: int) -> str:
 
 
 def _snapshot_rows_sql(snapshot_days: list[int], as_of: str) -> str:
-    """One row per lead and snapshot age it reached, open, by the export date."""
+    """One row per lead and snapshot age it reached, open, by the export date; it sees every event
+    from the lead's creation (`window_start`) to its moment."""
     branches = [
-        f"SELECT lead_id, {days} AS snapshot_days, {_moment(days)} AS cutoff_at FROM lead_frame "
+        f"SELECT lead_id, {days} AS snapshot_days, {_moment(days)} AS cutoff_at, created_at AS window_start "
+        f"FROM lead_frame "
         f"WHERE {_moment(days)} <= {as_of} AND (first_outcome_at IS NULL OR first_outcome_at > {_moment(days)})"
         for days in snapshot_days
     ]
     return _ranked(" UNION ALL ".join(branches))
 
 
-def _now_rows_sql(as_of: str) -> str:
-    """One row per lead as of the export date (scoring); its snapshot is set from its age afterwards."""
-    return _ranked(f"SELECT lead_id, 0 AS snapshot_days, {as_of} AS cutoff_at FROM lead_frame")
+def _now_rows_sql(as_of: str, window_days: int) -> str:
+    """One row per lead still open at the export date (scoring); its snapshot is set from its age afterwards.
+
+    A row sees the last `window_days` of the lead's life (the span a training row sees: its
+    creation to its snapshot), so "4+ pricing visits in 30 days" means the last 30 days, as in
+    a CRM's live rule, and a lead a year old is not scored on its first month. Leads won or
+    lost by then, or created after it, get no row.
+    """
+    return _ranked(
+        f"SELECT lead_id, 0 AS snapshot_days, {as_of} AS cutoff_at, "
+        f"GREATEST(created_at, {as_of} - INTERVAL '{window_days}' DAY) AS window_start FROM lead_frame "
+        f"WHERE created_at <= {as_of} AND (first_outcome_at IS NULL OR first_outcome_at > {as_of})")
 
 
 def _ranked(rows_sql: str) -> str:
@@ -92,8 +104,8 @@ def _after_outcome_sql() -> str:
     """Per activity: events of leads with an outcome, and how many of those come at or after it (the leakage screen)."""
     return """
         SELECT a.activity,
-               SUM(CASE WHEN f.first_outcome_at IS NOT NULL THEN 1 ELSE 0 END) AS events_of_decided_leads,
-               SUM(CASE WHEN a.occurred_at >= f.first_outcome_at THEN 1 ELSE 0 END) AS after_outcome
+               COALESCE(SUM(CASE WHEN f.first_outcome_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS events_of_decided_leads,
+               COALESCE(SUM(CASE WHEN a.occurred_at >= f.first_outcome_at THEN 1 ELSE 0 END), 0) AS after_outcome
         FROM activities a JOIN lead_frame f ON a.lead_id = f.lead_id
         GROUP BY a.activity
     """
@@ -103,8 +115,8 @@ def _snapshot_counts_sql(snapshot_days: list[int], as_of: str) -> str:
     """Per snapshot age: leads old enough to be seen there, and those already decided (won or lost) by then."""
     return " UNION ALL ".join(
         f"SELECT {days} AS snapshot_days, COUNT(*) AS leads_old_enough, "
-        f"SUM(CASE WHEN first_outcome_at <= {_moment(days)} THEN 1 ELSE 0 END) AS decided_before, "
-        f"SUM(CASE WHEN customer_at <= {_moment(days)} THEN 1 ELSE 0 END) AS won_before "
+        f"COALESCE(SUM(CASE WHEN first_outcome_at <= {_moment(days)} THEN 1 ELSE 0 END), 0) AS decided_before, "
+        f"COALESCE(SUM(CASE WHEN customer_at <= {_moment(days)} THEN 1 ELSE 0 END), 0) AS won_before "
         f"FROM lead_frame WHERE {_moment(days)} <= {as_of}"
         for days in snapshot_days
     )
@@ -151,7 +163,7 @@ def _aggregate(
     moment = timestamp_literal(as_of)
     engine.create("lead_frame", _lead_frame_sql(o.horizon_days, moment))
     engine.create("snapshot_rows", _snapshot_rows_sql(o.snapshot_days, moment) if moments == "snapshots"
-                  else _now_rows_sql(moment))
+                  else _now_rows_sql(moment, max(o.snapshot_days[-1], 1)))
     activities = sorted(engine.fetch("SELECT DISTINCT activity FROM activities")["activity"])
     for spec in frequency.fixed:
         if spec.activity not in activities:
@@ -172,7 +184,7 @@ def _aggregate(
         SELECT r.{ROW_RANK}, a.activity, COUNT(*) AS n, MIN({us('a.occurred_at')}) AS first_us,
                MAX({us('a.occurred_at')}) AS last_us
         FROM activities a JOIN snapshot_rows r ON a.lead_id = r.lead_id
-        WHERE a.occurred_at < r.cutoff_at
+        WHERE a.occurred_at < r.cutoff_at AND a.occurred_at >= r.window_start
         GROUP BY r.{ROW_RANK}, a.activity
     """)
     # one row per activity, one column per row of the table: each becomes a pandas block without a copy
@@ -198,7 +210,7 @@ def _aggregate(
                     FROM activities a JOIN snapshot_rows r ON a.lead_id = r.lead_id
                     JOIN (SELECT {ROW_RANK}, activity FROM pairs WHERE {spread}) s
                       ON r.{ROW_RANK} = s.{ROW_RANK} AND a.activity = s.activity
-                    WHERE a.occurred_at < r.cutoff_at) w
+                    WHERE a.occurred_at < r.cutoff_at AND a.occurred_at >= r.window_start) w
                 GROUP BY {ROW_RANK}, activity
             """)
             peaks = counts.copy()
@@ -303,6 +315,9 @@ def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, pa
     if snapshots is not None:
         by_snapshot = features[labelled].groupby("snapshot_days")["closed"].agg(["size", "sum"])
         rows = features.groupby("snapshot_days").size()
+        # won or lost before the first snapshot (at creation, with the default day 0): in no statistic,
+        # though the funnel counts them
+        report["leads_decided_before_first_snapshot"] = int(snapshots.sort_values("snapshot_days")["decided_before"].iloc[0] or 0)
         report["snapshots"] = [
             {"snapshot_days": int(s.snapshot_days), "rows": int(rows.get(s.snapshot_days, 0)),
              "leads_old_enough": int(s.leads_old_enough), "decided_before": int(s.decided_before or 0),

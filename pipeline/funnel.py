@@ -36,7 +36,7 @@ from pipeline import io
 from pipeline.contract import STAGES, WON_STAGE
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import band, build_signals, labelled, lead_starts, read_frequency_signals
+from pipeline.signals import band, build_signals, read_frequency_signals
 from pipeline.stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -456,6 +456,26 @@ def mql_outcomes(stages: pd.DataFrame, lead_ids: Sequence[str] | pd.Index) -> pd
     return pd.DataFrame({"mql": mql, "rejected": rejected}, index=ids)
 
 
+def rows_at_mql(features: pd.DataFrame, stages: pd.DataFrame) -> np.ndarray:
+    """Per matured lead, the position of its row as marketing knew it when the lead became an MQL.
+
+    Its latest snapshot at or before the MQL (reached mql or any later stage): what sales was
+    handed. Not its last row: a lead sales rejects is soon lost and seen early, one it accepts
+    stays open and would be seen with the meetings that followed. A lead that never became an
+    MQL is taken at its first snapshot (it counts in no rejection rate).
+    """
+    from_mql = stages.loc[stages["stage"].map(RANK).fillna(-1).to_numpy() >= RANK["mql"]]
+    mql_at = features["lead_id"].map(from_mql.groupby("lead_id")["entered_at"].min())
+    known = (features["closed"] >= 0).to_numpy()
+    before = (features["cutoff_at"] <= mql_at).to_numpy()  # False where no MQL
+    position = np.arange(len(features))
+    first = (features["lead_id"] != features["lead_id"].shift()).to_numpy()
+    chosen = pd.Series(np.where(before, position, -1)).groupby(features["lead_id"].to_numpy(), sort=False).max()
+    starts = pd.Series(position[first], index=features["lead_id"].to_numpy()[first])
+    picked = np.where(chosen.to_numpy() >= 0, chosen.to_numpy(), starts.reindex(chosen.index).to_numpy())
+    return picked[known[picked]]
+
+
 def rejection_feedback(
     stages: pd.DataFrame, signal_matrix: pd.DataFrame, catalog: pd.DataFrame | None = None,
     confidence: float = 0.95,
@@ -740,10 +760,8 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     durations = stage_durations(matured_stages, matured_leads, by="source" if has_source else None)
 
     signals = build_signals(features, params, read_frequency_signals(paths.models))
-    # each matured lead as it was at its last snapshot: everything it did while still open
-    last = np.append(lead_starts(signals.leads())[1:] - 1, len(features) - 1) if len(features) else np.zeros(0, int)
-    last = last[labelled(features).to_numpy()[last]]
-    matrix = signals.matrix.iloc[last].set_axis(pd.Index(features["lead_id"].iloc[last]), axis=0)
+    at = rows_at_mql(features, stages)
+    matrix = signals.matrix.iloc[at].set_axis(pd.Index(features["lead_id"].iloc[at]), axis=0)
     rejection = rejection_feedback(stages, matrix, signals.catalog, confidence)
 
     payload = {

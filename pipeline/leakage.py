@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.signals import SignalSet, first_shown, per_lead_max
+from pipeline.signals import SignalSet, first_shown
 
 MIN_LEADS = 30
 MAX_CLOSE_RATE = 0.99
@@ -26,13 +26,20 @@ MAX_AUC = 0.95
 MAX_SHARE_AFTER_OUTCOME = 0.5
 
 
-def single_signal_auc(has: np.ndarray, closed: np.ndarray) -> np.ndarray:
-    """AUC of each 0/1 signal as a score of its own, per lead: (1 + true positive rate - false positive rate) / 2."""
-    has, closed = np.asarray(has, dtype=bool), np.asarray(closed, dtype=bool)
-    customers, others = closed.sum(), (~closed).sum()
-    if customers == 0 or others == 0:
-        return np.full(has.shape[1], np.nan)
-    return 0.5 * (1 + has[closed].sum(axis=0) / customers - has[~closed].sum(axis=0) / others)
+def single_signal_auc(present: np.ndarray, closed: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """AUC of each 0/1 signal as a score of its own, comparing rows of the same snapshot
+    (pipeline.stats.stratified_auc): per stratum (1 + true positive rate - false positive rate) / 2,
+    weighted by its customer x other pairs. Computed in closed form: a signal is one cut."""
+    present, closed, strata = np.asarray(present, dtype=bool), np.asarray(closed, dtype=bool), np.asarray(strata)
+    total, pairs = np.zeros(present.shape[1]), 0.0
+    for stratum in np.unique(strata):
+        inside = strata == stratum
+        won, lost = inside & closed, inside & ~closed
+        if won.any() and lost.any():
+            weight = float(won.sum()) * float(lost.sum())
+            total += 0.5 * (1 + present[won].mean(axis=0) - present[lost].mean(axis=0)) * weight
+            pairs += weight
+    return total / pairs if pairs else np.full(present.shape[1], np.nan)
 
 
 def suspicious_signals(signals: SignalSet, closed: np.ndarray) -> list[dict[str, object]]:
@@ -41,9 +48,7 @@ def suspicious_signals(signals: SignalSet, closed: np.ndarray) -> list[dict[str,
     present = signals.matrix.to_numpy() > 0
     first = first_shown(present, signals.lead, len(np.unique(signals.snapshots())) or 1)
     leads, customers = first.sum(axis=0), first[closed == 1].sum(axis=0)
-    lead = signals.leads()
-    has = per_lead_max(present, lead)
-    auc = single_signal_auc(has, per_lead_max(closed, lead) == 1)
+    auc = single_signal_auc(present, closed == 1, signals.snapshots())
     found = []
     for j, name in enumerate(signals.catalog["signal"]):
         if leads[j] < MIN_LEADS:

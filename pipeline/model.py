@@ -94,7 +94,8 @@ def _engagement_by_snapshot(decayed: pd.DataFrame, signals: SignalSet, stratum: 
     engagement = list(signals.catalog.loc[signals.catalog["kind"] == "engagement", "signal"])
     values = decayed[engagement].to_numpy()
     columns = {interaction_column(name, days): values[:, j] * (stratum == days)
-               for days in snapshot_days[:-1] for j, name in enumerate(engagement)}
+               for days in snapshot_days[:-1] if days > 0  # a day-0 row has no activity to weigh
+               for j, name in enumerate(engagement)}
     return pd.DataFrame(columns, index=decayed.index)
 
 
@@ -156,7 +157,7 @@ def fit_model(X: pd.DataFrame, y: np.ndarray, params: Params, lead: np.ndarray, 
     "method", "losses"}.
     """
     base = make_estimator(params).fit(X, y)
-    if y.sum() < folds * 2:
+    if len(np.unique(lead[y == 1])) < folds * 2:  # customer leads, not rows: the folds split leads
         return {"base": base, "calibrator": None, "method": "none (too few customers to calibrate)", "losses": {}}
     raw = cross_val_predict(make_estimator(params), X, y, cv=lead_folds(y, lead, folds, params.seed),
                             method="predict_proba")[:, 1]
@@ -181,7 +182,7 @@ def fold_points(
     table, fold_header = fit_points(decayed, features.loc[train, "closed"].to_numpy(), evidence, w.points_to_double_odds,
                                     w.regularization_c, params.seed, header.get("half_life_days") is not None,
                                     params.signals.min_support)
-    fold_header.update({"half_life_days": header.get("half_life_days"), "caps": header.get("caps")})
+    fold_header.update({k: header.get(k) for k in ("half_life_days", "caps", "numeric_attributes")})
     totals = score_features(features[valid], signals.take(valid), table, fold_header)
     return totals["total_points"].to_numpy(), fold_header
 
@@ -338,12 +339,16 @@ def run(params: Params) -> dict[str, object]:
     probability, points = published["probability"], published["points"]
     points_prob = points_probability(points, header, snapshot[held])
 
-    reference = reference_values(signals.catalog, X.loc[rows, columns])
+    # per lead, not per row: a lead seen three times is one lead of the average and of the grades
+    first_rows = rows & np.r_[True, lead[1:] != lead[:-1]]
+    reference = reference_values(signals.catalog, X.loc[first_rows, columns])
     lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.loc[held, columns],
                            signals.catalog, reference)
-    factors = global_factors(lead_effects)
+    factors = global_factors(lead_effects, lead[held])
     train_probability = predict(bundle, X.loc[rows, columns])
-    grade_cutoffs = [float(q) for q in np.quantile(train_probability, [0.75, 0.5, 0.25])]
+    per_lead = 1.0 / np.bincount(lead[rows])[lead[rows]]  # each lead's rows weigh one lead together
+    grade_cutoffs = [float(q) for q in np.quantile(train_probability, [0.75, 0.5, 0.25], weights=per_lead,
+                                                   method="inverted_cdf")]
 
     train_cohorts = features.loc[rows, "cohort"]
     by_snapshot = {}  # the published fold, snapshot by snapshot: how well each moment's leads are ranked

@@ -142,8 +142,7 @@ class Outcome(_Strict):
 
     A lead is closed when it reaches `customer` within `horizon_days` of creation. It is
     seen at fixed ages, `snapshot_days` after creation, each time with only the activity
-    before that moment, and only while it is still open (no customer, lost or disqualified
-    stage yet): a moment fixed in the lead's life, never moved by its outcome (docs/method.md,
+    before that moment, and only while it is still open (no customer or lost stage yet): a moment fixed in the lead's life, never moved by its outcome (docs/method.md,
     "Point-in-time rows").
     """
 

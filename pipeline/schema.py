@@ -20,8 +20,16 @@ def peak_column(activity: str, window_days: int) -> str:
 
 
 def snapshot_stratum(age_days: np.ndarray, snapshot_days: list[int]) -> np.ndarray:
-    """The snapshot a lead of this age is scored in: the latest snapshot age it has reached
-    (the first one if it is younger than every snapshot)."""
+    """The snapshot a lead of this age is scored in: the latest snapshot age it has reached (the
+    first one if it is younger than every snapshot).
+
+    A day-0 snapshot sees a lead before anything it did (events strictly before its creation
+    do not exist), so a lead past day 0 is scored in the next snapshot, the youngest whose
+    rows carry activity: a 3-day-old lead in the day-7 one.
+    """
     edges = np.asarray(snapshot_days)
-    position = np.searchsorted(edges, np.asarray(age_days, dtype=float), side="right") - 1
-    return edges[np.clip(position, 0, len(edges) - 1)]
+    age_days = np.asarray(age_days, dtype=float)
+    position = np.clip(np.searchsorted(edges, age_days, side="right") - 1, 0, len(edges) - 1)
+    if edges[0] == 0 and len(edges) > 1:
+        position = np.where((position == 0) & (age_days > 0), 1, position)
+    return edges[position]

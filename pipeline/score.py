@@ -1,9 +1,11 @@
 """`leadcal score INPUT --out OUTPUT`: score new leads with the published model and points table.
 
 INPUT is a folder with `leads` and `activities` (and optionally `stages`) as CSV or
-Parquet, in the data contract's format. Each lead is scored as it is now (the latest
-timestamp in the input, or `--as-of`): its activity before that moment, decayed to that
-moment, in the snapshot of its age, with the definitions the model was trained with.
+Parquet, in the data contract's format. Each open lead is scored as it is now (the latest
+timestamp in the input, or `--as-of`): its activity of the last `snapshot_days[-1]` days
+before that moment, decayed to that moment, in the snapshot of its age, with the
+definitions the model was trained with. Leads already won or lost (a `stages` table says
+so), or created after that moment, are not scored.
 Per lead: probability, fit / engagement / total points, grade (A-D: quartiles of the
 training leads' probabilities, as HubSpot's contact priority), MQL flag (total points at
 or above the published threshold) and its top reasons.
@@ -96,6 +98,10 @@ def score(
             "outcome": params.outcome.model_copy(update={"as_of": as_of}),
         })
         features, _ = build_features(scoring, require_outcomes=False, moments="now")
+    skipped = len(tables["leads"]) - len(features)
+    if skipped:
+        log.warning("score: %d lead(s) not scored: already won or lost by %s, or created after it (only open "
+                    "leads are scored)", skipped, "--as-of" if as_of else "the latest timestamp in the input")
 
     unknown = sorted(set(tables["activities"]["activity"]) - set(schema["activities"]))
     if unknown:

@@ -47,11 +47,12 @@ class SignalSet:
         return np.zeros(len(self.matrix), dtype=np.int64) if self.snapshot is None else self.snapshot
 
     def take(self, rows: np.ndarray | pd.Series) -> SignalSet:
-        """The rows selected by a boolean mask or by positions (positions may repeat: a bootstrap)."""
+        """The rows selected by a boolean mask or by positions (positions may repeat: a bootstrap).
+        The matrix keeps the rows' labels, as `features[mask]` does."""
         rows = np.asarray(rows)
         positions = np.flatnonzero(rows) if rows.dtype == bool else rows
         return SignalSet(
-            matrix=self.matrix.iloc[positions].reset_index(drop=True) if rows.dtype != bool else self.matrix[rows],
+            matrix=self.matrix.iloc[positions],
             catalog=self.catalog,
             lead=None if self.lead is None else self.lead[positions],
             snapshot=None if self.snapshot is None else self.snapshot[positions],
@@ -236,6 +237,19 @@ def build_signals(features: pd.DataFrame, params: Params, frequency: list[Freque
     matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
     return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows), lead=lead_codes(features["lead_id"]),
                      snapshot=features["snapshot_days"].to_numpy(dtype=np.int64))
+
+
+def estimation_snapshot(snapshot: np.ndarray, closed: np.ndarray, min_count: int) -> int:
+    """The snapshot whose rows (one per lead) estimate what needs a lead's whole window: the
+    latest one with at least `min_count` customers and as many other leads, else the one with
+    the most customers. In a funnel where every deal is decided within days, day 30 may hold
+    no customer at all; an earlier snapshot still can tell."""
+    snapshot, closed = np.asarray(snapshot), np.asarray(closed)
+    ages = np.unique(snapshot)
+    customers = {int(a): int(closed[snapshot == a].sum()) for a in ages}
+    others = {int(a): int((snapshot == a).sum()) - customers[int(a)] for a in ages}
+    enough = [a for a in customers if customers[a] >= min_count and others[a] >= min_count]
+    return max(enough) if enough else max(customers, key=lambda a: (customers[a], a))
 
 
 def labelled(features: pd.DataFrame) -> pd.Series:

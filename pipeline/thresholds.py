@@ -321,6 +321,12 @@ def run(params: Params) -> dict[str, object]:
     matrix["training"] = matrix_cells(matrix, fit[train_rows], engagement[train_rows], closed[train_rows])
     matrix["validation"] = matrix_cells(matrix, fit[valid_rows], engagement[valid_rows], closed[valid_rows])
     result = {
+        "population": (
+            f"matured leads, each judged at its peak: its highest total at any of the snapshots it reached while "
+            f"open (days {', '.join(str(d) for d in params.outcome.snapshot_days)}). A lead won between two snapshots "
+            "is judged on the snapshots before its win; a CRM scoring live could make it an MQL earlier, so "
+            "customers_captured is a lower bound (more snapshot ages give a finer view)"
+        ),
         "policy": t.policy,
         "threshold": threshold,
         "mql_lift_target": t.mql_lift,

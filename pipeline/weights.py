@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,10 @@ from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX, snapshot_stratum
+from pipeline.signals import UNKNOWN as UNKNOWN_VALUE
 from pipeline.signals import (
-    SignalSet, build_signals, decay_matrix, fit_rows, lead_support, per_lead_max, read_frequency_signals,
-    resample_leads, time_split,
+    SignalSet, build_signals, decay_matrix, estimation_snapshot, fit_rows, lead_support, per_lead_max,
+    read_frequency_signals, resample_leads, time_split,
 )
 
 log = logging.getLogger(__name__)
@@ -272,7 +274,8 @@ def bootstrap_points(
     return pd.DataFrame(runs, index=signals.matrix.columns)
 
 
-def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, float] | None = None) -> pd.DataFrame:
+def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, float] | None = None,
+                numeric: Iterable[str] = ()) -> pd.DataFrame:
     """fit_points, engagement_points and total_points per lead from a points table.
 
     `matrix` holds 0/1 signals, or decayed values for activities (decay_matrix). A cap
@@ -283,11 +286,15 @@ def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, flo
     table = weights.set_index("signal")
     values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float) * table["points"].to_numpy(dtype=float)
     contributions = pd.DataFrame(values, columns=table.index, index=matrix.index)
+    contributions = contributions.assign(**_other_values(matrix, table, numeric))
     caps = caps or {}
     scores = {}
+    kinds = pd.concat([table["kind"], pd.Series("fit", index=contributions.columns[len(table):])])
+    attributes = pd.concat([table["attribute"], pd.Series([c.split(" = ")[0] for c in contributions.columns[len(table):]],
+                                                          index=contributions.columns[len(table):], dtype=object)])
     for kind in ("fit", "engagement"):
-        in_kind = table["kind"] == kind
-        grouped = contributions.loc[:, in_kind.to_numpy()].T.groupby(table.loc[in_kind, "attribute"]).sum().T
+        in_kind = kinds == kind
+        grouped = contributions.loc[:, in_kind.to_numpy()].T.groupby(attributes[in_kind]).sum().T
         for attribute, cap in caps.items():
             if attribute in grouped.columns:
                 grouped[attribute] = grouped[attribute].clip(upper=cap)
@@ -299,10 +306,30 @@ def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, flo
     return pd.DataFrame(scores, index=matrix.index)
 
 
+def _other_values(matrix: pd.DataFrame, table: pd.DataFrame, numeric: Iterable[str]) -> dict[str, np.ndarray]:
+    """The reference points of each fit attribute that has too-rare values, for the leads whose value
+    the table does not list (one never seen in training): scored like the rare ones, as the
+    model does (coefficient 0) and as the CRM exports' "any other value" rule does. An empty
+    value ('unknown') is not another value, nor is a band of a `numeric` attribute (its rule is its range)."""
+    if "status" not in table.columns:
+        return {}
+    rare = table[(table["type"] == "fit") & (table["status"] == STATUS_LOW_SUPPORT_FIT) & (table["value"] != UNKNOWN_VALUE)
+                 & ~table["attribute"].isin(list(numeric))]
+    out = {}
+    for attribute, group in rare.groupby("attribute", sort=True):
+        listed = [s for s in table.index[(table["type"] == "fit") & (table["attribute"] == attribute)] if s in matrix.columns]
+        known = matrix[listed].to_numpy(dtype=float).sum(axis=1) if listed else np.zeros(len(matrix))
+        empty = f"{attribute} = {UNKNOWN_VALUE}"
+        if empty in matrix.columns and empty not in table.index:
+            known = known + matrix[empty].to_numpy(dtype=float)
+        out[f"{attribute} = (not in the table)"] = np.where(known > 0, 0.0, float(group["points"].iloc[0]))
+    return out
+
+
 def score_features(features: pd.DataFrame, signals: SignalSet, weights: pd.DataFrame, header: dict) -> pd.DataFrame:
     """Score leads with a published table: its decay and caps included (header from weights.json)."""
     decayed = decay_matrix(signals, features, header.get("half_life_days"))
-    return score_leads(decayed.matrix, weights, header.get("caps"))
+    return score_leads(decayed.matrix, weights, header.get("caps"), header.get("numeric_attributes") or ())
 
 
 def points_probability(total_points: np.ndarray, header: dict, snapshot: np.ndarray | None = None) -> np.ndarray:
@@ -321,9 +348,9 @@ def half_life(
 ) -> dict[str, object]:
     """The half-life to use: days (None: no decay), where it came from, its interval and profile.
 
-    Estimated on the training leads' rows at the last snapshot: one row per lead, so the
-    likelihood interval is honest, each lead with its whole window of activity, so ages
-    spread over the window. A lead seen at day 7 and again at day 30 would otherwise count
+    Estimated on the training leads' rows at one snapshot (`estimation_snapshot`: the last,
+    day 30, unless it holds too few customers): one row per lead, so the likelihood interval is
+    honest, each lead with its whole window of activity, so ages spread over the window. A lead seen at day 7 and again at day 30 would otherwise count
     twice, and the early rows, whose outcome lies weeks ahead, say little about how fast
     interest fades before a decision.
     """
@@ -334,19 +361,22 @@ def half_life(
         return {"days": w.half_life_days, "source": "params weights.half_life_days"}
     if not usable_signals(signals, params.signals.min_support)[0].any():
         raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
-    snapshot = signals.snapshots()
-    last = snapshot == snapshot.max()
-    signals, features, closed = signals.take(last), features[last], closed[last]
+    at = estimation_snapshot(signals.snapshots(), closed, params.signals.min_support)
+    rows = signals.snapshots() == at
+    signals, features, closed = signals.take(rows), features[rows], closed[rows]
+    if closed.sum() in (0, len(closed)):
+        return {"days": None, "source": f"not identifiable: the leads seen at day {at} are all "
+                                        f"{'lost' if closed.sum() == 0 else 'won'}; no decay"}
     usable = usable_signals(signals, params.signals.min_support)[0]
-    if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any() or closed.sum() in (0, len(closed)):
-        return {"days": None, "source": f"not identifiable: among the leads seen at day {int(snapshot.max())} no "
-                                        "activity tells leads apart (done by every lead, or by too few), so the data "
-                                        "cannot tell how fast interest fades; no decay"}
+    if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any():
+        return {"days": None, "source": f"not identifiable: among the leads seen at day {at} no activity tells "
+                                        "leads apart (done by every lead, or by too few), so the data cannot tell how "
+                                        "fast interest fades; no decay"}
     activity = usable & (signals.catalog["type"] == "activity").to_numpy()
     ages = features[[AGE_PREFIX + a for a in signals.catalog.loc[activity, "signal"]]].to_numpy(dtype=float)
     if not (np.nan_to_num(np.nanmax(ages, axis=0, initial=-np.inf) - np.nanmin(ages, axis=0, initial=np.inf))
             >= 1.0).any():
-        return {"days": None, "source": f"not identifiable: among the leads seen at day {int(snapshot.max())} every "
+        return {"days": None, "source": f"not identifiable: among the leads seen at day {at} every "
                                         "activity is the same age (logged at creation, say), so the data cannot "
                                         "tell how fast interest fades; no decay"}
     bounds = (1.0, 365.0)
@@ -361,8 +391,7 @@ def half_life(
         return {"days": None, "profile": profile, "interval_95": list(interval),
                 "source": f"interest does not measurably fade: the best half-life is the longest tried ({bounds[1]:g} "
                           "days); no decay"}
-    return {"days": days, "source": f"estimated from the training leads seen at day {int(snapshot.max())} "
-                                    "(profile likelihood)",
+    return {"days": days, "source": f"estimated from the training leads seen at day {at} (profile likelihood)",
             "interval_95": list(interval), "profile": profile}
 
 
@@ -395,7 +424,8 @@ def run(params: Params) -> dict[str, object]:
     decayed = decay_matrix(train_signals, train_features, half_life_days)
     table, header = fit_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
                                half_life_days is not None, params.signals.min_support)
-    header.update({"half_life_days": half_life_days, "caps": dict(w.caps)})
+    header.update({"half_life_days": half_life_days, "caps": dict(w.caps),
+                   "numeric_attributes": sorted(params.signals.numeric_bins)})
 
     valid_features = features[valid_mask.to_numpy()]
     valid_signals = signals.take(valid_mask.to_numpy())
@@ -451,5 +481,5 @@ def read_weights(models: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     payload = io.read_json(models / "weights.json")
     table = pd.DataFrame(payload["signals"])
     header = {k: payload.get(k) for k in ("points_to_double_odds", "base_log_odds", "snapshot_log_odds",
-                                          "half_life_days", "caps")}
+                                          "half_life_days", "caps", "numeric_attributes")}
     return table, header

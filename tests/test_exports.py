@@ -412,28 +412,47 @@ def test_exports_say_why_nothing_is_published(default_run, tmp_path):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(seed, tmp_path):
-    """Values below min_support carry their attribute's reference points: one pooled rule, same totals."""
+    """Values below min_support carry their attribute's reference points: one pooled rule, same totals.
+    An empty value keeps its own rule, and a value never seen in training counts as "any other"."""
     from pipeline.weights import STATUS_LOW_SUPPORT_FIT, STATUS_SCORED
 
     table, matrix, ages = _random_case(seed)
-    rare = ["industry = unknown", "seniority = intern"]  # too rare: scored like the reference
+    rare = ["industry = media", "industry = unknown", "seniority = intern"]  # too rare: scored like the reference
     table["status"] = np.where(table["signal"].isin(rare), STATUS_LOW_SUPPORT_FIT, STATUS_SCORED)
     table.loc[table["signal"].isin(rare), "points"] = -6
+    # leads with a value the table has never seen: no column of their attribute is set
+    unseen = pd.DataFrame(0.0, index=range(3), columns=matrix.columns)
+    unseen["seniority = vp"] = 1.0
+    matrix = pd.concat([matrix, unseen], ignore_index=True)
     header = {**HEADER, "half_life_days": 7.5}
     rows = exports.generic_rows(table, header, {})
-    assert not any(r["signal"] in rare for r in rows)
     pooled = {r["attribute"]: r for r in rows if r["operator"] == "is_none_of"}
     assert set(pooled) == {"industry", "seniority"} and all(r["points"] == -6 for r in pooled.values())
-    assert pooled["industry"]["value"] == "retail; software; media"  # every value scored on its own, 0 points too
-    assert pooled["seniority"]["criterion"] == "seniority is none of vp; manager"
+    assert pooled["industry"]["value"] == "retail; software"  # the values scored on their own, empty aside
+    assert pooled["seniority"]["criterion"] == "seniority is not empty and none of vp; manager"
+    empty = [r for r in rows if r["signal"] == "industry = unknown"]
+    assert len(empty) == 1 and empty[0]["operator"] == "is_unknown" and empty[0]["points"] == -6
+    assert not any(r["signal"] in ("industry = media", "seniority = intern") for r in rows)
     expected = score_leads(matrix, table, {})
+    assert (expected["fit_points"].iloc[-3:] == -6 + table.set_index("signal").loc["seniority = vp", "points"]).all()
     pd.testing.assert_frame_equal(exports.apply_export(rows, matrix), expected)
     exports.write_exports(tmp_path, table, header, {})
     for name in ("weights.json", "weights.csv"):
         again = exports.read_export_rows(tmp_path / name)
         pd.testing.assert_frame_equal(exports.apply_export(again, matrix), expected)
     hubspot = pd.read_csv(tmp_path / "hubspot_score_properties.csv")
-    assert hubspot["criteria"].str.contains("Contact property seniority is none of vp; manager").any()
+    assert hubspot["criteria"].str.contains("Contact property seniority is known and is none of vp; manager").any()
     mautic = io.read_json(tmp_path / "mautic_point_actions.json")
     assert {"field": "seniority", "operator": "!in", "filter": ["vp", "manager"]} in [
         f for s in mautic["fit_segments"] for f in s["filters"]]
+
+
+def test_rare_numeric_bands_keep_their_range_rules():
+    """A band is a range a CRM can test: a rare one keeps its own rule (with the reference points)."""
+    from pipeline.weights import STATUS_LOW_SUPPORT_FIT
+
+    table = SMALL.assign(status="scored")
+    table.loc[table["signal"] == "company_size = 5001+", "status"] = STATUS_LOW_SUPPORT_FIT
+    rows = {r["signal"]: r for r in exports.generic_rows(table, HEADER, BINS)}
+    assert rows["company_size = 5001+"]["operator"] == "at_least" and rows["company_size = 5001+"]["points"] == -3
+    assert not any(r["operator"] == "is_none_of" for r in rows.values())

@@ -441,3 +441,19 @@ def test_funnel_by_segment_matches_pandas(default_run) -> None:
         assert rows[label]["leads"] == won
         assert rows[label]["rate_from_lead"] == pytest.approx(won / size)
     assert set(funnel["by_segment"]) == set(default_run.funnel.segments)
+
+
+def test_rejection_feedback_sees_each_mql_as_it_was_when_it_became_one() -> None:
+    """Not its last row: a rejected MQL is soon lost and seen early, an accepted one is seen later."""
+    t0 = pd.Timestamp("2024-01-01")
+    features = pd.DataFrame({
+        "lead_id": ["A", "A", "A", "B", "B", "C", "C", "C"],
+        "snapshot_days": [0, 7, 30, 0, 7, 0, 7, 30],
+        "closed": [0, 0, 0, 0, 0, -1, -1, -1],
+    })
+    features["cutoff_at"] = t0 + pd.to_timedelta(features["snapshot_days"], unit="D")
+    stages = pd.DataFrame({"lead_id": ["A", "A", "B", "C"], "stage": ["mql", "sql", "lost", "mql"],
+                           "entered_at": [t0 + pd.Timedelta(days=10), t0 + pd.Timedelta(days=40),
+                                          t0 + pd.Timedelta(days=9), t0 + pd.Timedelta(days=2)]})
+    # A: MQL on day 10 -> its day-7 row; B: never an MQL -> its first row; C: not matured -> left out
+    assert funnel.rows_at_mql(features, stages).tolist() == [1, 3]

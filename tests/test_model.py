@@ -281,3 +281,41 @@ def test_points_fitted_on_a_sample_stay_close_to_the_full_fit(default_run: Param
     reference = pd.DataFrame(full["signals"]).set_index("signal")["points"].reindex(points.index)
     assert points.corr(reference, method="spearman") > 0.85
     assert (points != reference).any()  # a real refit, not the same table
+
+
+def test_score_sees_the_last_weeks_and_only_open_leads(default_run: Params, new_leads: Path, tmp_path: Path) -> None:
+    """Scored as it is now: a year-old lead's first-month burst is not "4+ pricing visits in 30 days"
+    any more, a lead already won is not scored, and a lead created after --as-of neither."""
+    leads = pd.read_csv(new_leads / "leads.csv")
+    events = pd.read_csv(new_leads / "activities.csv")
+    visits = events[events["activity"] == "pricing_page_visit"].groupby("lead_id").size()
+    busy = visits[visits >= 4].index[0]
+    folder = tmp_path / "later"
+    folder.mkdir()
+    leads.to_csv(folder / "leads.csv", index=False)
+    events.to_csv(folder / "activities.csv", index=False)
+    won = leads.loc[leads["lead_id"] != busy, "lead_id"].iloc[0]
+    created = pd.Timestamp(leads.loc[leads["lead_id"] == busy, "created_at"].iloc[0])
+    pd.DataFrame({"lead_id": [won], "stage": ["customer"], "entered_at": ["2024-01-20T00:00:00Z"]}).to_csv(
+        folder / "stages.csv", index=False)
+    early = score(folder, tmp_path / "early.csv", default_run, as_of=(created + pd.Timedelta(days=29)).tz_localize(None)
+                  ).set_index("lead_id")
+    late = score(folder, tmp_path / "late.csv", default_run, as_of=(created + pd.Timedelta(days=365)).tz_localize(None)
+                 ).set_index("lead_id")
+    assert early.loc[busy, "engagement_points"] > 20  # the visits count while they are recent
+    assert late.loc[busy, "engagement_points"] == 0  # a year on, nothing of that month is left
+    assert won not in late.index and len(late) == len(leads) - 1
+    born = pd.to_datetime(leads["created_at"]).dt.tz_localize(None)
+    moment = born.sort_values().iloc[10]  # ten leads created before it, the others after
+    first = score(folder, tmp_path / "first.csv", default_run, as_of=moment).set_index("lead_id")
+    decided = {won} if moment >= pd.Timestamp("2024-01-20") else set()
+    assert set(first.index) == set(leads.loc[born <= moment, "lead_id"]) - decided and len(first) < len(leads)
+
+
+def test_a_lead_past_day_0_is_scored_in_the_first_snapshot_that_sees_activity() -> None:
+    from pipeline.schema import snapshot_stratum
+
+    ages = np.array([0.0, 0.5, 3.0, 7.0, 12.0, 29.9, 30.0, 400.0])
+    assert snapshot_stratum(ages, [0, 7, 30]).tolist() == [0, 7, 7, 7, 7, 7, 30, 30]
+    assert snapshot_stratum(ages, [1, 7, 30]).tolist() == [1, 1, 1, 7, 7, 7, 30, 30]
+    assert snapshot_stratum(ages, [30]).tolist() == [30] * 8
