@@ -39,6 +39,8 @@ def write_null_history(raw: Path, n: int = 20_000, seed: int = 5, leaked_field: 
                           "source": rng.choice(["organic", "paid", "referral"], n)})
     if leaked_field:  # filled in by sales after the deal: "closed won" for every customer
         leads["deal_status"] = np.where(won & (created + 90 * DAY < pd.Timestamp("2025-09-01")), "won", "open")
+    onboarding = pd.DataFrame({"lead_id": ids[won], "activity": "onboarding_call",  # logged after the win
+                               "occurred_at": decided[won] + pd.to_timedelta(rng.uniform(0.1, 9, won.sum()), unit="D").round("s")})
     parts = []
     for activity, share in ACTIVITIES.items():
         doers = np.flatnonzero(rng.random(n) < share)
@@ -54,7 +56,7 @@ def write_null_history(raw: Path, n: int = 20_000, seed: int = 5, leaked_field: 
     end = pd.Timestamp("2025-09-01")
     raw.mkdir(parents=True)
     leads[leads["created_at"] < end].to_csv(raw / "leads.csv", index=False)
-    events = pd.concat(parts)
+    events = pd.concat([*parts, onboarding] if leaked_field else parts)
     events[events["occurred_at"] < end].to_csv(raw / "activities.csv", index=False)
     stages[stages["entered_at"] < end].to_csv(raw / "stages.csv", index=False)
 
@@ -102,3 +104,5 @@ def test_the_leakage_screen_flags_a_field_filled_in_after_the_deal(tmp_path: Pat
     assert {f["signal"] for f in flagged} == {"deal_status = won", "deal_status = open"}  # nothing else
     won = next(f for f in flagged if f["signal"] == "deal_status = won")
     assert "closed (100%)" in won["why"] and won["auc"] >= 0.95
+    after = io.read_json(params.paths.features / "features_report.json")["leakage_screen"]["activities_after_outcome"]
+    assert [a["activity"] for a in after] == ["onboarding_call"] and after[0]["share_after_outcome"] == 1.0

@@ -309,6 +309,21 @@ def test_olist_close_rates_match_pandas(olist: Params) -> None:
     assert by_origin["email"] < 0.05 < by_origin["paid_search"]
 
 
+def test_olist_has_no_signal_too_good_to_be_true(olist: Params) -> None:
+    """Olist's fast winners once made 'any activity in the last 7 days' close 248 of 248 leads and
+    earn 136 points (an outcome leaking through a cut-off at the win). Seen at fixed ages: nothing."""
+    table = io.read_csv(olist.paths.models / "close_rates.csv")
+    assert (table.loc[table["leads"] >= 30, "close_rate"] < 0.99).all()
+    assert table["close_rate"].max() < 0.5 or (table.loc[table["close_rate"] >= 0.5, "leads"] < 30).all()
+    weights = io.read_csv(olist.paths.models / "weights.csv").set_index("signal")
+    assert (weights.loc[weights["type"] != "fit", "points"] == 0).all()  # the form every lead fills: no information
+    report = io.read_json(olist.paths.features / "features_report.json")
+    assert report["leakage_screen"]["signals"] == []
+    assert io.read_json(olist.paths.models / "weights.json")["half_life_source"].startswith("not identifiable")
+    auc = io.read_json(olist.paths.models / "metrics" / "train.json")["model"]["mean"]["auc"]
+    assert 0.6 < auc < 0.75  # honest: was 0.82 with the leak
+
+
 def test_olist_gives_weights_a_model_and_thresholds(olist: Params) -> None:
     models = olist.paths.models
     weights = io.read_json(models / "weights.json")
