@@ -36,7 +36,7 @@ from pipeline import io
 from pipeline.contract import STAGES, WON_STAGE
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.signals import band, build_signals, read_frequency_signals
+from pipeline.signals import band, build_signals, lead_starts, read_frequency_signals
 from pipeline.stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -468,11 +468,9 @@ def rows_at_mql(features: pd.DataFrame, stages: pd.DataFrame) -> np.ndarray:
     mql_at = features["lead_id"].map(from_mql.groupby("lead_id")["entered_at"].min())
     known = (features["closed"] >= 0).to_numpy()
     before = (features["cutoff_at"] <= mql_at).to_numpy()  # False where no MQL
-    position = np.arange(len(features))
-    first = (features["lead_id"] != features["lead_id"].shift()).to_numpy()
-    chosen = pd.Series(np.where(before, position, -1)).groupby(features["lead_id"].to_numpy(), sort=False).max()
-    starts = pd.Series(position[first], index=features["lead_id"].to_numpy()[first])
-    picked = np.where(chosen.to_numpy() >= 0, chosen.to_numpy(), starts.reindex(chosen.index).to_numpy())
+    starts = lead_starts(features["lead_id"].to_numpy())
+    latest_before = np.maximum.reduceat(np.where(before, np.arange(len(features)), -1), starts) if len(starts) else starts
+    picked = np.where(latest_before >= 0, latest_before, starts)
     return picked[known[picked]]
 
 

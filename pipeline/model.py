@@ -33,8 +33,8 @@ from pipeline.params import Params
 from pipeline.explain import INTERACTION_MARK, effects, global_factors, reference_values
 from pipeline.model_card import model_card
 from pipeline.signals import (
-    SignalSet, activities_in, build_signals, decay_matrix, fit_rows, labelled, lead_support, purge,
-    read_frequency_signals, time_split, validation_cohorts,
+    SignalSet, activities_in, build_signals, count_leads, decay_matrix, fit_rows, labelled, lead_starts, lead_support,
+    purge, read_frequency_signals, time_split, validation_cohorts,
 )
 from pipeline.stats import calibration_table, classification_metrics, gain_table, stratified_auc
 from pipeline.weights import SOLVER, SOLVER_TOLERANCE, fit_points, points_probability, read_weights, score_features
@@ -197,7 +197,7 @@ def summarise_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]
 
 def check_minimum_data(y: np.ndarray, lead: np.ndarray, train: np.ndarray, params: Params) -> None:
     t = params.train
-    customers, leads = _leads(lead, train & (y == 1)), _leads(lead, train)
+    customers, leads = count_leads(lead, train & (y == 1)), count_leads(lead, train)
     if customers < t.min_customers or leads < t.min_leads:
         raise LeadcalError(
             f"refusing to publish a predictive model: the training cohorts hold {leads} matured leads and {customers} "
@@ -317,9 +317,9 @@ def run(params: Params) -> dict[str, object]:
         else:
             points, points_header = fold_points(features, signals, rows, held, evidence, header, params)
         cohorts = features.loc[valid, "cohort"]
-        period = {"fold": index, "from": cohorts.min(), "to": cohorts.max(), "leads": _leads(lead, held),
-                  "rows": int(held.sum()), "customers": _leads(lead, held & (y == 1)),
-                  "trained_on_leads": _leads(lead, rows)}
+        period = {"fold": index, "from": cohorts.min(), "to": cohorts.max(), "leads": count_leads(lead, held),
+                  "rows": int(held.sum()), "customers": count_leads(lead, held & (y == 1)),
+                  "trained_on_leads": count_leads(lead, rows)}
         strata = snapshot[held]
         fold_rows.append({**period, **classification_metrics(y[held], probability, strata=strata),
                           "auc_by_snapshot": _auc_by_snapshot(y[held], probability, strata),
@@ -340,7 +340,7 @@ def run(params: Params) -> dict[str, object]:
     points_prob = points_probability(points, header, snapshot[held])
 
     # per lead, not per row: a lead seen three times is one lead of the average and of the grades
-    first_rows = rows & np.r_[True, lead[1:] != lead[:-1]]
+    first_rows = rows & np.isin(np.arange(len(lead)), lead_starts(lead))
     reference = reference_values(signals.catalog, X.loc[first_rows, columns])
     lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.loc[held, columns],
                            signals.catalog, reference)
@@ -363,8 +363,8 @@ def run(params: Params) -> dict[str, object]:
         "model": {"type": params.train.model, "calibration": bundle["method"], **summarise_folds(fold_rows),
                   "folds": fold_rows},
         "points_table": {**summarise_folds(points_rows), "folds": points_rows},
-        "training": {"from": train_cohorts.min(), "to": train_cohorts.max(), "leads": _leads(lead, rows),
-                     "rows": int(rows.sum()), "customers": _leads(lead, rows & (y == 1))},
+        "training": {"from": train_cohorts.min(), "to": train_cohorts.max(), "leads": count_leads(lead, rows),
+                     "rows": int(rows.sum()), "customers": count_leads(lead, rows & (y == 1))},
         "validation": {k: fold_rows[-1][k] for k in ("from", "to", "leads", "rows", "customers")},
         "validation_by_snapshot": by_snapshot,
     }
@@ -397,11 +397,6 @@ def run(params: Params) -> dict[str, object]:
 def _auc_by_snapshot(y: np.ndarray, score: np.ndarray, snapshot: np.ndarray) -> dict[str, float]:
     """AUC among the leads seen at each snapshot age (NaN where one outcome is missing)."""
     return {str(int(age)): stratified_auc(y[snapshot == age], score[snapshot == age]) for age in np.unique(snapshot)}
-
-
-def _leads(lead: np.ndarray, rows: np.ndarray) -> int:
-    """Distinct leads among the selected rows."""
-    return int(len(np.unique(lead[rows])))
 
 
 def read_model(models: Path) -> tuple[dict[str, object], dict[str, object]]:

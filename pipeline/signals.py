@@ -62,20 +62,25 @@ class SignalSet:
         return SignalSet(matrix=matrix, catalog=self.catalog, lead=self.lead, snapshot=self.snapshot)
 
 
+def _new_lead(values: np.ndarray) -> np.ndarray:
+    """True at each row where a new lead's rows begin (rows of a lead are consecutive)."""
+    values = np.asarray(values)
+    return np.concatenate([[True], values[1:] != values[:-1]]) if len(values) else np.zeros(0, dtype=bool)
+
+
 def lead_codes(lead_ids: pd.Series) -> np.ndarray:
-    """0, 0, 1, 2, 2, 2, ...: a new code wherever a new lead's rows begin (rows of a lead are consecutive)."""
-    values = lead_ids.to_numpy()
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.concatenate([[0], np.cumsum(values[1:] != values[:-1])]).astype(np.int64)
+    """0, 0, 1, 2, 2, 2, ...: a new code wherever a new lead's rows begin."""
+    return (np.cumsum(_new_lead(lead_ids.to_numpy())) - 1).astype(np.int64)
 
 
 def lead_starts(lead: np.ndarray) -> np.ndarray:
-    """Position of each lead's first row."""
-    lead = np.asarray(lead)
-    if len(lead) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.concatenate([[True], lead[1:] != lead[:-1]]))
+    """Position of each lead's first row (`lead`: codes or ids, a lead's rows consecutive)."""
+    return np.flatnonzero(_new_lead(lead))
+
+
+def count_leads(lead: np.ndarray, rows: np.ndarray) -> int:
+    """Distinct leads among the selected rows (a mask or positions)."""
+    return int(len(np.unique(np.asarray(lead)[rows])))
 
 
 def per_lead_max(values: np.ndarray, lead: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX, snapshot_stratum
 from pipeline.signals import UNKNOWN as UNKNOWN_VALUE
 from pipeline.signals import (
-    SignalSet, build_signals, decay_matrix, estimation_snapshot, fit_rows, lead_support, per_lead_max,
+    SignalSet, build_signals, count_leads, decay_matrix, estimation_snapshot, fit_rows, lead_support, per_lead_max,
     read_frequency_signals, resample_leads, time_split,
 )
 
@@ -410,7 +410,7 @@ def run(params: Params) -> dict[str, object]:
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = fit_rows(train_mask.to_numpy(), params.train.max_fit_leads, params.seed, signals.leads())
-    fitted_leads, training_leads = _lead_count(signals, rows), _lead_count(signals, train_mask.to_numpy())
+    fitted_leads, training_leads = count_leads(signals.leads(), rows), count_leads(signals.leads(), train_mask.to_numpy())
     if fitted_leads < training_leads:
         log.info("weights: fitted on a sample of %d of the %d training leads (train.max_fit_leads)",
                  fitted_leads, training_leads)
@@ -470,10 +470,6 @@ def run(params: Params) -> dict[str, object]:
     log.info("weights: %d signals scored, %d without points", int((table["status"] == STATUS_SCORED).sum()),
              int((table["status"] != STATUS_SCORED).sum()))
     return header
-
-
-def _lead_count(signals: SignalSet, rows: np.ndarray) -> int:
-    return int(len(np.unique(signals.leads()[rows])))
 
 
 def read_weights(models: Path) -> tuple[pd.DataFrame, dict[str, object]]:
