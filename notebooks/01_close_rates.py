@@ -33,7 +33,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from pipeline import charts, io
-from pipeline.notebooks import interval, pct, show, table
+from pipeline.notebooks import design_note, interval, pct, show, table
 
 rates = io.read_csv(MODELS / "close_rates.csv")
 summary = io.read_json(MODELS / "metrics" / "close_rates.json")
@@ -41,6 +41,9 @@ weights = io.read_csv(MODELS / "weights.csv").set_index("signal")
 points = weights["points"]
 population = io.read_json(MODELS / "funnel.json")["population"]
 average = summary["average_close_rate"]
+
+# %%
+design_note(MODELS)
 
 # %% [markdown]
 # ## The average lead

@@ -31,13 +31,16 @@ import pandas as pd
 from IPython.display import Markdown
 
 from pipeline import charts, io
-from pipeline.notebooks import pct, show, table
+from pipeline.notebooks import design_note, pct, show, table
 
 weights = io.read_json(MODELS / "weights.json")
 signals = pd.DataFrame(weights["signals"])
 train = io.read_json(MODELS / "metrics" / "train.json")
 scored = signals[signals["status"] == "scored"]
 pdo = weights["points_to_double_odds"]
+
+# %%
+design_note(MODELS)
 
 # %% [markdown]
 # ## The points

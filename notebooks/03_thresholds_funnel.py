@@ -31,12 +31,16 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import charts, io
-from pipeline.notebooks import interval, pct, show, table
+from pipeline.notebooks import design_note, interval, pct, show, table
 
 thresholds = io.read_json(MODELS / "thresholds.json")
 funnel = io.read_json(MODELS / "funnel.json")
+SNAPSHOT = funnel["population"].get("mode") == "snapshot"  # one row per lead, no dates (docs/method.md)
 threshold, chosen = thresholds["threshold"], thresholds["policy"]
 training, later = thresholds["training"], thresholds["validation"]
+
+# %%
+design_note(MODELS)
 
 # %% [markdown]
 # ## The MQL threshold
@@ -48,11 +52,14 @@ else:
     verdict = Markdown(
         f"Leads with **{threshold} points or more** become MQLs. The rule agreed on "
         f"(policy *{chosen.replace('_', ' ')}*): {thresholds['how']}.\n\n"
-        f"- On the leads it was chosen on, **{pct(training['mql_share'], 0)} of leads** pass it, about "
-        f"**{thresholds['policies'][chosen]['mql_per_week']:.0f} MQLs per week**. They close at "
+        f"- On the leads it was chosen on, **{pct(training['mql_share'], 0)} of leads** pass it"
+        + (f", about **{per_week:.0f} MQLs per week**. " if (per_week := thresholds['policies'][chosen]['mql_per_week'])
+           is not None else " (the export has no dates: no rate per week). ")
+        + f"They close at "
         f"**{pct(training['mql_close_rate'])}**, {training['mql_lift']:.1f} times the average lead "
         f"({pct(training['average_close_rate'])}), and hold **{pct(training['customers_captured'], 0)} of the customers**.\n"
-        f"- On the **{later['leads']:,} later leads**, which played no part in choosing it, "
+        f"- On the **{later['leads']:,} {'held-out' if SNAPSHOT else 'later'} leads**, which played no part in "
+        "choosing it, "
         f"{pct(later['mql_share'], 0)} pass it and close at **{pct(later['mql_close_rate'])}** against an "
         f"average of {pct(later['average_close_rate'])} (**{later['mql_lift']:.1f} times**); they hold "
         f"{pct(later['customers_captured'], 0)} of those leads' customers."
@@ -186,9 +193,11 @@ else:
 
 # %%
 sla = funnel["sla"]
-within = "; ".join(f"within {w['hours']:g} hours: **{pct(w['share'])}**" for w in sla["within_sla"])
-waited = sla["hours_to_next_stage"]
+within = "" if SNAPSHOT else "; ".join(f"within {w['hours']:g} hours: **{pct(w['share'])}**" for w in sla["within_sla"])
+waited = sla.get("hours_to_next_stage")
 Markdown(
+    "The export is a snapshot without dates (one row per lead): follow-up times cannot be measured."
+    if SNAPSHOT else
     f"Of the **{sla['mqls_due']:,} MQLs** old enough to judge, sales **accepted {pct(sla['accepted']['share'], 0)}** "
     f"and **followed up {pct(sla['followed_up']['share'], 0)}** (accepted, or rejected). Followed up {within}. "
     f"The typical MQL waited **{waited['median'] / 24:.0f} days** for a next step "
@@ -204,13 +213,15 @@ Markdown(
 # %%
 cycle = funnel["durations"]["sales_cycle"]
 Markdown(
+    "The export is a snapshot without dates (one row per lead): how long each step takes is unknown."
+    if SNAPSHOT else
     f"From lead to customer takes **{cycle['median_days']:.0f} days** for the typical customer; nine in ten "
     f"close within {cycle['p90_days']:.0f} days ({cycle['customers']:,} customers)."
 )
 
 # %%
 steps = pd.DataFrame(funnel["durations"]["transitions"])
-table(steps.assign(step=steps["from_stage"] + " to " + steps["to_stage"])[["step", "leads", "median_days", "p90_days"]]
+None if steps.empty else table(steps.assign(step=steps["from_stage"] + " to " + steps["to_stage"])[["step", "leads", "median_days", "p90_days"]]
       .rename(columns={"median_days": "typical days (median)", "p90_days": "days for nine in ten"}), decimals=0)
 
 # %% [markdown]

@@ -146,6 +146,11 @@ def monthly_trend_chart(monthly: pd.DataFrame) -> Figure:
     """Stage-to-stage conversion by month of lead creation (recent months are still maturing)."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(10, 4.8))
+        if monthly.empty:  # a snapshot export: no creation months (pipeline.design)
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "No conversion by month: the export has no dates\n(one row per lead, a snapshot)",
+                    ha="center", va="center", fontsize=13)
+            return fig
         # months are labels, not numbers: positions + tick labels (matplotlib would guess dates and log about it)
         x = np.arange(len(monthly))
         for column, colour in zip(("lead_to_mql", "mql_to_sql", "sql_to_customer"), (BLUE, GREEN, RED)):

@@ -3,6 +3,11 @@
 The CLI only parses arguments, loads params and calls the stage; every user-facing
 problem arrives as a LeadcalError and leaves as one clear line on stderr (exit 2),
 never as a traceback.
+
+`leadcal run` runs the stages in order and stops at the first that fails; with
+`--keep-going` it runs every stage that does not need the failed one (UPSTREAM, checked
+against dvc.yaml), prints each failure as one line, then what failed and what was skipped
+because of it, and exits 2.
 """
 
 from __future__ import annotations
@@ -41,6 +46,15 @@ def limit_threads(threads: int) -> None:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     threadpool_limits(threads)
+
+
+def for_stage(name: str, params: Params) -> Params:
+    """params as stage `name` reads them: after extract, adjusted for a snapshot export (pipeline.design)."""
+    if name in ("generate", "extract"):
+        return params
+    from pipeline.design import effective_params
+
+    return effective_params(params)
 
 
 def _generate(params: Params) -> object:
@@ -130,6 +144,57 @@ STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
     "notebooks": (_notebooks, "the calibration notebooks, executed on this run and rendered to models/report/*.html"),
 }
 
+# The stages whose outputs each stage reads: dvc.yaml's deps on other stages' outs (and plots,
+# metrics), kept in code because `leadcal run` works without the repository's dvc.yaml;
+# tests/test_cli.py checks that the two agree. `leadcal run --keep-going` skips a stage when one
+# of these failed or was skipped.
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "generate": (),
+    "extract": ("generate",),
+    "features": ("extract",),
+    "close-rates": ("features",),
+    "weights": ("features", "close-rates"),
+    "train": ("features", "close-rates", "weights"),
+    "thresholds": ("extract", "features", "close-rates", "weights"),
+    "funnel": ("extract", "features", "close-rates"),
+    "publish": ("weights", "train", "thresholds"),
+    "exports": ("publish",),
+    "report": ("close-rates", "weights", "train", "thresholds", "funnel", "publish"),
+    "notebooks": ("close-rates", "weights", "train", "thresholds", "funnel", "publish"),
+}
+
+
+def run_keep_going(names: list[str], params: Params, command: str = "run") -> int:
+    """Every stage of `names` in order, past failures: a stage runs unless a stage it needs
+    (UPSTREAM, transitively) failed or was skipped. Each failure is one line on stderr, then a
+    summary of what failed and what was skipped because of it. 0 if nothing failed, else 2 (as
+    for any data error). Only LeadcalErrors are failures: anything else is a bug and stops the run."""
+    failed: dict[str, str] = {}
+    skipped: dict[str, list[str]] = {}  # stage: the stages it needs that failed or were skipped
+    for name in names:
+        missing = [up for up in UPSTREAM[name] if up in failed or up in skipped]
+        if missing:
+            skipped[name] = missing
+            log.info("%s skipped: it needs %s", name, ", ".join(missing))
+            continue
+        started = time.perf_counter()
+        try:
+            STAGES[name][0](for_stage(name, params))
+        except LeadcalError as exc:
+            failed[name] = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line each
+            print(f"leadcal {command}: error: {name}: {failed[name]}", file=sys.stderr)
+            continue
+        log.info("%s done in %.1f s", name, time.perf_counter() - started)
+    if not failed:
+        return 0
+    print(f"leadcal {command}: failed: {', '.join(failed)}", file=sys.stderr)
+    if skipped:
+        print(f"leadcal {command}: skipped, they need what failed: "
+              + ", ".join(f"{name} (needs {', '.join(needs)})" for name, needs in skipped.items()), file=sys.stderr)
+    ran = [name for name in names if name not in failed and name not in skipped]
+    print(f"leadcal {command}: ran: {', '.join(ran) or 'nothing'}", file=sys.stderr)
+    return 2
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadcal", description="Lead-scoring calibration pipeline.")
@@ -142,9 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, (_, help_text) in STAGES.items():
-        sub.add_parser(name, help=help_text, parents=[common])
-    sub.add_parser("run", parents=[common],
-                   help="every stage in order, without DVC (prefer `dvc repro`); generate only for the sample data")
+        stage_parser = sub.add_parser(name, help=help_text, parents=[common])
+        if name == "generate":
+            stage_parser.add_argument(
+                "--one-row-per-lead", type=Path, default=None, metavar="PATH",
+                help="instead of the contract tables, write the same simulated history as a CRM's lead list: one CSV "
+                     "row per matured lead, no dates, a Converted column (pipeline/sample_export.py), to the file PATH")
+            stage_parser.add_argument(
+                "--leads", type=int, default=None, metavar="N",
+                help="with --one-row-per-lead: leads to simulate (default 10000, not generate.n_leads; about 86 %% "
+                     "of them are matured and written)")
+    runner = sub.add_parser("run", parents=[common],
+                            help="every stage in order, without DVC (prefer `dvc repro`); generate only for the sample data")
+    runner.add_argument("--keep-going", action="store_true",
+                        help="after a failing stage, still run every stage that does not need it; list what failed and "
+                             "what was skipped, exit 2")
     scorer = sub.add_parser("score", parents=[common], help="score new leads with the published model and points table")
     scorer.add_argument("input", type=Path, help="folder with leads and activities (and optionally stages), CSV or Parquet")
     scorer.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
@@ -160,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--average-deal", type=float, default=None,
                          help="average deal size for --revenue (default: mean amount of the customers in the data)")
     planner.add_argument("--out", type=Path, default=None, help="also write the plan as JSON")
+    starter = sub.add_parser("init", help="profile an export and write a commented starter params file for it")
+    starter.add_argument("export", type=Path, metavar="EXPORT",
+                         help="a CSV or Parquet file (one row per lead), or a folder of them")
+    starter.add_argument("--out", type=Path, default=Path("params.init.yaml"),
+                         help="params file to write (default: params.init.yaml)")
+    starter.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     return parser
 
 
@@ -169,12 +252,31 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
     )
+    if args.stage == "init":  # writes a params file, so it reads none
+        from pipeline.init import init
+
+        try:
+            result = init(args.export, args.out, args.force)
+        except LeadcalError as exc:
+            print(f"leadcal init: error: {exc}", file=sys.stderr)
+            return 2
+        print(result.summary)
+        for warning in result.profile.warnings:
+            print(f"leadcal init: warning: {warning}", file=sys.stderr)
+        return 0
     names = list(STAGES) if args.stage == "run" else [args.stage]
     try:
         params = load_params(args.params)
         if args.stage == "run" and (params.source.leads is not None or params.paths.raw != params.paths.sample):
             names.remove("generate")  # a real export: nothing to generate
         limit_threads(params.threads)  # for the whole process: every fit and prediction
+        if args.stage == "generate" and (args.one_row_per_lead is not None or args.leads is not None):
+            if args.one_row_per_lead is None:
+                raise LeadcalError("--leads goes with --one-row-per-lead PATH (the contract tables take generate.n_leads)")
+            from pipeline.sample_export import write_one_row_per_lead
+
+            write_one_row_per_lead(params, args.one_row_per_lead, args.leads)
+            return 0
         if args.stage == "score":
             from pipeline.score import score
 
@@ -183,16 +285,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "plan":
             from pipeline.planner import format_plan, plan
 
-            result = plan(params, customers=args.customers, revenue=args.revenue, average_deal=args.average_deal)
+            result = plan(for_stage("plan", params), customers=args.customers, revenue=args.revenue, average_deal=args.average_deal)
             print(format_plan(result))
             if args.out:
                 from pipeline import io
 
                 io.write_json(args.out, result)
             return 0
+        if args.stage == "run" and args.keep_going:
+            return run_keep_going(names, params)
         for name in names:
             started = time.perf_counter()
-            STAGES[name][0](params)
+            STAGES[name][0](for_stage(name, params))
             log.info("%s done in %.1f s", name, time.perf_counter() - started)
     except LeadcalError as exc:
         print(f"leadcal {args.stage}: error: {exc}", file=sys.stderr)

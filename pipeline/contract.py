@@ -48,7 +48,7 @@ KNOWN_ACTIVITIES: frozenset[str] = frozenset({
 
 # Names the features table derives per lead; a lead column with one of them would be shadowed.
 RESERVED_COLUMNS = ("snapshot_days", "cutoff_at", "first_outcome_at", "customer_at", "matured", "won_in_horizon", "closed",
-                    "cohort")
+                    "cohort", "validation_fold")
 RESERVED_PREFIXES = ("n__", "age__", "peak__")
 
 

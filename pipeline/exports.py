@@ -153,7 +153,7 @@ def _band_bounds(edges: list[float]) -> dict[str, tuple[str, int | float | None,
     bounds: dict[str, tuple[str, int | float | None, int | float | None]] = {
         below: ("less_than", _number(edges[0]), None)}
     for label, low, high in zip(labels, edges, edges[1:]):
-        if float(low).is_integer() and float(high).is_integer():
+        if float(low).is_integer() and float(high).is_integer() and high - low > 1:  # [2, 3) may hold 2.5
             bounds[label] = ("between", _number(low), _number(high) - 1)
         else:
             bounds[label] = ("at_least_and_below", _number(low), _number(high))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipeline import io, sources
 from pipeline.contract import KNOWN_ACTIVITIES, TableReport, validate_activities, validate_leads, validate_stages
+from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
 from pipeline.errors import LeadcalError
 from pipeline.event_log import write_event_log
 from pipeline.params import Params
@@ -138,11 +139,17 @@ def extract(params: Params) -> dict[str, object]:
     if unknown:
         log.info("extract: %d activity name(s) outside the usual vocabulary (scored anyway; map spellings in "
                  "source.activities.values if needed): %s", len(unknown), ", ".join(list(unknown)[:8]))
+    mode = str(normalisation.get("mode", DATED))
+    if mode == SNAPSHOT:
+        log.info("extract: a snapshot export (one row per lead, no dates): %s. %s", SNAPSHOT_NOTE,
+                 normalisation.get("created_at_ignored", ""))
     report = {
+        "mode": mode,
         "tables": {name: {"file": origins[name], **vars(reports[name])} for name in TABLES},
         "activities_seen": seen.to_dict(),
         "unknown_activities": unknown,
-        "date_range": {"first": timestamps.min(), "last": timestamps.max()},
+        # a snapshot's timeline is synthetic (pipeline.design): its dates mean nothing
+        "date_range": {"first": timestamps.min(), "last": timestamps.max()} if mode == DATED else None,
     }
     if normalisation:
         report["normalisation"] = normalisation

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from pipeline import io
 from pipeline.contract import OUTCOME_STAGES, WON_STAGE
+from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, read_mode, validation_folds
 from pipeline.engine import Engine, open_engine, timestamp_literal
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
@@ -337,6 +338,12 @@ def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, pa
 
 def write_features(params: Params) -> dict[str, object]:
     features, report = build_features(params)
+    if read_mode(params.paths.extracted) == SNAPSHOT:  # one row per lead, no months: pipeline.design
+        features["cohort"] = SNAPSHOT_COHORT
+        features[FOLD_COLUMN] = validation_folds(features["closed"].to_numpy(), params.train.folds, params.seed)
+        report.update(mode=SNAPSHOT, export_date=None, validation=SNAPSHOT_NOTE)
+    else:
+        report["mode"] = DATED
     io.write_parquet(params.paths.features / "features.parquet", features)
     io.write_json(params.paths.features / "features_report.json", report)
     log.info(

@@ -34,6 +34,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.contract import STAGES, WON_STAGE
+from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE, is_snapshot
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.signals import band, build_signals, lead_starts, read_frequency_signals
@@ -703,10 +704,18 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
+def segment_attributes(leads: pd.DataFrame, params: Params) -> list[str]:
+    """The attributes the funnel is broken down by: params funnel.segments, or (null) every fit
+    attribute the leads have, source aside (the funnel is always broken down by source)."""
+    if params.funnel.segments is not None:
+        return list(params.funnel.segments)
+    return [a for a in params.signals.fit_attributes if a in leads.columns and a != "source"]
+
+
 def _segments(leads: pd.DataFrame, params: Params) -> dict[str, pd.DataFrame]:
     """The leads with each segment attribute readable: numeric ones in their bands, missing as 'unknown'."""
     out = {}
-    for attribute in params.funnel.segments:
+    for attribute in segment_attributes(leads, params):
         if attribute not in leads.columns:
             log.warning("funnel: segment '%s' is not a lead column; skipped", attribute)
             continue
@@ -733,11 +742,14 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     stages = io.read_parquet(paths.extracted / "stages.parquet")
     leads = io.read_parquet(paths.extracted / "leads.parquet")
     features = io.read_parquet(paths.features / "features.parquet")
-    export_date = pd.Timestamp(io.read_json(paths.features / "features_report.json")["export_date"])
+    snapshot = is_snapshot(features)
+    # a snapshot export: every lead in it is decided, and nothing in it has a date (pipeline.design)
+    export_date = None if snapshot else pd.Timestamp(io.read_json(paths.features / "features_report.json")["export_date"])
 
     # Matured as in the features stage; every lead counts here, also one decided before its first snapshot
     # (won at creation: no point-in-time row, but a lead of the funnel).
-    matured = (leads["created_at"] + pd.Timedelta(days=horizon) <= export_date).to_numpy()
+    matured = np.ones(len(leads), dtype=bool) if snapshot else \
+        (leads["created_at"] + pd.Timedelta(days=horizon) <= export_date).to_numpy()
     matured_ids = pd.Index(leads.loc[matured, "lead_id"])
     if not matured.any():
         raise LeadcalError(
@@ -751,11 +763,17 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     has_source = "source" in leads.columns
     by_source = funnel_conversion(stages, matured_leads, by="source", within_days=horizon, confidence=confidence) \
         if has_source else pd.DataFrame()
-    by_month = funnel_conversion(stages, leads, by=MONTH, matured=matured, within_days=horizon, confidence=confidence)
     plan_steps = conversion_counts(stages, matured_leads, PLAN_CHAIN, within_days=horizon, confidence=confidence)
-    monthly = monthly_rates(stages, leads, matured=matured, within_days=horizon)
-    sla = sla_follow_up(stages, sla_hours, as_of=export_date, confidence=confidence)
-    durations = stage_durations(matured_stages, matured_leads, by="source" if has_source else None)
+    if snapshot:  # no months, no SLA clock, no durations: only what counts of leads say
+        by_month, monthly = pd.DataFrame(), pd.DataFrame(columns=["month"])
+        sla = {"note": f"not computed: {SNAPSHOT_NOTE}"}
+        durations = {"transitions": pd.DataFrame(), "sales_cycle": {"note": f"not computed: {SNAPSHOT_NOTE}"}, "by": None}
+    else:
+        by_month = funnel_conversion(stages, leads, by=MONTH, matured=matured, within_days=horizon,
+                                     confidence=confidence)
+        monthly = monthly_rates(stages, leads, matured=matured, within_days=horizon)
+        sla = sla_follow_up(stages, sla_hours, as_of=export_date, confidence=confidence)
+        durations = stage_durations(matured_stages, matured_leads, by="source" if has_source else None)
 
     signals = build_signals(features, params, read_frequency_signals(paths.models))
     at = rows_at_mql(features, stages)
@@ -767,6 +785,7 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
             "leads": int(len(leads)),
             "matured_leads": int(matured.sum()),
             "export_date": export_date,
+            "mode": SNAPSHOT if snapshot else DATED,
             "horizon_days": horizon,
             "confidence": confidence,
             "funnel_order": list(FUNNEL),

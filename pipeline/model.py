@@ -27,6 +27,7 @@ from sklearn.model_selection import cross_val_predict
 
 from pipeline import io
 from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds
+from pipeline.design import SNAPSHOT_NOTE, is_snapshot, random_folds
 from pipeline.errors import LeadcalError
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS, snapshot_stratum
 from pipeline.params import Params
@@ -131,6 +132,8 @@ def rolling_folds(
     on the matured leads before it whose outcome was known when the block began (see
     `time_split`). The last block is the one `time_split` holds out.
     """
+    if is_snapshot(features):  # k-fold cross-validation on random folds of leads (pipeline.design)
+        return random_folds(features)
     known = labelled(features)
     cohorts = sorted(features.loc[known, "cohort"].unique())
     last_train, last_valid = time_split(features, validation_months, horizon_days)
@@ -295,6 +298,7 @@ def run(params: Params) -> dict[str, object]:
             "stages that do not need the model"
         )
     snapshot_days = list(params.outcome.snapshot_days)
+    snapshot_export = is_snapshot(features)
     X = model_matrix(features, signals, params.train.model, header.get("half_life_days"), snapshot_days)
     y = features["closed"].to_numpy()
     lead, snapshot = signals.leads(), signals.snapshots()
@@ -317,6 +321,8 @@ def run(params: Params) -> dict[str, object]:
         else:
             points, points_header = fold_points(features, signals, rows, held, evidence, header, params)
         cohorts = features.loc[valid, "cohort"]
+        if snapshot_export:  # no months: the fold is a random share of the leads (pipeline.design)
+            cohorts = pd.Series([f"random fold {index} of {len(folds)}"])
         period = {"fold": index, "from": cohorts.min(), "to": cohorts.max(), "leads": count_leads(lead, held),
                   "rows": int(held.sum()), "customers": count_leads(lead, held & (y == 1)),
                   "trained_on_leads": count_leads(lead, rows)}
@@ -327,8 +333,9 @@ def run(params: Params) -> dict[str, object]:
         points_prob = points_probability(points, points_header, strata)
         points_rows.append({**period, **classification_metrics(y[held], points_prob, score=points, strata=strata),
                             "auc_by_snapshot": _auc_by_snapshot(y[held], points, strata)})
-        log.info("train: fold %d (%s to %s): AUC model %.3f, points %.3f; ECE model %.4f", index, period["from"],
-                 period["to"], fold_rows[-1]["auc"], points_rows[-1]["auc"], fold_rows[-1]["ece"])
+        log.info("train: fold %d (%s): AUC model %.3f, points %.3f; ECE model %.4f", index,
+                 period["from"] if snapshot_export else f"{period['from']} to {period['to']}",
+                 fold_rows[-1]["auc"], points_rows[-1]["auc"], fold_rows[-1]["ece"])
     if published is None:
         raise LeadcalError(
             f"the latest {params.train.validation_months} months of matured leads hold no customer: the model "
@@ -351,6 +358,8 @@ def run(params: Params) -> dict[str, object]:
                                                    method="inverted_cdf")]
 
     train_cohorts = features.loc[rows, "cohort"]
+    if snapshot_export:
+        train_cohorts = pd.Series([f"the other {len(folds) - 1} random folds"])
     by_snapshot = {}  # the published fold, snapshot by snapshot: how well each moment's leads are ranked
     for age in np.unique(snapshot[held]):
         at = snapshot[held] == age
@@ -367,6 +376,8 @@ def run(params: Params) -> dict[str, object]:
                      "rows": int(rows.sum()), "customers": count_leads(lead, rows & (y == 1))},
         "validation": {k: fold_rows[-1][k] for k in ("from", "to", "leads", "rows", "customers")},
         "validation_by_snapshot": by_snapshot,
+        "validated_on": SNAPSHOT_NOTE if snapshot_export else
+        "later months, unseen in training (rolling origin: each fold trained only on the months before it)",
     }
     description = {
         "format": "skops",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.design import SNAPSHOT_NOTE
 from pipeline.params import Params
 
 FOLD_COLUMNS = [("auc", "AUC"), ("pr_auc", "PR-AUC"), ("log_loss", "log loss"), ("brier", "Brier"), ("ece", "ECE"),
@@ -15,11 +16,12 @@ FOLD_COLUMNS = [("auc", "AUC"), ("pr_auc", "PR-AUC"), ("log_loss", "log loss"), 
 
 
 def _fold_table(folds: list[dict], summary: dict) -> str:
-    header = "| fold | held-out months | leads | customers | " + " | ".join(name for _, name in FOLD_COLUMNS) + " |"
+    header = "| fold | held out | leads | customers | " + " | ".join(name for _, name in FOLD_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (4 + len(FOLD_COLUMNS))]
     for fold in folds:
         values = " | ".join(f"{fold[key]:.3f}" for key, _ in FOLD_COLUMNS)
-        lines.append(f"| {fold['fold']} | {fold['from']} to {fold['to']} | {fold['leads']:,} | {fold['customers']} | {values} |")
+        held = fold["from"] if fold["from"] == fold["to"] else f"{fold['from']} to {fold['to']}"
+        lines.append(f"| {fold['fold']} | {held} | {fold['leads']:,} | {fold['customers']} | {values} |")
     mean = " | ".join(f"{summary['mean'][k]:.3f} ± {summary['sd'][k]:.3f}" for k, _ in FOLD_COLUMNS)
     lines.append(f"| mean ± sd | | | | {mean} |")
     return "\n".join(lines)
@@ -28,6 +30,28 @@ def _fold_table(folds: list[dict], summary: dict) -> str:
 def _ages(params: Params) -> str:
     ages = [str(a) for a in params.outcome.snapshot_days]
     return ages[0] if len(ages) == 1 else ", ".join(ages[:-1]) + " and " + ages[-1]
+
+
+def _what_dated(params: Params) -> str:
+    return f"""The probability that a lead becomes a customer within {params.outcome.horizon_days} days of its creation,
+from what was known at a moment of its life while it was still open: its activity before that moment and its
+fit attributes ({", ".join(params.signals.fit_attributes)}). Trained on every lead as it was {_ages(params)}
+days after creation, at each of those ages it reached before being won or lost."""
+
+
+def _what_snapshot(params: Params) -> str:
+    return f"""The probability that a lead converts, from one row per lead of a snapshot export: its activity counts
+as the export recorded them and its attributes ({", ".join(params.signals.fit_attributes)}). The export has no
+dates, so nothing shows what was known before the outcome: a column filled after the deal would leak into the
+score (`leadcal init` lists the suspects it left unmapped). **{SNAPSHOT_NOTE}.**"""
+
+
+def _validation_heading(snapshot: bool) -> str:
+    if snapshot:
+        return ("## Validation on random folds (cross-validation)\n"
+                f"{SNAPSHOT_NOTE[0].upper() + SNAPSHOT_NOTE[1:]}. Each fold holds out a random, stratified share of "
+                "the leads and trains on the rest; how well the score holds on future leads is not measured.")
+    return "## Validation over time (rolling origin)\nEach fold is trained only on the months before its held-out block."
 
 
 def model_card(params: Params, metrics: dict, description: dict, factors: pd.DataFrame) -> str:
@@ -40,15 +64,13 @@ def model_card(params: Params, metrics: dict, description: dict, factors: pd.Dat
     )
     losses = description["calibration"]["cross_validated_log_loss"]
     loss_text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items())) or "not compared"
+    snapshot = metrics.get("validated_on") == SNAPSHOT_NOTE
     kind = "gradient-boosted trees (scikit-learn HistGradientBoosting)" if params.train.model == "hgb" \
         else "L2-penalised logistic regression"
     return f"""# Model card: leadcal predictive lead score
 
 ## What it predicts
-The probability that a lead becomes a customer within {params.outcome.horizon_days} days of its creation,
-from what was known at a moment of its life while it was still open: its activity before that moment and its
-fit attributes ({", ".join(params.signals.fit_attributes)}). Trained on every lead as it was {_ages(params)}
-days after creation, at each of those ages it reached before being won or lost.
+{_what_snapshot(params) if snapshot else _what_dated(params)}
 
 ## Model
 - Type: {kind}.
@@ -59,13 +81,12 @@ days after creation, at each of those ages it reached before being won or lost.
   {description["schema"]["version"]}. The file is `models/model.skops` (no pickle; loaded with an allow-list of types).
 
 ## Data
-- Trained on leads created {training["from"]} to {training["to"]}: {training["leads"]:,} matured leads
-  ({training["rows"]:,} point-in-time rows), {training["customers"]} customers.
-- Published model validated on {validation["from"]} to {validation["to"]}: {validation["leads"]:,} leads
-  ({validation["rows"]:,} rows), {validation["customers"]} customers, never seen in training.
+- Trained on {f"leads of {training['from']}" if snapshot else f"leads created {training['from']} to {training['to']}"}:
+  {training["leads"]:,} matured leads ({training["rows"]:,} point-in-time rows), {training["customers"]} customers.
+- Published model validated on {validation["from"] if snapshot else f"{validation['from']} to {validation['to']}"}:
+  {validation["leads"]:,} leads ({validation["rows"]:,} rows), {validation["customers"]} customers, never seen in training.
 
-## Validation over time (rolling origin)
-Each fold is trained only on the months before its held-out block.
+{_validation_heading(snapshot)}
 
 **Predictive model**
 

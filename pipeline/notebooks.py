@@ -34,7 +34,7 @@ from pipeline.errors import LeadcalError
 from pipeline.params import Params
 
 if TYPE_CHECKING:  # imported lazily: the notebooks import this module inside their kernel
-    from IPython.display import HTML
+    from IPython.display import HTML, Markdown
     from matplotlib.figure import Figure
     from nbformat import NotebookNode
 
@@ -71,7 +71,7 @@ def table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int = 2, d
     DataFrame.to_html rather than pandas' Styler, which adds random element ids and would
     make every rendering differ.
     """
-    from IPython.display import HTML
+    from IPython.display import HTML, Markdown
 
     percent = set(percent)
 
@@ -90,6 +90,21 @@ def table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int = 2, d
     return HTML(frame.to_html(index=False, formatters=formatters, border=0, na_rep="", classes="leadcal"))
 
 
+def design_note(models: Path) -> Markdown | None:
+    """A banner on every page of a run on a snapshot export: its numbers are cross-validated on random
+    folds, and that must be read before any of them (pipeline.design). None for a dated history."""
+    from IPython.display import Markdown
+
+    from pipeline.design import SNAPSHOT_NOTE
+
+    train = models / "metrics" / "train.json"
+    if not train.exists() or io.read_json(train).get("validated_on") != SNAPSHOT_NOTE:
+        return None
+    return Markdown(f"> **Snapshot export (one row per lead, no dates)**: {SNAPSHOT_NOTE}. There is no cut-off "
+                    "before the outcome, no decay and no month-by-month view; a column filled after the deal "
+                    "would leak into every number here (`leadcal init` lists the suspects it left unmapped).")
+
+
 def chart_title(fig: Figure) -> str:
     """The chart's titles in one line: the image's alternative text, for readers who cannot see it."""
     titles = [fig.get_suptitle(), *(ax.get_title(loc) for ax in fig.axes for loc in ("center", "left"))]
@@ -102,7 +117,7 @@ def show(fig: Figure) -> HTML:
     The PNG has no timestamp (pipeline.report.figure_bytes), so pages stay identical. An <img>
     tag rather than IPython's Image, whose alt text nbconvert's HTML template drops.
     """
-    from IPython.display import HTML
+    from IPython.display import HTML, Markdown
 
     from pipeline.report import figure_bytes
 

@@ -6,6 +6,7 @@ with the key that is wrong, not later as a KeyError deep inside a stage.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
@@ -74,17 +75,28 @@ class TableSource(_Strict):
 
 
 class WideActivity(_Strict):
-    """One activity column of a wide per-lead export, turned into events.
+    """One column of a wide per-lead export, turned into events or a numeric attribute.
 
-    kind count: the cell holds how many times (that many events); flag: yes/true/1 means
-    once; date: the cell is when it happened ("last webinar date"). Count and flag events are
-    dated by `date_column` when given, else at the lead's creation (the export has no date).
+    kind count: the cell holds how many times (that many events; a blank cell is 0); flag:
+    yes/true/1 means once; date: the cell is when it happened ("last webinar date");
+    category: the cell's value names the event (`Last Activity = Email Opened` is one
+    `email_opened`; with `activity` set, the names are prefixed: `last_activity_email_opened`);
+    number: a measure that is not a count (time on site, pages per visit), kept as the numeric
+    lead attribute `activity` and banded by signals.numeric_bins like any numeric fit attribute.
+    Events are dated by `date_column` when given, else at the lead's creation.
     """
 
     column: str
-    activity: str
-    kind: Literal["count", "flag", "date"] = "count"
+    activity: str | None = None
+    kind: Literal["count", "flag", "date", "category", "number"] = "count"
     date_column: str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> "WideActivity":
+        if self.activity is None and self.kind != "category":
+            raise ValueError(f"column {self.column!r} (kind {self.kind}) needs `activity`: the name its "
+                             f"{'attribute' if self.kind == 'number' else 'events'} get")
+        return self
 
 
 class Wide(_Strict):
@@ -95,13 +107,58 @@ class Wide(_Strict):
     stages: dict[str, str] = {}  # contract stage: date column ("customer: became_a_customer_date")
 
 
+def _as_words(values: list[str | int | float | bool]) -> list[str]:
+    """Outcome values as the lower-case text they are compared as. YAML reads an unquoted
+    yes/no as a boolean and 1 as a number: they mean the words a sheet holds."""
+    words: list[str] = []
+    for value in values:
+        if isinstance(value, bool):
+            words += ["true", "yes"] if value else ["false", "no"]
+        elif isinstance(value, float) and value.is_integer():
+            words.append(str(int(value)))
+        else:
+            words.append(str(value).strip().lower())
+    return words
+
+
+class OutcomeColumn(_Strict):
+    """The outcome as a column of the leads table (a `Converted` 0/1 flag, a `Status` of Won or
+    Lost) instead of stage dates. Values in neither list (blank, 'Open', 'In progress') are leads
+    still open: not learned from. With `date_column` (when the outcome happened) and a creation
+    date, leads are seen point-in-time as usual; without them, leadcal runs in snapshot mode
+    (docs/method.md, "Snapshot exports")."""
+
+    column: str
+    won: list[str | int | float | bool] = ["1", "true", "yes", "won", "converted", "customer"]
+    lost: list[str | int | float | bool] = ["0", "false", "no", "lost"]
+    date_column: str | None = None
+
+    @field_validator("won", "lost")
+    @classmethod
+    def _words(cls, values: list) -> list[str]:
+        if not values:
+            raise ValueError("list at least one value")
+        return _as_words(values)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "OutcomeColumn":
+        both = sorted(set(self.won) & set(self.lost))
+        if both:
+            raise ValueError(f"value(s) {both} are listed as both won and lost")
+        return self
+
+
 class Source(_Strict):
     """Where `extract` reads. Without `leads`, the contract's own folder (paths.raw)."""
 
     leads: TableSource | None = None
     activities: TableSource | None = None
     stages: TableSource | None = None
+    outcome: OutcomeColumn | None = None
     wide: Wide = Wide()
+    # Cells holding one of these (trimmed, any case) are blank, in every column of every table:
+    # a web form's "Select" placeholder, "N/A", "-". A blank count is 0, a blank attribute 'unknown'.
+    missing_values: list[str] = []
     url: str | None = None  # SQLAlchemy URL for query tables: sqlite:///crm.db, postgresql+psycopg://user@host/db
     date_format: str | None = None  # strptime format, e.g. "%d-%m-%Y"; None: ISO 8601
     day_first: bool = False  # without a format: read 03-04-2024 as 3 April
@@ -111,13 +168,14 @@ class Source(_Strict):
     def _complete(self) -> "Source":
         tables = {"activities": self.activities, "stages": self.stages}
         if self.leads is None:
-            if any(tables.values()) or self.wide.activities or self.wide.stages:
+            if any(tables.values()) or self.wide.activities or self.wide.stages or self.outcome:
                 raise ValueError("set source.leads too: activities and stages are mapped onto its leads")
             return self
         if self.activities is None and not self.wide.activities:
             raise ValueError("no activities: give source.activities (an event log) or source.wide.activities")
-        if self.stages is None and not self.wide.stages:
-            raise ValueError("no outcomes: give source.stages or source.wide.stages (e.g. customer: won_date)")
+        if self.stages is None and not self.wide.stages and self.outcome is None:
+            raise ValueError("no outcomes: give source.outcome (a won/lost column such as Converted), "
+                             "source.stages or source.wide.stages (e.g. customer: won_date)")
         queries = [t for t in (self.leads, *tables.values()) if t is not None and t.query is not None]
         if queries and not self.url:
             raise ValueError("tables read with query need source.url (a SQLAlchemy URL)")
@@ -234,6 +292,18 @@ class Signals(_Strict):
     # Signals seen in fewer leads than this get no points and are flagged.
     min_support: int = Field(30, ge=1)
 
+    @field_validator("fit_attributes", mode="before")
+    @classmethod
+    def _column_names(cls, values: object) -> object:
+        # matched like source columns: case and surrounding spaces ignored ('Lead Source' = 'lead source')
+        return [v.strip().lower() if isinstance(v, str) else v for v in values] if isinstance(values, list) else values
+
+    @field_validator("numeric_bins", mode="before")
+    @classmethod
+    def _bin_names(cls, values: object) -> object:
+        return {k.strip().lower() if isinstance(k, str) else k: v for k, v in values.items()} \
+            if isinstance(values, dict) else values
+
     @field_validator("fit_attributes", "recency_days")
     @classmethod
     def _no_repeats(cls, values: list) -> list:
@@ -300,12 +370,19 @@ class Train(_Strict):
 
 
 class Thresholds(_Strict):
-    """How the MQL threshold is chosen; every policy is computed and reported, `policy` is published."""
+    """How the MQL threshold is chosen; every policy is computed and reported, `policy` is published.
+
+    When `policy` finds no threshold, the first policy of pipeline.thresholds.FALLBACK_ORDER that
+    finds one is published, named in thresholds.json with the reason; when none does, the run is
+    not published (a null threshold never is).
+    """
 
     policy: Literal["close_rate_multiple", "sales_capacity", "target_precision", "target_recall", "cost_benefit"] = (
         "close_rate_multiple"
     )
-    # close_rate_multiple: the lowest score whose leads close at `mql_lift` x the average.
+    # close_rate_multiple: the lowest score whose leads close at `mql_lift` x the average. A multiple the
+    # data cannot reach (3 x a 38.5 % average asks for 115 %) is capped halfway between the average and the
+    # best close rate a threshold leaving min_mql_leads leads reaches (thresholds.json: mql_lift_used).
     mql_lift: float = Field(3.0, gt=1.0)
     # sales_capacity: at most this many MQLs per week, at the historical lead flow.
     capacity_per_week: float = Field(40.0, gt=0)
@@ -313,7 +390,8 @@ class Thresholds(_Strict):
     target_precision: float = Field(0.08, gt=0, lt=1)
     target_recall: float = Field(0.7, gt=0, le=1)
     # cost_benefit: a sales touch costs `cost_per_touch`; a won deal is worth `deal_value`
-    # (null: the median amount of the customer stages in the data).
+    # (null: the median amount of the customer stages in the data; with neither, cost_benefit finds
+    # no threshold and thresholds.json says it needs one).
     cost_per_touch: float = Field(150.0, gt=0)
     deal_value: float | None = Field(None, gt=0)
     # A threshold must leave at least this many training leads above it.
@@ -328,7 +406,9 @@ class Funnel(_Strict):
     # Website visitors over the same period as the leads, if known: adds visitor -> lead to the planner.
     visitors: int | None = Field(None, ge=1)
     # Lead attributes to break the funnel down by (numeric ones in their signals.numeric_bins bands).
-    segments: list[str] = ["industry", "company_size"]
+    # None: every signals.fit_attributes column the leads have (source aside: the funnel is always
+    # broken down by source). A listed attribute the leads lack is skipped with a warning.
+    segments: list[str] | None = None
 
 
 class Publish(_Strict):
@@ -371,9 +451,34 @@ class Params(_Strict):
     funnel: Funnel = Funnel()
     publish: Publish = Publish()
 
+    @model_validator(mode="after")
+    def _numbers_are_signals(self) -> "Params":
+        for spec in self.source.wide.activities:
+            if spec.kind != "number":
+                continue
+            name = snake_name(spec.activity or "")
+            if name not in self.signals.fit_attributes or name not in self.signals.numeric_bins:
+                raise ValueError(
+                    f"source.wide.activities: the number column {spec.column!r} becomes the attribute {name!r}: list it "
+                    f"in signals.fit_attributes and give its band edges in signals.numeric_bins.{name} "
+                    "(`leadcal init` proposes edges from the data)")
+        return self
+
+
+def snake_name(text: str) -> str:
+    """'Time on Site ' -> 'time_on_site': how activity and attribute names are spelt."""
+    return re.sub(r"[^0-9a-z]+", "_", text.strip().lower()).strip("_")
+
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params; every problem names the file and the key."""
+    """Read and validate params; every problem names the file and the key.
+
+    Relative `paths.*` (given or default) are relative to the params file's folder, so
+    `leadcal run --config examples/olist/params.yaml` reads and writes the same folders from
+    any directory; the repository's params.yaml sits where DVC runs, so its paths are unchanged.
+    (`source.*.path` stay relative to paths.raw; command-line paths stay relative to the current
+    directory.)
+    """
     path = Path(path)
     if not path.exists():
         raise LeadcalError(f"{path}: params file not found")
@@ -384,9 +489,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise LeadcalError(f"{path}: expected a mapping of settings at the top level")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
         )
         raise LeadcalError(f"{path}: invalid params: {problems}") from exc
+    folder = path.parent
+    if folder == Path("."):  # the repository's params.yaml, where DVC runs: paths as written, byte for byte
+        return params
+    from os.path import normpath  # lexical: 'examples/olist' + '../../data' is '../data'
+
+    resolved = {name: value if value.is_absolute() else Path(normpath(folder / value)) for name, value in params.paths}
+    return params.model_copy(update={"paths": params.paths.model_copy(update=resolved)})

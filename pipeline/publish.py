@@ -6,8 +6,10 @@ and publication.json (status, drift, reasons). It is a persistent DVC output: DV
 it between runs, so this stage can compare with the previous publication.
 
 - A run whose held-out quality falls below the floors (params publish.min_points_auc,
-  publish.min_model_auc) does not replace anything: its files go to published/rejected/
-  with the reasons, and the last good publication stays.
+  publish.min_model_auc), or that has no MQL threshold (thresholds.json `threshold: null`:
+  no policy found one, pipeline.thresholds), does not replace anything: its files go to
+  published/rejected/ with the reasons, and the last good publication stays. A published
+  thresholds.json always holds a threshold.
 - A run that passes replaces the files. Its drift against the previous publication (the
   threshold's move, and every signal whose points moved more than the limits) is written
   to publication.json and flagged, so a surprising change is seen before ops import it.
@@ -68,6 +70,14 @@ def below_floors(metrics: dict, limits: Publish) -> list[str]:
     return reasons
 
 
+def no_threshold(thresholds: dict) -> list[str]:
+    """Why a thresholds.json must not be published (empty: it may): ops cannot import a null threshold."""
+    if thresholds.get("threshold") is not None:
+        return []
+    why = thresholds.get("warning") or "no policy found one"
+    return [f"no MQL threshold (thresholds.json threshold: null): {why}"]
+
+
 def _payload(folder: Path) -> dict | None:
     if not all((folder / name).exists() for name in FILES):
         return None
@@ -81,7 +91,7 @@ def run(params: Params) -> dict[str, object]:
     candidate = _payload(models)
     previous = _payload(published)
     metrics = io.read_json(models / "metrics" / "train.json")
-    reasons = below_floors(metrics, params.publish)
+    reasons = below_floors(metrics, params.publish) + no_threshold(io.read_json(models / "thresholds.json"))
     if reasons:
         rejected = published / "rejected"
         for name in FILES:

@@ -52,6 +52,7 @@ def run(params: Params) -> dict[str, object]:
         "points_table": {**train["points_table"]["mean"], **{f"{k}_sd": v for k, v in train["points_table"]["sd"].items()},
                          **weights},
         "folds": len(train["model"]["folds"]),
+        "validated_on": train["validated_on"],  # later months, or random folds of a snapshot export
         "publication": _publication(models),
         # per fold, keyed so that `dvc metrics show` flattens them: model_folds.fold_1.auc ...
         "model_folds": _by_fold(train["model"]["folds"]),

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import io
+from pipeline.design import is_snapshot, random_split
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.params import FrequencySignal, Params
 
@@ -140,11 +141,12 @@ def _human(value: float) -> str:
 def band_labels(edges: list[float]) -> list[str]:
     """Labels for bands [e0, e1), [e1, e2), ..., [e_last, inf).
 
-    Small integer bands read inclusively ('11-50'); large ones by their edges ('1M-10M').
+    Small integer bands read inclusively ('11-50'); large ones, and those one unit wide (a measure
+    such as pages per visit: [2, 3) holds 2.5), by their edges ('1M-10M', '2-3').
     """
     labels = []
     for low, high in zip(edges, edges[1:]):
-        inclusive = float(low).is_integer() and float(high).is_integer() and high < 10_000
+        inclusive = float(low).is_integer() and float(high).is_integer() and high < 10_000 and high - low > 1
         labels.append(f"{_human(low)}-{_human(high - 1)}" if inclusive else f"{_human(low)}-{_human(high)}")
     labels.append(f"{_human(edges[-1])}+")
     return labels
@@ -305,6 +307,8 @@ def time_split(features: pd.DataFrame, months: int, horizon_days: int) -> tuple[
     The latest `months` cohorts are held out; training keeps the leads before them whose
     outcome was already known when the held-out period began (`purge`).
     """
+    if is_snapshot(features):  # no months to hold out: random folds of leads (pipeline.design)
+        return random_split(features)
     known = labelled(features)
     held_out = known & features["cohort"].isin(validation_cohorts(features, months))
     return purge(known & ~held_out, held_out, features, horizon_days), held_out

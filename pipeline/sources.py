@@ -22,7 +22,8 @@ import pandas as pd
 
 from pipeline.contract import line_examples
 from pipeline.errors import LeadcalError
-from pipeline.params import Source, TableSource, Wide
+from pipeline.params import OutcomeColumn, Source, TableSource, Wide, snake_name
+from pipeline.design import SNAPSHOT_CREATED, SNAPSHOT_DECIDED
 
 TABLES = ("leads", "activities", "stages")
 DATE_COLUMNS = {"leads": "created_at", "activities": "occurred_at", "stages": "entered_at"}
@@ -200,6 +201,28 @@ def snake_case(values: pd.Series) -> pd.Series:
     return text.str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_")
 
 
+def blank_placeholders(frame: pd.DataFrame, placeholders: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Cells holding a placeholder (a web form's 'Select', 'N/A') -> missing, in every text column.
+
+    A placeholder is not an answer: left as a value, 'Select' becomes a category of its own
+    that closes at whatever rate the form's skippers close, and gets points. Returns the
+    table and, per column, how many cells were blanked (for extract_report.json).
+    """
+    words = {p.strip().lower() for p in placeholders}
+    if not words:
+        return frame, {}
+    frame = frame.copy()
+    blanked: dict[str, int] = {}
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]) or pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        hit = frame[column].astype("string").str.strip().str.lower().isin(words).fillna(False).to_numpy(dtype=bool)
+        if hit.any():
+            frame[column] = frame[column].astype("string").mask(hit)
+            blanked[str(column)] = int(hit.sum())
+    return frame, blanked
+
+
 def map_table(frame: pd.DataFrame, table: TableSource, name: str, origin: str) -> tuple[pd.DataFrame, dict]:
     """Rename mapped columns to contract names, add constants, rename category spellings.
 
@@ -241,53 +264,148 @@ def _truthy(values: pd.Series, origin: str, column: str) -> pd.Series:
     return text.isin(TRUE_WORDS)
 
 
-def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str) -> pd.DataFrame:
+MAX_WIDE_COUNT = 86_399  # events of one count share a day, one second apart: more is a measure, not a count
+
+
+def _counts(values: pd.Series, origin: str, column: str) -> np.ndarray:
+    """A count column: whole numbers >= 0, a blank cell is 0 (the CRM writes nothing for none)."""
+    text = values.astype("string").str.strip().fillna("").replace("", "0")
+    counts = pd.to_numeric(text, errors="coerce")
+    bad = counts.isna() | (counts < 0)
+    if bad.any():
+        raise LeadcalError(f"{origin}: column '{column}': {int(bad.sum())} value(s) are not counts >= 0 "
+                           f"(a blank cell counts as 0); {line_examples(values[bad])}")
+    fractional = (counts % 1 != 0) | (counts > MAX_WIDE_COUNT)
+    if fractional.any():
+        raise LeadcalError(f"{origin}: column '{column}': {int(fractional.sum())} value(s) are fractions or too large "
+                           f"to be counts of events; map it with kind: number (a measure banded into signals); "
+                           f"{line_examples(values[fractional])}")
+    return counts.to_numpy(dtype=np.int64)
+
+
+def numbers(values: pd.Series, origin: str, column: str) -> pd.Series:
+    """A number column (time on site, pages per visit): floats, a blank cell is missing."""
+    text = values.astype("string").str.strip().replace("", pd.NA)
+    parsed = pd.to_numeric(text, errors="coerce")
+    bad = parsed.isna() & text.notna()
+    if bad.any():
+        raise LeadcalError(f"{origin}: column '{column}': {int(bad.sum())} value(s) are not numbers "
+                           f"(source.missing_values lists placeholders to read as blank); {line_examples(values[bad])}")
+    return parsed.astype("float64")
+
+
+def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str, dated: bool = True) -> pd.DataFrame:
     """Activity columns of a wide export -> an event log (lead_id, activity, occurred_at).
 
-    A count of n gives n events, a true flag one, a date one at that date. Counts and flags
-    carry no time of their own: they are dated by `date_column` or the lead's creation, so
-    frequency windows and decay see them as early as possible (documented limitation).
+    A count of n gives n events, a true flag one, a date one at that date, a category value one
+    event named by the value. Counts, flags and categories carry no time of their own: they
+    are dated by `date_column` or the lead's creation, so frequency windows and decay see them
+    as early as possible (documented limitation). Without `dated` (a snapshot export) every
+    event sits at the lead's synthetic creation, a date column counting as a flag.
+    Number columns are not events: `wide_numbers` reads them.
     """
     parts = []
     for spec in wide.activities:
+        if spec.kind == "number":
+            continue
         column = spec.column.strip().lower()
         if column not in leads.columns:
             raise LeadcalError(f"{origin}: column '{column}' named in params source.wide.activities is not in "
                                f"the data; found {list(leads.columns)}")
         when = leads["created_at"]
-        if spec.date_column:
+        if spec.date_column and dated:
             when_column = spec.date_column.strip().lower()
             if when_column not in leads.columns:
                 raise LeadcalError(f"{origin}: date_column '{when_column}' of source.wide.activities "
                                    f"({spec.activity}) is not in the data")
             when = parse_dates(leads[when_column], source.date_format, source.day_first, source.timezone,
                                origin, when_column).fillna(leads["created_at"])
-        if spec.kind == "date":
+        name = pd.Series(snake_name(spec.activity or ""), index=leads.index)
+        if spec.kind == "date" and dated:
             dates = parse_dates(leads[column], source.date_format, source.day_first, source.timezone, origin, column)
             times = pd.Series(1, index=leads.index).where(dates.notna(), 0)
             when = dates
-        elif spec.kind == "flag":
-            times = _truthy(leads[column], origin, column).astype(int)
+        elif spec.kind in ("flag", "date"):
+            times = _truthy(leads[column], origin, column).astype(int) if spec.kind == "flag" \
+                else leads[column].astype("string").str.strip().fillna("").ne("").astype(int)
+        elif spec.kind == "category":
+            value = snake_case(leads[column]).fillna("")
+            name = value if spec.activity is None else (name + "_" + value).where(value != "", "")
+            times = (value != "").astype(int)
         else:
-            counts = pd.to_numeric(leads[column].astype("string").str.strip().replace("", "0"), errors="coerce")
-            bad = counts.isna() | (counts < 0) | (counts % 1 != 0)
-            if bad.any():
-                examples = line_examples(leads.loc[bad, column])
-                raise LeadcalError(f"{origin}: column '{column}': {int(bad.sum())} value(s) are not whole counts "
-                                   f">= 0; {examples}")
-            times = counts.astype(int)
+            times = pd.Series(_counts(leads[column], origin, column), index=leads.index)
         repeat = times.to_numpy()
         parts.append(pd.DataFrame({
             "lead_id": np.repeat(leads["lead_id"].to_numpy(), repeat),
-            "activity": snake_case(pd.Series([spec.activity]))[0],
+            "activity": np.repeat(name.to_numpy(dtype=object), repeat),
             "occurred_at": np.repeat(when.to_numpy(), repeat),
         }))
+    if not parts:
+        return pd.DataFrame({"lead_id": pd.Series(dtype=object), "activity": pd.Series(dtype=object),
+                             "occurred_at": pd.Series(dtype="datetime64[us, UTC]")})
     events = pd.concat(parts, ignore_index=True)
     # n events of a count share one time; the contract would drop them as duplicates, so
     # they are spread one second apart (still inside the same day and window)
     order = events.groupby(["lead_id", "activity", "occurred_at"], sort=False).cumcount()
     events["occurred_at"] = pd.to_datetime(events["occurred_at"], utc=True) + pd.to_timedelta(order, unit="s")
     return events
+
+
+def wide_numbers(leads: pd.DataFrame, wide: Wide, origin: str) -> dict[str, pd.Series]:
+    """Number columns of a wide export -> numeric lead attributes, named by their `activity`."""
+    attributes = {}
+    for spec in wide.activities:
+        if spec.kind != "number":
+            continue
+        column = spec.column.strip().lower()
+        if column not in leads.columns:
+            raise LeadcalError(f"{origin}: column '{column}' named in params source.wide.activities is not in "
+                               f"the data; found {list(leads.columns)}")
+        attributes[snake_name(spec.activity or "")] = numbers(leads[column], origin, column)
+    return attributes
+
+
+def outcome_stages(leads: pd.DataFrame, outcome: OutcomeColumn, source: Source, origin: str,
+                   dated: bool) -> tuple[pd.DataFrame, pd.Series, dict[str, object]]:
+    """An outcome column (Converted 1/0, Status Won/Lost) -> customer and lost stage rows.
+
+    Returns the stage rows, which leads are still open (their value is in neither list), and
+    the counts for the report. Dated, an outcome is placed at `outcome.date_column`; in a
+    snapshot export, at the synthetic decision after the one snapshot.
+    """
+    column = outcome.column.strip().lower()
+    if column not in leads.columns:
+        raise LeadcalError(f"{origin}: outcome column '{column}' (params source.outcome.column) is not in the data; "
+                           f"found {list(leads.columns)}")
+    value = leads[column].astype("string").str.strip().str.lower().fillna("")
+    value = value.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)  # 1.0 written by a spreadsheet is 1
+    won, lost = value.isin(outcome.won).to_numpy(), value.isin(outcome.lost).to_numpy()
+    if not won.any():
+        seen = value[value != ""].value_counts().head(6).to_dict()
+        raise LeadcalError(f"{origin}: outcome column '{column}': no value means won (params source.outcome.won is "
+                           f"{outcome.won}); the column holds {seen}")
+    stage = np.where(won, "customer", "lost")
+    decided = won | lost
+    if dated:
+        date_column = (outcome.date_column or "").strip().lower()
+        if date_column not in leads.columns:
+            raise LeadcalError(f"{origin}: outcome date column '{date_column}' (params source.outcome.date_column) "
+                               f"is not in the data; found {list(leads.columns)}")
+        when = parse_dates(leads[date_column], source.date_format, source.day_first, source.timezone, origin,
+                           date_column)
+        undated = won & when.isna().to_numpy()
+        if undated.any():
+            raise LeadcalError(f"{origin}: column '{date_column}': {int(undated.sum())} won lead(s) without the date "
+                               f"of the win; {line_examples(leads.loc[undated, date_column].fillna(''))}")
+        decided = decided & when.notna().to_numpy()  # a loss without a date: open until its horizon says lost
+    else:
+        when = pd.Series(SNAPSHOT_DECIDED, index=leads.index)
+    open_values = value[~(won | lost)]
+    report = {"column": column, "won": int(won.sum()), "lost": int(lost.sum()), "open": int(len(open_values)),
+              "open_values": {str(k): int(v) for k, v in open_values.value_counts().head(8).items()}}
+    stages = pd.DataFrame({"lead_id": leads.loc[decided, "lead_id"].to_numpy(), "stage": stage[decided],
+                           "entered_at": when[decided].to_numpy()})
+    return stages, pd.Series(~(won | lost), index=leads.index), report
 
 
 def wide_stages(leads: pd.DataFrame, wide: Wide, source: Source, origin: str) -> pd.DataFrame:
@@ -317,6 +435,11 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
     File paths are relative to `base` (paths.raw), so DVC, which tracks paths.raw, re-runs
     extract when the export changes; an absolute path is used as it is.
 
+    An export with creation dates and dated outcomes is a dated history. Without them (no
+    created_at, or an outcome column without date_column) it is a snapshot export
+    (pipeline.design): the leads still open are left out, and the rest are placed on the
+    synthetic timeline; normalisation["mode"] says which.
+
     Returns (tables, origins, normalisation). Dates are UTC timestamps; other cells text.
     """
     if source.leads is None:
@@ -330,7 +453,10 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
         if table is None:
             continue
         raw, origin = _read(table, name, source, base)
+        raw, blanked = blank_placeholders(raw, source.missing_values)
         mapped, report[name] = map_table(raw, table, name, origin)
+        if blanked:
+            report[name]["placeholders_blanked"] = blanked
         date_column = DATE_COLUMNS[name]
         if date_column in mapped.columns:
             mapped[date_column] = parse_dates(mapped[date_column], table.date_format or source.date_format,
@@ -345,21 +471,57 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
         if name == "leads":
             raw_leads = raw
     leads, origin = tables["leads"], origins["leads"]
-    if "lead_id" in leads.columns and "created_at" in leads.columns:
-        # wide columns are named as in the source; the lead's id and creation come from the mapping
-        leads = raw_leads.assign(lead_id=leads["lead_id"], created_at=leads["created_at"])
-        if source.wide.activities:
-            events = wide_events(leads, source.wide, source, origin)
-            tables["activities"] = pd.concat([tables.get("activities"), events], ignore_index=True) \
-                if "activities" in tables else events
-            origins.setdefault("activities", f"{origin} (activity columns, source.wide.activities)")
-            counts = events["activity"].value_counts()
-            report["wide_activities"] = {name: int(counts.get(name, 0)) for name in
-                                         snake_case(pd.Series([spec.activity for spec in source.wide.activities]))}
-        if source.wide.stages:
-            stages = wide_stages(leads, source.wide, source, origin)
-            tables["stages"] = pd.concat([tables.get("stages"), stages], ignore_index=True) \
-                if "stages" in tables else stages
-            origins.setdefault("stages", f"{origin} (date columns, source.wide.stages)")
-            report["wide_stages"] = stages["stage"].value_counts().sort_index().to_dict()
+    if "lead_id" not in leads.columns:
+        return tables, origins, report  # the contract names the missing column
+    dated = "created_at" in leads.columns and (source.outcome is None or source.outcome.date_column is not None)
+    report["mode"] = "dated" if dated else "snapshot"
+    if not dated and "created_at" in leads.columns:
+        report["created_at_ignored"] = ("the outcome column has no date (source.outcome.date_column), so the creation "
+                                        "dates cannot place it in time: the export is read as a snapshot")
+    if not dated:
+        leads = _snapshot_leads(leads, source, origin, tables)
+        raw_leads = raw_leads.loc[leads.index]
+    # wide columns are named as in the source; the lead's id and creation come from the mapping
+    wide_leads = raw_leads.assign(lead_id=leads["lead_id"], created_at=leads["created_at"])
+    if source.outcome is not None:
+        stages, still_open, report["outcome"] = outcome_stages(wide_leads, source.outcome, source, origin, dated)
+        if not dated:  # a snapshot's open leads have no outcome to learn and no moment to be scored at
+            keep = ~still_open.to_numpy()
+            leads, wide_leads = leads[keep], wide_leads[keep]
+            report["outcome"]["open_leads_left_out"] = int((~keep).sum())
+        tables["stages"] = pd.concat([tables["stages"], stages], ignore_index=True) if "stages" in tables else stages
+        origins.setdefault("stages", f"{origin} (outcome column '{source.outcome.column}', source.outcome)")
+    for attribute, values in wide_numbers(wide_leads, source.wide, origin).items():
+        if attribute in leads.columns and attribute not in {s.column.strip().lower() for s in source.wide.activities}:
+            raise LeadcalError(f"{origin}: the number column becomes attribute '{attribute}', but the data already "
+                               f"has a column of that name; give source.wide.activities another `activity` name")
+        leads = leads.assign(**{attribute: values})
+    tables["leads"] = leads
+    if source.wide.activities:
+        events = wide_events(wide_leads, source.wide, source, origin, dated)
+        tables["activities"] = pd.concat([tables.get("activities"), events], ignore_index=True) \
+            if "activities" in tables else events
+        origins.setdefault("activities", f"{origin} (activity columns, source.wide.activities)")
+        report["wide_activities"] = {str(k): int(v) for k, v in events["activity"].value_counts().sort_index().items()}
+    if source.wide.stages:
+        stages = wide_stages(wide_leads, source.wide, source, origin)
+        tables["stages"] = pd.concat([tables.get("stages"), stages], ignore_index=True) \
+            if "stages" in tables else stages
+        origins.setdefault("stages", f"{origin} (date columns, source.wide.stages)")
+        report["wide_stages"] = stages["stage"].value_counts().sort_index().to_dict()
     return tables, origins, report
+
+
+def _snapshot_leads(leads: pd.DataFrame, source: Source, origin: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A snapshot export's leads on the synthetic timeline; what cannot be placed on it is refused."""
+    if source.outcome is None:
+        raise LeadcalError(f"{origin}: the leads have no creation date (map one as source.leads.columns.created_at), "
+                           "so the outcome must come from a won/lost column: give source.outcome (snapshot export, "
+                           "README 'Using your own data')")
+    dated_tables = [name for name in ("activities", "stages") if name in tables]
+    if dated_tables or source.wide.stages:
+        raise LeadcalError(f"{origin}: a snapshot export (no created_at, or an outcome without date_column) takes its "
+                           f"activities from source.wide and its outcome from source.outcome; dated "
+                           f"{', '.join(dated_tables) or 'wide stages'} need the leads' creation dates: map "
+                           "source.leads.columns.created_at and source.outcome.date_column")
+    return leads.assign(created_at=SNAPSHOT_CREATED)

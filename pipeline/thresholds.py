@@ -13,11 +13,18 @@ The policies:
 
 - close_rate_multiple: the lowest total score t such that the leads scoring t or more close
   at `mql_lift` times the average close rate (lowest: among thresholds that keep MQLs that
-  good, it sends sales the most leads);
+  good, it sends sales the most leads). When the data cannot reach that multiple (3 x a 38.5 %
+  average asks for 115 %), the multiple is capped and the file says so (`mql_lift_used`);
 - sales_capacity: the lowest t whose MQLs fit in `capacity_per_week` at the historical flow;
 - target_precision: the lowest t whose MQLs close at `target_precision` or more;
 - target_recall: the highest t whose MQLs still hold `target_recall` of the customers;
-- cost_benefit: the t that maximises customers x deal value - MQLs x cost of a sales touch.
+- cost_benefit: the t that maximises customers x deal value - MQLs x cost of a sales touch
+  (the deal value: thresholds.deal_value, else the median amount of the customer stages).
+
+A policy that finds no threshold says why (`note`). When the policy set in params finds none,
+the published threshold is the first policy of FALLBACK_ORDER that finds one, named in the file
+(`policy`, `fallback`) and in the log; when none does, the threshold is null and the publish
+stage rejects the run. A null threshold is never published.
 
 Each comes with its expected MQLs per week, their close rate, the share of customers they
 hold, a 95 % bootstrap interval for each (the training leads resampled), and what it does on
@@ -38,6 +45,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.contract import customer_amounts
+from pipeline.design import SNAPSHOT_NOTE, is_snapshot
 from pipeline.frequency import best_split
 from pipeline.params import Params, Thresholds
 from pipeline.signals import build_signals, lead_starts, read_frequency_signals, time_split
@@ -95,13 +103,93 @@ def choose_threshold(curve: pd.DataFrame, mql_lift: float, min_leads: int) -> in
 
 POLICIES = ("close_rate_multiple", "sales_capacity", "target_precision", "target_recall", "cost_benefit")
 
+# When the policy set in params finds no threshold, the first of these that finds one is published.
+# Relative quality first: the capped close-rate multiple adapts to the data's own average, so it
+# means the same on any export (MQLs close clearly better than the average lead). Then what sales
+# can absorb, then the share of customers kept. Last, the rules whose settings are absolute and
+# least likely to fit an unknown export: an 8 % target precision makes every lead an MQL at a 38 %
+# average, and cost_benefit needs a deal value.
+FALLBACK_ORDER = ("close_rate_multiple", "sales_capacity", "target_recall", "target_precision", "cost_benefit")
 
-def choose_by_policy(policy: str, curve: pd.DataFrame, settings: Thresholds, weeks: float, deal_value: float | None) -> int | None:
-    """The threshold a policy picks on a threshold curve (None: no score satisfies it)."""
+
+def _average(curve: pd.DataFrame) -> float:
+    """The average close rate of the leads of a threshold curve (its lowest score holds them all)."""
+    lowest = curve.loc[curve["score"].idxmin()] if len(curve) else None
+    return float(lowest["customers_at_or_above"] / lowest["leads_at_or_above"]) if lowest is not None else 0.0
+
+
+def mql_lift_used(curve: pd.DataFrame, mql_lift: float, min_leads: int) -> tuple[float | None, str | None]:
+    """The close-rate multiple close_rate_multiple asks for on these leads, and why it is not `mql_lift`.
+
+    `mql_lift` itself when some threshold leaving `min_leads` leads reaches it. When none can,
+    because the multiple asks for a close rate of 100 % or more (3 x a 38.5 % average is 115 %)
+    or above the best close rate any such threshold reaches, the multiple is capped halfway
+    between 1 and the best multiple reached: MQLs must close halfway between the average lead and
+    the best group of at least `min_leads` leads. Why halfway rather than the best itself:
+
+    - it is always reachable (the threshold of the best group passes), so the policy still
+      gives a threshold, and it still asks MQLs to close clearly better than the average lead;
+    - the best multiple is usually reached by the smallest group allowed (`min_leads` leads at
+      the very top), the noisiest estimate and too few MQLs for sales; halfway between the
+      average and 100 % (the other obvious cap) is often not reachable either.
+
+    Returns (None, reason) when no threshold leaving `min_leads` leads closes above the average:
+    the scores do not separate customers and there is no multiple to ask for. The second item is
+    None when `mql_lift` is used as set.
+    """
+    average = _average(curve)
+    eligible = curve[curve["leads_at_or_above"] >= min_leads]
+    if eligible.empty:
+        return None, f"fewer than {min_leads} leads in all (thresholds.min_mql_leads)"
+    best_lift = float(eligible["lift_at_or_above"].max())
+    if best_lift >= mql_lift:
+        return mql_lift, None
+    asked, best = mql_lift * average, best_lift * average
+    reaches = f"the best close rate any threshold leaving {min_leads} leads reaches"
+    why = (f"{mql_lift:g} x the average close rate ({100 * average:.1f} %) asks for {100 * asked:.1f} %, "
+           + (f"a close rate of 100 % or more ({reaches}: {100 * best:.1f} %)" if asked >= 1
+              else f"above {reaches} ({100 * best:.1f} %)"))
+    if best_lift <= 1 + 1e-9:
+        return None, f"{why}, and no such threshold closes above the average: the scores do not separate customers"
+    used = (1 + best_lift) / 2
+    return used, (f"{why}; capped at {used:.2f} x, halfway between the average and that best close rate "
+                  f"(MQLs close at {100 * used * average:.1f} % or more)")
+
+
+def no_threshold_note(policy: str, curve: pd.DataFrame, settings: Thresholds, weeks: float | None,
+                      deal_value: float | None) -> str:
+    """Why a policy finds no threshold on these leads, in the words of its setting."""
+    if policy == "sales_capacity" and weeks is None:
+        return "needs the lead flow per week: a snapshot export has no dates (set another thresholds.policy)"
+    eligible = curve[curve["leads_at_or_above"] >= settings.min_mql_leads]
+    if eligible.empty:
+        return f"fewer than {settings.min_mql_leads} leads in all (thresholds.min_mql_leads)"
+    leaving = f"leaving at least {settings.min_mql_leads} leads (thresholds.min_mql_leads)"
+    if policy == "sales_capacity":
+        return (f"even the highest threshold {leaving} sends {eligible['leads_at_or_above'].min() / weeks:.1f} MQLs "
+                f"per week, more than thresholds.capacity_per_week = {settings.capacity_per_week:g}")
+    if policy == "target_precision":
+        return (f"no threshold {leaving} closes at thresholds.target_precision = {settings.target_precision:.0%} "
+                f"(the best closes at {eligible['close_rate_at_or_above'].max():.1%})")
+    if policy == "cost_benefit":
+        if deal_value is None:
+            return ("needs a deal value: set thresholds.deal_value, or give the customer stages an amount "
+                    "(the median amount is used); this export has neither")
+        return (f"no threshold pays: at every threshold {leaving}, MQLs x {settings.cost_per_touch:g} per sales touch "
+                f"cost more than customers x the deal value {deal_value:g}")
+    return "no score satisfies this policy on the training leads"
+
+
+def choose_by_policy(policy: str, curve: pd.DataFrame, settings: Thresholds, weeks: float | None,
+                     deal_value: float | None) -> int | None:
+    """The threshold a policy picks on a threshold curve (None: no score satisfies it). `weeks`, the span
+    the leads arrived over, is None for a snapshot export: then sales_capacity cannot be applied."""
     if policy == "close_rate_multiple":
         return choose_threshold(curve, settings.mql_lift, settings.min_mql_leads)
     eligible = curve[curve["leads_at_or_above"] >= settings.min_mql_leads]
     if policy == "sales_capacity":
+        if weeks is None:
+            return None
         passing = eligible[eligible["leads_at_or_above"] / weeks <= settings.capacity_per_week]
         return int(passing["score"].min()) if len(passing) else None
     if policy == "target_precision":
@@ -134,12 +222,18 @@ def _weighted_curve(order: np.ndarray, index: np.ndarray, weights: np.ndarray, c
 
 
 def policy_results(
-    scores: np.ndarray, closed: np.ndarray, weeks: float, settings: Thresholds, deal_value: float | None, seed: int,
+    scores: np.ndarray, closed: np.ndarray, weeks: float | None, settings: Thresholds, deal_value: float | None,
+    seed: int,
 ) -> dict[str, dict[str, object]]:
     """Every policy's threshold and expected results on these leads, with 95 % bootstrap intervals.
 
     The intervals resample the leads: the threshold interval re-chooses the threshold on each
     resample; the results' intervals keep the chosen threshold and re-measure what it does.
+
+    close_rate_multiple asks for the multiple `mql_lift_used` finds on these leads (`mql_lift`, or
+    its cap when the data cannot reach it), and its entry says which (`mql_lift_used`,
+    `capped_because`); its resamples re-choose the threshold for that same multiple. A policy
+    without a threshold has a `note` saying why.
     """
     scores, closed = np.asarray(scores), np.asarray(closed, dtype=float)
     order = np.unique(scores)
@@ -148,17 +242,24 @@ def policy_results(
     rng = np.random.default_rng(seed)
     resamples = [rng.multinomial(len(scores), np.full(len(scores), 1 / len(scores))).astype(float)
                  for _ in range(settings.bootstrap_samples)]
+    lift, lift_note = mql_lift_used(curve, settings.mql_lift, settings.min_mql_leads)
     results: dict[str, dict[str, object]] = {}
     for policy in POLICIES:
-        threshold = choose_by_policy(policy, curve, settings, weeks, deal_value)
-        entry: dict[str, object] = {"threshold": threshold}
+        rule = settings
+        entry: dict[str, object] = {}
+        if policy == "close_rate_multiple":
+            rule = settings.model_copy(update={"mql_lift": lift}) if lift is not None else None
+            entry.update({"mql_lift_setting": settings.mql_lift, "mql_lift_used": lift,
+                          "capped_because": lift_note if lift is not None else None})
+        threshold = None if rule is None else choose_by_policy(policy, curve, rule, weeks, deal_value)
+        entry = {"threshold": threshold, **entry}
         if threshold is None:
-            entry["note"] = "no score satisfies this policy on the training leads"
+            entry["note"] = lift_note if rule is None else no_threshold_note(policy, curve, settings, weeks, deal_value)
             results[policy] = entry
             continue
         row = curve[curve["score"] == threshold].iloc[0]
         entry.update({
-            "mql_per_week": float(row["leads_at_or_above"] / weeks),
+            "mql_per_week": float(row["leads_at_or_above"] / weeks) if weeks else None,
             "mql_share": float(row["share_at_or_above"]),
             "mql_close_rate": float(row["close_rate_at_or_above"]),
             "customers_captured": float(row["customers_captured"]),
@@ -168,11 +269,12 @@ def policy_results(
             position = int(np.searchsorted(order, threshold))
             for weights in resamples:
                 resampled = _weighted_curve(order, index, weights, closed)
-                again = choose_by_policy(policy, resampled, settings, weeks, deal_value)
+                again = choose_by_policy(policy, resampled, rule, weeks, deal_value)
                 if again is not None:
                     draws["threshold"].append(again)
                 at = resampled.iloc[position]
-                draws["mql_per_week"].append(at["leads_at_or_above"] / weeks)
+                if weeks:
+                    draws["mql_per_week"].append(at["leads_at_or_above"] / weeks)
                 draws["mql_close_rate"].append(at["close_rate_at_or_above"])
                 draws["customers_captured"].append(at["customers_captured"])
             entry["interval_95"] = {k: [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))] if v else None
@@ -276,7 +378,7 @@ def summarise(total_points: np.ndarray, closed: np.ndarray, threshold: int | Non
 
 
 HOW = {
-    "close_rate_multiple": "lowest total score whose leads (score >= threshold) close at {mql_lift:g} x the average close rate",
+    "close_rate_multiple": "lowest total score whose leads (score >= threshold) close at {mql_lift:.3g} x the average close rate",
     "sales_capacity": "lowest total score whose MQLs fit in {capacity_per_week:g} per week at the historical lead flow",
     "target_precision": "lowest total score whose MQLs close at {target_precision:.0%} or more",
     "target_recall": "highest total score whose MQLs still hold {target_recall:.0%} of the customers",
@@ -285,11 +387,29 @@ HOW = {
 
 
 def median_deal_value(params: Params) -> float | None:
-    """params deal_value, or the median amount of the customer stages in the data (None if there is none)."""
+    """params deal_value, or the median amount of the customer stages in the data (None if there is none:
+    cost_benefit then finds no threshold and its note says what it needs)."""
     if params.thresholds.deal_value is not None:
         return params.thresholds.deal_value
     amounts = customer_amounts(io.read_parquet(params.paths.extracted / "stages.parquet", columns=["stage", "amount"]))
     return float(amounts.median()) if len(amounts) else None
+
+
+def published_policy(requested: str, policies: dict[str, dict[str, object]]) -> tuple[str, dict[str, str] | None]:
+    """The policy whose threshold is published, and the fallback record when it is not `requested`.
+
+    `requested` when it finds a threshold; else the first policy of FALLBACK_ORDER that finds
+    one, with {"from", "to", "reason"}; else `requested` (its threshold is None: not published).
+    """
+    if policies[requested]["threshold"] is not None:
+        return requested, None
+    for name in FALLBACK_ORDER:
+        if policies[name]["threshold"] is not None:
+            return name, {"from": requested, "to": name, "reason": (
+                f"policy {requested} (params thresholds.policy) finds no threshold: {policies[requested]['note']}; "
+                f"the threshold is {name}'s ({policies[name]['threshold']} points), the first of "
+                f"{', '.join(FALLBACK_ORDER)} that finds one")}
+    return requested, None
 
 
 def run(params: Params) -> dict[str, object]:
@@ -307,42 +427,66 @@ def run(params: Params) -> dict[str, object]:
     train_rows, valid_rows = train_mask.to_numpy()[peak], valid_mask.to_numpy()[peak]
     total = scores["total_points"].to_numpy()
     created = features.loc[train_rows, "created_at"]
-    weeks = max((created.max() - created.min()).days + 1, 7) / 7
+    snapshot = is_snapshot(features)  # no dates: no lead flow per week (pipeline.design)
+    weeks = None if snapshot else max((created.max() - created.min()).days + 1, 7) / 7
     deal_value = median_deal_value(params)
     curve = threshold_curve(total[train_rows], closed[train_rows])
     policies = policy_results(total[train_rows], closed[train_rows], weeks, t, deal_value, params.seed)
     for name, entry in policies.items():
-        entry["how"] = HOW[name].format(**t.model_dump())
+        settings = t.model_dump()
+        if name == "close_rate_multiple" and entry["mql_lift_used"] is not None:
+            settings["mql_lift"] = entry["mql_lift_used"]
+        entry["how"] = HOW[name].format(**settings)
+        if entry.get("capped_because"):
+            entry["how"] += f" (capped: {entry['capped_because']})"
         entry["validation"] = summarise(total[valid_rows], closed[valid_rows], entry["threshold"])
-    threshold = policies[t.policy]["threshold"]
+    used, fallback = published_policy(t.policy, policies)
+    threshold = policies[used]["threshold"]
     average = float(closed[train_rows].mean())
+    crm = policies["close_rate_multiple"]
     fit, engagement = scores["fit_points"].to_numpy(), scores["engagement_points"].to_numpy()
     matrix = fit_interest_matrix(fit[train_rows], engagement[train_rows], closed[train_rows], params.signals.min_support)
     matrix["training"] = matrix_cells(matrix, fit[train_rows], engagement[train_rows], closed[train_rows])
     matrix["validation"] = matrix_cells(matrix, fit[valid_rows], engagement[valid_rows], closed[valid_rows])
     result = {
-        "population": (
+        "population": f"decided leads of a snapshot export, one row each; {SNAPSHOT_NOTE}" if snapshot else (
             f"matured leads, each judged at its peak: its highest total at any of the snapshots it reached while "
             f"open (days {', '.join(str(d) for d in params.outcome.snapshot_days)}). A lead won between two snapshots "
             "is judged on the snapshots before its win; a CRM scoring live could make it an MQL earlier, so "
             "customers_captured is a lower bound (more snapshot ages give a finer view)"
         ),
-        "policy": t.policy,
+        "policy": used,  # the policy whose threshold this is: params thresholds.policy, or its fallback
+        "requested_policy": t.policy,
+        "fallback": fallback,
         "threshold": threshold,
-        "mql_lift_target": t.mql_lift,
+        # the multiple close_rate_multiple asked for (mql_lift_used; notebook 1 compares signals with it)
+        "mql_lift_target": crm["mql_lift_used"] if crm["mql_lift_used"] is not None else t.mql_lift,
+        "mql_lift_setting": t.mql_lift,
+        "mql_lift_used": crm["mql_lift_used"],
+        "capped_because": crm["capped_because"],
         "min_mql_leads": t.min_mql_leads,
-        "how": f"{policies[t.policy]['how']}, on the training cohorts (average close rate {100 * average:.2f} %), "
-               f"with at least {t.min_mql_leads} leads",
+        "how": f"{policies[used]['how']}, on the training cohorts (average close rate {100 * average:.2f} %), "
+               f"with at least {t.min_mql_leads} leads"
+               + (f". Fallback: {fallback['reason']}" if fallback else ""),
         "training": {**summarise(total[train_rows], closed[train_rows], threshold), "weeks": weeks},
         "validation": summarise(total[valid_rows], closed[valid_rows], threshold),
         "deal_value": deal_value,
         "policies": policies,
         "matrix": matrix,
     }
-    if threshold is None:
+    if crm["capped_because"]:
+        log.warning("thresholds: close_rate_multiple: %s", crm["capped_because"])
+    for name, entry in policies.items():
+        if entry["threshold"] is None:
+            log.info("thresholds: %s finds no threshold: %s", name, entry["note"])
+    if fallback:
+        result["warning"] = fallback["reason"]
+        log.warning("thresholds: %s", result["warning"])
+    elif threshold is None:
         result["warning"] = (
-            f"policy {t.policy} finds no threshold on the training leads (with at least {t.min_mql_leads} leads); "
-            "see the other policies in this file, or relax its setting in params thresholds"
+            f"no policy finds a threshold on the training leads (with at least {t.min_mql_leads} leads): "
+            + "; ".join(f"{name}: {entry['note']}" for name, entry in policies.items())
+            + ". This run is not published (the publish stage rejects a null threshold)"
         )
         log.warning("thresholds: %s", result["warning"])
     models = params.paths.models
@@ -353,6 +497,6 @@ def run(params: Params) -> dict[str, object]:
     io.write_csv(models / "plots" / "matrix.csv", pd.DataFrame([
         {"fit_grade": cell[0], "engagement_grade": cell[1], **values}
         for cell, values in matrix["training"]["grades"].items() if values["leads"]]))
-    log.info("thresholds: MQL at %s points (%s); %s", threshold, t.policy,
+    log.info("thresholds: MQL at %s points (%s); %s", threshold, used,
              ", ".join(f"{name} {entry['threshold']}" for name, entry in policies.items()))
     return result

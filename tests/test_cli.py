@@ -90,3 +90,157 @@ def test_artifacts_do_not_depend_on_the_shells_thread_variables(default_run, tmp
         assert done.returncode == 0, done.stderr
         outputs.append({name: (tmp_path / "models" / name).read_bytes() for name in ("model.skops", "model.json")})
     assert outputs[0] == outputs[1]
+
+
+# --- issue 16: paths relative to the params file, `leadcal run --keep-going` ---
+
+
+def _dvc_upstream() -> dict[str, set[str]]:
+    """Each dvc.yaml stage (by its `leadcal` command) and the stages whose outs, plots or metrics its
+    deps are, or lie in; paths resolved with the repository's params.yaml (so paths.raw is paths.sample)."""
+    import re
+
+    import yaml
+
+    from .conftest import REPO
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    values = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def resolve(path: str) -> str:
+        return re.sub(r"\$\{paths\.(\w+)\}", lambda m: str(values["paths"][m.group(1)]), path).rstrip("/")
+
+    def entries(items: list) -> list[str]:
+        return [resolve(next(iter(item)) if isinstance(item, dict) else item) for item in items or []]
+
+    command = {name: stage["cmd"].split()[1] for name, stage in dvc["stages"].items()}
+    outs = {name: entries(stage.get("outs")) + entries(stage.get("plots")) + entries(stage.get("metrics"))
+            for name, stage in dvc["stages"].items()}
+    upstream = {}
+    for name, stage in dvc["stages"].items():
+        deps = entries(stage.get("deps"))
+        upstream[command[name]] = {
+            command[other] for other, produced in outs.items() if other != name
+            for dep in deps for out in produced if dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")}
+    return upstream
+
+
+def test_the_stage_dependencies_of_run_keep_going_match_dvc_yaml() -> None:
+    from pipeline.cli import UPSTREAM
+
+    assert {name: set(needs) for name, needs in UPSTREAM.items()} == _dvc_upstream()
+    assert list(UPSTREAM) == list(STAGES)
+    order = list(STAGES)  # every stage comes after what it needs
+    assert all(order.index(up) < order.index(name) for name, needs in UPSTREAM.items() for up in needs)
+
+
+def _fake_stages(monkeypatch: pytest.MonkeyPatch, failing: set[str]) -> list[str]:
+    """Every stage replaced by a stub that records its call; those in `failing` raise a LeadcalError."""
+    from pipeline import cli
+    from pipeline.errors import LeadcalError
+
+    calls: list[str] = []
+
+    def stub(name: str):
+        def stage(params) -> None:
+            calls.append(name)
+            if name in failing:
+                raise LeadcalError(f"{name} cannot run on this export\nsecond line of detail")
+        return stage
+
+    for name, (_, help_text) in list(cli.STAGES.items()):
+        monkeypatch.setitem(cli.STAGES, name, (stub(name), help_text))
+    return calls
+
+
+def _needing(failed: set[str], upstream: dict[str, set[str]]) -> set[str]:
+    """By hand: every stage that needs a failed one, directly or through another stage."""
+    out: set[str] = set()
+    for name in STAGES:  # in pipeline order, so what a stage needs is settled before it
+        if upstream[name] & (failed | out):
+            out.add(name)
+    return out
+
+
+@pytest.mark.parametrize("failing", [{"train"}, {"close-rates"}, {"funnel", "weights"}])
+def test_run_keep_going_runs_what_does_not_need_the_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str], failing: set[str]) -> None:
+    calls = _fake_stages(monkeypatch, failing)
+    config = tmp_path / "params.yaml"
+    config.write_text("paths: {raw: export, sample: sample}\n")  # a real export: generate does not run
+    assert main(["-q", "--config", str(config), "run", "--keep-going"]) == 2
+    err = capsys.readouterr().err
+    skipped = _needing(failing, _dvc_upstream())
+    expected = [name for name in STAGES if name != "generate" and name not in skipped]
+    assert calls == expected
+    lines = err.splitlines()
+    for name in failing:  # one line each, the whole message on it
+        assert lines.count(f"leadcal run: error: {name}: {name} cannot run on this export second line of detail") == 1
+    failed_line = next(line for line in lines if line.startswith("leadcal run: failed:"))
+    assert failed_line == f"leadcal run: failed: {', '.join(n for n in STAGES if n in failing)}"
+    skipped_line = next(line for line in lines if line.startswith("leadcal run: skipped"))
+    for name in skipped:
+        assert f" {name} (needs " in skipped_line
+    assert not any(f" {name} (needs " in skipped_line for name in expected)
+    assert "Traceback" not in err
+
+
+def test_run_without_keep_going_still_stops_at_the_first_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    calls = _fake_stages(monkeypatch, {"train"})
+    config = tmp_path / "params.yaml"
+    config.write_text("paths: {raw: export, sample: sample}\n")
+    assert main(["-q", "--config", str(config), "run"]) == 2
+    assert calls == ["extract", "features", "close-rates", "weights", "train"]
+    assert "leadcal run: error: train cannot run" in capsys.readouterr().err
+    calls.clear()
+    _fake_stages(monkeypatch, set())
+    assert main(["-q", "--config", str(config), "run", "--keep-going"]) == 0
+
+
+def test_relative_paths_are_relative_to_the_params_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.params import load_params
+
+    folder = tmp_path / "project" / "conf"
+    folder.mkdir(parents=True)
+    (folder / "params.yaml").write_text(
+        f"paths:\n  raw: ../export\n  extracted: out/extracted\n  models: {tmp_path / 'absolute'}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    paths = load_params("../project/conf/params.yaml").paths
+    assert (Path.cwd() / paths.raw).resolve() == (tmp_path / "project" / "export").resolve()
+    assert (Path.cwd() / paths.extracted).resolve() == (folder / "out" / "extracted").resolve()
+    assert paths.models == tmp_path / "absolute"  # absolute: as written
+    assert (Path.cwd() / paths.features).resolve() == (folder / "data" / "features").resolve()  # a default too
+    assert not paths.extracted.is_absolute()  # a relative config gives relative paths (same bytes on any machine)
+    # from the params file's own folder (the repository's params.yaml, where DVC runs): as written
+    monkeypatch.chdir(folder)
+    paths = load_params("params.yaml").paths
+    assert (paths.raw, paths.extracted, paths.features) == (Path("../export"), Path("out/extracted"), Path("data/features"))
+
+
+def test_the_repository_params_keep_their_paths_where_dvc_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from pipeline.params import load_params
+
+    from .conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    written = yaml.safe_load((REPO / "params.yaml").read_text())["paths"]
+    assert {k: str(v) for k, v in load_params("params.yaml").paths.model_dump().items()} == written
+    assert load_params(REPO / "params.yaml").paths.models == REPO / written["models"]
+
+
+def test_a_stage_run_with_config_from_another_folder_writes_beside_the_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "example"
+    folder.mkdir()
+    (folder / "params.yaml").write_text("generate: {n_leads: 200, months: 2}\npaths: {sample: sample}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["-q", "--config", "../example/params.yaml", "generate"]) == 0
+    assert (folder / "sample" / "leads.csv").exists()
+    assert not any(elsewhere.iterdir())

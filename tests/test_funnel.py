@@ -440,7 +440,10 @@ def test_funnel_by_segment_matches_pandas(default_run) -> None:
     for label, (size, won) in expected.iterrows():
         assert rows[label]["leads"] == won
         assert rows[label]["rate_from_lead"] == pytest.approx(won / size)
-    assert set(funnel["by_segment"]) == set(default_run.funnel.segments)
+    # funnel.segments: null in params.yaml: every fit attribute of the leads, source aside (by_source has it)
+    leads = io.read_parquet(default_run.paths.extracted / "leads.parquet")
+    assert default_run.funnel.segments is None
+    assert set(funnel["by_segment"]) == {a for a in default_run.signals.fit_attributes if a in leads.columns} - {"source"}
 
 
 def test_rejection_feedback_sees_each_mql_as_it_was_when_it_became_one() -> None:
@@ -457,3 +460,30 @@ def test_rejection_feedback_sees_each_mql_as_it_was_when_it_became_one() -> None
                                           t0 + pd.Timedelta(days=9), t0 + pd.Timedelta(days=2)]})
     # A: MQL on day 10 -> its day-7 row; B: never an MQL -> its first row; C: not matured -> left out
     assert funnel.rows_at_mql(features, stages).tolist() == [1, 3]
+
+
+def test_segments_default_to_the_fit_attributes_the_export_has(caplog: pytest.LogCaptureFixture) -> None:
+    """funnel.segments: null (the default) breaks the funnel down by every fit attribute present, without
+    a warning for the ones an export lacks; an explicit list is kept as given, a missing one warned about."""
+    import logging
+
+    from pipeline.params import Funnel
+
+    assert Funnel().segments is None
+    leads = pd.DataFrame({"lead_id": ["A", "B", "C"], "country": ["FR", None, "DE"], "source": ["ads", "seo", "ads"],
+                          "company_size": [5, 60, None]})
+    default = Params.model_validate({"signals": {"fit_attributes": ["industry", "company_size", "country", "source"]}})
+    assert funnel.segment_attributes(leads, default) == ["company_size", "country"]
+    with caplog.at_level(logging.WARNING, logger="pipeline.funnel"):
+        segmented = funnel._segments(leads, default)
+    assert list(segmented) == ["company_size", "country"] and caplog.text == ""
+    edges = default.signals.numeric_bins["company_size"]
+    from pipeline.signals import band
+
+    assert segmented["company_size"]["company_size"].tolist() == band(leads["company_size"], edges).tolist()
+
+    explicit = Params.model_validate({"funnel": {"segments": ["industry", "country"]}})
+    assert funnel.segment_attributes(leads, explicit) == ["industry", "country"]
+    with caplog.at_level(logging.WARNING, logger="pipeline.funnel"):
+        assert list(funnel._segments(leads, explicit)) == ["country"]
+    assert "segment 'industry' is not a lead column" in caplog.text

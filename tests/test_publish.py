@@ -72,3 +72,52 @@ def test_publish_cycle(default_run: Params, tmp_path: Path) -> None:
     io.write_json(models / "thresholds.json", json.loads(good["thresholds.json"]))
     record = run(params)
     assert record["status"] == "published" and not (published / "rejected").exists()
+
+
+def test_a_null_threshold_is_never_published(default_run: Params, tmp_path: Path) -> None:
+    """A run whose thresholds.json has no threshold (no policy found one) is rejected with the reason,
+    both as a first run and after a good publication, which then stays."""
+    models = tmp_path / "models"
+    shutil.copytree(default_run.paths.models, models, ignore=shutil.ignore_patterns("published"))
+    params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
+    published = models / "published"
+    good = io.read_json(models / "thresholds.json")
+    assert good["threshold"] is not None
+    none = {**good, "threshold": None, "warning": "no policy finds a threshold on the training leads"}
+
+    io.write_json(models / "thresholds.json", none)
+    record = run(params)
+    assert record["status"] == "rejected: nothing published yet"
+    assert any("no MQL threshold" in r and "no policy finds a threshold" in r for r in record["reasons"])
+    assert not (published / "thresholds.json").exists()
+    assert io.read_json(published / "rejected" / "thresholds.json")["threshold"] is None
+
+    io.write_json(models / "thresholds.json", good)
+    assert run(params)["status"] == "published"
+    kept = (published / "thresholds.json").read_bytes()
+    io.write_json(models / "thresholds.json", none)
+    record = run(params)
+    assert record["status"] == "rejected: the previous publication stays"
+    assert (published / "thresholds.json").read_bytes() == kept
+    assert json.loads(kept)["threshold"] == good["threshold"]
+
+
+def test_a_run_where_no_policy_finds_a_threshold_is_rejected_not_published(default_run: Params, tmp_path: Path) -> None:
+    """thresholds -> publish end to end: no policy can leave min_mql_leads leads, so thresholds.json says so
+    with every policy's reason and publish keeps nothing of it."""
+    from pipeline import thresholds
+
+    models = tmp_path / "models"
+    shutil.copytree(default_run.paths.models, models, ignore=shutil.ignore_patterns("published", "report", "charts"))
+    leads = len(io.read_parquet(default_run.paths.features / "features.parquet", columns=["lead_id"]).drop_duplicates())
+    params = default_run.model_copy(update={
+        "paths": default_run.paths.model_copy(update={"models": models}),
+        "thresholds": default_run.thresholds.model_copy(update={"min_mql_leads": leads + 1})})
+    result = thresholds.run(params)
+    assert result["threshold"] is None and result["fallback"] is None and result["capped_because"] is None
+    assert all(entry["threshold"] is None for entry in result["policies"].values())
+    assert f"fewer than {leads + 1} leads" in result["warning"] and "not published" in result["warning"]
+    record = run(params)
+    assert record["status"] == "rejected: nothing published yet"
+    assert any(r.startswith("no MQL threshold") and f"fewer than {leads + 1} leads" in r for r in record["reasons"])
+    assert not (models / "published" / "thresholds.json").exists()

@@ -216,7 +216,7 @@ def test_wide_export_by_hand(tmp_path: Path) -> None:
      r"column 'demo': 1 value\(s\) are not yes/no flags.*line 2: 'maybe'"),
     ("id,created,webinars\na,2024-01-01,1.5\n", {"wide": {"activities": [{"column": "webinars", "activity": "webinar",
                                                                            "kind": "count"}], "stages": {}}},
-     r"column 'webinars': 1 value\(s\) are not whole counts"),
+     r"column 'webinars': 1 value\(s\) are fractions or too large to be counts.*kind: number.*line 2: '1.5'"),
 ])
 def test_bad_source_input_names_file_column_and_line(tmp_path: Path, sheet: str, source: dict, message: str) -> None:
     (tmp_path / "contacts.csv").write_text(sheet)

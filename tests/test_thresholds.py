@@ -118,3 +118,119 @@ def test_grade_cutoffs_keep_the_lowest_grade_when_scores_tie_at_the_minimum() ->
     grades = grade(engagement, cuts, ["1", "2", "3", "4"])
     assert (grades[:60] == "4").all() and set(grades[60:]) <= {"1", "2", "3"}
     assert grade_cutoffs(np.arange(100)) == [float(q) for q in np.quantile(np.arange(100), [0.75, 0.5, 0.25])]
+
+
+# --- issue 16: a multiple the data cannot reach, a fallback instead of a null threshold, cost_benefit's needs ---
+
+
+def _lowest_reaching(scores: np.ndarray, closed: np.ndarray, rate: float, min_leads: int) -> int | None:
+    """By hand: the lowest score whose leads at or above it close at `rate` or more, with `min_leads` of them."""
+    passing = [s for s in np.unique(scores)
+               if (scores >= s).sum() >= min_leads and closed[scores >= s].mean() >= rate - 1e-12]
+    return int(min(passing)) if passing else None
+
+
+@pytest.mark.parametrize("mql_lift, why", [(4.0, "100 % or more"), (3.0, "above the best close rate")])
+def test_an_unreachable_mql_lift_is_capped_halfway_to_the_best_close_rate(mql_lift: float, why: str) -> None:
+    scores = np.array([50, 40, 40, 30, 30, 20, 20, 10, 10, 10])
+    closed = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+    average = closed.mean()
+    min_leads = 2
+    # the best close rate of a group of at least 2 leads at or above a score
+    best = max(closed[scores >= s].mean() for s in np.unique(scores) if (scores >= s).sum() >= min_leads)
+    assert mql_lift * average > best  # the setting asks for more than any threshold gives
+    expected_lift = (1 + best / average) / 2
+    expected_rate = (average + best) / 2  # halfway between the average and the best
+    assert expected_lift * average == pytest.approx(expected_rate)
+    settings = Thresholds(mql_lift=mql_lift, min_mql_leads=min_leads, bootstrap_samples=0)
+    entry = policy_results(scores, closed, 2.0, settings, 100.0, seed=1)["close_rate_multiple"]
+    assert entry["mql_lift_setting"] == mql_lift
+    assert entry["mql_lift_used"] == pytest.approx(expected_lift)
+    assert why in entry["capped_because"] and "capped at" in entry["capped_because"]
+    assert entry["threshold"] == _lowest_reaching(scores, closed, expected_rate, min_leads) is not None
+    assert entry["mql_close_rate"] >= expected_rate
+
+
+def test_a_reachable_mql_lift_is_used_as_set() -> None:
+    scores = np.array([50, 40, 40, 30, 30, 20, 20, 10, 10, 10])
+    closed = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+    entry = policy_results(scores, closed, 2.0, Thresholds(mql_lift=2.0, min_mql_leads=1, bootstrap_samples=0),
+                           100.0, seed=1)["close_rate_multiple"]
+    assert entry["mql_lift_used"] == 2.0 and entry["capped_because"] is None
+    assert entry["threshold"] == _lowest_reaching(scores, closed, 2.0 * closed.mean(), 1)
+
+
+def test_scores_that_separate_nothing_have_no_multiple_to_cap_to() -> None:
+    scores = np.array([10, 10, 20, 20])
+    closed = np.array([1, 0, 1, 0])  # every threshold closes at the average
+    entry = policy_results(scores, closed, 1.0, Thresholds(min_mql_leads=1, bootstrap_samples=0), 100.0, seed=1)
+    crm = entry["close_rate_multiple"]
+    assert crm["threshold"] is None and crm["mql_lift_used"] is None and crm["capped_because"] is None
+    assert "do not separate customers" in crm["note"]
+
+
+def test_cost_benefit_without_a_deal_value_says_what_it_needs() -> None:
+    scores = np.array([50, 40, 40, 30, 30, 20, 20, 10, 10, 10])
+    closed = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+    entry = policy_results(scores, closed, 2.0, Thresholds(min_mql_leads=1, bootstrap_samples=0), None, seed=1)
+    assert entry["cost_benefit"]["threshold"] is None
+    assert "thresholds.deal_value" in entry["cost_benefit"]["note"] and "customer stages" in entry["cost_benefit"]["note"]
+
+
+def test_the_fallback_is_the_first_policy_of_the_fixed_order_that_finds_a_threshold() -> None:
+    from pipeline.thresholds import FALLBACK_ORDER, published_policy
+
+    found = {name: {"threshold": 10 + i, "note": None} for i, name in enumerate(FALLBACK_ORDER)}
+    assert published_policy("cost_benefit", found) == ("cost_benefit", None)
+    missing = {**found, "cost_benefit": {"threshold": None, "note": "needs a deal value"},
+               FALLBACK_ORDER[0]: {"threshold": None, "note": "scores separate nothing"}}
+    used, fallback = published_policy("cost_benefit", missing)
+    assert used == FALLBACK_ORDER[1] and fallback["from"] == "cost_benefit" and fallback["to"] == used
+    assert "needs a deal value" in fallback["reason"] and f"({missing[used]['threshold']} points)" in fallback["reason"]
+    nothing = {name: {"threshold": None, "note": "no"} for name in FALLBACK_ORDER}
+    assert published_policy("sales_capacity", nothing) == ("sales_capacity", None)
+
+
+def test_a_policy_that_finds_nothing_falls_back_with_the_reason_in_the_file_and_the_log(
+        default_run: Params, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """The policy set is cost_benefit on an export without deal amounts, and mql_lift asks for a close
+    rate of 150 % (as 3 x a 38.5 % average asks for 115 %). Published: close_rate_multiple, capped, named."""
+    import logging
+    import shutil
+
+    from pipeline import thresholds
+
+    models, extracted = tmp_path / "models", tmp_path / "extracted"
+    shutil.copytree(default_run.paths.models, models, ignore=shutil.ignore_patterns("published", "report", "charts"))
+    extracted.mkdir()
+    stages = io.read_parquet(default_run.paths.extracted / "stages.parquet")
+    io.write_parquet(extracted / "stages.parquet", stages.assign(amount=np.nan))  # no deal amounts
+    average = io.read_json(default_run.paths.models / "thresholds.json")["training"]["average_close_rate"]
+    lift = float(np.ceil(1.5 / average))  # asks for a 150 % close rate
+    params = default_run.model_copy(update={
+        "paths": default_run.paths.model_copy(update={"models": models, "extracted": extracted}),
+        "thresholds": Thresholds(policy="cost_benefit", deal_value=None, mql_lift=lift, bootstrap_samples=10)})
+    with caplog.at_level(logging.INFO, logger="pipeline.thresholds"):
+        result = thresholds.run(params)
+    written = io.read_json(models / "thresholds.json")
+    assert written["requested_policy"] == "cost_benefit" and written["policy"] == "close_rate_multiple"
+    assert written["policies"]["cost_benefit"]["threshold"] is None
+    assert "thresholds.deal_value" in written["policies"]["cost_benefit"]["note"]
+    assert written["fallback"]["from"] == "cost_benefit" and "thresholds.deal_value" in written["fallback"]["reason"]
+    assert written["threshold"] is not None and written["threshold"] == written["policies"]["close_rate_multiple"]["threshold"]
+    assert written["warning"] == written["fallback"]["reason"] and "Fallback" in written["how"]
+    # the cap, by hand from the lead and customer counts of the training curve the stage wrote:
+    # MQLs must close halfway between the average and the best group of min_mql_leads leads or more
+    curve = pd.read_csv(models / "plots" / "threshold_curve.csv").sort_values("score")
+    rate = curve["customers_at_or_above"] / curve["leads_at_or_above"]
+    mean = rate.iloc[0]  # the lowest score holds every training lead
+    assert lift * mean >= 1
+    eligible = curve["leads_at_or_above"] >= params.thresholds.min_mql_leads
+    target = (mean + rate[eligible].max()) / 2
+    assert written["mql_lift_setting"] == lift and written["mql_lift_used"] == pytest.approx(target / mean)
+    assert "100 % or more" in written["capped_because"]
+    assert written["threshold"] == int(curve.loc[eligible & (rate >= target - 1e-12), "score"].min())
+    assert result["training"]["mql_close_rate"] >= target - 1e-12
+    logged = caplog.text
+    assert "capped at" in logged and written["fallback"]["reason"] in logged
+    assert "cost_benefit finds no threshold: needs a deal value" in logged
