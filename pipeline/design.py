@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import io
 from pipeline.params import Params
 
 DATED = "dated"
@@ -47,11 +48,7 @@ SNAPSHOT_NOTE = "validated on random folds of leads, not on the future: the expo
 def read_mode(extracted: Path) -> str:
     """The mode extract recorded ('dated' when there is no report yet: the contract's default)."""
     report = extracted / "extract_report.json"
-    if not report.exists():
-        return DATED
-    import json
-
-    return json.loads(report.read_text(encoding="utf-8")).get("mode", DATED)
+    return io.read_json(report).get("mode", DATED) if report.exists() else DATED
 
 
 def snapshot_params(params: Params) -> Params:

@@ -27,14 +27,16 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import LeadcalError
-from pipeline.params import snake_name
+from pipeline.leakage import MAX_CLOSE_RATE
+from pipeline.params import Signals, snake_name
 from pipeline.sources import FALSE_WORDS, TRUE_WORDS, existing_table, read_path
+from pipeline.stats import stratified_auc
 
-MIN_SUPPORT = 30  # the default signals.min_support: fewer leads than this give no points
+MIN_SUPPORT = Signals().min_support  # the default signals.min_support: fewer leads than this give no points
 MAX_CATEGORIES = 50  # more distinct values than this: an id, free text, an e-mail or a name, not a category
 MAX_COUNT = 1000  # a whole number above this is a measure (seconds, euros), not how many times something happened
 NUMBER_BANDS = 5  # quantile bands proposed for a number column
-LEAK_CLOSE_RATE = 0.99  # a value holding MIN_SUPPORT decided leads that closes this often is the outcome in disguise
+LEAK_CLOSE_RATE = MAX_CLOSE_RATE  # the leakage screen's rule: a value holding MIN_SUPPORT decided leads that closes this often is the outcome in disguise
 LEAK_AUC = 0.90  # out-of-fold AUC of a column used alone (per-value close rates as the score)
 LEAK_RANK_AUC = 0.95  # in-sample AUC of a number's own ranking (monotone, so little overfitting)
 LEAK_FILL_HIGH, LEAK_FILL_LOW = 0.70, 0.30  # filled for >= 70 % of one outcome and <= 30 % of the other
@@ -194,16 +196,6 @@ def _tokens(name: str) -> set[str]:
     return set(snake_name(name).split("_"))
 
 
-def auc(score: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); nan without both outcomes."""
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
 def out_of_fold_auc(groups: np.ndarray, y: np.ndarray, folds: int = FOLDS, prior_weight: float = 10.0) -> float:
     """AUC of a column used alone: each lead scored by its value's close rate on the other folds.
 
@@ -220,7 +212,7 @@ def out_of_fold_auc(groups: np.ndarray, y: np.ndarray, folds: int = FOLDS, prior
         stats = pd.DataFrame({"g": groups[train], "y": y[train]}).groupby("g")["y"].agg(["sum", "count"])
         rate = (stats["sum"] + prior * prior_weight) / (stats["count"] + prior_weight)
         score[test] = pd.Series(groups[test]).map(rate).fillna(prior).to_numpy(dtype=float)
-    return auc(score, y)
+    return stratified_auc(y, score)
 
 
 def nice(value: float, down: bool = False) -> float:
@@ -486,7 +478,7 @@ def leakage(column: Column, values: pd.Series, y: pd.Series, min_support: int = 
     score = out_of_fold_auc(groups, target)
     if column.kind in ("count", "number"):
         filled = ~np.isnan(numbers)
-        ranked = auc(numbers[filled], target[filled]) if filled.sum() else float("nan")
+        ranked = stratified_auc(target[filled], numbers[filled]) if filled.sum() else float("nan")
         ranked = max(ranked, 1 - ranked)
         enough = target[filled].sum() >= min_support and (1 - target[filled]).sum() >= min_support
         if ranked >= LEAK_RANK_AUC and enough:

@@ -71,7 +71,7 @@ def table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int = 2, d
     DataFrame.to_html rather than pandas' Styler, which adds random element ids and would
     make every rendering differ.
     """
-    from IPython.display import HTML, Markdown
+    from IPython.display import HTML
 
     percent = set(percent)
 
@@ -117,7 +117,7 @@ def show(fig: Figure) -> HTML:
     The PNG has no timestamp (pipeline.report.figure_bytes), so pages stay identical. An <img>
     tag rather than IPython's Image, whose alt text nbconvert's HTML template drops.
     """
-    from IPython.display import HTML, Markdown
+    from IPython.display import HTML
 
     from pipeline.report import figure_bytes
 

@@ -294,6 +294,20 @@ def numbers(values: pd.Series, origin: str, column: str) -> pd.Series:
     return parsed.astype("float64")
 
 
+def _wide_column(leads: pd.DataFrame, column: str, origin: str) -> str:
+    """A source.wide.activities column as the table names it (lower case, trimmed); missing: one line."""
+    column = column.strip().lower()
+    if column not in leads.columns:
+        raise LeadcalError(f"{origin}: column '{column}' named in params source.wide.activities is not in "
+                           f"the data; found {list(leads.columns)}")
+    return column
+
+
+def _append(tables: dict[str, pd.DataFrame], name: str, rows: pd.DataFrame) -> None:
+    """Rows made from the leads sheet (events, stages) added to the table `name` read from its own file, if any."""
+    tables[name] = pd.concat([tables[name], rows], ignore_index=True) if name in tables else rows
+
+
 def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str, dated: bool = True) -> pd.DataFrame:
     """Activity columns of a wide export -> an event log (lead_id, activity, occurred_at).
 
@@ -308,10 +322,7 @@ def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str, da
     for spec in wide.activities:
         if spec.kind == "number":
             continue
-        column = spec.column.strip().lower()
-        if column not in leads.columns:
-            raise LeadcalError(f"{origin}: column '{column}' named in params source.wide.activities is not in "
-                               f"the data; found {list(leads.columns)}")
+        column = _wide_column(leads, spec.column, origin)
         when = leads["created_at"]
         if spec.date_column and dated:
             when_column = spec.date_column.strip().lower()
@@ -325,9 +336,10 @@ def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str, da
             dates = parse_dates(leads[column], source.date_format, source.day_first, source.timezone, origin, column)
             times = pd.Series(1, index=leads.index).where(dates.notna(), 0)
             when = dates
-        elif spec.kind in ("flag", "date"):
-            times = _truthy(leads[column], origin, column).astype(int) if spec.kind == "flag" \
-                else leads[column].astype("string").str.strip().fillna("").ne("").astype(int)
+        elif spec.kind == "flag":
+            times = _truthy(leads[column], origin, column).astype(int)
+        elif spec.kind == "date":  # a snapshot: the date means nothing, having one means once
+            times = leads[column].astype("string").str.strip().fillna("").ne("").astype(int)
         elif spec.kind == "category":
             value = snake_case(leads[column]).fillna("")
             name = value if spec.activity is None else (name + "_" + value).where(value != "", "")
@@ -357,10 +369,7 @@ def wide_numbers(leads: pd.DataFrame, wide: Wide, origin: str) -> dict[str, pd.S
     for spec in wide.activities:
         if spec.kind != "number":
             continue
-        column = spec.column.strip().lower()
-        if column not in leads.columns:
-            raise LeadcalError(f"{origin}: column '{column}' named in params source.wide.activities is not in "
-                               f"the data; found {list(leads.columns)}")
+        column = _wide_column(leads, spec.column, origin)
         attributes[snake_name(spec.activity or "")] = numbers(leads[column], origin, column)
     return attributes
 
@@ -489,7 +498,7 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
             keep = ~still_open.to_numpy()
             leads, wide_leads = leads[keep], wide_leads[keep]
             report["outcome"]["open_leads_left_out"] = int((~keep).sum())
-        tables["stages"] = pd.concat([tables["stages"], stages], ignore_index=True) if "stages" in tables else stages
+        _append(tables, "stages", stages)
         origins.setdefault("stages", f"{origin} (outcome column '{source.outcome.column}', source.outcome)")
     for attribute, values in wide_numbers(wide_leads, source.wide, origin).items():
         if attribute in leads.columns and attribute not in {s.column.strip().lower() for s in source.wide.activities}:
@@ -499,14 +508,12 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
     tables["leads"] = leads
     if source.wide.activities:
         events = wide_events(wide_leads, source.wide, source, origin, dated)
-        tables["activities"] = pd.concat([tables.get("activities"), events], ignore_index=True) \
-            if "activities" in tables else events
+        _append(tables, "activities", events)
         origins.setdefault("activities", f"{origin} (activity columns, source.wide.activities)")
         report["wide_activities"] = {str(k): int(v) for k, v in events["activity"].value_counts().sort_index().items()}
     if source.wide.stages:
         stages = wide_stages(wide_leads, source.wide, source, origin)
-        tables["stages"] = pd.concat([tables.get("stages"), stages], ignore_index=True) \
-            if "stages" in tables else stages
+        _append(tables, "stages", stages)
         origins.setdefault("stages", f"{origin} (date columns, source.wide.stages)")
         report["wide_stages"] = stages["stage"].value_counts().sort_index().to_dict()
     return tables, origins, report
