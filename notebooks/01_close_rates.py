@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from pipeline import charts, io
+from pipeline import charts, io, spreadsheet
 from pipeline.notebooks import design_note, interval, pct, show, table
 
-rates = io.read_csv(MODELS / "close_rates.csv")
+rates = spreadsheet.read_csv(MODELS / "close_rates.csv")
 summary = io.read_json(MODELS / "metrics" / "close_rates.json")
-weights = io.read_csv(MODELS / "weights.csv").set_index("signal")
+weights = spreadsheet.read_csv(MODELS / "weights.csv").set_index("signal")
 points = weights["points"]
 population = io.read_json(MODELS / "funnel.json")["population"]
 average = summary["average_close_rate"]

@@ -8,6 +8,13 @@ never as a traceback.
 `--keep-going` it runs every stage that does not need the failed one (UPSTREAM, checked
 against dvc.yaml), prints each failure as one line, then what failed and what was skipped
 because of it, and exits 2.
+
+Exit codes (pipeline.staging): 0 done; 2 a problem the user can fix (LeadcalError: bad input or
+params, too little data, a full disk, a read-only or forbidden folder); 3 anything else, a bug:
+one line on stderr naming a log file with the full traceback; 75 another leadcal run is writing
+(or reading) the same output folder, try again when it ends; 130 interrupted (Ctrl-C).
+A stage's outputs change together or not at all, and each output folder has one writer at a
+time (pipeline.staging).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from pipeline import staging
 from pipeline.errors import LeadcalError
 from pipeline.params import Params, load_params
 
@@ -179,7 +187,8 @@ def run_keep_going(names: list[str], params: Params, command: str = "run") -> in
             continue
         started = time.perf_counter()
         try:
-            STAGES[name][0](for_stage(name, params))
+            with staging.stage_outputs(name, params.paths, UPSTREAM[name]):
+                STAGES[name][0](for_stage(name, params))
         except LeadcalError as exc:
             failed[name] = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line each
             print(f"leadcal {command}: error: {name}: {failed[name]}", file=sys.stderr)
@@ -196,13 +205,21 @@ def run_keep_going(names: list[str], params: Params, command: str = "run") -> in
     return 2
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors as one line, like every other leadcal error (argparse prints the
+    whole usage first), pointing to --help; exit 2 as argparse's."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leadcal", description="Lead-scoring calibration pipeline.")
+    parser = _OneLineParser(prog="leadcal", description="Lead-scoring calibration pipeline.")
     parser.add_argument("--params", "--config", dest="params", default="params.yaml",
                         help="params file (default: params.yaml)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     # the same option after the sub-command too: `leadcal run --config examples/olist/params.yaml`
-    common = argparse.ArgumentParser(add_help=False)
+    common = _OneLineParser(add_help=False)
     common.add_argument("--params", "--config", dest="params", default=argparse.SUPPRESS,
                         help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
@@ -247,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`leadcal ...`; no traceback ever reaches the user: an unexpected error is one line naming a
+    log file with the traceback (exit 3), Ctrl-C one line (exit 130)."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if a in STAGES or a in ("run", "score", "plan", "init")), "")
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"leadcal {command}: interrupted; run it again (paths.extracted and paths.features keep their "
+              "previous outputs; in models/ the stage stays marked unfinished until it is run again)", file=sys.stderr)
+        return staging.EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line and a log file, not a traceback
+        return staging.report_crash(exc, command, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -280,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "score":
             from pipeline.score import score
 
-            score(args.input, args.out, params, args.as_of, args.batch_size, args.models)
+            models = Path(args.models or params.paths.models)
+            with staging.reading(models):  # no stage may rewrite the model while it scores
+                staging.refuse_interrupted(("weights", "train", "thresholds"), models, "leadcal score")
+                score(args.input, args.out, params, args.as_of, args.batch_size, models)
             return 0
         if args.stage == "plan":
             from pipeline.planner import format_plan, plan
@@ -292,15 +327,17 @@ def main(argv: list[str] | None = None) -> int:
 
                 io.write_json(args.out, result)
             return 0
-        if args.stage == "run" and args.keep_going:
-            return run_keep_going(names, params)
-        for name in names:
-            started = time.perf_counter()
-            STAGES[name][0](for_stage(name, params))
-            log.info("%s done in %.1f s", name, time.perf_counter() - started)
+        with staging.locked_outputs(names, params.paths):  # one leadcal run per output folder
+            if args.stage == "run" and args.keep_going:
+                return run_keep_going(names, params)
+            for name in names:
+                started = time.perf_counter()
+                with staging.stage_outputs(name, params.paths, UPSTREAM[name]):
+                    STAGES[name][0](for_stage(name, params))
+                log.info("%s done in %.1f s", name, time.perf_counter() - started)
     except LeadcalError as exc:
         print(f"leadcal {args.stage}: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", staging.EXIT_USER_ERROR)
     return 0
 
 

@@ -22,7 +22,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline import io
+from pipeline import io, spreadsheet
 from pipeline.errors import LeadcalError
 from pipeline.schema import PEAK_PREFIX
 from pipeline.frequency import FoundThreshold, discover
@@ -152,7 +152,7 @@ def run(params: Params) -> dict[str, object]:
         ],
         "recency_days": params.signals.recency_days,
     })
-    io.write_csv(models / "close_rates.csv", table)
+    spreadsheet.write_csv(models / "close_rates.csv", table)  # for people: formula-like names escaped
     metrics = {
         "average_close_rate": average,
         "matured_leads": int(first.sum()),

@@ -7,6 +7,7 @@ Validation happens here, once, at the boundary: later stages can assume clean ty
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,6 +18,8 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from pipeline.errors import LeadcalError
+
+log = logging.getLogger(__name__)
 
 # pandera loads its PySpark integration (on import, and again at the first validation) whenever
 # PySpark is installed (the spark extra), and PySpark 4.x warns about pandas 3 each time; leadcal
@@ -34,6 +37,29 @@ STAGES_REQUIRED: dict[str, str] = {"lead_id": "id", "stage": "string", "entered_
 STAGES_OPTIONAL: dict[str, str] = {"amount": "number"}
 
 EXAMPLE_ROWS = 3
+EXAMPLE_CHARACTERS = 60  # a value shown in a message is cut here: a 10 MB cell must not become a 10 MB line
+
+# Hostile and broken input (README "Bad input"). Names and category values longer than this are bad
+# rows: no CRM names an activity in 200 characters, and one 10 MB name would become a column name,
+# a signal and a chart label in every later stage.
+MAX_TEXT = 200
+SHORT_ROWS = "leadcal_short_rows"  # DataFrame.attrs key: index labels of CSV rows with fewer fields than the header
+SHORT_ROW = "fewer fields than the header"
+FUTURE = "dated in the future"
+OF_DROPPED_LEAD = "of a lead dropped at extract"
+LONG_NAME = f"activity name longer than {MAX_TEXT} characters"
+UNKNOWN_SHARE_WARNING = 0.5  # more unknown lead ids than this share of a table's rows: a warning
+# A category fit attribute with a value no other lead shares on this share of (at least this many)
+# leads is an id, an e-mail or free text: one signal per lead.
+IDENTIFIER_SHARE, IDENTIFIER_MIN_LEADS = 0.9, 50
+
+
+def too_old(floor: object) -> str:
+    return f"dated before {pd.Timestamp(floor):%Y-%m-%d} (params extract.min_date)"
+
+
+def long_value(column: str) -> str:
+    return f"value of '{column}' longer than {MAX_TEXT} characters"
 
 # The usual B2B activity names (docs/data-contract.md). Any other name is accepted and scored
 # too; extract_report.json lists it under unknown_activities, so a CRM spelling that should
@@ -59,27 +85,45 @@ class TableReport:
     rows_read: int = 0
     rows_written: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # also logged; in the report only when there is one
 
     def drop(self, reason: str, count: int) -> None:
         if count:
             self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
 
-    def remove(self, frame: pd.DataFrame, mask: pd.Series | np.ndarray, reason: str, source: str, policy: str) -> pd.DataFrame:
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning("extract: %s", message)
+
+    def as_dict(self) -> dict[str, object]:
+        """For extract_report.json: rows read, written, dropped per reason, and warnings if any."""
+        values = {"rows_read": self.rows_read, "rows_written": self.rows_written, "dropped": self.dropped}
+        return {**values, "warnings": self.warnings} if self.warnings else values
+
+    def remove(self, frame: pd.DataFrame, mask: pd.Series | np.ndarray, reason: str, source: str, policy: str,
+               column: str = "lead_id") -> pd.DataFrame:
         """Recoverable bad rows: dropped and counted, or, with policy 'fail', a clear error."""
         mask = np.asarray(mask, dtype=bool)
         if mask.any() and policy == "fail":
             rows = pd.Series(mask, index=frame.index)
             raise LeadcalError(
                 f"{source}: {int(mask.sum())} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
-                f"'drop' drops and counts them); {_examples(frame, rows, 'lead_id')}"
+                f"'drop' drops and counts them); {_examples(frame, rows, column)}"
             )
         self.drop(reason, int(mask.sum()))
         return frame[~mask]
 
 
+def shown(value: object) -> str:
+    """A value as a message shows it: its repr, cut after EXAMPLE_CHARACTERS characters."""
+    if isinstance(value, str) and len(value) > EXAMPLE_CHARACTERS:
+        return f"{value[:EXAMPLE_CHARACTERS]!r}... ({len(value):,} characters)"
+    return repr(value)
+
+
 def line_examples(values: pd.Series) -> str:
     """A few offending values, numbered as in the source file (header = line 1)."""
-    return ", ".join(f"line {int(i) + 2}: {v!r}" for i, v in values.head(EXAMPLE_ROWS).items())
+    return ", ".join(f"line {int(i) + 2}: {shown(v)}" for i, v in values.head(EXAMPLE_ROWS).items())
 
 
 def _examples(frame: pd.DataFrame, mask: pd.Series, column: str) -> str:
@@ -222,13 +266,92 @@ def _coerce(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd.Dat
     return out
 
 
+def short_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows a CSV gave fewer fields than its header (pipeline.sources.read_table marks them): pandas
+    fills the missing cells as empty, so a cut-off line would pass as a lead or event with blanks."""
+    labels = frame.attrs.get(SHORT_ROWS)
+    return frame.index.isin(labels) if labels else np.zeros(len(frame), dtype=bool)
+
+
+def refuse_nul(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    """A NUL byte inside a value: a damaged export (or UTF-16 read as UTF-8). Kept, it would make a
+    new activity '\\x00email_open' that no CRM rule can name; refused with the lines."""
+    for column in columns:
+        if column not in frame.columns or not (pd.api.types.is_string_dtype(frame[column].dtype)
+                                               or frame[column].dtype == object):
+            continue
+        hit = text(frame[column]).str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        if hit.any():
+            raise LeadcalError(
+                f"{source}: column '{column}': {int(hit.sum())} value(s) hold a NUL byte (\\x00): the export is "
+                f"damaged or not UTF-8 text; re-export it; {_examples(frame, pd.Series(hit, index=frame.index), column)}")
+
+
+def unmatched_error(source: str, table: str, rows: int, here: str, lead_ids: pd.Series,
+                    leads_source: str | None) -> LeadcalError:
+    """No row of a table matches a lead: a wrong id mapping, named with ids from both sides."""
+    there = ", ".join(shown(v) for v in lead_ids.head(EXAMPLE_ROWS))
+    return LeadcalError(
+        f"{source}: none of the {rows} rows has a lead_id of {leads_source or 'the leads table'} (here e.g. {here}; "
+        f"leads e.g. {there}): is the right column mapped as lead_id (params source.{table}.columns.lead_id), and are "
+        "both exports from the same CRM?")
+
+
+def unmatched_warning(source: str, table: str, rows: int, count: int, leads_source: str | None) -> str:
+    return (f"{source}: {count} of {rows} rows ({100 * count / rows:.0f} %) have a lead_id that is not in "
+            f"{leads_source or 'the leads table'} (dropped as unknown lead_id); check the lead_id mapping (params "
+            f"source.{table}.columns.lead_id) and that both exports cover the same leads")
+
+
+def check_links(ids: pd.Series, unknown: np.ndarray, source: str, table: str, lead_ids: pd.Series,
+                leads_source: str | None, report: TableReport) -> None:
+    """Rows whose lead_id matches no lead: all of them is a wrong mapping (an error naming ids from both
+    sides); more than half, a warning in the log and the report (they are still dropped and counted)."""
+    rows, count = len(ids), int(np.count_nonzero(unknown))
+    if not rows or not count:
+        return
+    if count == rows:
+        here = ", ".join(shown(v) for v in ids.head(EXAMPLE_ROWS))
+        raise unmatched_error(source, table, rows, here, lead_ids, leads_source)
+    if count > UNKNOWN_SHARE_WARNING * rows:
+        report.warn(unmatched_warning(source, table, rows, count, leads_source))
+
+
+def identifier_attributes(leads: pd.DataFrame, attributes: list[str], source: str) -> None:
+    """A category fit attribute whose value no other lead shares on (nearly) every lead (an id, an e-mail,
+    a timestamp, free text) makes one signal per lead: refused, naming it."""
+    for attribute in attributes:
+        values = leads[attribute].dropna()
+        if len(values) < IDENTIFIER_MIN_LEADS:
+            continue
+        counts = values.value_counts()
+        single = values.map(counts).to_numpy() == 1
+        if single.sum() >= IDENTIFIER_SHARE * len(values):
+            examples = ", ".join(shown(v) for v in values[single].head(EXAMPLE_ROWS))
+            raise LeadcalError(
+                f"{source}: fit attribute '{attribute}' (params signals.fit_attributes) has a value no other lead "
+                f"shares on {int(single.sum())} of {len(values)} leads (e.g. {examples}): one signal per lead says "
+                "nothing about the next lead. An id, an e-mail, a date or free text is not a fit attribute: remove "
+                "it from signals.fit_attributes (a number is banded with signals.numeric_bins)")
+
+
+def dropped_lead_ids(frame: pd.DataFrame, leads: pd.DataFrame) -> pd.Series:
+    """Ids of the raw leads table that validation dropped (their events and stages go with them)."""
+    ids = text(frame["lead_id"]).dropna()
+    return ids[~ids.isin(leads["lead_id"]) & (ids != "")].drop_duplicates()
+
+
 def validate_leads(
-    frame: pd.DataFrame, source: str, fit_attributes: list[str], numeric_attributes: list[str]
+    frame: pd.DataFrame, source: str, fit_attributes: list[str], numeric_attributes: list[str],
+    policy: str = "drop", now: pd.Timestamp | None = None, min_date: object | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
     """Leads: unique ids, a creation date, and the configured fit attributes.
 
     Numeric attributes (those binned in params) must parse as numbers; the others are
     categories, normalised to trimmed lower case so 'Software ' and 'software' agree.
+    Recoverable problems follow `policy` (dropped and counted, or an error): a row with fewer
+    fields than the header, a creation after `now` or before `min_date`, a category value
+    longer than MAX_TEXT characters.
     """
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, LEADS_REQUIRED, source)
@@ -244,14 +367,25 @@ def validate_leads(
             f"{source}: column name(s) {reserved} are reserved for what leadcal derives per lead "
             f"({', '.join(RESERVED_COLUMNS)}, and names starting with {', '.join(RESERVED_PREFIXES)}); rename them"
         )
+    frame = report.remove(frame, short_rows(frame), SHORT_ROW, source, policy)
+    categories = [a for a in fit_attributes if a not in numeric_attributes]
+    refuse_nul(frame, ["lead_id", *categories], source)
     leads = _coerce(frame, LEADS_REQUIRED, source)
     _enforce(leads, "leads", source)
+    if now is not None:
+        leads = report.remove(leads, leads["created_at"] > now, FUTURE, source, policy)
+    if min_date is not None:
+        leads = report.remove(leads, leads["created_at"] < pd.Timestamp(min_date), too_old(min_date), source, policy)
     for attribute in fit_attributes:
         column = leads[attribute]
         if attribute in numeric_attributes:
             leads[attribute] = _to_number(leads, attribute, source)
         else:
             leads[attribute] = text(column, lower=True).replace("", np.nan)
+            too_long = leads[attribute].str.len().fillna(0).to_numpy() > MAX_TEXT
+            leads = report.remove(leads, too_long, long_value(attribute), source, policy, column=attribute)
+    if leads.empty:
+        raise LeadcalError(f"{source}: no lead left after dropping {report.dropped} (params extract.on_bad_rows)")
     leads = leads.sort_values("lead_id", kind="stable").reset_index(drop=True)
     report.rows_written = len(leads)
     return leads, report
@@ -278,20 +412,29 @@ def id_ranks(lead_ids: pd.Series) -> np.ndarray:
 
 def validate_activities(
     frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series,
-    policy: str = "drop", now: pd.Timestamp | None = None,
+    policy: str = "drop", now: pd.Timestamp | None = None, dropped_ids: pd.Series | None = None,
+    leads_source: str | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
-    """Events: known lead, known date. Recoverable problems (unknown lead, before the lead was
-    created, after `now`, duplicates) follow `policy`: dropped and counted, or an error."""
+    """Events: known lead, known date. Recoverable problems (fewer fields than the header, a name
+    longer than MAX_TEXT, a lead dropped at extract, unknown lead, before the lead was created,
+    after `now`, duplicates) follow `policy`: dropped and counted, or an error. No row matching
+    any lead is an error (a wrong id mapping), most rows not matching a warning."""
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, ACTIVITIES_REQUIRED, source)
+    frame = report.remove(frame, short_rows(frame), SHORT_ROW, source, policy)
+    refuse_nul(frame, ["lead_id", "activity"], source)
     events = _coerce(frame, ACTIVITIES_REQUIRED, source)
     _enforce(events, "activities", source)
+    events = report.remove(events, events["activity"].str.len().to_numpy() > MAX_TEXT, LONG_NAME, source, policy)
+    if dropped_ids is not None and len(dropped_ids):
+        events = report.remove(events, events["lead_id"].isin(dropped_ids).to_numpy(), OF_DROPPED_LEAD, source, policy)
     position = lead_positions(events["lead_id"], lead_ids)
+    check_links(events["lead_id"], position < 0, source, "activities", lead_ids, leads_source, report)
     events = report.remove(events, position < 0, "unknown lead_id", source, policy)
     before = events["occurred_at"].to_numpy() < created_at.to_numpy(dtype="datetime64[us]")[position[position >= 0]]
     events = report.remove(events, before, "occurred before the lead was created", source, policy)
     if now is not None:
-        events = report.remove(events, events["occurred_at"] > now, "dated in the future", source, policy)
+        events = report.remove(events, events["occurred_at"] > now, FUTURE, source, policy)
     duplicate = events.duplicated(["lead_id", "activity", "occurred_at"])
     events = report.remove(events, duplicate, "duplicate event", source, policy)
     events = events.sort_values(["lead_id", "occurred_at", "activity"], kind="stable").reset_index(drop=True)
@@ -327,27 +470,35 @@ def out_of_order(stages: pd.DataFrame, lead_key: np.ndarray) -> np.ndarray:
 
 def validate_stages(
     frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series | None = None,
-    policy: str = "drop", now: pd.Timestamp | None = None,
+    policy: str = "drop", now: pd.Timestamp | None = None, dropped_ids: pd.Series | None = None,
+    leads_source: str | None = None,
 ) -> tuple[pd.DataFrame, TableReport]:
     """Funnel history: stages from the fixed vocabulary, non-negative amounts.
 
     With `created_at` (aligned with `lead_ids`), stages dated before their lead was created
     are dropped and counted: a 'customer' before the lead existed cannot be its outcome.
+    Rows with fewer fields than the header and rows of leads dropped at extract are dropped
+    and counted too; no row matching any lead is an error (as for activities).
     """
     report = TableReport(rows_read=len(frame))
     _require_columns(frame, STAGES_REQUIRED, source)
+    frame = report.remove(frame, short_rows(frame), SHORT_ROW, source, policy)
+    refuse_nul(frame, ["lead_id", "stage"], source)
     stages = _coerce(frame, {**STAGES_REQUIRED, **STAGES_OPTIONAL}, source)
     _enforce(stages, "stages", source)
     if "amount" not in stages.columns:
         stages["amount"] = float("nan")
+    if dropped_ids is not None and len(dropped_ids):
+        stages = report.remove(stages, stages["lead_id"].isin(dropped_ids).to_numpy(), OF_DROPPED_LEAD, source, policy)
     position = pd.Series(lead_positions(stages["lead_id"], lead_ids), index=stages.index)
+    check_links(stages["lead_id"], position.to_numpy() < 0, source, "stages", lead_ids, leads_source, report)
     stages = report.remove(stages, position < 0, "unknown lead_id", source, policy)
     if created_at is not None:
         created = created_at.to_numpy(dtype="datetime64[us]")[position[position >= 0].to_numpy()]
         before = stages["entered_at"].to_numpy() < created
         stages = report.remove(stages, before, "entered before the lead was created", source, policy)
     if now is not None:
-        stages = report.remove(stages, stages["entered_at"] > now, "dated in the future", source, policy)
+        stages = report.remove(stages, stages["entered_at"] > now, FUTURE, source, policy)
     # leads' ranks in id order stand in for the ids: sorting and grouping integers is ten times faster
     lead_key = id_ranks(lead_ids)[position.loc[stages.index].to_numpy()]
     wrong = out_of_order(stages, lead_key)

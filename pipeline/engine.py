@@ -97,7 +97,7 @@ class DuckDBEngine:
         return sql_literal(text)
 
     def view_parquet(self, name: str, path: Path) -> None:
-        self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path.as_posix()}')")
+        self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(path.as_posix())})")
 
     def create(self, name: str, sql: str) -> None:
         self._run(lambda: self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}"))

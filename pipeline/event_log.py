@@ -3,9 +3,11 @@
 A web-tracking log has hundreds of millions of rows; pandas would need tens of GiB to
 hold it. When the activities arrive as Parquet (a file or a folder of files), `extract`
 hands them to this module: DuckDB reads them in row groups, applies the contract's
-rules (pipeline.contract: a lead id, an activity name and a date on every row; unknown
-leads, events before the lead was created or in the future, and duplicates dropped and
-counted, or an error under `extract.on_bad_rows: fail`) and writes the canonical,
+rules (pipeline.contract: a lead id, an activity name and a date on every row, no NUL byte
+in a name; names over 200 characters, events of leads dropped at extract, unknown leads,
+events before the lead was created or in the future, and duplicates dropped and counted, or
+an error under `extract.on_bad_rows: fail`; no event matching any lead is an error, most
+of them not matching a warning) and writes the canonical,
 sorted activities.parquet, spilling to disk when memory runs short.
 
 The log is read once. Each row is judged on the way (its verdict: kept, or the first rule
@@ -41,23 +43,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.contract import ACTIVITIES_REQUIRED, EXAMPLE_ROWS, TableReport
+from pipeline.contract import (
+    ACTIVITIES_REQUIRED, EXAMPLE_ROWS, FUTURE, LONG_NAME, MAX_TEXT, OF_DROPPED_LEAD, UNKNOWN_SHARE_WARNING, TableReport,
+    unmatched_error, unmatched_warning,
+)
+from pipeline.contract import shown as shown_value  # a value cut for messages (`shown` below names the file)
 from pipeline.engine import duckdb_connection, sql_literal
 from pipeline.errors import LeadcalError
+from pipeline.staging import os_error
 
 log = logging.getLogger(__name__)
 
 
 # The recoverable rules, in the order the pandas path applies them: (reason, SQL condition).
+# Long names get a negative rank in name_table (each spelling is judged once, in Python). The
+# events of leads dropped at extract are first counted as unknown, then moved to their own
+# reason by a second count that runs only when leads were dropped.
 RULES: tuple[tuple[str, str | None], ...] = (
+    (LONG_NAME, "raw_activity IN (SELECT raw FROM name_table WHERE name_rank < 0)"),
     ("unknown lead_id", "created_at IS NULL"),
     ("occurred before the lead was created", "occurred_at < created_at"),
-    ("dated in the future", "occurred_at > now"),
+    (FUTURE, "occurred_at > now"),
     ("duplicate event", None),  # counted from what is written: rows kept - distinct rows
 )
+LONG, UNKNOWN = 1, 2  # verdicts: RULES[verdict - 1]
 WHITESPACE = " \t\n\r\x0b\x0c"  # what Python's str.strip() (the pandas path) trims, in ASCII
 BATCH_ROWS = 1_000_000  # sorted rows asked for at a time (DuckDB hands back up to 122,880); a row group each
-PROBLEM = len(RULES)  # verdict of a row no policy may drop (no id, no date, no name); 1..3: RULES[verdict - 1]
+PROBLEM = len(RULES)  # verdict of a row no policy may drop (no id, no date, no name); 1..4: RULES[verdict - 1]
 # written from dictionary arrays, stored as plain strings (store_schema=False): readers see text
 CODED = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema([pa.field("lead_id", CODED, nullable=False), pa.field("activity", CODED, nullable=False),
@@ -88,7 +100,7 @@ def _examples(con: duckdb.DuckDBPyConnection, condition: str, column: str, files
     """A few offending rows: 'row N' counts data rows from 1 (per file, named when there are several)."""
     rows = con.execute(f"SELECT filename, row_number, {column} FROM {table} WHERE {condition} "
                        f"ORDER BY filename, row_number LIMIT {EXAMPLE_ROWS}").fetchall()
-    return ", ".join(f"{Path(name).name + ' ' if files > 1 else ''}row {int(number)}: {value!r}"
+    return ", ".join(f"{Path(name).name + ' ' if files > 1 else ''}row {int(number)}: {shown_value(value)}"
                      for name, number, value in rows)
 
 
@@ -98,18 +110,21 @@ def _refusal(con: duckdb.DuckDBPyConnection, shown: str, reason: str, count: int
                         f"'drop' drops and counts them); {_examples(con, condition, 'lead_id', files, table)}")
 
 
-def _refusal_of_log(con: duckdb.DuckDBPyConnection, shown: str, files: int, no_name: str) -> LeadcalError:
+def _refusal_of_log(con: duckdb.DuckDBPyConnection, shown: str, files: int, no_name: str, lead_ids: pd.Series,
+                    leads_source: str | None) -> LeadcalError:
     """The error for a log the stream found a stopping row in: every check and rule counted over
     the whole log (a second pass, on this path only), the first that fails named as the pandas
-    path orders them (empty ids, dates, names, then the rules under on_bad_rows: fail)."""
+    path orders them (empty ids, dates, names, then the rules under on_bad_rows: fail; no row
+    matching any lead is a mapping error before the unknown-lead rule)."""
     bad_date = "occurred_at IS NULL AND trim(occurred_text) <> ''"
     no_date = "occurred_text IS NULL OR trim(occurred_text) = ''"
     no_id = "lead_id IS NULL OR lead_id = ''"
     rule_counts = ", ".join(f"count(*) FILTER (WHERE {_kept_before(i)} AND ({condition}))"
                             for i, (_, condition) in enumerate(RULES[:-1]))
-    empty_ids, bad_dates, empty_dates, empty_names, *dropped = con.execute(f"""
+    empty_ids, bad_dates, empty_dates, empty_names, reaching, *dropped = con.execute(f"""
         SELECT count(*) FILTER (WHERE {no_id}), count(*) FILTER (WHERE {bad_date}),
-               count(*) FILTER (WHERE {no_date}), count(*) FILTER (WHERE {no_name}), {rule_counts}
+               count(*) FILTER (WHERE {no_date}), count(*) FILTER (WHERE {no_name}),
+               count(*) FILTER (WHERE {_kept_before(UNKNOWN - 1)}), {rule_counts}
         FROM judged
     """).fetchall()[0]
     if empty_ids:
@@ -126,6 +141,10 @@ def _refusal_of_log(con: duckdb.DuckDBPyConnection, shown: str, files: int, no_n
         return LeadcalError(f"{shown}: column 'activity': {empty_names} empty activity name(s); "
                             f"{_examples(con, no_name, 'lead_id', files)}")
     index, (reason, condition), hit = next((i, rule, hit) for i, (rule, hit) in enumerate(zip(RULES, dropped)) if hit)
+    if index == UNKNOWN - 1 and hit == reaching:
+        unknown = f"{_kept_before(index)} AND ({condition})"
+        return unmatched_error(shown, "activities", hit, _examples(con, unknown, "lead_id", files), lead_ids,
+                               leads_source)
     return _refusal(con, shown, reason, hit, f"{_kept_before(index)} AND ({condition})", files)
 
 
@@ -204,9 +223,12 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
 
 def write_event_log(
     source: Path, leads: pd.DataFrame, out: Path, policy: str, now: pd.Timestamp | None,
-    memory_limit_gb: float = 3.0,
+    memory_limit_gb: float = 3.0, dropped_ids: pd.Series | None = None, leads_source: str | None = None,
 ) -> TableReport:
-    """Validate the Parquet event log at `source` against `leads` and write `out` (sorted, atomic)."""
+    """Validate the Parquet event log at `source` against `leads` and write `out` (sorted, atomic).
+
+    `dropped_ids`: leads dropped at extract, whose events are dropped under their own reason;
+    `leads_source`: the leads' file, named when no event matches a lead."""
     files = parquet_files(source)
     shown = str(source)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +238,7 @@ def write_event_log(
     con = duckdb_connection(memory_limit_gb, min(2, os.cpu_count() or 1), temp_directory=str(spill),
                             preserve_insertion_order=False)
     try:
-        file_list = "[" + ", ".join(f"'{f.as_posix()}'" for f in files) + "]"
+        file_list = "[" + ", ".join(sql_literal(f.as_posix()) for f in files) + "]"  # a path may hold a quote
         try:
             schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_list}, union_by_name=true)").fetchall()
         except duckdb.Error as exc:
@@ -248,11 +270,18 @@ def write_event_log(
         # activity names: each spelling in the file (few) is normalised once, not each of 100M rows
         spellings = [(raw, raw.strip().lower()) for raw, in  # as the pandas path normalises them
                      con.execute("SELECT DISTINCT raw_activity FROM parsed WHERE raw_activity IS NOT NULL").fetchall()]
-        names = sorted({name for _, name in spellings} - {""})
+        if any("\x00" in raw for raw, _ in spellings):  # refused, as the pandas path refuses it
+            nul = "strpos(raw_activity, chr(0)) > 0"
+            count = con.execute(f"SELECT count(*) FROM parsed WHERE {nul}").fetchone()[0]
+            raise LeadcalError(f"{shown}: column 'activity': {count} value(s) hold a NUL byte (\\x00): the export is "
+                               f"damaged or not UTF-8 text; re-export it; "
+                               f"{_examples(con, nul, 'raw_activity', len(files), table='parsed')}")
+        # a name longer than MAX_TEXT is a bad row (rank -1: dropped, never a column)
+        names = sorted({name for _, name in spellings if len(name) <= MAX_TEXT} - {""})
         rank = {name: position for position, name in enumerate(names)}
         con.register("name_table", pa.table({
             "raw": pa.array([raw for raw, name in spellings if name], type=pa.string()),
-            "name_rank": pa.array([rank[name] for _, name in spellings if name], type=pa.int32())}))
+            "name_rank": pa.array([rank.get(name, -1) for _, name in spellings if name], type=pa.int32())}))
         blank = [raw for raw, name in spellings if not name]
         no_name = "raw_activity IS NULL" + (f" OR raw_activity IN ({', '.join(map(sql_literal, blank))})" if blank else "")
         con.execute(f"""
@@ -264,7 +293,11 @@ def write_event_log(
             -- ids are matched as written; only one that matches no lead is trimmed (trimming 100M costs seconds)
             LEFT JOIN lead_table t ON CASE WHEN l.lead_id IS NULL THEN {_trimmed('p.raw_lead_id')} END = t.lead_id
         """)
-        rules = " ".join(f"WHEN {condition} THEN {i + 1}" for i, (_, condition) in enumerate(RULES[:-1]))
+        rules = " ".join(f"WHEN {condition} THEN {verdict}"
+                         for verdict, (_, condition) in enumerate(RULES[:-1], start=1) if verdict > UNKNOWN)
+        # the long-name rule is only written into the query when a name is too long (a test per row costs 15 %)
+        long_names = any(len(name) > MAX_TEXT for _, name in spellings)
+        long_rule = f"WHEN n.name_rank < 0 THEN {LONG}" if long_names else ""
         stops = np.zeros(PROBLEM + 1, dtype=bool)
         stops[PROBLEM] = True
         stops[1:PROBLEM] = policy == "fail"
@@ -274,7 +307,8 @@ def write_event_log(
                    CAST(CASE WHEN j.occurred_at IS NULL OR n.name_rank IS NULL THEN {PROBLEM}
                              WHEN j.lead_rank IS NULL THEN
                                   CASE WHEN coalesce({_trimmed('j.raw_lead_id')}, '') = ''
-                                       THEN {PROBLEM} ELSE 1 END
+                                       THEN {PROBLEM} {long_rule} ELSE {UNKNOWN} END
+                             {long_rule}
                              {rules} ELSE 0 END AS TINYINT) AS verdict
             FROM judged j LEFT JOIN name_table n ON j.raw_activity = n.raw
             ORDER BY lead_rank, us, name_rank
@@ -283,12 +317,32 @@ def write_event_log(
                                               pa.array(names, pa.string()), partial, stops)
         if verdicts[stops].any():
             partial.unlink()
-            raise _refusal_of_log(con, shown, len(files), no_name)
+            raise _refusal_of_log(con, shown, len(files), no_name, lead_table.column("lead_id").to_pandas(),
+                                  leads_source)
         if not verdicts.sum():
             raise LeadcalError(f"{shown}: the table has a header but no rows")
         report = TableReport(rows_read=int(verdicts.sum()))
+        unknown = f"created_at IS NULL AND NOT ({RULES[LONG - 1][1]})"
+        of_dropped = 0
+        if dropped_ids is not None and len(dropped_ids) and verdicts[UNKNOWN]:  # only when leads were dropped
+            con.register("dropped_table", pa.table({"lead_id": pa.array(dropped_ids, type=pa.string())}))
+            of_dropped = con.execute(f"SELECT count(*) FROM judged WHERE {unknown} AND "
+                                     f"{_trimmed('raw_lead_id')} IN (SELECT lead_id FROM dropped_table)").fetchone()[0]
+            unknown += f" AND {_trimmed('raw_lead_id')} NOT IN (SELECT lead_id FROM dropped_table)"
+        reaching = int(verdicts.sum() - verdicts[LONG]) - of_dropped  # rows the unknown-lead rule sees
+        unmatched = int(verdicts[UNKNOWN]) - of_dropped
+        if reaching and unmatched == reaching:
+            partial.unlink()
+            raise unmatched_error(shown, "activities", reaching, _examples(con, unknown, "lead_id", len(files)),
+                                  lead_table.column("lead_id").to_pandas(), leads_source)
+        if unmatched > UNKNOWN_SHARE_WARNING * reaching:
+            report.warn(unmatched_warning(shown, "activities", reaching, unmatched, leads_source))
+        report.drop(RULES[LONG - 1][0], int(verdicts[LONG]))
+        report.drop(OF_DROPPED_LEAD, of_dropped)
+        report.drop(RULES[UNKNOWN - 1][0], unmatched)
         for verdict, (reason, _) in enumerate(RULES[:-1], start=1):
-            report.drop(reason, int(verdicts[verdict]))
+            if verdict > UNKNOWN:
+                report.drop(reason, int(verdicts[verdict]))
         duplicates = int(verdicts[0]) - written
         if duplicates and policy == "fail":
             partial.unlink()
@@ -313,7 +367,7 @@ def write_event_log(
             from exc
     except OSError as exc:  # the Parquet writer: a full disk, a folder that went away...
         partial.unlink(missing_ok=True)
-        raise LeadcalError(f"{out}: could not write the event log: {exc}") from exc
+        raise os_error(exc, out) or LeadcalError(f"{out}: could not write the event log: {exc}") from exc
     finally:
         con.close()
         for leftover in spill.iterdir():

@@ -20,6 +20,9 @@ into one rule per attribute, "any other value" (`is_none_of` the values listed o
 `apply_export` re-applies the generic export, and nothing else, to leads' signals: the
 round-trip test checks that it gives every lead exactly the points of
 `pipeline.weights.score_features`, so the generic file holds all a CRM needs.
+The CSV sheets are written with `pipeline.spreadsheet.write_csv`: a text cell that a
+spreadsheet would run as a formula (`=1+2`, starting with = + - @ tab or CR) gets a single
+quote in front, and `read_export_rows` takes it off again.
 How to import each file: docs/crm-exports.md.
 """
 
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import io
+from pipeline import io, spreadsheet
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.signals import UNKNOWN, band, band_labels
@@ -336,7 +339,7 @@ def read_export_rows(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.suffix == ".json":
         return list(io.read_json(path)["rows"])
-    frame = io.read_csv(path)
+    frame = spreadsheet.read_csv(path)  # a cell escaped against spreadsheet formulas ('=x) reads back as written (=x)
     return [{k: (None if _missing(v) else v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
 
 
@@ -680,12 +683,12 @@ def write_exports(
 ) -> dict[str, Any]:
     """Every export of one points table into `folder`; returns a summary."""
     rows = generic_rows(table, header, numeric_bins)
-    io.write_csv(folder / "weights.csv", generic_frame(rows))
+    spreadsheet.write_csv(folder / "weights.csv", generic_frame(rows))
     io.write_json(folder / "weights.json", generic_payload(rows, header))
-    io.write_csv(folder / "hubspot_score_properties.csv", pd.DataFrame(hubspot_rows(rows), columns=HUBSPOT_COLUMNS))
+    spreadsheet.write_csv(folder / "hubspot_score_properties.csv", pd.DataFrame(hubspot_rows(rows), columns=HUBSPOT_COLUMNS))
     settings = hubspot_settings(rows, header, table)
     io.write_json(folder / "hubspot_score_settings.json", settings)
-    io.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(salesforce_rows(rows), columns=SALESFORCE_COLUMNS))
+    spreadsheet.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(salesforce_rows(rows), columns=SALESFORCE_COLUMNS))
     io.write_json(folder / "mautic_point_actions.json", mautic_export(rows, header))
     files = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
              "salesforce_scoring.csv", "mautic_point_actions.json"]

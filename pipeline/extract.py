@@ -13,12 +13,17 @@ import duckdb
 import pandas as pd
 
 from pipeline import io, sources
-from pipeline.contract import KNOWN_ACTIVITIES, TableReport, validate_activities, validate_leads, validate_stages
+from pipeline.contract import (
+    KNOWN_ACTIVITIES, TableReport, dropped_lead_ids, identifier_attributes, validate_activities, validate_leads,
+    validate_stages,
+)
 from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
+from pipeline.engine import sql_literal
 from pipeline.errors import LeadcalError
 from pipeline.event_log import write_event_log
 from pipeline.params import Params
 from pipeline.sources import TABLES, existing_table, find_table, read_path
+from pipeline.staging import staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +39,20 @@ def validate_tables(
     """
     fit_attributes = params.signals.fit_attributes
     numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
-    leads, leads_report = validate_leads(raw["leads"], origins["leads"], fit_attributes, numeric)
+    leads, leads_report = validate_leads(raw["leads"], origins["leads"], fit_attributes, numeric, policy, now,
+                                         params.extract.min_date)
+    # the events and stages of a lead dropped here are dropped with it, under their own reason
+    dropped = dropped_lead_ids(raw["leads"], leads) if leads_report.dropped else None
     if isinstance(raw["activities"], Path):
         if event_log_out is None:
             raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
         activities = None
         activities_report = write_event_log(raw["activities"], leads, event_log_out, policy, now,
-                                            params.duckdb_memory_gb)
+                                            params.duckdb_memory_gb, dropped, origins["leads"])
     else:
         activities, activities_report = validate_activities(
-            raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now
+            raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now, dropped,
+            origins["leads"],
         )
         activities = activities[["lead_id", "activity", "occurred_at"]]
     if raw.get("stages") is None:
@@ -52,7 +61,8 @@ def validate_tables(
         stages_report = TableReport()
     else:
         stages, stages_report = validate_stages(
-            raw["stages"], origins["stages"], leads["lead_id"], leads["created_at"], policy, now
+            raw["stages"], origins["stages"], leads["lead_id"], leads["created_at"], policy, now, dropped,
+            origins["leads"],
         )
     tables = {"leads": leads, "activities": activities, "stages": stages}
     reports = {"leads": leads_report, "activities": activities_report, "stages": stages_report}
@@ -84,12 +94,14 @@ def streams(path: Path | None) -> bool:
     return path is not None and (path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))))
 
 
-def read_source(params: Params, policy: str, now: pd.Timestamp | None
+def read_source(params: Params, policy: str, now: pd.Timestamp | None, out: Path | None = None
                 ) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport], dict[str, str], dict[str, object]]:
-    """The tables as params `source:` maps them (CRM export, event-log folder, wide sheet, SQL), validated."""
+    """The tables as params `source:` maps them (CRM export, event-log folder, wide sheet, SQL), validated.
+
+    A Parquet event log streams to `out` (default paths.extracted) / activities.parquet."""
     if params.source.leads is None:
         tables, reports, paths = read_export(params.paths.raw, params, policy, now,
-                                             event_log_out=params.paths.extracted / "activities.parquet")
+                                             event_log_out=(out or params.paths.extracted) / "activities.parquet")
         return tables, reports, {name: str(path) for name, path in paths.items()}, {}
     raw, origins, normalisation = sources.load(params.source, params.paths.raw)
     tables, reports = validate_tables(raw, origins, params, policy, now)
@@ -99,9 +111,9 @@ def read_source(params: Params, policy: str, now: pd.Timestamp | None
 def activity_summary(path: Path) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
     """Events per activity name and the first and last event, read by DuckDB from the written table."""
     con = duckdb.connect()
-    try:  # one scan: per activity, its events and its first and last
+    try:  # one scan: per activity, its events and its first and last (the path quoted: it may hold a ')
         counts = con.execute(f"SELECT activity, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last "
-                             f"FROM read_parquet('{path.as_posix()}') GROUP BY activity ORDER BY activity").df()
+                             f"FROM read_parquet({sql_literal(path.as_posix())}) GROUP BY activity ORDER BY activity").df()
     finally:
         con.close()
     seen = pd.Series(counts["n"].to_numpy(), index=counts["activity"].to_numpy(), dtype="int64")
@@ -123,12 +135,22 @@ def write_tables(tables: dict[str, pd.DataFrame | None], out: Path, fit_attribut
 
 
 def extract(params: Params) -> dict[str, object]:
-    """Read the source, validate it, write the canonical tables under paths.extracted, return the report."""
-    out = params.paths.extracted
+    """Read the source, validate it, write the canonical tables under paths.extracted, return the report.
+
+    Everything is written to a staging folder that then replaces paths.extracted as a whole
+    (pipeline.staging): a failed or killed run leaves the previous tables and report together."""
+    with staged_folder(params.paths.extracted) as out:
+        return _extract_to(params, out)
+
+
+def _extract_to(params: Params, out: Path) -> dict[str, object]:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    tables, reports, origins, normalisation = read_source(params, params.extract.on_bad_rows, now)
+    tables, reports, origins, normalisation = read_source(params, params.extract.on_bad_rows, now, out)
     for name in TABLES:
         log.info("extract: %s: %d rows kept of %d", origins[name], reports[name].rows_written, reports[name].rows_read)
+    # on the whole history only (a batch of new leads to score may well differ on every lead)
+    identifier_attributes(tables["leads"], [a for a in params.signals.fit_attributes
+                                            if a not in params.signals.numeric_bins], origins["leads"])
 
     tables = write_tables(tables, out, params.signals.fit_attributes)
 
@@ -145,7 +167,7 @@ def extract(params: Params) -> dict[str, object]:
                  normalisation.get("created_at_ignored", ""))
     report = {
         "mode": mode,
-        "tables": {name: {"file": origins[name], **vars(reports[name])} for name in TABLES},
+        "tables": {name: {"file": origins[name], **reports[name].as_dict()} for name in TABLES},
         "activities_seen": seen.to_dict(),
         "unknown_activities": unknown,
         # a snapshot's timeline is synthetic (pipeline.design): its dates mean nothing

@@ -45,6 +45,7 @@ from pipeline.engine import Engine, open_engine, timestamp_literal
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stratum
+from pipeline.staging import staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ def _block(values: np.ndarray, columns: list[str], index: pd.Index) -> pd.DataFr
 def _pairs(engine: Engine, values: str, table: str, activities: list[str]):  # noqa: ANN202 - a generator
     """`values` of each (row rank, activity) row of `table`, batch by batch, as (row positions,
     activity positions, [value arrays]); the engine numbers the activities, so no string comes back."""
+    if not activities:  # no event at all (leads to score that did nothing yet): nothing to place
+        return
     position = " ".join(f"WHEN {engine.literal(a)} THEN {k}" for k, a in enumerate(activities))
     sql = f"SELECT {ROW_RANK}, CASE activity {position} END AS activity_position, {values} FROM {table}"
     for batch in engine.batches(sql):
@@ -336,7 +339,22 @@ def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, pa
     return features, report
 
 
+def _require_events(params: Params) -> None:
+    """No event left after extract (every row dropped): a clear line saying what extract dropped,
+    instead of an empty aggregation further on."""
+    import pyarrow.parquet as pq
+
+    path = params.paths.extracted / "activities.parquet"
+    if not path.exists() or pq.read_metadata(path).num_rows:
+        return  # a missing table is named by the engine's own check
+    report = params.paths.extracted / "extract_report.json"
+    dropped = io.read_json(report).get("tables", {}).get("activities", {}).get("dropped") if report.exists() else None
+    raise LeadcalError(f"{path}: no event left after extract (dropped: {dropped or 'none'}); the features need at "
+                       f"least one activity: see {report} for what was dropped and why")
+
+
 def write_features(params: Params) -> dict[str, object]:
+    _require_events(params)
     features, report = build_features(params)
     if read_mode(params.paths.extracted) == SNAPSHOT:  # one row per lead, no months: pipeline.design
         features["cohort"] = SNAPSHOT_COHORT
@@ -344,8 +362,9 @@ def write_features(params: Params) -> dict[str, object]:
         report.update(mode=SNAPSHOT, export_date=None, validation=SNAPSHOT_NOTE)
     else:
         report["mode"] = DATED
-    io.write_parquet(params.paths.features / "features.parquet", features)
-    io.write_json(params.paths.features / "features_report.json", report)
+    with staged_folder(params.paths.features) as out:  # the table and its report replace the folder together
+        io.write_parquet(out / "features.parquet", features)
+        io.write_json(out / "features_report.json", report)
     log.info(
         "features: %d leads, %d matured, %d customers (average close rate %.2f %%); %d point-in-time rows (%s)",
         report["leads"], report["matured_leads"], report["customers_in_horizon"], 100 * (report["average_close_rate"] or 0),

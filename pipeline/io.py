@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
+from pipeline import staging
 from pipeline.errors import LeadcalError
 
 
@@ -33,18 +34,24 @@ _UMASK = _current_umask()
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`."""
+    """Yield a temporary path beside `path`; on success rename it onto `path`.
+
+    A full disk, a read-only file system or a denied write becomes a LeadcalError naming `path`
+    (pipeline.staging.os_errors); a stage run by the CLI notes each file it replaces in models/
+    (pipeline.staging.note_write)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with staging.os_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
+            yield tmp
+            staging.note_write(path)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
-from pipeline import io
+from pipeline import io, model_file, spreadsheet
 from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds
 from pipeline.design import SNAPSHOT_NOTE, is_snapshot, random_folds
 from pipeline.errors import LeadcalError
@@ -248,11 +248,15 @@ def model_bytes(bundle: dict[str, object]) -> bytes:
     return _canonical_skops(sio.dumps(bundle))
 
 
-def load_model(path: str | Path) -> object:
-    """Load a model file, refusing any type outside the allow-list (no code runs on load)."""
+def load_model(path: str | Path) -> dict[str, object]:
+    """Load a model file, refusing any type outside the allow-list (no code runs on load).
+
+    Before reading: a regular file of at most model_file.MAX_MODEL_BYTES, also unpacked; after
+    loading: the bundle model_bytes saves ({"base", "calibrator"}, fitted), else one clear error.
+    """
     path = Path(path)
-    if not path.exists():
-        raise LeadcalError(f"{path}: model file not found (run `dvc repro` to train one)")
+    model_file.check_file(path, model_file.MAX_MODEL_BYTES, "model file")
+    model_file.check_archive(path)
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # not a zip, or not a skops file
@@ -260,7 +264,12 @@ def load_model(path: str | Path) -> object:
     unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if unexpected:
         raise LeadcalError(f"{path}: refuses to load: the file holds types leadcal does not trust: {unexpected}")
-    return sio.load(path, trusted=TRUSTED_TYPES)
+    try:
+        bundle = sio.load(path, trusted=TRUSTED_TYPES)
+    except Exception as exc:  # allowed types, but entries skops cannot rebuild
+        raise LeadcalError(f"{path}: not a valid leadcal model file: {type(exc).__name__}: {exc}") from exc
+    model_file.check_bundle(bundle, path)
+    return bundle
 
 
 
@@ -288,7 +297,7 @@ def run(params: Params) -> dict[str, object]:
     frequency = read_frequency_signals(models)
     signals = build_signals(features, params, frequency)
     weights, header = read_weights(models)
-    evidence = io.read_csv(models / "close_rates.csv")
+    evidence = spreadsheet.read_csv(models / "close_rates.csv")
     folds = rolling_folds(features, params.train.validation_months, params.train.folds, params.outcome.horizon_days)
     if not folds[-1][1].any():
         raise LeadcalError(
@@ -392,7 +401,7 @@ def run(params: Params) -> dict[str, object]:
     io.write_bytes(models / "model.skops", model_bytes({"base": bundle["base"], "calibrator": bundle["calibrator"]}))
     io.write_json(models / "model.json", description)
     io.write_json(models / "metrics" / "train.json", metrics)
-    io.write_csv(models / "factors.csv", factors)
+    spreadsheet.write_csv(models / "factors.csv", factors)  # for people: formula-like names escaped
     # the published fold's calibration curves and gain, on its held-out rows
     io.write_csv(models / "plots" / "calibration_model.csv", pd.DataFrame(calibration_table(y[held], probability)))
     io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], points_prob)))
@@ -411,5 +420,9 @@ def _auc_by_snapshot(y: np.ndarray, score: np.ndarray, snapshot: np.ndarray) -> 
 
 
 def read_model(models: Path) -> tuple[dict[str, object], dict[str, object]]:
-    """The published model bundle (loaded safely) and its description (model.json)."""
-    return load_model(models / "model.skops"), io.read_json(models / "model.json")
+    """The published model bundle (loaded safely) and its description (model.json), checked to match."""
+    model_path, description_path = models / "model.skops", models / "model.json"
+    bundle = load_model(model_path)
+    description = model_file.read_description(description_path, SCHEMA_VERSION)
+    model_file.check_pair(bundle, description, model_path, description_path)
+    return bundle, description

@@ -6,8 +6,9 @@ with the key that is wrong, not later as a KeyError deep inside a stage.
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,8 +23,10 @@ class _Strict(BaseModel):
     """Unknown keys are errors: a misspelt parameter must not be silently ignored."""
 
     # validate_default: defaults get the same types as values from params.yaml (1 -> 1.0), so
-    # the same settings always serialise to the same bytes.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # the same settings always serialise to the same bytes. allow_inf_nan: `.inf` or `.nan` in
+    # YAML is a float, and none of these settings means anything infinite (DuckDB's memory limit
+    # would become "infGB" and fail deep inside a stage).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 def _unique(values: list, name: str) -> list:
@@ -45,9 +48,13 @@ class Paths(_Strict):
 
 class Extract(_Strict):
     # Recoverable bad rows (unknown lead, dated before the lead or in the future, duplicates,
-    # stages out of funnel order): 'drop' drops and counts them in extract_report.json,
-    # 'fail' stops with the file and example lines.
+    # stages out of funnel order, leads dated in the future or before `min_date`, rows with fewer
+    # fields than the header, names and values over 200 characters): 'drop' drops and counts them
+    # in extract_report.json, 'fail' stops with the file and example lines.
     on_bad_rows: Literal["drop", "fail"] = "drop"
+    # Leads created before this date are bad rows: a 1900 or year-1 date is a placeholder or a
+    # typo, and it would stretch every monthly table back to it. Lower it for an older history.
+    min_date: date = date(1990, 1, 1)
 
 
 class TableSource(_Strict):
@@ -218,6 +225,20 @@ class Outcome(_Strict):
             )
         return data
 
+    @field_validator("as_of")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        now = datetime.now(timezone.utc)
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        if moment > now:
+            raise ValueError(
+                f"{value.isoformat()} is in the future (now: {now:%Y-%m-%d %H:%M} UTC): no export can be dated after "
+                "the run; leads younger than horizon_days at that date would all count as still open, or as "
+                "losses. Give the date of the export, or null for the latest timestamp in the data")
+        return value
+
     @field_validator("snapshot_days")
     @classmethod
     def _ages(cls, values: list[int]) -> list[int]:
@@ -308,6 +329,16 @@ class Signals(_Strict):
     @classmethod
     def _no_repeats(cls, values: list) -> list:
         return _unique(values, "the list")
+
+    @field_validator("fit_attributes")
+    @classmethod
+    def _not_the_id_or_date(cls, values: list[str]) -> list[str]:
+        for name in ("lead_id", "created_at"):
+            if name in values:
+                raise ValueError(f"{name!r} is the lead's {'id' if name == 'lead_id' else 'creation date'}, not a fit "
+                                 "attribute: as one, every lead would get a signal of its own; list columns that "
+                                 "describe who the lead is (industry, company size, country)")
+        return values
 
     @field_validator("numeric_bins")
     @classmethod
@@ -428,7 +459,18 @@ class Spark(_Strict):
 
 
 class Params(_Strict):
+    """Every setting. `load_params` reads them from a params file and checks where outputs go.
+
+    Output folders (`paths.extracted`, `paths.features`, `paths.models`, `paths.sample`) must lie
+    inside the project, the params file's folder (the repository's params.yaml: the repository), and
+    must not be existing files: a stage replaces what is there, so a typo such as `/etc` or `../..`
+    must not reach the disk. `allow_outside_project: true` writes outside on purpose (a shared
+    data disk). `paths.raw`, the export, is only read and may be anywhere.
+    """
+
     seed: int = 20261123
+    # true: output folders may lie outside the params file's folder (see above)
+    allow_outside_project: bool = False
     # Threads for model fitting (OpenMP / BLAS). On a shared 2-core machine one thread is both
     # faster and steadier: two threads spin-wait whenever another process holds a core.
     threads: int = Field(1, ge=1)
@@ -470,6 +512,64 @@ def snake_name(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.strip().lower()).strip("_")
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, line: int, first_line: int) -> None:
+        super().__init__(key, line, first_line)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python objects, so a params file cannot run code) that refuses a key
+    given twice in one mapping: plain YAML keeps the last and silently drops the other setting."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden key by key
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: PyYAML's own error says so
+                break
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1, first)
+        return super().construct_mapping(node, deep=deep)
+
+
+OUTPUT_PATHS = ("sample", "extracted", "features", "models")  # written (and replaced) by the stages
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_outputs(params: Params, path: Path) -> None:
+    """Output folders: not existing files, inside the project (the params file's folder) unless
+    allow_outside_project, and never the project itself or a folder holding the params file.
+
+    Locations are compared lexically ('..' removed, symlinks not followed): a link inside the
+    project to a folder on another disk is the user's explicit choice (pipeline.staging writes
+    through it)."""
+    project = {os.path.abspath(path.parent), os.path.realpath(path.parent)}
+    config = {os.path.abspath(path), os.path.realpath(path)}
+    for name in OUTPUT_PATHS:
+        value = getattr(params.paths, name)
+        location = os.path.abspath(value)
+        if value.exists() and not value.is_dir():
+            raise LeadcalError(f"{path}: paths.{name} = {value}: {location} is a file, not a folder; the stage "
+                               "writes a folder of outputs there (e.g. data/extracted)")
+        if any(_inside(c, location) for c in config):
+            raise LeadcalError(f"{path}: paths.{name} = {value} is the folder of the params file itself (or holds "
+                               "it): stages replace or fill an output folder; give a subfolder such as data/extracted")
+        if not params.allow_outside_project and not any(_inside(location, p) for p in project):
+            raise LeadcalError(
+                f"{path}: paths.{name} = {value}: {location} is outside the project {sorted(project)[0]} (the params "
+                "file's folder); leadcal writes and replaces output folders, so one outside the project is refused. "
+                "Keep outputs inside it, or set allow_outside_project: true in the params file to write there on "
+                "purpose (paths.raw, the export, may be anywhere)")
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params; every problem names the file and the key.
 
@@ -478,14 +578,26 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     any directory; the repository's params.yaml sits where DVC runs, so its paths are unchanged.
     (`source.*.path` stay relative to paths.raw; command-line paths stay relative to the current
     directory.)
+
+    Refused up front: an empty file, a key given twice in one mapping (named with both lines),
+    and output folders that are files or lie outside the params file's folder (see Params;
+    `allow_outside_project: true` opts out of the latter).
     """
     path = Path(path)
     if not path.exists():
         raise LeadcalError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+    except _DuplicateKey as exc:
+        raise LeadcalError(f"{path}: line {exc.line}: key {exc.key!r} is given more than once in the same section "
+                           f"(first on line {exc.first_line}); YAML would keep only the last one: remove one") from None
     except yaml.YAMLError as exc:
         raise LeadcalError(f"{path}: not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise LeadcalError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if raw is None:
+        raise LeadcalError(f"{path}: empty params file (no settings, only blank lines or comments); give at least "
+                           "one setting, e.g. copy the repository's params.yaml")
     if not isinstance(raw, dict):
         raise LeadcalError(f"{path}: expected a mapping of settings at the top level")
     try:
@@ -496,9 +608,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         )
         raise LeadcalError(f"{path}: invalid params: {problems}") from exc
     folder = path.parent
-    if folder == Path("."):  # the repository's params.yaml, where DVC runs: paths as written, byte for byte
-        return params
-    from os.path import normpath  # lexical: 'examples/olist' + '../../data' is '../data'
+    if folder != Path("."):  # the repository's params.yaml, where DVC runs, keeps its paths as written, byte for byte
+        from os.path import normpath  # lexical: 'examples/olist' + '../../data' is '../data'
 
-    resolved = {name: value if value.is_absolute() else Path(normpath(folder / value)) for name, value in params.paths}
-    return params.model_copy(update={"paths": params.paths.model_copy(update=resolved)})
+        resolved = {name: value if value.is_absolute() else Path(normpath(folder / value))
+                    for name, value in params.paths}
+        params = params.model_copy(update={"paths": params.paths.model_copy(update=resolved)})
+    _check_outputs(params, path)
+    return params

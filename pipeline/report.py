@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline import charts, io
+from pipeline import charts, io, spreadsheet
 from pipeline.params import Params
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _by_fold(folds: list[dict]) -> dict[str, dict]:
 
 def run(params: Params) -> dict[str, object]:
     models = params.paths.models
-    close_rates = io.read_csv(models / "close_rates.csv")
+    close_rates = spreadsheet.read_csv(models / "close_rates.csv")
     rates = io.read_json(models / "metrics" / "close_rates.json")
     train = io.read_json(models / "metrics" / "train.json")
     weights = io.read_json(models / "metrics" / "weights.json")

@@ -13,6 +13,10 @@ or above the published threshold) and its top reasons.
 The model file is loaded with an allow-list of types (pipeline.model.load_model), and a
 model whose feature schema does not match the current params is refused: its signals
 would silently mean something else.
+
+Options are checked before anything is read: --batch-size a positive whole number, --out a
+file path ending in .csv or .parquet. The CSV output is for people: a lead id or reason that a
+spreadsheet would run as a formula gets a single quote in front (pipeline.spreadsheet).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import io
+from pipeline import io, spreadsheet
 from pipeline.errors import LeadcalError
 from pipeline.explain import effects, top_reasons
 from pipeline.extract import read_export
@@ -41,6 +45,24 @@ log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ["lead_id", "probability", "fit_points", "engagement_points", "total_points", "grade", "mql",
                   "top_reasons", "scored_as_of"]
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+def check_options(out: Path, batch_size: object) -> None:
+    """Refuse options that would fail late (a traceback after the scoring) or do something else than asked."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise LeadcalError(f"--batch-size must be a positive whole number of leads per batch, got {batch_size!r}")
+    accepted = " or ".join(OUTPUT_SUFFIXES)
+    if out.is_dir():
+        raise LeadcalError(f"--out {out}: is a folder; give a file path ending in {accepted}, e.g. {out / 'scored.csv'}")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise LeadcalError(f"--out {out}: the output must be a file ending in {accepted}"
+                           + (f", not {out.suffix}" if out.suffix else ""))
+    if out.exists() and not out.is_file():
+        raise LeadcalError(f"--out {out}: exists and is not a regular file; give a file path ending in {accepted}")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise LeadcalError(f"--out {out}: {parent} is a file, not a folder")
 
 
 def check_schema(schema: dict, params: Params, model_path: Path) -> None:
@@ -82,6 +104,8 @@ def score(
     models: Path | None = None,
 ) -> pd.DataFrame:
     """Score every lead in `input_dir` and write the result to `out` (.csv or .parquet)."""
+    out = Path(out)
+    check_options(out, batch_size)
     models = Path(models or params.paths.models)
     bundle, description = read_model(models)
     schema = description["schema"]
@@ -137,10 +161,9 @@ def score(
             "scored_as_of": features["cutoff_at"].iloc[rows].dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(),
         }))
     result = pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else pd.DataFrame(columns=OUTPUT_COLUMNS)
-    out = Path(out)
-    if out.suffix == ".parquet":
+    if out.suffix.lower() == ".parquet":
         io.write_parquet(out, result)
-    else:
-        io.write_csv(out, result)
+    else:  # for people: a lead id or reason a spreadsheet would run as a formula is escaped (pipeline.spreadsheet)
+        spreadsheet.write_csv(out, result)
     log.info("score: %d leads scored, %d MQLs, written to %s", len(result), int(result["mql"].sum()), out)
     return result

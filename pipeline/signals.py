@@ -311,7 +311,34 @@ def time_split(features: pd.DataFrame, months: int, horizon_days: int) -> tuple[
         return random_split(features)
     known = labelled(features)
     held_out = known & features["cohort"].isin(validation_cohorts(features, months))
-    return purge(known & ~held_out, held_out, features, horizon_days), held_out
+    train = purge(known & ~held_out, held_out, features, horizon_days)
+    if held_out.any():
+        _check_validation_months(features, months, horizon_days, train)
+    return train, held_out
+
+
+def _check_validation_months(features: pd.DataFrame, months: int, horizon_days: int, train: pd.Series) -> None:
+    """More months held out than the history allows: one clear line with the months there are.
+
+    `validation_cohorts` holds out at most all months but one, and training keeps only leads whose
+    outcome was known when the held-out months began: too many months leaves nothing to train on,
+    which used to fail stages later with a message about something else."""
+    from pipeline.errors import LeadcalError
+
+    cohorts = sorted(features.loc[labelled(features), "cohort"].unique())
+    if months <= len(cohorts) - 1 and train.any():
+        return
+    known = labelled(features)
+    fits = [m for m in range(1, len(cohorts))
+            if purge(known & ~features["cohort"].isin(cohorts[-m:]), known & features["cohort"].isin(cohorts[-m:]),
+                     features, horizon_days).any()]
+    advice = (f"set train.validation_months to at most {max(fits)}" if fits else
+              f"the history is too short to hold any month out with a {horizon_days}-day horizon: add older leads "
+              "or lower outcome.horizon_days")
+    raise LeadcalError(
+        f"params train.validation_months = {months}: the history has {len(cohorts)} months of matured leads "
+        f"({cohorts[0]} to {cohorts[-1]}); holding out the last {min(months, len(cohorts) - 1)} leaves "
+        f"{int(train.sum())} training rows whose outcome was known before them; {advice}")
 
 
 def decay_matrix(signals: SignalSet, features: pd.DataFrame, half_life_days: float | None) -> SignalSet:

@@ -14,13 +14,14 @@ the column and the line.
 
 from __future__ import annotations
 
+import csv
 import io as _io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.contract import line_examples
+from pipeline.contract import SHORT_ROWS, line_examples
 from pipeline.errors import LeadcalError
 from pipeline.params import OutcomeColumn, Source, TableSource, Wide, snake_name
 from pipeline.design import SNAPSHOT_CREATED, SNAPSHOT_DECIDED
@@ -65,6 +66,7 @@ def read_table(path: Path) -> pd.DataFrame:
     raw = path.read_bytes()
     if not raw.strip():
         raise LeadcalError(f"{path}: the file is empty; expected a header line and rows")
+    _refuse_nul_bytes(raw, path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -79,8 +81,7 @@ def read_table(path: Path) -> pd.DataFrame:
             skip_blank_lines=False, engine="c",
         )
     except pd.errors.ParserError as exc:
-        raise LeadcalError(f"{path}: cannot parse as CSV: {exc}") from exc
-    frame = frame.dropna(how="all")  # blank lines: dropped, but the index still counts them
+        raise LeadcalError(f"{path}: cannot parse as CSV: {exc.args[0] if exc.args else exc}".splitlines()[0]) from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     if len(frame.columns) == 1:
         header = str(frame.columns[0])
@@ -90,10 +91,86 @@ def read_table(path: Path) -> pd.DataFrame:
                     f"{path}: the header is one column {header[:60]!r}: the file looks separated by {name}; "
                     "export it comma-separated (CSV with ',')"
                 )
+    _mark_field_counts(frame, raw, text, path)
+    frame = frame.dropna(how="all")  # blank lines: dropped, but the index still counts them
     repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if repeated:
         raise LeadcalError(f"{path}: column(s) {repeated} appear more than once (names are compared ignoring case)")
     return frame
+
+
+def _refuse_nul_bytes(raw: bytes, path: Path) -> None:
+    """A NUL byte has no place in a text export (a damaged file, or UTF-16 read as UTF-8): refused with
+    its lines, before it becomes part of a name ('\\x00email_open' would be a new activity)."""
+    first = raw.find(b"\x00")
+    if first < 0:
+        return
+    lines, at, line, counted = [], first, 1, 0
+    while at >= 0 and len(lines) < 3:  # the first NUL of each of the first three lines holding one
+        line += raw.count(b"\n", counted, at)
+        lines.append(line)
+        end = raw.find(b"\n", at)
+        if end < 0:
+            break
+        counted, at = end, raw.find(b"\x00", end)
+    where, count = ", ".join(f"line {n}" for n in lines), raw.count(b"\x00")
+    raise LeadcalError(f"{path}: {where}: a NUL byte (\\x00) inside the text ({count} in the file): the file is "
+                       "damaged or not UTF-8 text (UTF-16?); re-export it as UTF-8 CSV")
+
+
+def field_counts(raw: bytes, text: str) -> np.ndarray:
+    """Fields per record of a CSV, header first (0 for a blank line).
+
+    Without a quote character (and without lone carriage returns), a record is a line and its
+    fields are its commas + 1, counted in numpy; otherwise Python's csv module reads the records
+    as pandas does (quoted commas and line breaks inside a field)."""
+    if b'"' not in raw and raw.count(b"\r") == raw.count(b"\r\n"):
+        data = np.frombuffer(raw, dtype=np.uint8)
+        breaks = np.flatnonzero(data == ord("\n"))
+        starts, ends = np.r_[0, breaks + 1], np.r_[breaks, len(data)]
+        if starts[-1] == len(data):  # the file ends with a line break: no record after it
+            starts, ends = starts[:-1], ends[:-1]
+        commas = np.flatnonzero(data == ord(","))
+        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        length = ends - starts
+        carriage = np.zeros(len(starts), dtype=bool)
+        nonempty = length > 0
+        carriage[nonempty] = data[ends[nonempty] - 1] == ord("\r")
+        fields[(length == 0) | ((length == 1) & carriage)] = 0
+        return fields
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))  # a long field is still one field (the default cap is 128 kB)
+    try:
+        return np.array([len(record) for record in csv.reader(_io.StringIO(text, newline=""))], dtype=np.int64)
+    except csv.Error:  # pandas read the file; let its reading stand
+        return np.zeros(0, dtype=np.int64)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _mark_field_counts(frame: pd.DataFrame, raw: bytes, text: str, path: Path) -> None:
+    """Rows with more fields than the header are refused (pandas would shift a first such row into
+    the index, or stop later with a parser message); rows with fewer are marked in
+    frame.attrs[SHORT_ROWS] for the contract, which drops and counts them under extract.on_bad_rows
+    (pandas fills the missing cells as empty: a cut-off line would pass as a row of blanks)."""
+    header = len(frame.columns)
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas made the first row's extra field(s) the index
+        raise LeadcalError(f"{path}: line 2 has more fields than the header's {header} (a value with an unquoted "
+                           "comma?); quote such values or fix the header")
+    if not frame.iloc[:, -1].isna().any():  # a short row leaves at least its last cell empty: none here
+        return
+    fields = field_counts(raw, text)
+    if len(fields) != len(frame) + 1:  # records and rows disagree: nothing reliable to mark
+        return
+    rows = fields[1:]
+    extra = np.flatnonzero(rows > header)
+    if len(extra):
+        examples = ", ".join(f"line {i + 2}: {rows[i]} fields" for i in extra[:3])
+        raise LeadcalError(f"{path}: {len(extra)} row(s) with more fields than the header's {header} (a value with "
+                           f"an unquoted comma?); {examples}")
+    short = np.flatnonzero((rows > 0) & (rows < header))
+    if len(short):
+        frame.attrs[SHORT_ROWS] = frame.index[short].tolist()
 
 
 def read_path(path: Path) -> tuple[pd.DataFrame, str]:
@@ -117,8 +194,21 @@ def read_path(path: Path) -> tuple[pd.DataFrame, str]:
             raise LeadcalError(f"{file}: columns {list(frame.columns)} differ from {files[0].name}'s "
                                f"{list(frames[0].columns)}; every file of {path} needs the same header")
         frames.append(frame.astype("string") if file.suffix == ".csv" else frame)
+    return concat_rows(frames), f"{path}/ ({len(files)} files, rows numbered across them in name order)"
+
+
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Tables one after the other, rows renumbered; rows marked short (fewer fields than their
+    header, frame.attrs[SHORT_ROWS]) stay marked under their new numbers."""
+    frames = [f for f in frames if f is not None]
+    short, offset = [], 0
+    for frame in frames:
+        if frame.attrs.get(SHORT_ROWS):
+            short += (offset + np.flatnonzero(frame.index.isin(frame.attrs[SHORT_ROWS]))).tolist()
+        offset += len(frame)
     combined = pd.concat(frames, ignore_index=True)
-    return combined, f"{path}/ ({len(files)} files, rows numbered across them in name order)"
+    combined.attrs = {SHORT_ROWS: short} if short else {}
+    return combined
 
 
 def safe_url(url: str) -> str:
@@ -305,7 +395,7 @@ def _wide_column(leads: pd.DataFrame, column: str, origin: str) -> str:
 
 def _append(tables: dict[str, pd.DataFrame], name: str, rows: pd.DataFrame) -> None:
     """Rows made from the leads sheet (events, stages) added to the table `name` read from its own file, if any."""
-    tables[name] = pd.concat([tables[name], rows], ignore_index=True) if name in tables else rows
+    tables[name] = concat_rows([tables[name], rows]) if name in tables else rows
 
 
 def wide_events(leads: pd.DataFrame, wide: Wide, source: Source, origin: str, dated: bool = True) -> pd.DataFrame:

@@ -40,7 +40,7 @@ from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
-from pipeline import io
+from pipeline import io, spreadsheet
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX, snapshot_stratum
@@ -406,7 +406,7 @@ def rank_stability(scores: np.ndarray, bootstrap_scores: list[np.ndarray]) -> di
 def run(params: Params) -> dict[str, object]:
     """features + close rates -> models/weights.csv and models/weights.json (fit on training cohorts)."""
     features = io.read_parquet(params.paths.features / "features.parquet")
-    evidence = io.read_csv(params.paths.models / "close_rates.csv")
+    evidence = spreadsheet.read_csv(params.paths.models / "close_rates.csv")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = fit_rows(train_mask.to_numpy(), params.train.max_fit_leads, params.seed, signals.leads())
@@ -460,7 +460,7 @@ def run(params: Params) -> dict[str, object]:
                       **({"sampled_from_leads": training_leads} if fitted_leads < training_leads else {})},
     }
     models = params.paths.models
-    io.write_csv(models / "weights.csv", table)
+    spreadsheet.write_csv(models / "weights.csv", table)  # for people: formula-like names escaped
     io.write_json(models / "weights.json", {**header, "signals": table.to_dict(orient="records")})
     io.write_json(models / "metrics" / "weights.json", {
         "half_life_days": half_life_days, "half_life_interval_95": decay.get("interval_95"),

@@ -38,3 +38,18 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Params:
     params = params_in(tmp_path_factory.mktemp("default_run"))
     run_stages(params)
     return params
+
+
+def parquet_export(root: Path, seed: int) -> Path:
+    """A generated export of 1,500 leads over six months (about 9,000 events), its event log as
+    Parquet (streamed by DuckDB, as a large export would be): for the staging and kill tests."""
+    import pandas as pd
+
+    from pipeline.generate import write_sample
+
+    params = params_in(root, generate={"n_leads": 1500, "months": 6}, seed=seed)
+    write_sample(params)
+    events = pd.read_csv(params.paths.raw / "activities.csv", dtype=str, keep_default_na=False)
+    events.to_parquet(params.paths.raw / "activities.parquet", index=False)
+    (params.paths.raw / "activities.csv").unlink()
+    return params.paths.raw

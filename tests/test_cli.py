@@ -80,6 +80,7 @@ def test_artifacts_do_not_depend_on_the_shells_thread_variables(default_run, tmp
     shutil.copytree(default_run.paths.models, tmp_path / "models")
     params = default_run.model_dump(mode="json")
     params["paths"] = {**params["paths"], "features": str(tmp_path / "features"), "models": str(tmp_path / "models")}
+    params["allow_outside_project"] = True  # paths.extracted is the default run's, in another temp folder
     config = tmp_path / "params.yaml"
     config.write_text(yaml.safe_dump(params))
     outputs = []
@@ -203,8 +204,8 @@ def test_relative_paths_are_relative_to_the_params_file(tmp_path: Path, monkeypa
 
     folder = tmp_path / "project" / "conf"
     folder.mkdir(parents=True)
-    (folder / "params.yaml").write_text(
-        f"paths:\n  raw: ../export\n  extracted: out/extracted\n  models: {tmp_path / 'absolute'}\n")
+    (folder / "params.yaml").write_text(  # models outside the project: allowed on purpose
+        f"allow_outside_project: true\npaths:\n  raw: ../export\n  extracted: out/extracted\n  models: {tmp_path / 'absolute'}\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

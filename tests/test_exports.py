@@ -314,6 +314,49 @@ def test_every_format_leaves_out_zero_points_and_keeps_negatives(tmp_path):
         assert "-37" in text[name] and "-3" in text[name], name
 
 
+FORMULA_TABLE = _table([
+    ("=1+2", "engagement", "activity", "=1+2", "yes", 12),
+    ("@SUM(A1)", "engagement", "activity", "@SUM(A1)", "yes", -7),
+    ("industry = =HYPERLINK(\"http://x\",\"y\")", "fit", "fit", "industry", "=HYPERLINK(\"http://x\",\"y\")", 5),
+    ("industry = software", "fit", "fit", "industry", "software", 9),
+    ("-seniority = +vp", "fit", "fit", "-seniority", "+vp", -3),
+])
+
+
+def test_csv_sheets_never_start_a_cell_with_a_formula(tmp_path):
+    """OWASP CSV injection: names from the user's export are escaped in every CSV sheet; numbers stay numbers."""
+    exports.write_exports(tmp_path, FORMULA_TABLE, HEADER, {})
+    for name in ("weights.csv", "hubspot_score_properties.csv", "salesforce_scoring.csv"):
+        rows = list(csv.reader((tmp_path / name).open(newline="", encoding="utf-8")))
+        points = rows[0].index("points")
+        for row in rows[1:]:
+            for column, cell in enumerate(row):
+                if column != points:
+                    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (name, cell)
+        assert sorted(int(row[points]) for row in rows[1:]) == [-7, -3, 5, 9, 12], name  # negatives unescaped
+        assert any(cell == "'=1+2" for row in rows for cell in row), name
+    # the JSON files keep the names as they are
+    assert "=1+2" in [r["signal"] for r in io.read_json(tmp_path / "weights.json")["rows"]]
+
+
+def test_a_signal_named_like_a_formula_survives_export_and_reimport(tmp_path):
+    exports.write_exports(tmp_path, FORMULA_TABLE, HEADER, {})
+    from_csv = exports.read_export_rows(tmp_path / "weights.csv")
+    from_json = exports.read_export_rows(tmp_path / "weights.json")
+    assert [r["signal"] for r in from_csv] == [r["signal"] for r in from_json]
+    assert "=1+2" in [r["signal"] for r in from_csv] and "@SUM(A1)" in [r["attribute"] for r in from_csv]
+    hyperlink = next(r for r in from_csv if r["signal"].startswith("industry = ="))
+    assert hyperlink["value"] == "=HYPERLINK(\"http://x\",\"y\")"
+    assert next(r for r in from_csv if r["attribute"] == "-seniority")["value"] == "+vp"
+    # and the re-imported sheet scores every lead as the table does
+    rng = np.random.default_rng(3)
+    matrix = pd.DataFrame({s: rng.integers(0, 2, 50) for s in FORMULA_TABLE["signal"]}, dtype=float)
+    industry = rng.integers(0, 2, 50)
+    matrix["industry = software"], matrix[FORMULA_TABLE["signal"][2]] = industry.astype(float), 1.0 - industry
+    pd.testing.assert_frame_equal(exports.apply_export(from_csv, matrix), exports.apply_export(from_json, matrix))
+    pd.testing.assert_frame_equal(exports.apply_export(from_csv, matrix), score_leads(matrix, FORMULA_TABLE, {}))
+
+
 # --------------------------------------------------------------------------- apply_export against score_leads
 
 def _random_case(seed: int):

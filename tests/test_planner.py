@@ -43,7 +43,8 @@ def test_plan_command_prints_a_table(default_run: Params, tmp_path, capsys: pyte
     import yaml
 
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"paths": {k: str(v) for k, v in default_run.paths.model_dump().items()}}))
+    path.write_text(yaml.safe_dump({"paths": {k: str(v) for k, v in default_run.paths.model_dump().items()},
+                                    "allow_outside_project": True}))  # the session run's outputs, elsewhere
     assert main(["--params", str(path), "plan", "--customers", "20", "--out", str(tmp_path / "plan.json")]) == 0
     out = capsys.readouterr().out
     assert "To win 20 customers" in out and "lead" in out and "95% interval" in out
