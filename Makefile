@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-## Set up, then run the test suite.
+## Set up, then run the test suite: two workers (the machine's two cores), each test module on one
+## worker, so a module's fixtures (a DVC project, a generated export) are built once.
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 ## Re-pin every transitive dependency after changing pyproject.toml.
 lock:

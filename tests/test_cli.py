@@ -66,33 +66,6 @@ def test_a_params_file_cannot_run_code(tmp_path: Path, capsys: pytest.CaptureFix
     assert "not valid YAML" in capsys.readouterr().err
 
 
-def test_artifacts_do_not_depend_on_the_shells_thread_variables(default_run, tmp_path: Path) -> None:
-    """`threads` in params holds whatever OMP_NUM_THREADS / OPENBLAS_NUM_THREADS the shell has:
-    SciPy's OpenBLAS and scikit-learn's OpenMP load after the CLI starts and read them then."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    import yaml
-
-    shutil.copytree(default_run.paths.features, tmp_path / "features")
-    shutil.copytree(default_run.paths.models, tmp_path / "models")
-    params = default_run.model_dump(mode="json")
-    params["paths"] = {**params["paths"], "features": str(tmp_path / "features"), "models": str(tmp_path / "models")}
-    params["allow_outside_project"] = True  # paths.extracted is the default run's, in another temp folder
-    config = tmp_path / "params.yaml"
-    config.write_text(yaml.safe_dump(params))
-    outputs = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "-q", "--params", str(config), "train"], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        outputs.append({name: (tmp_path / "models" / name).read_bytes() for name in ("model.skops", "model.json")})
-    assert outputs[0] == outputs[1]
-
-
 # --- issue 16: paths relative to the params file, `leadcal run --keep-going` ---
 
 

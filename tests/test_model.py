@@ -130,27 +130,25 @@ def test_too_few_customers_refuses_to_publish(default_run: Params) -> None:
 # --- no leakage -------------------------------------------------------------------------------------------
 
 def test_a_post_outcome_activity_gets_no_weight(default_run: Params, tmp_path: Path) -> None:
-    # Plant an activity logged only after each customer's deal ("contract_signed").
+    """Plant an activity logged only after each customer's deal ("contract_signed") into the default
+    export: it is never seen before a cut-off, so it gets no leads, no points, and the model is the
+    default run's (same half-life, so the same decayed matrix; the bootstrap only adds spreads)."""
     half_life = io.read_json(default_run.paths.models / "weights.json")["half_life_days"]
-    runs = {}
-    for name, plant in (("clean", False), ("planted", True)):
-        params = params_in(tmp_path / name, default_run, weights={"bootstrap_samples": 0, "half_life_days": half_life})
-        shutil.copytree(default_run.paths.raw, params.paths.raw)
-        if plant:
-            stages = pd.read_csv(params.paths.raw / "stages.csv")
-            won = stages[stages["stage"] == "customer"]
-            extra = pd.DataFrame({"lead_id": won["lead_id"], "activity": "contract_signed",
-                                  "occurred_at": (pd.to_datetime(won["entered_at"]) + pd.Timedelta(hours=2))
-                                  .dt.strftime("%Y-%m-%dT%H:%M:%SZ")})
-            extra.to_csv(params.paths.raw / "activities.csv", mode="a", header=False, index=False)
-        run_stages(params, ["extract", "features", "close-rates", "weights", "train"])
-        runs[name] = params
-    rates = pd.read_csv(runs["planted"].paths.models / "close_rates.csv").set_index("signal")
-    weights = pd.read_csv(runs["planted"].paths.models / "weights.csv").set_index("signal")
+    params = params_in(tmp_path, default_run, weights={"bootstrap_samples": 0, "half_life_days": half_life})
+    shutil.copytree(default_run.paths.raw, params.paths.raw)
+    stages = pd.read_csv(params.paths.raw / "stages.csv")
+    won = stages[stages["stage"] == "customer"]
+    extra = pd.DataFrame({"lead_id": won["lead_id"], "activity": "contract_signed",
+                          "occurred_at": (pd.to_datetime(won["entered_at"]) + pd.Timedelta(hours=2))
+                          .dt.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    extra.to_csv(params.paths.raw / "activities.csv", mode="a", header=False, index=False)
+    run_stages(params, ["extract", "features", "close-rates", "weights", "train"])
+    rates = pd.read_csv(params.paths.models / "close_rates.csv").set_index("signal")
+    weights = pd.read_csv(params.paths.models / "weights.csv").set_index("signal")
     assert rates.loc["contract_signed", "leads"] == 0  # never before anyone's cut-off
     assert weights.loc["contract_signed", "points"] == 0
-    clean = io.read_json(runs["clean"].paths.models / "metrics" / "train.json")["model"]["mean"]
-    planted = io.read_json(runs["planted"].paths.models / "metrics" / "train.json")["model"]["mean"]
+    clean = io.read_json(default_run.paths.models / "metrics" / "train.json")["model"]["mean"]
+    planted = io.read_json(params.paths.models / "metrics" / "train.json")["model"]["mean"]
     assert planted["auc"] == pytest.approx(clean["auc"], abs=1e-9)  # nothing to learn from it
 
 
