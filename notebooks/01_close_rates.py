@@ -119,7 +119,8 @@ Markdown(
 )
 
 # %%
-show(charts.close_rates_chart(rates, average, "activity"))
+show(charts.close_rates_chart(rates, average, "activity",
+                              population=charts.matured_population(summary, population["horizon_days"])))
 
 # %%
 table(evidence(activities), percent=["close rate", "expected"])
@@ -149,7 +150,8 @@ Markdown(
 )
 
 # %%
-show(charts.close_rates_chart(rates, average, "fit"))
+show(charts.close_rates_chart(rates, average, "fit",
+                              population=charts.matured_population(summary, population["horizon_days"])))
 
 # %%
 table(evidence(fit), percent=["close rate", "expected"])

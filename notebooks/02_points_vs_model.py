@@ -63,7 +63,7 @@ Markdown(
 # worth fine-tuning by hand in the CRM.
 
 # %%
-show(charts.points_table_chart(signals))
+show(charts.points_table_chart(signals, population=charts.population("fitted on the training leads", fitted)))
 
 
 # %%
@@ -198,7 +198,8 @@ Markdown(
 )
 
 # %%
-show(charts.calibration_chart(curves))
+show(charts.calibration_chart(curves, population=charts.population("held-out months", train["validation"]),
+                             unit="rows" if train["validation"].get("rows", 0) != train["validation"]["leads"] else "leads"))
 
 # %%
 Markdown(
@@ -213,7 +214,8 @@ Markdown(
 # %%
 gain_file = MODELS / "plots" / "cumulative_gain.csv"
 gain = io.read_csv(gain_file) if gain_file.exists() else None
-gain_chart = show(charts.cumulative_gain_chart(gain)) if gain is not None else Markdown(
+gain_chart = show(charts.cumulative_gain_chart(
+    gain, population=charts.population("held-out months", train["validation"]))) if gain is not None else Markdown(
     "This run has no cumulative-gain table yet (`plots/cumulative_gain.csv`): re-run the pipeline to get it.")
 gain_chart
 

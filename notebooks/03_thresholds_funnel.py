@@ -67,7 +67,10 @@ else:
 verdict
 
 # %%
-show(charts.score_distribution_chart(io.read_csv(MODELS / "plots" / "score_distribution.csv"), threshold))
+show(charts.score_distribution_chart(
+    io.read_csv(MODELS / "plots" / "score_distribution.csv"), threshold,
+    population=charts.population("training leads", io.read_json(MODELS / "metrics" / "train.json")["training"],
+                                 counts=False) + ", each at its highest score"))
 
 # %% [markdown]
 # ## Every way to set the threshold, side by side
@@ -143,7 +146,10 @@ table(quadrants(matrix["validation"]["quadrants"]), percent=["share of leads", "
 # leads. The close rate in each cell:
 
 # %%
-show(charts.matrix_chart(io.read_csv(MODELS / "plots" / "matrix.csv"), training["average_close_rate"]))
+show(charts.matrix_chart(
+    io.read_csv(MODELS / "plots" / "matrix.csv"), training["average_close_rate"], average_of="these training leads",
+    population=charts.population("training leads", io.read_json(MODELS / "metrics" / "train.json")["training"],
+                                 counts=False)))
 
 # %% [markdown]
 # ## The funnel today
@@ -164,7 +170,8 @@ Markdown(
 )
 
 # %%
-show(charts.funnel_chart(funnel["funnel"]))
+show(charts.funnel_chart(funnel["funnel"], population=f"matured leads (created at least "
+                                                      f"{funnel['population']['horizon_days']} days before the export)"))
 
 # %%
 table(stages[["stage", "leads", "rate_from_previous", "interval", "rate_from_lead"]].rename(columns={
@@ -251,4 +258,7 @@ table(rejected[["signal", "mqls", "rejected", "rejection_rate", "relative"]].ren
 # The last months have not had time to convert yet: their lower rates are not a trend.
 
 # %%
-show(charts.monthly_trend_chart(io.read_csv(MODELS / "plots" / "funnel_by_month.csv")))
+show(charts.monthly_trend_chart(
+    io.read_csv(MODELS / "plots" / "funnel_by_month.csv"), counts=funnel["by_month"],
+    export_date=funnel["population"].get("export_date"), horizon_days=funnel["population"]["horizon_days"],
+    population="all leads by month of creation (SQL → customer: matured leads only)"))

@@ -40,6 +40,9 @@ WORDS = {"points_before": "points before", "points_after": "points after", "clos
          "close_rate_after": "close rate after", "lift_before": "lift before", "lift_after": "lift after"}
 
 
+FIRST_TIME = "Nothing to compare yet (no earlier publication). From the next publication on, this shows {}."
+
+
 def publication(folder: Path) -> dict | None:
     """A points table and threshold (weights.json, thresholds.json) in `folder`, or None if it has none."""
     if not all((folder / name).exists() for name in FILES):
@@ -68,7 +71,11 @@ elif status.startswith("rejected"):
 elif previous is None or drift.get("note") == "first publication":
     before, after = None, current
     story = ("**This is the first publication**: there is no earlier one, so there is nothing to compare yet. "
-             "Below: what is published now.")
+             "From the next publication on (a later `dvc repro` on a newer export), this page shows what changed "
+             "before the new points go into the CRM: drift flags beyond the limits in `params.yaml` (`publish:`), "
+             "how the MQL threshold moved and what that does to the MQL share and their close rate, every signal "
+             "whose points moved (biggest first), the signals whose close rate and lift moved most, and the "
+             "signals added to or removed from the points table. Below: what is published now.")
 else:
     before, after = previous, current
     story = "**The last run was published.** Below: how it differs from the publication it replaced."
@@ -137,7 +144,8 @@ if before is not None and after is not None:
         summary = Markdown(f"No signal's points changed ({len(changes)} signals).")
 else:
     changes = moved_signals = None
-    summary = Markdown("Nothing to compare.")
+    summary = Markdown(FIRST_TIME.format("every signal whose points moved, biggest first, with its close rate "
+                                         "before and after"))
 summary
 
 # %%
@@ -163,7 +171,7 @@ if changes is not None:
                   .rename(columns=WORDS), percent=["close rate before", "close rate after"]) if len(kept) else \
         Markdown("No signal's close rate or lift moved.")
 else:
-    lifts = Markdown("Nothing to compare.")
+    lifts = Markdown(FIRST_TIME.format("the eight signals whose lift moved most, even where their points did not"))
 lifts
 
 # %% [markdown]
@@ -177,7 +185,7 @@ if changes is not None:
         f"**Removed** (no longer in the points table): {', '.join(removed) if removed else 'none'}."
     )
 else:
-    listed = Markdown("Nothing to compare.")
+    listed = Markdown(FIRST_TIME.format("the signals new to the points table and those it no longer holds"))
 listed
 
 # %% [markdown]

@@ -10,7 +10,8 @@ against dvc.yaml), prints each failure as one line, then what failed and what wa
 because of it, and exits 2.
 
 Exit codes (pipeline.staging): 0 done; 2 a problem the user can fix (LeadcalError: bad input or
-params, too little data, a full disk, a read-only or forbidden folder); 3 anything else, a bug:
+params, too little data, a full disk, a read-only or forbidden folder); 64 a mistyped command
+line (an unknown option or stage, a value of the wrong type); 3 anything else, a bug:
 one line on stderr naming a log file with the full traceback; 75 another leadcal run is writing
 (or reading) the same output folder, try again when it ends; 130 interrupted (Ctrl-C).
 A stage's outputs change together or not at all, and each output folder has one writer at a
@@ -205,16 +206,28 @@ def run_keep_going(names: list[str], params: Params, command: str = "run") -> in
     return 2
 
 
+def _version() -> str:
+    """The installed package's version (pyproject.toml), for bug reports and run logs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("leadcal")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse's usage errors as one line, like every other leadcal error (argparse prints the
-    whole usage first), pointing to --help; exit 2 as argparse's."""
+    whole usage first), pointing to --help; exit 64 (EX_USAGE), not argparse's 2, which leadcal
+    keeps for problems in the data or params, so a script can tell the two apart."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(staging.EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="leadcal", description="Lead-scoring calibration pipeline.")
+    parser.add_argument("--version", action="version", version=f"leadcal {_version()}")
     parser.add_argument("--params", "--config", dest="params", default="params.yaml",
                         help="params file (default: params.yaml)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

@@ -320,6 +320,9 @@ def run(params: Params) -> dict[str, object]:
             log.warning("train: fold %d skipped: no customer in its training or validation leads", index)
             continue
         columns = supported_columns(X, signals, rows, params.signals.min_support)
+        # progress before the slow part (gradient boosting with its calibration: tens of seconds a fold)
+        log.info("train: fold %d of %d: fitting the %s model on %d rows (%d leads, %d customers)", index, len(folds),
+                 params.train.model, int(rows.sum()), count_leads(lead, rows), count_leads(lead, rows & (y == 1)))
         bundle = fit_model(X.loc[rows, columns], y[rows], params, lead[rows])
         probability = predict(bundle, X.loc[held, columns])
         if index == len(folds):
@@ -403,7 +406,10 @@ def run(params: Params) -> dict[str, object]:
     io.write_json(models / "metrics" / "train.json", metrics)
     spreadsheet.write_csv(models / "factors.csv", factors)  # for people: formula-like names escaped
     # the published fold's calibration curves and gain, on its held-out rows
-    io.write_csv(models / "plots" / "calibration_model.csv", pd.DataFrame(calibration_table(y[held], probability)))
+    calibration = pd.DataFrame(calibration_table(y[held], probability))
+    # the diagonal for `dvc plots` (observed = predicted): DVC's templates draw columns, not lines
+    calibration["perfectly_calibrated"] = calibration["predicted"]
+    io.write_csv(models / "plots" / "calibration_model.csv", calibration)
     io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], points_prob)))
     io.write_csv(models / "plots" / "cumulative_gain.csv", pd.DataFrame(
         gain_table(y[held], {"model": probability, "points_table": points}, strata=snapshot[held])))

@@ -22,8 +22,9 @@ import base64
 import html
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -272,9 +273,16 @@ def render_all(paths: list[Path], models: Path, workers: int | None = None) -> d
     message does not depend on which kernel happened to finish first.
     """
     workers = workers or max(1, min(len(paths), _cpus()))
+    started = time.perf_counter()
+    log.info("notebooks: executing %d notebooks, %d at a time", len(paths), workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {path: pool.submit(render, path, models) for path in paths}
-    return {path: future.result() for path, future in futures.items()}
+        futures = {pool.submit(render, path, models): path for path in paths}
+        for done, future in enumerate(as_completed(futures), start=1):  # progress, as each kernel ends
+            outcome = "failed" if future.exception() is not None else "executed"
+            log.info("notebooks: %s %s (%d of %d, %.0f s)", futures[future].name, outcome, done, len(paths),
+                     time.perf_counter() - started)
+    by_path = {path: future for future, path in futures.items()}
+    return {path: by_path[path].result() for path in paths}
 
 
 def run(params: Params, folder: Path | None = None) -> dict[str, object]:

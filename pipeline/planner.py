@@ -4,6 +4,11 @@ Works backwards from the measured conversion of the matured leads (models/funnel
 `plan_steps`): needed = target / product of the step rates, with an interval from the
 rates' own uncertainty (pipeline.funnel.plan_volume draws each rate from its Beta
 posterior). Visitors are planned only when params funnel.visitors says how many there were.
+
+Those are the rates the CRM recorded, under whatever MQL rule it used then: its lead -> MQL rate
+can be far from the share of leads that reach leadcal's new threshold. So the plan also says,
+from models/thresholds.json's held-out months, what the new threshold does: its MQL share and
+their close rate, and the leads and MQLs that target takes when only the MQLs are worked.
 """
 
 from __future__ import annotations
@@ -35,10 +40,28 @@ def plan(params: Params, customers: int | None = None, revenue: float | None = N
     if revenue is not None and average_deal is None:
         average_deal = mean_deal_value(params)
     try:
-        return plan_volume(steps, customers=customers, revenue=revenue, average_deal=average_deal,
-                           confidence=params.close_rates.confidence, seed=params.seed)
+        result = plan_volume(steps, customers=customers, revenue=revenue, average_deal=average_deal,
+                             confidence=params.close_rates.confidence, seed=params.seed)
     except ValueError as exc:
         raise LeadcalError(f"leadcal plan: {exc}") from exc
+    thresholds = params.paths.models / "thresholds.json"
+    if thresholds.exists():
+        result["with_threshold"] = with_threshold(io.read_json(thresholds), int(result["customers"]))
+    return result
+
+
+def with_threshold(thresholds: dict, customers: int) -> dict[str, object] | None:
+    """What the published threshold's held-out figures imply for `customers`: the leads it takes
+    when only the leads reaching the threshold are worked (customers / (MQL share x MQL close
+    rate)), and the MQLs among them. None when the threshold has no held-out figures."""
+    validation = thresholds.get("validation") or {}
+    share, close = validation.get("mql_share"), validation.get("mql_close_rate")
+    if thresholds.get("threshold") is None or not share or not close:
+        return None
+    mqls = customers / close
+    return {"threshold": thresholds["threshold"], "mql_share": share, "mql_close_rate": close,
+            "leads": int(-(-mqls / share // 1)), "mqls": int(-(-mqls // 1)),
+            "customers_captured": validation.get("customers_captured")}
 
 
 def format_plan(result: dict[str, object]) -> str:
@@ -52,4 +75,13 @@ def format_plan(result: dict[str, object]) -> str:
     for row in result["volumes"]:
         lines.append(f"{row['stage']:<14}{row['needed']:>10,}   {row['low']:,} to {row['high']:,}")
     lines += ["", "step rates: " + ", ".join(f"{s['from_stage']} -> {s['to_stage']} {s['rate']:.1%}" for s in result["steps"])]
+    new = result.get("with_threshold")
+    if new:
+        lines += ["", "These are the rates your CRM recorded, under the MQL rule it used then. With leadcal's "
+                  f"threshold ({new['threshold']} points),",
+                  f"{new['mql_share']:.1%} of leads became MQLs on the held-out months and they closed at "
+                  f"{new['mql_close_rate']:.1%}: working only those MQLs,",
+                  f"{result['customers']} customers take about {new['leads']:,} leads and {new['mqls']:,} MQLs"
+                  + (f" (the MQLs held {new['customers_captured']:.0%} of the customers; the rest came from "
+                     "leads below the threshold)." if new.get("customers_captured") is not None else ".")]
     return "\n".join(lines)

@@ -53,6 +53,7 @@ except ImportError:  # Windows: no locks
 
 # exit codes of `leadcal` (pipeline.cli.main)
 EXIT_USER_ERROR = 2  # a LeadcalError: bad input or params, too little data, full disk, read-only folder
+EXIT_USAGE = 64  # a mistyped command line (sysexits' EX_USAGE): nothing was read
 EXIT_INTERNAL_ERROR = 3  # anything else: a bug; one line on stderr and a log file with the traceback
 EXIT_BUSY = 75  # another leadcal run holds the outputs (EX_TEMPFAIL: try again later)
 EXIT_INTERRUPTED = 130  # Ctrl-C

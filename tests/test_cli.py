@@ -218,3 +218,14 @@ def test_a_stage_run_with_config_from_another_folder_writes_beside_the_config(
     assert main(["-q", "--config", "../example/params.yaml", "generate"]) == 0
     assert (folder / "sample" / "leads.csv").exists()
     assert not any(elsewhere.iterdir())
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`leadcal --version`: the package version from pyproject.toml, for bug reports (exit 0)."""
+    import tomllib
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    expected = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"leadcal {expected}"

@@ -234,8 +234,24 @@ def test_fit_effects_are_relative_to_the_average_lead_like_the_points() -> None:
     assert found["industry = a"].dropna().iloc[0] < 0 < found["industry = c"].dropna().iloc[0]
 
 
-def test_metrics_file_holds_every_fold_and_the_spread(default_run: Params) -> None:
-    metrics = io.read_json(default_run.paths.models / "metrics.json")
+def test_metrics_file_holds_only_the_headline_numbers(default_run: Params) -> None:
+    """DVC's metrics file: at most 15 numbers (no strings, no per-fold values), each the figure of
+    the detailed summary it names, so `dvc metrics show` stays one short row."""
+    headline = io.read_json(default_run.paths.models / "metrics.json")
+    details = io.read_json(default_run.paths.models / "metrics" / "report.json")
+    flat = {f"{group}.{k}": v for group, value in headline.items()
+            for k, v in (value.items() if isinstance(value, dict) else [("", value)])}
+    assert len(flat) <= 15
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat.values()), flat
+    assert headline["model"]["auc"] == details["model"]["auc"]
+    assert headline["points"]["lift"] == details["points_table"]["top_decile_lift"]
+    assert headline["close_rate"] == details["close_rates"]["average_close_rate"]
+    assert headline["threshold"] == io.read_json(default_run.paths.models / "thresholds.json")["threshold"]
+    assert headline["mql_close"] == io.read_json(default_run.paths.models / "thresholds.json")["validation"]["mql_close_rate"]
+
+
+def test_metrics_details_hold_every_fold_and_the_spread(default_run: Params) -> None:
+    metrics = io.read_json(default_run.paths.models / "metrics" / "report.json")
     train = io.read_json(default_run.paths.models / "metrics" / "train.json")
     assert metrics["folds"] == len(train["model"]["folds"]) == 3
     aucs = [metrics["model_folds"][f"fold_{k}"]["auc"] for k in (1, 2, 3)]

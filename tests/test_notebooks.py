@@ -83,6 +83,8 @@ def test_every_notebook_runs_and_prints_the_artifacts_numbers(report: tuple[Para
 
     page = text(pages["04_drift"])  # the default run is a first publication
     assert "This is the first publication: there is no earlier one, so there is nothing to compare yet." in page
+    assert "From the next publication on" in page and "how the MQL threshold moved" in page  # what it will show
+    assert "Nothing to compare." not in page  # every empty section says what it will hold
     assert f"The MQL threshold published is {thresholds['threshold']} points." in page
 
 

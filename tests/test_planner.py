@@ -49,3 +49,19 @@ def test_plan_command_prints_a_table(default_run: Params, tmp_path, capsys: pyte
     out = capsys.readouterr().out
     assert "To win 20 customers" in out and "lead" in out and "95% interval" in out
     assert io.read_json(tmp_path / "plan.json")["customers"] == 20
+
+
+def test_the_new_thresholds_rates_are_explained_beside_the_crms() -> None:
+    """Hand-computed: 20 % of leads reach the threshold and close at 10 %: 30 customers take
+    30 / 0.10 = 300 MQLs and 300 / 0.20 = 1,500 leads; rounded up, never down."""
+    from pipeline.planner import format_plan, with_threshold
+
+    thresholds = {"threshold": 38, "validation": {"mql_share": 0.2, "mql_close_rate": 0.1, "customers_captured": 0.6}}
+    new = with_threshold(thresholds, 30)
+    assert (new["leads"], new["mqls"], new["threshold"]) == (1500, 300, 38)
+    assert with_threshold({"threshold": 38, "validation": {"mql_share": 0.3, "mql_close_rate": 0.07}}, 10)["mqls"] == 143
+    assert with_threshold({"threshold": None, "validation": {}}, 30) is None
+    result = {"customers": 30, "confidence": 0.95, "volumes": [], "steps": [], "with_threshold": new}
+    text = format_plan(result)
+    assert "rates your CRM recorded" in text and "threshold (38 points)" in text
+    assert "20.0% of leads became MQLs" in text and "closed at 10.0%" in text and "about 1,500 leads and 300 MQLs" in text

@@ -144,7 +144,7 @@ def test_threshold_is_the_lowest_score_reaching_the_target_lift(default_run: Par
 
 
 def test_model_and_points_table_rank_leads_on_later_cohorts(default_run: Params) -> None:
-    metrics = io.read_json(default_run.paths.models / "metrics.json")
+    metrics = io.read_json(default_run.paths.models / "metrics" / "report.json")
     assert metrics["validation"]["from"] > io.read_json(default_run.paths.models / "metrics" / "train.json")["training"]["to"]
     for scorer in ("model", "points_table"):
         assert metrics[scorer]["auc"] > 0.72, scorer

@@ -35,11 +35,12 @@ def test_batch_size_must_be_positive(tmp_path: Path, size: str, capsys: pytest.C
 
 
 def test_a_usage_error_is_one_line_not_the_whole_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """argparse prints the usage block before its error; leadcal's errors are one line (exit 2)."""
+    """argparse prints the usage block before its error; leadcal's errors are one line, and a usage
+    error exits 64 (EX_USAGE), not 2 as a data error does."""
     with pytest.raises(SystemExit) as stopped:
         _score(tmp_path, "--out", str(tmp_path / "scored.csv"), "--batch-size", "abc")
     err = capsys.readouterr().err.strip()
-    assert stopped.value.code == 2 and len(err.splitlines()) == 1, err
+    assert stopped.value.code == 64 and len(err.splitlines()) == 1, err
     assert err == "leadcal score: error: argument --batch-size: invalid int value: 'abc' (see `leadcal score --help`)"
 
 
@@ -96,3 +97,4 @@ def test_lead_ids_that_look_like_formulas_are_escaped_in_the_csv(default_run: Pa
     back = spreadsheet.read_csv(tmp_path / "scored.csv")
     assert list(back["lead_id"]) == list(result["lead_id"])
     assert (back["total_points"] == result["total_points"]).all()  # numbers (negative ones too) untouched
+

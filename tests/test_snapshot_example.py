@@ -77,7 +77,7 @@ def test_close_rates_match_a_pandas_count_of_the_sheet(example: Path) -> None:
 
 
 def test_every_output_says_random_folds(example: Path) -> None:
-    assert "random folds" in io.read_json(example / "models" / "metrics.json")["validated_on"]
+    assert "random folds" in io.read_json(example / "models" / "metrics" / "report.json")["validated_on"]
     assert "random folds" in (example / "models" / "model_card.md").read_text()
     assert "not on the future" in (example / "models" / "report" / "02_points_vs_model.html").read_text()
     assert io.read_json(example / "data" / "features" / "features_report.json")["mode"] == "snapshot"
