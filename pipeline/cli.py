@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "timestamp in the input)")
     scorer.add_argument("--batch-size", type=int, default=50_000, help="leads per batch (default 50000)")
     scorer.add_argument("--models", type=Path, default=None, help="published artifacts (default: params paths.models)")
+    scorer.add_argument("--keep", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+                        default=None, metavar="COLUMNS",
+                        help="input lead columns to copy beside lead_id, comma-separated (e.g. email,hs_object_id), "
+                             "to write the scores back to the CRM")
     planner = sub.add_parser("plan", parents=[common], help="leads (and MQLs, SQLs) needed to win a number of customers or a revenue")
     target = planner.add_mutually_exclusive_group(required=True)
     target.add_argument("--customers", type=int, help="customers to win")
@@ -328,7 +332,7 @@ def _main(argv: list[str]) -> int:
             models = Path(args.models or params.paths.models)
             with staging.reading(models):  # no stage may rewrite the model while it scores
                 staging.refuse_interrupted(("weights", "train", "thresholds"), models, "leadcal score")
-                score(args.input, args.out, params, args.as_of, args.batch_size, models)
+                score(args.input, args.out, params, args.as_of, args.batch_size, models, args.keep)
             return 0
         if args.stage == "plan":
             from pipeline.planner import format_plan, plan

@@ -14,6 +14,11 @@ The model file is loaded with an allow-list of types (pipeline.model.load_model)
 model whose feature schema does not match the current params is refused: its signals
 would silently mean something else.
 
+`--keep email,hs_object_id` copies those columns of the input leads into the output, after
+`lead_id`, so the scores can be written back to the CRM's contacts (matched on its own id or
+e-mail, not on leadcal's). Names match ignoring case and surrounding spaces; values are kept as
+text, so a long numeric CRM id is never rounded.
+
 Options are checked before anything is read: --batch-size a positive whole number, --out a
 file path ending in .csv or .parquet. The CSV output is for people: a lead id or reason that a
 spreadsheet would run as a formula gets a single quote in front (pipeline.spreadsheet).
@@ -87,11 +92,29 @@ def check_schema(schema: dict, params: Params, model_path: Path) -> None:
         )
 
 
-def _read_input(folder: Path, params: Params) -> dict[str, pd.DataFrame]:
+def _read_input(folder: Path, params: Params) -> tuple[dict[str, pd.DataFrame], dict[str, Path | None]]:
     tables, reports, paths = read_export(folder, params, policy="drop", now=None, stages_required=False)
     for reason, count in reports["activities"].dropped.items():
         log.warning("score: %s: %d event(s) dropped: %s", paths["activities"], count, reason)
-    return tables
+    return tables, paths
+
+
+def kept_columns(leads: pd.DataFrame, keep: list[str], origin: object) -> pd.DataFrame:
+    """lead_id and the `keep` columns of the input leads (named as asked), to match scores to CRM
+    contacts. A name the leads do not hold, or one that would shadow an output column, is refused."""
+    by_name = {str(column).strip().lower(): column for column in leads.columns}
+    asked = [name.strip() for name in keep if name.strip()]
+    clashing = [name for name in asked if name.lower() in OUTPUT_COLUMNS]
+    if clashing:
+        raise LeadcalError(f"--keep {','.join(clashing)}: already an output column of leadcal score "
+                           f"({', '.join(OUTPUT_COLUMNS)}); keep other columns")
+    missing = [name for name in asked if name.lower() not in by_name]
+    if missing:
+        raise LeadcalError(f"{origin}: --keep {','.join(missing)}: no such column in the leads (it has: "
+                           f"{', '.join(map(str, leads.columns))})")
+    unique = list(dict.fromkeys(asked))
+    return pd.DataFrame({"lead_id": leads["lead_id"].to_numpy(),
+                         **{name: leads[by_name[name.lower()]].to_numpy() for name in unique}})
 
 
 def _grade(probability: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
@@ -101,9 +124,10 @@ def _grade(probability: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
 
 def score(
     input_dir: Path, out: Path, params: Params, as_of: datetime | date | None = None, batch_size: int = 50_000,
-    models: Path | None = None,
+    models: Path | None = None, keep: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Score every lead in `input_dir` and write the result to `out` (.csv or .parquet)."""
+    """Score every lead in `input_dir` and write the result to `out` (.csv or .parquet); `keep`:
+    input lead columns copied beside lead_id (see the module's docstring)."""
     out = Path(out)
     check_options(out, batch_size)
     models = Path(models or params.paths.models)
@@ -112,7 +136,8 @@ def score(
     check_schema(schema, params, models / "model.skops")
     weights, header = read_weights(models)
     threshold = io.read_json(models / "thresholds.json").get("threshold")
-    tables = _read_input(Path(input_dir), params)
+    tables, paths = _read_input(Path(input_dir), params)
+    kept = kept_columns(tables["leads"], keep, paths["leads"]) if keep else None
 
     with tempfile.TemporaryDirectory(prefix="leadcal-score-") as tmp:
         for name, frame in tables.items():
@@ -161,6 +186,9 @@ def score(
             "scored_as_of": features["cutoff_at"].iloc[rows].dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(),
         }))
     result = pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    if kept is not None:  # the CRM's own ids beside leadcal's lead_id, in the scored leads' order
+        extra = kept.drop_duplicates("lead_id").set_index("lead_id").reindex(result["lead_id"]).reset_index(drop=True)
+        result = pd.concat([result[["lead_id"]], extra, result.drop(columns="lead_id")], axis=1)
     if out.suffix.lower() == ".parquet":
         io.write_parquet(out, result)
     else:  # for people: a lead id or reason a spreadsheet would run as a formula is escaped (pipeline.spreadsheet)

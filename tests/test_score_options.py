@@ -98,3 +98,33 @@ def test_lead_ids_that_look_like_formulas_are_escaped_in_the_csv(default_run: Pa
     assert list(back["lead_id"]) == list(result["lead_id"])
     assert (back["total_points"] == result["total_points"]).all()  # numbers (negative ones too) untouched
 
+
+def test_keep_copies_the_crms_ids_beside_each_score(default_run: Params, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`--keep "E-mail,hs_object_id"`: the input's own columns, matched per lead, as text (a long id
+    with leading zeros is not rounded), so the scores can be written back to the CRM's contacts."""
+    leads = pd.read_csv(default_run.paths.raw / "leads.csv").iloc[2000:2012].copy()
+    activities = pd.read_csv(default_run.paths.raw / "activities.csv")
+    leads["E-mail "] = [f"person{k}@example.com" for k in range(len(leads))]
+    leads["hs_object_id"] = [f"000{9007199254740993 + k}" for k in range(len(leads))]  # above 2**53
+    folder = tmp_path / "input"
+    folder.mkdir()
+    leads.to_csv(folder / "leads.csv", index=False)
+    activities[activities["lead_id"].isin(leads["lead_id"])].to_csv(folder / "activities.csv", index=False)
+    out = tmp_path / "scored.csv"
+    argv = ["-q", "--params", str(REPO / "params.yaml"), "score", str(folder), "--out", str(out),
+            "--models", str(default_run.paths.models), "--keep", "e-mail, HS_OBJECT_ID"]
+    assert main(argv) == 0
+    scored = pd.read_csv(out, dtype=str)
+    assert list(scored.columns[:3]) == ["lead_id", "e-mail", "HS_OBJECT_ID"]
+    expected = leads.set_index("lead_id")
+    for row in scored.itertuples(index=False):
+        assert row[1] == expected.loc[row.lead_id, "E-mail "]
+        assert row[2] == expected.loc[row.lead_id, "hs_object_id"]
+    capsys.readouterr()
+
+    assert main([*argv[:-1], "email"]) == 2  # a column the export does not have: one line naming what it has
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--keep email: no such column in the leads" in err and "e-mail" in err
+    assert main([*argv[:-1], "grade"]) == 2  # would shadow an output column
+    assert "already an output column" in capsys.readouterr().err

@@ -363,7 +363,7 @@ def test_score_does_not_read_a_model_being_rewritten_or_left_half_written(
     import pipeline.score
 
     scored: list[Path] = []
-    monkeypatch.setattr(pipeline.score, "score", lambda *args: scored.append(args[-1]))
+    monkeypatch.setattr(pipeline.score, "score", lambda *args: scored.append(args[5]))  # args[5]: the models folder
     config = _config(tmp_path)
     models = tmp_path / "models"
     models.mkdir()
