@@ -313,11 +313,16 @@ def calibration_table(part: pd.DataFrame) -> pd.DataFrame:
     """A calibration curve's bins with their customers and the 95 % Wilson interval of the observed rate.
 
     customers = round(observed x leads): the curve (pipeline.stats.calibration_table) keeps the
-    rate and the bin size; the count is exact up to rounding.
+    rate and the bin size; the count is exact up to rounding. When the curve counts rows (a lead
+    once per snapshot age) and says how many distinct leads are behind them (`distinct_leads`),
+    the interval takes those leads as its n: a lead's rows share one outcome, so counting each row
+    would make the interval too narrow (an effective sample size, as for clustered data).
     """
     leads = part["leads"].to_numpy(dtype=np.int64)
-    customers = np.rint(part["observed"].to_numpy(dtype=float) * leads).astype(np.int64)
-    low, high = wilson_interval(customers, leads, CONFIDENCE)
+    observed = part["observed"].to_numpy(dtype=float)
+    customers = np.rint(observed * leads).astype(np.int64)
+    n = part["distinct_leads"].to_numpy(dtype=float) if "distinct_leads" in part.columns else leads.astype(float)
+    low, high = wilson_interval(observed * n, n, CONFIDENCE)
     predicted = part["predicted"].to_numpy(dtype=float)
     bins = part["bin"].to_numpy() if "bin" in part.columns else np.arange(1, len(part) + 1)
     return pd.DataFrame({"bin": bins, "leads": leads, "customers": customers, "predicted": predicted,
@@ -351,7 +356,9 @@ def calibration_chart(curves: dict[str, pd.DataFrame], population: str | None = 
                                         f"{int(first['customers'].sum()):,} of them customers")
     notes = [_population_line(population, counted),
              f"{len(first)} groups of equal size by predicted chance ({size} {unit} each); dot: a group's mean "
-             f"prediction and its observed close rate; whisker: {LEVEL} Wilson interval of its count; "
+             f"prediction and its observed close rate; whisker: {LEVEL} Wilson interval "
+             + ("on its distinct leads" if "distinct_leads" in next(iter(curves.values())).columns else "of its count")
+             + "; "
              "log axes, zoomed to the groups (a hollow triangle: no customer in the group)"]
     legend = [_line(REFERENCE, "perfect calibration: observed = predicted", linestyle=":"),
               *[_line(SCORER_COLOURS.get(s, DATA), s, marker="o", linestyle="none") for s in tables],

@@ -406,11 +406,12 @@ def run(params: Params) -> dict[str, object]:
     io.write_json(models / "metrics" / "train.json", metrics)
     spreadsheet.write_csv(models / "factors.csv", factors)  # for people: formula-like names escaped
     # the published fold's calibration curves and gain, on its held-out rows
-    calibration = pd.DataFrame(calibration_table(y[held], probability))
+    calibration = pd.DataFrame(calibration_table(y[held], probability, groups=lead[held]))
     # the diagonal for `dvc plots` (observed = predicted): DVC's templates draw columns, not lines
     calibration["perfectly_calibrated"] = calibration["predicted"]
     io.write_csv(models / "plots" / "calibration_model.csv", calibration)
-    io.write_csv(models / "plots" / "calibration_points.csv", pd.DataFrame(calibration_table(y[held], points_prob)))
+    io.write_csv(models / "plots" / "calibration_points.csv",
+                 pd.DataFrame(calibration_table(y[held], points_prob, groups=lead[held])))
     io.write_csv(models / "plots" / "cumulative_gain.csv", pd.DataFrame(
         gain_table(y[held], {"model": probability, "points_table": points}, strata=snapshot[held])))
     io.write_text(models / "model_card.md", model_card(params, metrics, description, factors))

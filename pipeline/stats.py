@@ -126,8 +126,14 @@ def classification_metrics(y: np.ndarray, probability: np.ndarray, score: np.nda
     }
 
 
-def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Observed close rate against mean predicted probability in equal-count bins."""
+def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10,
+                      groups: np.ndarray | None = None) -> list[dict[str, float]]:
+    """Observed close rate against mean predicted probability in equal-count bins.
+
+    `leads` counts the rows of a bin. With `groups` (each row's lead), `distinct_leads` counts the
+    leads behind them: a lead seen at several ages has the same outcome in each of its rows, so
+    an interval for the bin's close rate must take the leads, not the rows, as its n.
+    """
     y = np.asarray(y, dtype=float)
     probability = np.asarray(probability, dtype=float)
     order = np.argsort(probability, kind="stable")
@@ -135,12 +141,15 @@ def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) ->
     for index, chunk in enumerate(np.array_split(order, bins)):
         if len(chunk) == 0:
             continue
-        rows.append({
+        row = {
             "bin": index + 1,
             "leads": int(len(chunk)),
             "predicted": float(probability[chunk].mean()),
             "observed": float(y[chunk].mean()),
-        })
+        }
+        if groups is not None:
+            row["distinct_leads"] = int(len(np.unique(np.asarray(groups)[chunk])))
+        rows.append(row)
     return rows
 
 

@@ -27,6 +27,7 @@ from pipeline.report import figure_bytes
 WILSON_10_OF_100 = (0.055229, 0.174366)
 # 0 customers out of 50: low 0, high = z²/n / (1 + z²/n) = 0.076829 / 1.076829 = 0.071348
 WILSON_0_OF_50 = (0.0, 0.071348)
+WILSON_5_OF_50 = (0.043476, 0.213602)  # by hand: p = 0.1, n = 50, z = 1.959964
 
 
 @pytest.fixture(autouse=True)
@@ -315,6 +316,19 @@ def test_monthly_trend_chart_without_export_date_greys_the_last_horizon_months_a
     assert "no export date given: the last 3 months" in _subtitle(fig)
     assert list(charts.immature_months(["2024-01", "2024-02"], None, 30)) == [False, True]
     _readable(fig)
+
+
+def test_calibration_intervals_take_the_distinct_leads_as_n_when_rows_repeat_leads() -> None:
+    """100 rows of 50 leads (each seen at two ages), 10 % closed: the whisker is Wilson's for 5 of
+    50 leads, wider than 10 of 100 rows would give; the note says what n is."""
+    curve = pd.DataFrame({"bin": [1], "leads": [100], "distinct_leads": [50], "predicted": [0.09], "observed": [0.1]})
+    table = charts.calibration_table(curve)
+    assert (table["low"].iloc[0], table["high"].iloc[0]) == pytest.approx(WILSON_5_OF_50, abs=1e-6)
+    assert table["customers"].iloc[0] == 10  # the rows' count, as the table shows it
+    fig = charts.calibration_chart({"predictive model": curve}, population="held-out: 50 leads")
+    assert "Wilson interval on its distinct leads" in " ".join(" ".join(t.get_text().split()) for t in fig.texts)
+    rows_only = charts.calibration_table(curve.drop(columns="distinct_leads"))
+    assert (rows_only["low"].iloc[0], rows_only["high"].iloc[0]) == pytest.approx(WILSON_10_OF_100, abs=1e-6)
 
 
 def test_calibration_chart_draws_wilson_intervals_zoomed_to_the_predictions_and_a_reliability_table() -> None:

@@ -83,6 +83,16 @@ def test_calibration_table_bins_are_equal_count_and_ordered() -> None:
     assert all(abs(row["observed"] - row["predicted"]) < 0.03 for row in table)
 
 
+def test_calibration_table_counts_the_distinct_leads_behind_the_rows() -> None:
+    """Hand case: 4 rows in 2 bins; rows 0 and 1 are one lead seen twice, so bin 1 holds 2 rows
+    but 1 lead; bin 2 holds 2 rows of 2 leads."""
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    y = np.array([1, 1, 0, 1])
+    table = calibration_table(y, p, bins=2, groups=np.array([7, 7, 8, 9]))
+    assert [(row["leads"], row["distinct_leads"]) for row in table] == [(2, 1), (2, 2)]
+    assert "distinct_leads" not in calibration_table(y, p, bins=2)[0]
+
+
 def test_cumulative_gain_hand_case_with_ties() -> None:
     # scores 3, 3, 1, 0: the tied top pair holds 1 of the 2 customers, the third lead the other.
     y = np.array([1, 0, 1, 0])
