@@ -74,6 +74,8 @@ def run(params: Params) -> dict[str, object]:
     train = io.read_json(models / "metrics" / "train.json")
     weights = io.read_json(models / "metrics" / "weights.json")
     thresholds = io.read_json(models / "thresholds.json")
+    funnel = io.read_json(models / "funnel.json")
+    points_table = io.read_json(models / "weights.json")
     metrics = {
         "close_rates": rates,
         "model": {"type": train["model"]["type"], "calibration": train["model"]["calibration"],
@@ -92,13 +94,12 @@ def run(params: Params) -> dict[str, object]:
     io.write_json(models / "metrics" / "report.json", metrics)
     io.write_json(models / "metrics.json", headline(metrics))
     # every chart states its population and n (docs/chart-style.md): who the leads are, from the artifacts
+    matured = charts.matured_population(rates, params.outcome.horizon_days)
     figures = {
-        "close_rate_by_activity.png": charts.close_rates_chart(
-            close_rates, rates["average_close_rate"], "activity",
-            population=charts.matured_population(rates, params.outcome.horizon_days)),
-        "close_rate_by_fit.png": charts.close_rates_chart(
-            close_rates, rates["average_close_rate"], "fit",
-            population=charts.matured_population(rates, params.outcome.horizon_days)),
+        "close_rate_by_activity.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "activity",
+                                                               population=matured),
+        "close_rate_by_fit.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "fit",
+                                                          population=matured),
         "score_distribution.png": charts.score_distribution_chart(
             io.read_csv(models / "plots" / "score_distribution.csv"), thresholds["threshold"],
             population=charts.population("training leads", train["training"], counts=False) + ", each at its highest score"),
@@ -107,16 +108,16 @@ def run(params: Params) -> dict[str, object]:
             population=charts.population("training leads", train["training"], counts=False),
             average_of="these training leads"),
         "funnel.png": charts.funnel_chart(
-            io.read_json(models / "funnel.json")["funnel"],
+            funnel["funnel"],
             population=f"matured leads (created at least {params.outcome.horizon_days} days before the export)"),
         "funnel_by_month.png": charts.monthly_trend_chart(
-            io.read_csv(models / "plots" / "funnel_by_month.csv"), counts=io.read_json(models / "funnel.json")["by_month"],
-            export_date=io.read_json(models / "funnel.json")["population"].get("export_date"),
+            io.read_csv(models / "plots" / "funnel_by_month.csv"), counts=funnel["by_month"],
+            export_date=funnel["population"].get("export_date"),
             horizon_days=params.outcome.horizon_days,
             population="all leads by month of creation (SQL → customer: matured leads only)"),
         "points_table.png": charts.points_table_chart(
-            pd.DataFrame(io.read_json(models / "weights.json")["signals"]),
-            population=charts.population("fitted on the training leads", io.read_json(models / "weights.json")["fitted_on"])),
+            pd.DataFrame(points_table["signals"]),
+            population=charts.population("fitted on the training leads", points_table["fitted_on"])),
         "cumulative_gain.png": charts.cumulative_gain_chart(
             io.read_csv(models / "plots" / "cumulative_gain.csv"),
             population=charts.population("held-out months", train["validation"])),

@@ -244,6 +244,11 @@ def _holder(fd: int, path: Path, exclusive: bool) -> str:
     return f"written by another leadcal run (pid {pid})" if pid.isdigit() else "written by another leadcal run"
 
 
+def _busy(folder: Path, path: Path, who: str) -> OutputsBusy:
+    return OutputsBusy(f"{folder}/ is being {who}; wait for it to finish, or stop it (its lock {path} "
+                       "frees itself when that process ends)")
+
+
 def _acquire(folder: Path, path: Path, exclusive: bool) -> int:
     with os_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,8 +258,7 @@ def _acquire(folder: Path, path: Path, exclusive: bool) -> int:
     except BlockingIOError:
         who = _holder(fd, path, exclusive)
         os.close(fd)
-        raise OutputsBusy(f"{folder}/ is being {who}; wait for it to finish, or stop it (its lock {path} "
-                          "frees itself when that process ends)") from None
+        raise _busy(folder, path, who) from None
     except OSError:
         os.close(fd)  # a file system without locks: run unlocked
         return -1
@@ -311,8 +315,7 @@ def reading(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputsBusy(f"{folder}/ is being {_holder(fd, path, False)}; wait for it to finish, or stop it "
-                              f"(its lock {path} frees itself when that process ends)") from None
+            raise _busy(folder, path, _holder(fd, path, False)) from None
         except OSError:
             pass
         yield
