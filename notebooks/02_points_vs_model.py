@@ -69,13 +69,13 @@ show(charts.points_table_chart(signals, population=charts.population("fitted on 
 # %%
 def points_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Points first, with their bootstrap range (when the run refitted) and the evidence beside them."""
-    if "points_p05" in rows.columns:
-        spread = [f"{lo:+.0f} to {hi:+.0f}" for lo, hi in zip(rows["points_p05"], rows["points_p95"])]
+    if "points_p025" in rows.columns:
+        spread = [f"{lo:+.0f} to {hi:+.0f}" for lo, hi in zip(rows["points_p025"], rows["points_p975"])]
     else:  # weights.bootstrap_samples = 0
         spread = ["not measured"] * len(rows)
     return rows.assign(spread=spread).sort_values("points", ascending=False)[
         ["signal", "points", "spread", "leads", "close_rate", "lift"]
-    ].rename(columns={"spread": "90 % of refits", "close_rate": "close rate"})
+    ].rename(columns={"spread": "95 % of refits", "close_rate": "close rate"})
 
 
 # %% [markdown]

@@ -610,8 +610,8 @@ def monthly_trend_chart(monthly: pd.DataFrame, counts: pd.DataFrame | list[dict]
 def _points_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str | None]:
     """The 95 % interval of each signal's points over the bootstrap refits, and how it was taken.
 
-    Percentiles 2.5 / 97.5 when the table has them; else points ± 1.96 sd of the refits (the
-    table keeps only the 5 / 95 percentiles, a 90 % range, and the sd); None without refits."""
+    Percentiles 2.5 / 97.5 when the table has them (weights.py writes them); else points ± 1.96 sd
+    of the refits (a table from before they were written); None without refits."""
     points = rows["points"].to_numpy(dtype=float)
     if {"points_p025", "points_p975"} <= set(rows.columns):
         return rows["points_p025"].to_numpy(dtype=float), rows["points_p975"].to_numpy(dtype=float), \

@@ -435,8 +435,8 @@ def run(params: Params) -> dict[str, object]:
         runs = bootstrap_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
                                 w.bootstrap_samples, half_life_days is not None, params.signals.min_support,
                                 table.attrs["fit"])
-        table["points_p05"] = runs.quantile(0.05, axis=1).round(1).to_numpy()
-        table["points_p95"] = runs.quantile(0.95, axis=1).round(1).to_numpy()
+        table["points_p025"] = runs.quantile(0.025, axis=1).round(1).to_numpy()
+        table["points_p975"] = runs.quantile(0.975, axis=1).round(1).to_numpy()
         table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
         if len(valid_features):
             published = score_features(valid_features, valid_signals, table, header)["total_points"].to_numpy()

@@ -191,7 +191,7 @@ def test_points_table_chart_shows_scored_signals_by_kind_with_95_percent_whisker
     assert _bar_widths(engagement) == [-3, 80] and _bar_widths(fit) == [-13, 14]
     assert [t.get_text() for t in engagement.get_yticklabels()] == ["blog", "demo"]  # unscored recency left out
     assert {t.get_text().strip() for t in fit.texts} == {"-13", "+14"}
-    # 95 %: points ± 1.96 sd (the table's p05 / p95 are a 90 % range and are not drawn)
+    # 95 %: an older table with only a 90 % range (p05 / p95) gets points ± 1.96 sd; the 90 % range is not drawn
     assert _whiskers(engagement) == [pytest.approx((-3 - 1.959964 * 4, -3 + 1.959964 * 4), abs=1e-4),
                                      pytest.approx((80 - 1.959964 * 5, 80 + 1.959964 * 5), abs=1e-4)]
     # green / red only where the 95 % interval excludes 0: -13 ± 9.8 is below, 14 ± 19.6 is not above

@@ -130,9 +130,9 @@ def test_points_table_is_nearly_as_good_as_the_model_on_later_cohorts(default_ru
 def test_bootstrap_spread_is_reported_and_the_ranking_is_stable(default_run: Params) -> None:
     weights = pd.read_csv(default_run.paths.models / "weights.csv")
     scored = weights[weights["status"] == "scored"]
-    assert (scored["points_p05"] <= scored["points_p95"]).all() and (scored["points_sd"] > 0).all()
+    assert (scored["points_p025"] <= scored["points_p975"]).all() and (scored["points_sd"] > 0).all()
     # the published points sit inside their own bootstrap range for nearly every signal
-    inside = (scored["points"] >= scored["points_p05"] - 1) & (scored["points"] <= scored["points_p95"] + 1)
+    inside = (scored["points"] >= scored["points_p025"] - 1) & (scored["points"] <= scored["points_p975"] + 1)
     assert inside.mean() >= 0.9
     stability = io.read_json(default_run.paths.models / "weights.json")["bootstrap"]["rank_spearman"]
     assert stability["median"] >= 0.9 and stability["min"] >= 0.8
