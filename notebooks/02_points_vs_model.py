@@ -30,8 +30,8 @@ MODELS = Path("models") if Path("models").exists() else Path("../models")
 import pandas as pd
 from IPython.display import Markdown
 
-from pipeline import charts, io
-from pipeline.notebooks import design_note, pct, show, table
+from pipeline import charts, interactive, io
+from pipeline.notebooks import HoverChart, design_note, pct, show, table
 
 weights = io.read_json(MODELS / "weights.json")
 signals = pd.DataFrame(weights["signals"])
@@ -58,12 +58,13 @@ Markdown(
 )
 
 # %% [markdown]
-# The black whiskers show how far each signal's points moved when the table was refitted on
-# resampled leads: a long whisker means the data cannot pin that number down, so it is not
-# worth fine-tuning by hand in the CRM.
+# The black lines show how far each signal's points moved when the table was refitted on
+# resampled leads: a long line means the data cannot pin that number down, so it is not
+# worth fine-tuning by hand in the CRM. Hover a bar for the signal's leads, close rate and lift.
 
 # %%
-show(charts.points_table_chart(signals, population=charts.population("fitted on the training leads", fitted)))
+HoverChart(interactive.points_chart(signals, charts.population("fitted on the training leads", fitted)),
+           "The points of every scored signal with its 95 % range")
 
 
 # %%

@@ -30,8 +30,8 @@ MODELS = Path("models") if Path("models").exists() else Path("../models")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pipeline import charts, io
-from pipeline.notebooks import design_note, interval, pct, show, table
+from pipeline import charts, interactive, io
+from pipeline.notebooks import HoverChart, design_note, interval, pct, show, table
 
 thresholds = io.read_json(MODELS / "thresholds.json")
 funnel = io.read_json(MODELS / "funnel.json")
@@ -71,6 +71,17 @@ show(charts.score_distribution_chart(
     io.read_csv(MODELS / "plots" / "score_distribution.csv"), threshold,
     population=charts.population("training leads", io.read_json(MODELS / "metrics" / "train.json")["training"],
                                  counts=False) + ", each at its highest score"))
+
+# %% [markdown]
+# What any other threshold would give: hover the curves for the MQLs per week, their close
+# rate and the customers they hold at each threshold.
+
+# %%
+HoverChart(interactive.threshold_chart(
+    interactive.threshold_curve(io.read_csv(MODELS / "plots" / "score_distribution.csv"), training.get("weeks")),
+    threshold, training["average_close_rate"],
+    charts.population(f"the {training['leads']:,} leads it was chosen on, each at its peak score"),
+    min_leads=thresholds.get("min_mql_leads") or 1), "MQLs per week and their close rate at every possible threshold")
 
 # %% [markdown]
 # ## Every way to set the threshold, side by side
@@ -143,13 +154,13 @@ table(quadrants(matrix["validation"]["quadrants"]), percent=["share of leads", "
 
 # %% [markdown]
 # CRMs often grade leads A to D on fit and 1 to 4 on engagement, each grade a quarter of the
-# leads. The close rate in each cell:
+# leads. The close rate in each cell (hover a cell for its leads and customers):
 
 # %%
-show(charts.matrix_chart(
-    io.read_csv(MODELS / "plots" / "matrix.csv"), training["average_close_rate"], average_of="these training leads",
-    population=charts.population("training leads", io.read_json(MODELS / "metrics" / "train.json")["training"],
-                                 counts=False)))
+HoverChart(interactive.matrix_chart(
+    matrix["training"]["grades"], training["average_close_rate"],
+    charts.population("training leads", io.read_json(MODELS / "metrics" / "train.json")["training"], counts=False)),
+    "Close rate by fit grade and engagement grade")
 
 # %% [markdown]
 # ## The funnel today

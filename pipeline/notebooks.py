@@ -22,8 +22,9 @@ import base64
 import html
 import logging
 import os
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.errors import LeadcalError
+from pipeline.page import CSS, network_references, pct, scripts, sortable_table, vega_chart
 from pipeline.params import Params
 
 if TYPE_CHECKING:  # imported lazily: the notebooks import this module inside their kernel
@@ -56,39 +58,18 @@ KERNEL_ENV = {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYDEVD_DISABLE_FILE_V
 
 # --- helpers the notebooks import -------------------------------------------------------
 
-def pct(value: float, digits: int = 1) -> str:
-    """A rate as a marketer reads it: 0.0277 -> '2.8%'."""
-    return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}%}"
-
-
 def interval(low: float, high: float, digits: int = 1) -> str:
     """A 95 % interval of a rate: '7.8% to 12.1%'."""
     return f"{pct(low, digits)} to {pct(high, digits)}"
 
 
-def table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int = 2, digits: int = 1) -> HTML:
-    """A plain HTML table: rates as '9.7%', counts as '1,234', yes/no, no index column.
-
-    DataFrame.to_html rather than pandas' Styler, which adds random element ids and would
-    make every rendering differ.
-    """
+def table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int = 2, digits: int = 1,
+          sort_by: Mapping[str, str] | None = None) -> HTML:
+    """A table the reader sorts with a click on a header: rates as '9.7%', counts as '1,234',
+    yes/no, no index column (pipeline.page.sortable_table; `sort_by`: a text column's raw values)."""
     from IPython.display import HTML
 
-    percent = set(percent)
-
-    def formatter(column: str, values: pd.Series) -> Callable[[object], str] | None:
-        if column in percent:
-            return lambda v: pct(v, digits)
-        if pd.api.types.is_bool_dtype(values):
-            return lambda v: "yes" if v else "no"
-        if pd.api.types.is_integer_dtype(values):
-            return lambda v: f"{v:,}"
-        if pd.api.types.is_float_dtype(values):
-            return lambda v: "" if pd.isna(v) else f"{v:,.{decimals}f}"
-        return None
-
-    formatters = {c: f for c in frame.columns if (f := formatter(c, frame[c])) is not None}
-    return HTML(frame.to_html(index=False, formatters=formatters, border=0, na_rep="", classes="leadcal"))
+    return HTML(sortable_table(frame, percent=percent, decimals=decimals, digits=digits, sort_by=sort_by))
 
 
 def design_note(models: Path) -> Markdown | None:
@@ -125,6 +106,21 @@ def show(fig: Figure) -> HTML:
     alt = html.escape(chart_title(fig) or "chart")
     png = base64.b64encode(figure_bytes(fig)).decode("ascii")
     return HTML(f'<img alt="{alt}" src="data:image/png;base64,{png}">')
+
+
+class HoverChart:
+    """An interactive chart (a Vega-Lite spec from pipeline.interactive) in a notebook.
+
+    The rendered page gets it as HTML drawn by the page's own Vega runtime (pipeline.page: no CDN);
+    JupyterLab, for an analyst running the notebook, draws the Vega-Lite spec itself.
+    """
+
+    def __init__(self, spec: Mapping[str, object], description: str) -> None:
+        self.spec, self.description = dict(spec), description
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
+        return {"text/html": vega_chart(self.spec, self.description),
+                "application/vnd.vegalite.v5+json": self.spec, "text/plain": self.description}
 
 
 def signal_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
@@ -233,14 +229,36 @@ def page_title(notebook: NotebookNode, fallback: str) -> str:
     return fallback
 
 
+# JupyterLab's page template without what it loads from a CDN (require.js, MathJax, Mermaid,
+# the widget manager): the pages must open offline (pipeline.page). Nothing on them needs those.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}<style type="text/css">{{ resources.leadcal_css }}</style>{%- endblock extra_css -%}
+"""
+
+
 def to_html(notebook: NotebookNode, title: str) -> bytes:
-    """The executed notebook as one self-contained HTML page (code visible, no prompts)."""
+    """The executed notebook as one self-contained HTML page (no code, no prompts, nothing from the network).
+
+    The sorter and, on pages with interactive charts, the Vega runtime go before </body>.
+    A page that would still load something from elsewhere is an error, not a silent leak.
+    """
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     # marketers read the text, tables and charts; the code stays in notebooks/*.py for analysts
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True, log=jupyter_log)
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    exporter = HTMLExporter(template_name="lab", template_file="leadcal.html.j2",
+                            extra_loaders=[DictLoader({"leadcal.html.j2": OFFLINE_TEMPLATE})],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            log=jupyter_log)
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}, "leadcal_css": CSS})
+    end = body.rindex("</body>")
+    body = f"{body[:end]}{scripts(body)}\n{body[end:]}"
+    if leaks := network_references(body):
+        raise LeadcalError(f"page {title!r} would load from the network: {', '.join(leaks[:3])}")
     return body.encode("utf-8")
 
 
@@ -285,17 +303,32 @@ def render_all(paths: list[Path], models: Path, workers: int | None = None) -> d
     return {path: by_path[path].result() for path in paths}
 
 
-def run(params: Params, folder: Path | None = None) -> dict[str, object]:
-    """Render every notebook in `folder` (default: the package's notebooks/) to models/report/<stem>.html.
+def html_title(page: bytes, fallback: str) -> str:
+    """A rendered page's <title> (its first heading), to link it by."""
+    found = re.search(rb"<title>(.*?)</title>", page, flags=re.DOTALL)
+    return html.unescape(found.group(1).decode("utf-8").strip()) if found else fallback
 
-    Nothing is written unless every notebook ran: a half-updated report would mix two runs.
+
+def run(params: Params, folder: Path | None = None) -> dict[str, object]:
+    """Render every notebook in `folder` (default: the package's notebooks/) to models/report/<stem>.html,
+    and the summary page that links them to models/report/index.html (pipeline.summary).
+
+    Nothing is written unless every page was built: a half-updated report would mix two runs.
     """
+    from pipeline import summary
+
     models = params.paths.models
     pages = render_all(notebook_paths(folder or NOTEBOOKS), models)
+    links = [(f"{path.stem}.html", html_title(page, path.stem)) for path, page in pages.items()]
+    front = summary.summary_page(summary.read(models, links)).encode("utf-8")
     written = {}
     for path, page in pages.items():
         target = models / "report" / f"{path.stem}.html"
         io.write_bytes(target, page)
         log.info("notebooks: %s -> %s (%d KiB)", path.name, target, len(page) // 1024)
         written[path.stem] = str(target)
+    target = models / "report" / summary.PAGE_NAME
+    io.write_bytes(target, front)
+    log.info("notebooks: summary page -> %s (%d KiB): open it in a browser, it works offline", target, len(front) // 1024)
+    written["summary"] = str(target)
     return written

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import io, publish
+from pipeline import io, publish, summary
 from pipeline.errors import LeadcalError
-from pipeline.notebooks import NOTEBOOKS, notebook_paths, render, render_all, run
+from pipeline.notebooks import NOTEBOOKS, html_title, notebook_paths, render, render_all, run
+from pipeline.page import network_references
 from pipeline.params import Params
 
 STDERR_OUTPUT = 'data-mime-type="application/vnd.jupyter.stderr"'  # a warning or an error printed in a page
@@ -52,9 +53,12 @@ def report(default_run: Params, tmp_path_factory: pytest.TempPathFactory) -> tup
 def test_every_notebook_runs_and_prints_the_artifacts_numbers(report: tuple[Params, dict[str, bytes]]) -> None:
     params, pages = report
     models = params.paths.models
-    assert sorted(pages) == ["01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift"]
-    assert sorted(p.name for p in (models / "report").iterdir()) == [f"{stem}.html" for stem in sorted(pages)]
+    assert sorted(pages) == ["01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift", "summary"]
+    assert sorted(p.name for p in (models / "report").iterdir()) == \
+        [f"{stem}.html" for stem in sorted(pages) if stem != "summary"] + ["index.html"]
     for stem, page in pages.items():
+        # opens offline: no script, style or font from a CDN (nbconvert's template loads three)
+        assert network_references(page.decode()) == [], stem
         assert STDERR_OUTPUT not in page.decode(), f"{stem}: a cell printed a warning or an error"
         # marketers read prose, tables and charts: no code reaches the page
         assert "MODELS = Path(" not in text(page) and "import pandas" not in text(page), f"{stem}: code shown"
@@ -91,7 +95,33 @@ def test_every_notebook_runs_and_prints_the_artifacts_numbers(report: tuple[Para
 def test_rendering_twice_gives_identical_html(report: tuple[Params, dict[str, bytes]]) -> None:
     params, pages = report
     again = render_all(notebook_paths(NOTEBOOKS), params.paths.models)
-    assert {path.stem: page for path, page in again.items()} == pages
+    assert {path.stem: page for path, page in again.items()} == {k: v for k, v in pages.items() if k != "summary"}
+    links = [(f"{path.stem}.html", html_title(page, path.stem)) for path, page in again.items()]
+    assert summary.summary_page(summary.read(params.paths.models, links)).encode() == pages["summary"]
+
+
+def test_summary_page_states_the_runs_threshold_points_and_matrix(report: tuple[Params, dict[str, bytes]]) -> None:
+    params, pages = report
+    models = params.paths.models
+    page = text(pages["summary"])
+    thresholds = io.read_json(models / "thresholds.json")
+    chosen = thresholds["policies"][thresholds["policy"]]
+    training, later = thresholds["training"], thresholds["validation"]
+    assert f"A lead becomes an MQL at {thresholds['threshold']} points: about {chosen['mql_per_week']:,.0f} MQLs a week" in page
+    assert f"{training['mql_share']:.1%} of leads" in page and f"closing at {later['mql_close_rate']:.1%}" in page
+    weights = io.read_json(models / "weights.json")
+    scored = [s for s in weights["signals"] if s["status"] == "scored"]
+    assert f"{len(scored)} signals carry points" in page
+    top = max(scored, key=lambda s: s["points"])
+    cells = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", pages["summary"].decode())))  # a space per cell
+    assert f"{top['signal']} {top['kind']} {top['points']} {top['points_p025']:+.0f} to {top['points_p975']:+.0f}" in cells
+    for action in ("hand to sales within 24 h", "nurture"):
+        assert action in page
+    assert "This is the first publication" in page  # the default run's
+    # each notebook is linked by its own title
+    for stem in ("01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift"):
+        title = re.search(r"<title>(.*?)</title>", pages[stem].decode()).group(1)
+        assert f"<a href='{stem}.html'>{title}</a>" in pages["summary"].decode()
 
 
 def test_a_failing_cell_stops_with_one_line_naming_notebook_and_cell(default_run: Params, tmp_path: Path) -> None:
@@ -137,3 +167,110 @@ def test_drift_names_the_moved_signal_and_the_threshold_move(default_run: Params
     assert "1 of " in page and "signals changed points" in page
     for flag in record["drift"]["flags"]:
         assert flag in page
+
+
+# --- in a real browser -------------------------------------------------------------------------
+# Debian's Chromium, driven by Playwright (its own browser builds cannot be downloaded here).
+# .ci/run installs the browser and sets LEADCAL_REQUIRE_BROWSER, so CI fails rather than skips.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("LEADCAL_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+PAGES = ("summary", "01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift")
+ALL_DRAWN = "Array.from(document.querySelectorAll('.leadcal-vega')).every((e) => e.dataset.rendered)"
+
+
+@pytest.fixture(scope="module")
+def chromium():  # -> playwright Browser
+    if CHROMIUM is None:
+        message = "Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it"
+        if os.environ.get("LEADCAL_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def open_offline(chromium, path: Path):  # -> (page, requests, errors)
+    """`path` opened with the network off: any request other than the file itself is recorded and aborted."""
+    context = chromium.new_context(offline=True, viewport={"width": 1200, "height": 900})
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    context.route(lambda url: not url.startswith(("file:", "data:", "blob:")), lambda route: route.abort())
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(path.as_uri())
+    page.wait_for_function(ALL_DRAWN, timeout=60_000)
+    return page, requests, errors
+
+
+def column(table, name: str) -> list[str]:  # the cells of one column, top to bottom
+    position = [h.strip() for h in table.locator("thead th").all_inner_texts()].index(name)
+    return [row.locator("td").nth(position).get_attribute("data-sort") or row.locator("td").nth(position).inner_text()
+            for row in table.locator("tbody tr").all()]
+
+
+@pytest.mark.parametrize("stem", PAGES)
+def test_each_page_renders_offline_in_chromium(report: tuple[Params, dict[str, bytes]], chromium, stem: str) -> None:
+    """Every chart draws, every table sorts, nothing is fetched, no script fails; a screenshot is kept."""
+    params, _ = report
+    path = params.paths.models / "report" / ("index.html" if stem == "summary" else f"{stem}.html")
+    page, requests, errors = open_offline(chromium, path)
+    charts = page.eval_on_selector_all(
+        ".leadcal-vega", "els => els.map((e) => [e.dataset.rendered, e.querySelectorAll('svg .mark-rect path, "
+        "svg .mark-line path, svg .mark-rule line, svg .mark-text text').length])")
+    assert all(state == "yes" and marks > 3 for state, marks in charts), charts
+    assert len(charts) == {"summary": 3, "02_points_vs_model": 1, "03_thresholds_funnel": 2}.get(stem, 0)
+    tables = page.locator("table.sortable")
+    assert tables.count() > 0
+    for index in range(tables.count()):
+        header = tables.nth(index).locator("thead th").first
+        header.click()
+        assert header.get_attribute("aria-sort") == "ascending"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
+    assert (ARTIFACTS / f"{stem}.png").stat().st_size > 10_000
+    assert [url for url in requests if not url.startswith("file:")] == [] and requests == [path.as_uri()]
+    assert errors == []
+    page.context.close()
+
+
+def test_summary_page_sorts_the_points_table_and_shows_details_on_hover(
+        report: tuple[Params, dict[str, bytes]], chromium) -> None:
+    params, _ = report
+    page, _, errors = open_offline(chromium, params.paths.models / "report" / "index.html")
+    table = page.locator("table.sortable", has=page.locator("th", has_text="95 % range of refits"))
+    points = table.locator("thead th", has_text=re.compile(r"^points$"))
+    assert [float(v) for v in column(table, "points")] == sorted(map(float, column(table, "points")), reverse=True)
+    points.click()
+    ascending = [float(v) for v in column(table, "points")]
+    assert ascending == sorted(ascending) and ascending[0] < ascending[-1]
+    points.click()
+    assert [float(v) for v in column(table, "points")] == sorted(ascending, reverse=True)
+    table.locator("thead th", has_text="95 % range of refits").click()  # text shown, sorted by the lower end
+    lower = [float(v) for v in column(table, "95 % range of refits")]
+    assert lower == sorted(lower)
+    signal = table.locator("thead th", has_text="signal")
+    signal.click()
+    names = column(table, "signal")
+    assert names == sorted(names, key=str.lower)
+
+    weights = io.read_json(params.paths.models / "weights.json")
+    best = max((s for s in weights["signals"] if s["status"] == "scored"), key=lambda s: s["points"])
+    chart = page.locator(".leadcal-vega").nth(1)  # the points chart: its first bar is the biggest engagement points
+    chart.locator(".mark-rect path").first.hover()
+    tooltip = page.locator("#vg-tooltip-element.visible")
+    tooltip.wait_for(timeout=5_000)
+    shown = re.sub(r"\s+", " ", tooltip.inner_text())
+    if best["kind"] == "engagement":
+        assert f"signal {best['signal']} points {best['points']}" in shown
+    assert "95 % range" in shown and "close rate, 95 % Wilson" in shown and "leads" in shown
+    assert errors == []
+    page.context.close()

@@ -345,7 +345,10 @@ def test_olist_reaches_the_marketers_pages(olist: Params) -> None:
 
     report = olist.paths.models / "report"
     pages = {p.stem: re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", p.read_text()))) for p in report.glob("*.html")}
-    assert sorted(pages) == ["01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift"]
+    assert sorted(pages) == ["01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift", "index"]
+    threshold = io.read_json(olist.paths.models / "thresholds.json")["threshold"]
+    # the summary page draws on Olist too, whose fit x engagement grid has 12 empty cells of 16
+    assert f"A lead becomes an MQL at {threshold} points" in pages["index"]
     assert "no breakdown by source" in pages["03_thresholds_funnel"]
     assert "follow-up times cannot be measured" in pages["03_thresholds_funnel"]
     average = io.read_json(olist.paths.models / "metrics" / "close_rates.json")["average_close_rate"]
