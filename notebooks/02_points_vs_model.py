@@ -71,7 +71,7 @@ HoverChart(interactive.points_chart(signals, charts.population("fitted on the tr
 def points_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Points first, with their bootstrap range (when the run refitted) and the evidence beside them."""
     if "points_p025" in rows.columns:
-        spread = [f"{lo:+.0f} to {hi:+.0f}" for lo, hi in zip(rows["points_p025"], rows["points_p975"])]
+        spread = [interactive.range_text(lo, hi) for lo, hi in zip(rows["points_p025"], rows["points_p975"])]
     else:  # weights.bootstrap_samples = 0
         spread = ["not measured"] * len(rows)
     return rows.assign(spread=spread).sort_values("points", ascending=False)[

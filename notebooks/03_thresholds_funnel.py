@@ -31,6 +31,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import charts, interactive, io
+from pipeline.crm_scoring import TARGETS
 from pipeline.notebooks import HoverChart, design_note, interval, pct, show, table
 
 thresholds = io.read_json(MODELS / "thresholds.json")
@@ -114,6 +115,51 @@ policies = pd.DataFrame([policy_row(name, p) for name, p in thresholds["policies
 table(policies, percent=["MQL close rate", "customers captured", "later leads: MQL close rate"], decimals=1)
 
 # %% [markdown]
+# ## The threshold inside each CRM
+#
+# The threshold above is true under leadcal's own arithmetic: engagement points fade
+# continuously with the half-life, and the caps apply. HubSpot fades points only in whole
+# months, Account Engagement and Mautic not at all, and Account Engagement turns fit into a
+# grade (F to A+, in thirds of a letter). So each export carries **its own MQL rule**, chosen
+# with the same policy under that tool's arithmetic and checked on the later leads. The last two
+# columns show what pasting leadcal's own threshold into the tool unchanged would do.
+
+# %%
+crm = {target: thresholds["crm"][target] for target in TARGETS if target in (thresholds.get("crm") or {})}
+
+
+def crm_row(entry: dict) -> dict:
+    """One line per tool: its rule and what it does on the later leads, against leadcal's threshold as is."""
+    later, naive = entry["validation"], (entry.get("at_leadcal_threshold") or {}).get("validation") or {}
+    rule = "none" if entry["threshold"] is None else (
+        f"grade {entry['grade_at_least']} or better and score {entry['threshold']}+" if entry.get("grade_at_least")
+        else f"{entry['threshold']} points or more")
+    return {"tool": entry["label"], "MQL rule": rule, "later leads: MQL share": later.get("mql_share"),
+            "MQL close rate": later.get("mql_close_rate"), "customers captured": later.get("customers_captured"),
+            "AUC": later.get("auc"), "leadcal's threshold as is: MQL share": naive.get("mql_share"),
+            "its close rate": naive.get("mql_close_rate")}
+
+
+if crm:
+    crm_table = table(pd.DataFrame([crm_row(entry) for entry in crm.values()]), decimals=3,
+                      percent=["later leads: MQL share", "MQL close rate", "customers captured",
+                               "leadcal's threshold as is: MQL share", "its close rate"])
+    own = thresholds["validation"]
+    worst = max((e for e in crm.values() if e.get("at_leadcal_threshold")),
+                key=lambda e: e["at_leadcal_threshold"]["validation"].get("mql_share") or 0, default=None)
+    crm_text = Markdown(
+        f"Pasted unchanged into **{worst['label']}**, leadcal's threshold of {threshold} points would make "
+        f"**{pct(worst['at_leadcal_threshold']['validation']['mql_share'])}** of the later leads MQLs, closing at "
+        f"{pct(worst['at_leadcal_threshold']['validation']['mql_close_rate'])}, instead of "
+        f"{pct(own['mql_share'])} closing at {pct(own['mql_close_rate'])}. Its own rule: "
+        f"**{crm_row(worst)['MQL rule']}**." if worst and threshold is not None else
+        "Each tool's rule is in its export file (docs/crm-exports.md).")
+else:
+    crm_table, crm_text = Markdown("This run predates per-CRM thresholds: rerun the thresholds stage."), Markdown("")
+display(crm_text)
+crm_table
+
+# %% [markdown]
 # ## The fit x interest matrix: what to do with each lead
 #
 # Every lead gets two scores: **fit** (who it is) and **engagement** (what it did). Each is
@@ -123,8 +169,8 @@ table(policies, percent=["MQL close rate", "customers captured", "later leads: M
 # %%
 matrix = thresholds["matrix"]
 Markdown(
-    f"**Fit** means a fit score of **{matrix['fit_boundary']:.0f} points or more**; **interested** means an "
-    f"engagement score of **{matrix['engagement_boundary']:.0f} points or more**."
+    f"**Fit** means a fit score of **{matrix['fit_boundary']:g} points or more**; **interested** means an "
+    f"engagement score of **{matrix['engagement_boundary']:g} points or more**."
 )
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
+from pipeline.crm_scoring import DAYS_PER_MONTH, grade_change_text, grade_thirds, hubspot_decay_months, points_per_third
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.signals import UNKNOWN, band, band_labels
@@ -54,11 +55,8 @@ GENERIC_COLUMNS = [
     "decay_half_life_days", "attribute_cap", "score_group_cap", "type", "signal",
 ]
 HUBSPOT_COLUMNS = ["group", "criteria_group", "criteria", "points", "decay", "leadcal_signal"]
-SALESFORCE_COLUMNS = ["rule_type", "field", "operator", "value", "points", "leadcal_signal"]
-
-# HubSpot's score decay: "lose X % of the points every 1, 3, 6 or 12 months" per event group.
-HUBSPOT_DECAY_MONTHS = (1, 3, 6, 12)
-DAYS_PER_MONTH = 365.25 / 12
+SALESFORCE_COLUMNS = ["rule_type", "field", "operator", "value", "points", "grade_change", "leadcal_signal", "note"]
+MQL_RULE = "MQL automation rule"
 
 # Activity channel -> how each tool words / types it. The channel is guessed from the
 # activity's name (`activity_channel`); "other" is anything not obviously one of these.
@@ -94,7 +92,6 @@ MAUTIC_ACTIONS = {
     "other": None,
 }
 MAUTIC_CUSTOM = "custom"
-FIT_SCORE_FIELD = "fit_score"
 OTHER_VALUE = "(any other value)"  # the pooled rule of an attribute's rare values: "<attribute> = (any other value)"
 LIST_SEPARATOR = "; "  # between the values of an is_none_of rule
 
@@ -300,8 +297,28 @@ def generic_rows(
     return [{column: r[column] for column in GENERIC_COLUMNS} for r in rows]
 
 
-def generic_payload(rows: list[dict[str, Any]], header: Mapping[str, Any]) -> dict[str, Any]:
-    """weights.json of the exports: the rows with what is needed to add them up."""
+def mql_figures(entry: Mapping[str, Any] | None) -> str:
+    """One line of what a CRM's own MQL rule does on the held-out months (thresholds.json "crm")."""
+    if not entry or entry.get("threshold") is None:
+        return "no MQL threshold in this tool's scoring"
+    later, base = entry["validation"], entry.get("at_leadcal_threshold", {}).get("validation")
+
+    def rate(value: Any) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f} %"
+
+    text = (f"on the held-out months: {rate(later.get('mql_share'))} of leads are MQLs, closing at "
+            f"{rate(later.get('mql_close_rate'))} (average {rate(later.get('average_close_rate'))}), holding "
+            f"{rate(later.get('customers_captured'))} of the customers")
+    if base and entry.get("at_leadcal_threshold", {}).get("threshold") != entry["threshold"]:
+        text += (f"; leadcal's own threshold ({entry['at_leadcal_threshold']['threshold']}) would send "
+                 f"{rate(base.get('mql_share'))} closing at {rate(base.get('mql_close_rate'))} in this tool")
+    return text
+
+
+def generic_payload(rows: list[dict[str, Any]], header: Mapping[str, Any],
+                    mql: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """weights.json of the exports: the rows with what is needed to add them up, and the MQL threshold
+    that holds for exactly this arithmetic (`mql`: thresholds.json crm.generic)."""
     half_life = header.get("half_life_days")
     return {
         "format": FORMAT,
@@ -322,6 +339,7 @@ def generic_payload(rows: list[dict[str, Any]], header: Mapping[str, Any]) -> di
             "score_group_cap; round to a whole number (halves to even). total = fit + engagement. "
             "Every lead has exactly one value per fit attribute; values not listed score 0."
         ),
+        "mql": None if mql is None else {"total_points_at_least": mql.get("threshold"), "figures": mql_figures(mql), **mql},
         "rows": rows,
     }
 
@@ -424,8 +442,7 @@ def hubspot_decay(half_life_days: float | None) -> dict[str, Any] | None:
     """
     if half_life_days is None:
         return None
-    months = float(half_life_days) / DAYS_PER_MONTH
-    choice = min(HUBSPOT_DECAY_MONTHS, key=lambda option: (abs(math.log(months / option)), option))
+    choice = hubspot_decay_months(half_life_days)
     per_month_loss = 1 - 2 ** (-DAYS_PER_MONTH / float(half_life_days))
     return {
         "lose_percent": 50,
@@ -438,6 +455,8 @@ def hubspot_decay(half_life_days: float | None) -> dict[str, Any] | None:
             "HubSpot offers decay every 1, 3, 6 or 12 months; leadcal's half-life is rounded to the option nearest on "
             "a ratio scale (boundaries at 1.73, 4.24 and 8.49 months)"
         ),
+        "applied": "in steps: an activity keeps its points for a whole period, then loses 50 %; the MQL threshold "
+                   "below is chosen for exactly this",
     }
 
 
@@ -506,9 +525,12 @@ def _score_range(table: pd.DataFrame, kind: str) -> tuple[int, int]:
 
 
 def hubspot_settings(
-    export_rows: list[dict[str, Any]], header: Mapping[str, Any], table: pd.DataFrame
+    export_rows: list[dict[str, Any]], header: Mapping[str, Any], table: pd.DataFrame,
+    mql: Mapping[str, Any] | None = None, matrix: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score-level settings HubSpot needs beside the criteria: decay, group limits, score range."""
+    """Score-level settings HubSpot needs beside the criteria: decay, group limits, score range, and the
+    MQL threshold chosen for HubSpot's own decay (`mql`: thresholds.json crm.hubspot), with the fit
+    cut-off of the fit x interest matrix (`matrix`: thresholds.json matrix)."""
     caps = dict(header.get("caps") or {})
     group_limits = []
     for attribute in sorted({r["attribute"] for r in export_rows if not _missing(r.get("attribute_cap"))}):
@@ -530,6 +552,17 @@ def hubspot_settings(
         },
         "group_limits": group_limits,
         "points_range": {kind: {"lowest": low, "highest": high} for kind, (low, high) in ranges.items()},
+        "mql_threshold": None if mql is None else {
+            "rule": f"Combined score is greater than or equal to {mql.get('threshold')}",
+            "figures": mql_figures(mql), **mql},
+        "fit_engagement_matrix": None if not matrix else {
+            "fit_score_at_least": matrix.get("fit_boundary"),
+            "fit_grade_cutoffs": {"A": matrix["fit_grade_cutoffs"][0], "B": matrix["fit_grade_cutoffs"][1],
+                                  "C": matrix["fit_grade_cutoffs"][2]} if matrix.get("fit_grade_cutoffs") else None,
+            "engagement_score_at_least_in_leadcal_scoring": matrix.get("engagement_boundary"),
+            "note": "fit does not decay, so the fit cut-offs hold in HubSpot as they are; the engagement boundary is "
+                    "leadcal's (continuous decay) and is only a guide under HubSpot's decay",
+        },
     }
 
 
@@ -548,19 +581,28 @@ def _salesforce_fit(parts: Mapping[str, Any]) -> tuple[str, str]:
     }[operator]
 
 
-def salesforce_rows(export_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
+                    mql: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Account Engagement rows (columns SALESFORCE_COLUMNS) from the generic rows.
 
-    Fit rows become profile (grading) criteria; activity rows scoring rules (points per form,
-    page, file, email...); frequency and recency rows automation rules ('adjust prospect's
-    score'), since a scoring rule cannot count occurrences.
+    Fit rows become profile (grading) criteria that move the grade, not the score: each by its
+    points over `per_third` (pipeline.crm_scoring.points_per_third) in the steps the tool
+    offers (1/3, 2/3 or a whole letter; 'none' when smaller than half a third). Activity rows
+    become scoring rules (points per form, page, file, email...); frequency and recency rows
+    automation rules ('adjust prospect's score'), since a scoring rule cannot count occurrences.
+    The last two rows are the MQL automation rule, grade at or above G and score at or above S,
+    chosen for this scoring (`mql`: thresholds.json crm.account_engagement), with its figures.
     """
     out = []
     for row in export_rows:
         if row["score_group"] == "fit":
             operator, value = _salesforce_fit(row)
+            thirds = int(grade_thirds([row["points"]], per_third)[0])
             out.append({"rule_type": "profile criterion (grading)", "field": row["attribute"], "operator": operator,
-                        "value": value})
+                        "value": value, "points": None, "grade_change": grade_change_text(thirds),
+                        "leadcal_signal": row["signal"],
+                        "note": f"leadcal: {int(row['points']):+d} points; {per_third:g} points = 1/3 of a letter"})
+            continue
         elif row["type"] == "recency":
             out.append({"rule_type": "automation rule", "field": "Prospect time: last activity",
                         "operator": "days ago is less than",
@@ -571,7 +613,15 @@ def salesforce_rows(export_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 operator += f" at least {row['value']} times in the last {row['window_days']} days"
             out.append({"rule_type": "scoring rule" if row["type"] == "activity" else "automation rule",
                         "field": field, "operator": operator, "value": row["attribute"]})
-        out[-1].update({"points": int(row["points"]), "leadcal_signal": row["signal"]})
+        out[-1].update({"points": int(row["points"]), "grade_change": None, "leadcal_signal": row["signal"], "note": None})
+    if mql is not None and mql.get("threshold") is not None:
+        figures = mql_figures(mql)
+        out.append({"rule_type": MQL_RULE, "field": "Prospect grade", "operator": "is greater than or equal to",
+                    "value": mql["grade_at_least"], "points": None, "grade_change": None, "leadcal_signal": None,
+                    "note": "and the next row: both must hold"})
+        out.append({"rule_type": MQL_RULE, "field": "Prospect score", "operator": "is greater than or equal to",
+                    "value": str(mql["threshold"]), "points": None, "grade_change": None, "leadcal_signal": None,
+                    "note": figures})
     return [{c: r[c] for c in SALESFORCE_COLUMNS} for r in out]
 
 
@@ -623,12 +673,15 @@ def _mautic_filters(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     }[operator]
 
 
-def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any]) -> dict[str, Any]:
-    """Mautic point actions for engagement rows and segment filters for fit rows.
+def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any],
+                  mql: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Mautic point actions for engagement rows, segment filters for fit rows, and a point trigger.
 
     Mautic's point actions add to one points total per contact and never decay; it has no
-    fit score. Fit rows become segments (filters, ANDed) worth `delta` points, to be added
-    to a custom number field `fit_score` (or, with point groups, to a 'Fit' point group).
+    fit score. Fit rows become segments (filters, ANDed) whose campaign adjusts the same
+    points total by `delta`, so the total is fit + engagement, as the threshold assumes.
+    The point trigger fires at the threshold chosen for Mautic's scoring (no decay, no caps;
+    `mql`: thresholds.json crm.mautic).
     """
     actions, segments = [], []
     for row in export_rows:
@@ -640,6 +693,7 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any]) 
                 "type": action,
                 "delta": int(row["points"]),
                 "repeatable": False,
+                "leadcal_signal": row["signal"],
                 "properties": _mautic_properties(row, action) if row["type"] != "recency" else {
                     "how": "a segment of contacts active in the last N days, with a campaign 'Adjust contact points'",
                     "within_days": row["value"],
@@ -650,28 +704,33 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any]) 
                 "name": f"fit: {row['criterion']}",
                 "filters": _mautic_filters(row),
                 "delta": int(row["points"]),
-                "field": FIT_SCORE_FIELD,
                 "leadcal_signal": row["signal"],
             })
     half_life = header.get("half_life_days")
+    threshold = None if mql is None else mql.get("threshold")
     return {
         "point_actions": actions,
         "fit_segments": segments,
+        "point_trigger": None if threshold is None else {
+            "name": f"leadcal MQL: {threshold} points", "points": threshold, "triggerExistingLeads": True,
+            "description": f"the MQL threshold chosen for Mautic's scoring (no decay, no caps); {mql_figures(mql)}",
+        },
+        "mql": mql,
         "notes": {
             "points_total": (
-                "a Mautic contact has one points total (recent Mautic adds point groups): point actions add to it and "
-                "it is the engagement score; keep fit apart in the custom number field fit_score"
+                "a Mautic contact has one points total: point actions add engagement points to it, and each fit "
+                "segment's campaign adds its delta (action 'Adjust contact points'), so the total is fit + engagement"
             ),
             "fit": (
-                "Mautic has no fit score. Create a custom field fit_score (number); each fit segment lists the filters "
-                "(ANDed) a contact must match and the points it adds to fit_score. A contact matches one segment per "
-                "attribute; values not listed add 0"
+                "Mautic has no fit score. Each fit segment lists the filters (ANDed) a contact must match and the "
+                "points its campaign adds. A contact matches one segment per attribute; values not listed add 0"
             ),
             "decay": (
-                "Mautic points never decay; leadcal's engagement points halve every "
-                f"{half_life:.1f} days (properties.decay_half_life_days)" if half_life is not None else "no decay"
+                "Mautic points never decay (leadcal's engagement points halve every "
+                f"{half_life:.1f} days): the point trigger's threshold is chosen for points that never decay"
+                if half_life is not None else "no decay"
             ),
-            "caps": dict(header.get("caps") or {}),
+            "caps": "Mautic has no caps; the threshold is chosen without them",
         },
     }
 
@@ -679,17 +738,24 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any]) 
 # --------------------------------------------------------------------------- stage
 
 def write_exports(
-    folder: Path, table: pd.DataFrame, header: Mapping[str, Any], numeric_bins: Mapping[str, list[float]]
+    folder: Path, table: pd.DataFrame, header: Mapping[str, Any], numeric_bins: Mapping[str, list[float]],
+    thresholds: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every export of one points table into `folder`; returns a summary."""
+    """Every export of one points table into `folder`; returns a summary.
+
+    `thresholds` (the published thresholds.json) gives each file the MQL threshold chosen for its
+    tool's own scoring (its "crm" block, pipeline.crm_scoring) and the fit x interest cut-offs.
+    """
+    crm = dict((thresholds or {}).get("crm") or {})
     rows = generic_rows(table, header, numeric_bins)
     spreadsheet.write_csv(folder / "weights.csv", generic_frame(rows))
-    io.write_json(folder / "weights.json", generic_payload(rows, header))
+    io.write_json(folder / "weights.json", generic_payload(rows, header, crm.get("generic")))
     spreadsheet.write_csv(folder / "hubspot_score_properties.csv", pd.DataFrame(hubspot_rows(rows), columns=HUBSPOT_COLUMNS))
-    settings = hubspot_settings(rows, header, table)
+    settings = hubspot_settings(rows, header, table, crm.get("hubspot"), (thresholds or {}).get("matrix"))
     io.write_json(folder / "hubspot_score_settings.json", settings)
-    spreadsheet.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(salesforce_rows(rows), columns=SALESFORCE_COLUMNS))
-    io.write_json(folder / "mautic_point_actions.json", mautic_export(rows, header))
+    spreadsheet.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(
+        salesforce_rows(rows, points_per_third(table), crm.get("account_engagement")), columns=SALESFORCE_COLUMNS))
+    io.write_json(folder / "mautic_point_actions.json", mautic_export(rows, header, crm.get("mautic")))
     files = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
              "salesforce_scoring.csv", "mautic_point_actions.json"]
     return {
@@ -715,7 +781,8 @@ def run(params: Params) -> dict[str, Any]:
         raise LeadcalError(f"{published / 'weights.json'}: no published points table to export ({why}); "
                            f"see {status} for the reasons; the candidate is in {models / 'weights.json'}")
     table, header = read_weights(published)
-    summary = write_exports(models / "exports", table, header, params.signals.numeric_bins)
+    thresholds = io.read_json(published / "thresholds.json") if (published / "thresholds.json").exists() else None
+    summary = write_exports(models / "exports", table, header, params.signals.numeric_bins, thresholds)
     log.info("exports: %d signals with points written to %s (%d without points left out)",
              summary["rows"], summary["folder"], summary["left_out_zero_points"])
     return summary

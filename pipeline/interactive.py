@@ -35,13 +35,14 @@ def _altair():
 
 
 def _records(frame: pd.DataFrame, digits: int = 6) -> list[dict[str, object]]:
-    """JSON-ready rows: floats rounded (stable bytes), NaN as null, numpy scalars as Python ones."""
+    """JSON-ready rows: floats rounded (stable bytes), NaN and infinities as null (JSON has neither),
+    numpy scalars as Python ones."""
     rows = []
     for record in frame.to_dict(orient="records"):
         row = {}
         for key, value in record.items():
             if isinstance(value, (float, np.floating)):
-                row[key] = None if np.isnan(value) else round(float(value), digits)
+                row[key] = round(float(value), digits) if np.isfinite(value) else None
             elif isinstance(value, np.integer):
                 row[key] = int(value)
             elif isinstance(value, np.bool_):
@@ -77,6 +78,14 @@ def points_interval(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool
     return points, points, False
 
 
+def range_text(low: float, high: float) -> str:
+    """A points range as the tables and tooltips show it: '+0.4 to +12.3' (one decimal, so a range
+    that does not reach 0 never reads as '+0 to ...'); a missing bound: 'not measured'."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not measured"
+    return f"{low:+.1f} to {high:+.1f}"
+
+
 def points_chart(signals: pd.DataFrame, population: str) -> dict[str, object]:
     """The points of every scored signal, engagement and fit in two panels, with their 95 % range.
 
@@ -90,7 +99,7 @@ def points_chart(signals: pd.DataFrame, population: str) -> dict[str, object]:
     scored["verdict"] = np.select([scored["low"] > 0, scored["high"] < 0], ["above", "below"], "unclear") \
         if has_range else "unclear"
     scored["verdict_words"] = scored["verdict"].map(VERDICT_WORDS)
-    scored["range"] = [f"{lo:+.0f} to {hi:+.0f}" if has_range else "not measured" for lo, hi in zip(low, high)]
+    scored["range"] = [range_text(lo, hi) if has_range else "not measured" for lo, hi in zip(low, high)]
     scored["close_rate_text"] = [pct(v) for v in scored["close_rate"]]
     scored["close_rate_interval"] = wilson_text(scored["customers"], scored["leads"])
     columns = ["signal", "kind", "points", "low", "high", "verdict", "verdict_words", "range", "leads", "customers",
@@ -176,13 +185,15 @@ def threshold_chart(curve: pd.DataFrame, threshold: int | None, average: float, 
     tooltip = [alt.Tooltip("threshold:Q", title="threshold (points)"),
                alt.Tooltip("mql_per_week:Q", title="MQLs per week", format=",.0f")] if weekly else \
         [alt.Tooltip("threshold:Q", title="threshold (points)")]
-    tooltip += [alt.Tooltip("share_text:N", title="share of leads"), alt.Tooltip("close_rate_text:N", title="MQL close rate"),
+    tooltip += [alt.Tooltip("mql_leads:Q", title="MQL leads", format=","),
+                alt.Tooltip("share_text:N", title="share of leads"), alt.Tooltip("close_rate_text:N", title="MQL close rate"),
                 alt.Tooltip("mql_lift:Q", title="x the average", format=".1f"),
                 alt.Tooltip("captured_text:N", title="customers captured")]
     x = alt.X("threshold:Q", title="MQL threshold (total points)")
 
     def panel(field: str, title: str, axis_format: str) -> object:
-        line = base.mark_line(color=DATA, interpolate="step-after").encode(
+        # between two observed totals the MQLs are those at or above the next total up: step-before
+        line = base.mark_line(color=DATA, interpolate="step-before").encode(
             x=x, y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=axis_format)))
         points = base.mark_point(filled=True, size=60, color=DATA).encode(
             x=x, y=f"{field}:Q", opacity=alt.condition(hover, alt.value(1), alt.value(0)), tooltip=tooltip)

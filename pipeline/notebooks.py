@@ -54,6 +54,8 @@ PARAMETERS_TAG = "parameters"
 # `show`), a fixed hash seed keeps any set ordering stable, and the debugger's frozen-modules
 # warning stays out of the output.
 KERNEL_ENV = {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+# Altair 6 writes Vega-Lite 6 specs (altair.SCHEMA_VERSION "v6.x"); JupyterLab picks the renderer by this type.
+VEGA_LITE_MIME = "application/vnd.vegalite.v6+json"
 
 
 # --- helpers the notebooks import -------------------------------------------------------
@@ -112,7 +114,8 @@ class HoverChart:
     """An interactive chart (a Vega-Lite spec from pipeline.interactive) in a notebook.
 
     The rendered page gets it as HTML drawn by the page's own Vega runtime (pipeline.page: no CDN);
-    JupyterLab, for an analyst running the notebook, draws the Vega-Lite spec itself.
+    JupyterLab, for an analyst running the notebook, draws the Vega-Lite spec itself, under the
+    MIME type of the Vega-Lite major version Altair writes (v6 specs: a v5 renderer would misdraw them).
     """
 
     def __init__(self, spec: Mapping[str, object], description: str) -> None:
@@ -120,7 +123,7 @@ class HoverChart:
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
         return {"text/html": vega_chart(self.spec, self.description),
-                "application/vnd.vegalite.v5+json": self.spec, "text/plain": self.description}
+                VEGA_LITE_MIME: self.spec, "text/plain": self.description}
 
 
 def signal_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:

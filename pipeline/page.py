@@ -24,13 +24,15 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from html.parser import HTMLParser
 
 import pandas as pd
 
 VEGA_CLASS = "leadcal-vega"
 
 # The sorter: a click (or Enter) on a header sorts by that column, a second click reverses.
-# Numbers (data-sort) sort as numbers, before text; empty cells go last; ties keep the page's order.
+# Cells with data-sort sort as numbers, before text; a cell without it sorts by its text, never
+# read as a number (text such as "0x1A" or "1e3" is text); empty cells go last; ties keep the page's order.
 SORT_SCRIPT = """
 document.querySelectorAll("table.sortable").forEach((table) => {
   const headers = Array.from(table.tHead ? table.tHead.rows[0].cells : []);
@@ -42,9 +44,12 @@ document.querySelectorAll("table.sortable").forEach((table) => {
       const ascending = header.getAttribute("aria-sort") !== "ascending";
       const key = (row) => {
         const cell = row.cells[column];
-        const raw = cell === undefined ? "" : (cell.dataset.sort ?? cell.textContent.trim());
-        const number = raw === "" ? NaN : Number(raw);
-        return raw === "" ? [2, ""] : Number.isNaN(number) ? [1, raw.toLowerCase()] : [0, number];
+        if (cell === undefined) return [2, ""];
+        const raw = cell.dataset.sort;
+        const number = raw === undefined || raw.trim() === "" ? NaN : Number(raw);
+        if (!Number.isNaN(number)) return [0, number];
+        const text = cell.textContent.trim();
+        return text === "" ? [2, ""] : [1, text.toLowerCase()];
       };
       const body = table.tBodies[0];
       const rows = Array.from(body.rows).map((row, index) => [key(row), index, row]);
@@ -66,12 +71,15 @@ document.querySelectorAll("table.sortable").forEach((table) => {
 });
 """
 
-# What every page needs for its tables and charts (pipeline.summary adds its own layout).
+# What every page needs for its tables and charts (pipeline.summary adds its own layout). The
+# arrows have empty alternative text (`/ ""`): aria-sort says how a column is sorted, and the
+# arrow is no part of the header's accessible name (the first `content` is for browsers without
+# alternative text, which drop the second).
 CSS = """
 table.sortable th { cursor: pointer; user-select: none; }
-table.sortable th::after { content: "\\00a0\\2195"; color: #8a8a8a; font-size: 0.8em; }
-table.sortable th[aria-sort="ascending"]::after { content: "\\00a0\\2191"; color: #000; }
-table.sortable th[aria-sort="descending"]::after { content: "\\00a0\\2193"; color: #000; }
+table.sortable th::after { content: "\\00a0\\2195"; content: "\\00a0\\2195" / ""; color: #8a8a8a; font-size: 0.8em; }
+table.sortable th[aria-sort="ascending"]::after { content: "\\00a0\\2191"; content: "\\00a0\\2191" / ""; color: #000; }
+table.sortable th[aria-sort="descending"]::after { content: "\\00a0\\2193"; content: "\\00a0\\2193" / ""; color: #000; }
 table.sortable td.number { text-align: right; font-variant-numeric: tabular-nums; }
 .leadcal-vega { width: 100%; max-width: 960px; margin: 0.5em 0 1.5em 0; position: relative; }
 .leadcal-vega figcaption { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
@@ -123,10 +131,28 @@ def _safe_script(text: str) -> str:
     return re.sub(r"</(script)", r"<\\/\1", text, flags=re.IGNORECASE)
 
 
+def _urls(node: object, path: str = "spec") -> list[str]:
+    """Where `node` has a "url" key holding a string (data, an image, a projection's shapes): Vega fetches it."""
+    if isinstance(node, Mapping):
+        found = [f"{path}.url" for key, value in node.items() if key == "url" and isinstance(value, str)]
+        return found + [where for key, value in node.items() for where in _urls(value, f"{path}.{key}")]
+    if isinstance(node, (list, tuple)):
+        return [where for index, value in enumerate(node) for where in _urls(value, f"{path}[{index}]")]
+    return []
+
+
 def vega_chart(spec: Mapping[str, object], description: str) -> str:
     """A chart element: the spec as JSON (keys sorted, so the bytes are stable) and its description
-    as the accessible label; the page's Vega runtime draws it."""
-    payload = _safe_script(json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False))
+    as the accessible label; the page's Vega runtime draws it.
+
+    "<", ">" and "&" are written as \\u003c, \\u003e, \\u0026 (the same JSON): a CRM value such as
+    '<!--<script>' would otherwise change how the browser finds the end of the script element.
+    A spec that names a URL is refused: Vega would fetch it, and the page must open offline.
+    """
+    if urls := _urls(spec):
+        raise ValueError(f"a chart must carry its data inline, not load it: {', '.join(urls[:3])}")
+    payload = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     label = html.escape(description, quote=True)
     return (f'<figure class="{VEGA_CLASS}" role="img" aria-label="{label}"><div class="chart"></div>'
             f'<script type="application/json">{payload}</script>'
@@ -166,17 +192,21 @@ def formatters(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int =
 
 
 def _sort_key(value: object) -> str | None:
-    """The raw value a cell sorts by, or None to sort by its text."""
+    """The raw value a cell sorts by, or None to sort by its text. Infinities and NaN get none:
+    the sorter reads data-sort with Number(), which does not read Python's 'inf' or 'nan'."""
     if _is_missing(value) or isinstance(value, str):
         return None
     if isinstance(value, bool):
         return "1" if value else "0"
-    if isinstance(value, (int, float)):
-        return repr(float(value)) if isinstance(value, float) else str(int(value))
+    if isinstance(value, int):
+        return str(value)
     try:
-        return repr(float(value))  # numpy scalars
+        number = float(value)  # floats and numpy scalars
     except (TypeError, ValueError):
         return None
+    if not math.isfinite(number):
+        return None
+    return repr(number)
 
 
 def sortable_table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: int = 2, digits: int = 1,
@@ -209,21 +239,172 @@ def sortable_table(frame: pd.DataFrame, percent: Iterable[str] = (), decimals: i
 
 # --- the offline check -----------------------------------------------------------------------
 
-_NETWORK = re.compile(
-    r"""(?:\b(?:src|href|action|data|poster|srcset)\s*=\s*["']?\s*(?:https?:)?//[^\s"'>]+)"""
-    r"""|(?:url\(\s*["']?(?:https?:)?//[^)"']+)"""
-    r"""|(?:@import\s+["'](?:https?:)?//[^"']+)"""
-    r"""|(?:\bimport\s*(?:[\w{}*\s,]+from\s*)?["'](?:https?:)?//[^"']+)"""
-    r"""|(?:\bimport\(\s*["'](?:https?:)?//[^"']+)""",
-    re.IGNORECASE,
-)
+# Schemes a browser fetches over the network; "//host" (protocol-relative) does too.
+_NETWORK_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp"})
+# Attributes whose value the browser loads (or submits to, or navigates to): any element, any namespace prefix.
+_LOADING_ATTRIBUTES = frozenset({"src", "href", "srcset", "action", "formaction", "data", "poster", "background"})
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})\s?|(.))", re.DOTALL)
+_CSS_ADDRESSES = re.compile(
+    r"""\burl\(\s*(?:"([^"]*)"|'([^']*)'|([^)\s]*))"""
+    r"""|@import\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_CSS_IMAGE_SET = re.compile(r"image-set\(", re.IGNORECASE)
+_QUOTED = re.compile(r""""((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|`((?:[^`\\]|\\.)*)`""", re.DOTALL)
+_STRING = r"""(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)'|`((?:[^`\\]|\\.)*)`)"""
+_JS_LOADS = re.compile(
+    r"\bimport\s*(?:[\w$*{}\s,]+?from\s*)?" + _STRING      # import x from "…", import "…"
+    + r"|\bexport\s*[\w$*{}\s,]*?from\s*" + _STRING        # export … from "…"
+    + r"|\bimport\s*\(\s*" + _STRING                       # import("…")
+    + r"|\bfetch\s*\(\s*" + _STRING                        # fetch("…")
+    + r"|\bnew\s+WebSocket\s*\(\s*" + _STRING, re.DOTALL)  # new WebSocket("…")
+_JS_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u\{([0-9a-fA-F]+)\}|u([0-9a-fA-F]{4})|(.))", re.DOTALL)
+_REFRESH = re.compile(r"""\s*[\d.]*\s*(?:[;,]\s*)?(?:url\s*=\s*)?(.*)""", re.IGNORECASE | re.DOTALL)
+_JS_TYPES = ("javascript", "ecmascript", "jscript", "livescript")
+
+
+def _is_network(address: str) -> bool:
+    """Whether a browser would fetch `address` from the network: an http(s)/ws(s)/ftp scheme, or
+    '//host'. Browsers drop tabs and newlines, trim spaces and read a backslash as a slash."""
+    cleaned = re.sub(r"[\t\n\r]", "", address).strip(_C0_AND_SPACE).replace("\\", "/")
+    scheme = _SCHEME.match(cleaned)
+    return cleaned.startswith("//") or (scheme is not None and scheme.group(1).lower() in _NETWORK_SCHEMES)
+
+
+def _srcset_candidates(value: str) -> list[str]:
+    """Every URL of a srcset (HTML's parsing: a URL runs to whitespace, descriptors to the next comma)."""
+    urls, index = [], 0
+    while index < len(value):
+        while index < len(value) and (value[index].isspace() or value[index] == ","):
+            index += 1
+        start = index
+        while index < len(value) and not value[index].isspace():
+            index += 1
+        url = value[start:index]
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:  # skip the descriptors ("2x", "640w"), up to a comma outside parentheses
+            depth = 0
+            while index < len(value) and (value[index] != "," or depth):
+                depth = depth + 1 if value[index] == "(" else max(depth - 1, 0) if value[index] == ")" else depth
+                index += 1
+        if url:
+            urls.append(url)
+    return urls
+
+
+def _refresh_target(content: str) -> str:
+    """The address of <meta http-equiv=refresh content="5; url=…">, quotes removed."""
+    target = _REFRESH.match(content).group(1).strip()
+    if target[:1] in ("'", '"'):
+        target = target[1:].split(target[0], 1)[0]
+    return target
+
+
+def _css_references(css: str) -> list[str]:
+    """The network addresses a style sheet or style="" loads: url(…), @import "…", image-set("…")."""
+    text = _CSS_COMMENT.sub(" ", css)
+    text = _CSS_ESCAPE.sub(lambda m: chr(min(int(m.group(1), 16), 0x10FFFF) or 0xFFFD) if m.group(1) else m.group(2),
+                           text)
+    addresses = [next(g for g in match.groups() if g is not None) for match in _CSS_ADDRESSES.finditer(text)]
+    for start in (m.end() for m in _CSS_IMAGE_SET.finditer(text)):  # image-set takes bare strings too
+        depth, end = 1, start
+        while end < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        addresses += [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text[start:end])]
+    return [address for address in addresses if _is_network(address)]
+
+
+def _js_unescape(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2) or match.group(3)
+        return chr(min(int(code, 16), 0x10FFFF)) if code else match.group(4)
+
+    return _JS_ESCAPE.sub(one, text)
+
+
+def _script_references(script: str) -> list[str]:
+    """The network addresses a script loads with a string literal: static and dynamic imports,
+    export … from, fetch and WebSocket. An address built at run time is beyond a static check."""
+    found = []
+    for match in _JS_LOADS.finditer(script):
+        literal = next(g for g in match.groups() if g is not None)
+        if _is_network(_js_unescape(literal)):
+            found.append(match.group(0))
+    return found
+
+
+class _References(HTMLParser):
+    """Collects what a page would load, element by element (text outside <script>/<style> is data)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: set[str] = set()
+        self._raw: tuple[str, str] | None = None  # ("script" or "style", the script's type) being read
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        for name, value in attrs:
+            local = name.rsplit(":", 1)[-1]  # xlink:href loads like href
+            value = value or ""
+            addresses = _srcset_candidates(value) if local == "srcset" else [value]
+            if local in _LOADING_ATTRIBUTES and any(_is_network(a) for a in addresses):
+                self.found.add(f"<{tag} {name}={value!r}>")
+            elif name == "style":
+                self.found.update(f"<{tag} style>: {a}" for a in _css_references(value))
+            elif name.startswith("on"):  # an event handler is a script
+                self.found.update(f"<{tag} {name}>: {a}" for a in _script_references(value))
+            elif name == "srcdoc":  # an iframe's whole document
+                self.found.update(network_references(value))
+        if tag == "meta" and values.get("http-equiv", "").strip().lower() == "refresh" \
+                and _is_network(_refresh_target(values.get("content", ""))):
+            self.found.add(f"<meta http-equiv=refresh content={values['content']!r}>")
+        if tag in ("script", "style"):
+            self._raw, self._text = (tag, values.get("type", "").strip().lower()), []
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # no end tag: in HTML "<script/>" opens a script all the same, whose text runs to </script>
+        self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data: str) -> None:
+        if self._raw is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._raw is not None and tag == self._raw[0]:
+            self.flush()
+
+    def flush(self) -> None:
+        """Scan the <script> or <style> just read (a JSON data block is data, not a script)."""
+        if self._raw is None:
+            return
+        (tag, kind), text = self._raw, "".join(self._text)
+        self._raw, self._text = None, []
+        if tag == "style":
+            self.found.update(f"<style>: {a}" for a in _css_references(text))
+        elif kind in ("", "module") or any(word in kind for word in _JS_TYPES):
+            self.found.update(f"<script>: {a}" for a in _script_references(text))
+        elif kind in ("importmap", "speculationrules"):  # JSON whose addresses the browser may load
+            self.found.update(f"<script type={kind}>: {a}" for m in _QUOTED.finditer(text)
+                              for a in m.groups() if a is not None and _is_network(_js_unescape(a)))
 
 
 def network_references(page: str) -> list[str]:
-    """Every place `page` would load something from the network: src/href attributes, CSS url()
-    and @import, and JavaScript imports of an http(s) or protocol-relative address.
+    """Every place `page` would load something from the network, sorted: loading attributes (src,
+    href, srcset, action, formaction, data, poster, background), a meta refresh, CSS url()/@import/
+    image-set in <style> and style="", and imports, fetch and WebSocket in scripts, of an http(s),
+    ws(s), ftp or protocol-relative address.
 
-    Plain text that merely mentions an address (a licence comment, an XML namespace) is not a
-    reference and is not reported.
+    The page is parsed, not searched: text a reader sees (a CRM value such as 'url(https://x)'),
+    a comment or a JSON data block mentioning an address is not a reference and is not reported.
     """
-    return sorted(set(match.group(0) for match in _NETWORK.finditer(page)))
+    parser = _References()
+    parser.feed(page)
+    parser.close()
+    if parser.rawdata:  # a <script> or <style> left open runs to the end of the page (HTMLParser keeps it)
+        parser.handle_data(parser.rawdata)
+    parser.flush()
+    return sorted(parser.found)

@@ -7,6 +7,9 @@ Four answers, each read from the run's artifacts and never typed in:
 3. the fit x interest matrix and what to do with each group;
 4. what changed since the last publication.
 
+A run the publish stage rejected says so first (`rejected_banner`): its numbers are shown for
+review, and the CRM keeps the current publication, so the page must not read as an instruction.
+
 Then links to the four notebooks, which explain each part at length. The page opens offline
 (pipeline.page): sortable tables, Vega-Lite charts with hover details, nothing from a CDN.
 `summary_page` is a pure function of the artifacts' contents; `write` is the I/O edge.
@@ -23,6 +26,7 @@ import pandas as pd
 
 from pipeline import interactive, io
 from pipeline.charts import population
+from pipeline.crm_scoring import TARGETS
 from pipeline.design import SNAPSHOT_NOTE
 from pipeline.page import CSS, network_references, pct, scripts, sortable_table, vega_chart
 
@@ -91,6 +95,21 @@ def _e(text: object) -> str:
 
 # --- the four sections --------------------------------------------------------------------------
 
+def _no_threshold_reason(thresholds: Mapping[str, object]) -> str:
+    """Why a run has no threshold: thresholds.json's warning (what the thresholds stage logged), else
+    the cap or fallback note; the stage writes these, the page never guesses."""
+    fallback = thresholds.get("fallback")
+    if isinstance(fallback, Mapping):
+        fallback = fallback.get("reason")
+    return str(thresholds.get("warning") or thresholds.get("capped_because") or fallback or "no score met the policy")
+
+
+def _against_the_average(lift: object) -> str:
+    """', 2.4x the average' or, when thresholds.json has no lift (null: nothing to divide by),
+    ' (lift n/a) against the average'."""
+    return " (lift n/a) against the average" if lift is None or pd.isna(lift) else f", {float(lift):.1f}x the average"
+
+
 def threshold_section(inputs: Inputs) -> str:
     """The threshold in one sentence (MQLs per week, their close rate against the average, customers
     captured), the same figures on the later leads, and the threshold curve."""
@@ -100,8 +119,7 @@ def threshold_section(inputs: Inputs) -> str:
     weeks = training.get("weeks")
     threshold = t.get("threshold")
     if threshold is None:
-        headline = ("<p class='headline'><b>No MQL threshold could be chosen</b>: "
-                    f"{_e(t.get('capped_because') or t.get('fallback') or 'no score met the policy')}.</p>")
+        headline = f"<p class='headline'><b>No MQL threshold could be chosen</b>: {_e(_no_threshold_reason(t))}.</p>"
     else:
         per_week = chosen.get("mql_per_week")
         band = (chosen.get("interval_95") or {}).get("mql_per_week")
@@ -111,7 +129,7 @@ def threshold_section(inputs: Inputs) -> str:
                   f"<b>{pct(training['mql_share'])} of leads</b> (a snapshot export has no weeks)")
         headline = (
             f"<p class='headline'>A lead becomes an MQL at <b>{threshold} points</b>: {volume}. "
-            f"They closed at <b>{pct(training['mql_close_rate'])}</b>, {training['mql_lift']:.1f}x the average "
+            f"They closed at <b>{pct(training['mql_close_rate'])}</b>{_against_the_average(training.get('mql_lift'))} "
             f"{pct(training['average_close_rate'])}, and hold {pct(training['customers_captured'])} of the customers.")
         if later.get("leads"):
             headline += (f" On later leads, unseen when it was chosen: {pct(later['mql_share'])} were MQLs, closing at "
@@ -129,7 +147,34 @@ def threshold_section(inputs: Inputs) -> str:
                                         population(f"the {int(training['leads']):,} leads it was chosen on, each at its peak score"),
                                         min_leads=int(t.get("min_mql_leads") or 1))
     return (f"<h2 id='threshold'>The MQL threshold</h2>{headline}{figures}"
-            + vega_chart(chart, "MQLs per week and their close rate at every possible threshold"))
+            + vega_chart(chart, "MQLs per week and their close rate at every possible threshold") + crm_table(t))
+
+
+def crm_table(thresholds: Mapping[str, object]) -> str:
+    """Each CRM's own MQL rule (thresholds.json "crm", pipeline.crm_scoring) and what it does on the later
+    leads, beside what leadcal's threshold pasted unchanged would do there. Empty for an older run."""
+    crm = thresholds.get("crm") or {}
+    if not crm:
+        return ""
+    rows = []
+    for target in TARGETS:
+        entry = crm.get(target)
+        if not entry:
+            continue
+        later = entry.get("validation") or {}
+        naive = (entry.get("at_leadcal_threshold") or {}).get("validation") or {}
+        rule = "none" if entry.get("threshold") is None else (
+            f"grade {entry['grade_at_least']} or better and score {entry['threshold']}+" if entry.get("grade_at_least")
+            else f"{entry['threshold']} points or more")
+        rows.append({"tool": entry["label"], "MQL rule in the tool": rule, "later leads: MQL share": later.get("mql_share"),
+                     "MQL close rate": later.get("mql_close_rate"), "customers captured": later.get("customers_captured"),
+                     "leadcal's threshold pasted as is: MQL share": naive.get("mql_share"),
+                     "its close rate": naive.get("mql_close_rate")})
+    return ("<h3>The threshold inside each CRM</h3><p>HubSpot decays points only in whole months, Account Engagement "
+            "and Mautic not at all, and Account Engagement grades fit instead of adding points: each export file "
+            "carries the rule chosen for its own tool (docs/crm-exports.md).</p>"
+            + sortable_table(pd.DataFrame(rows), percent=["later leads: MQL share", "MQL close rate", "customers captured",
+                                                          "leadcal's threshold pasted as is: MQL share", "its close rate"]))
 
 
 def points_section(inputs: Inputs) -> str:
@@ -139,7 +184,7 @@ def points_section(inputs: Inputs) -> str:
     scored = signals[signals["status"] == "scored"]
     fitted = population("fitted on the training leads", w.get("fitted_on"))
     low, high, has_range = interactive.points_interval(scored)
-    rows = scored.assign(range_low=low, range=[f"{lo:+.0f} to {hi:+.0f}" if has_range else "not measured"
+    rows = scored.assign(range_low=low, range=[interactive.range_text(lo, hi) if has_range else "not measured"
                                                  for lo, hi in zip(low, high)])
     rows = rows.sort_values(["points", "signal"], ascending=[False, True], kind="stable")
     rows = rows.reindex(columns=["signal", "kind", "points", "range", "range_low", "leads", "customers", "close_rate", "lift"])
@@ -171,14 +216,38 @@ def matrix_section(inputs: Inputs) -> str:
          "close rate": cell["close_rate"], "share of customers": cell["share_of_customers"],
          "later leads: close rate": later.get(name, {}).get("close_rate")}
         for name, cell in training.items()]).sort_values("close rate", ascending=False, kind="stable")
-    rules = (f"<p><b>Fit</b> means a fit score of <b>{matrix['fit_boundary']:.0f} points or more</b>; "
-             f"<b>interested</b> an engagement score of <b>{matrix['engagement_boundary']:.0f} points or more</b>.</p>")
+    # :g, not :.0f: a boundary of 12.5 points must not read "12 points or more"
+    rules = (f"<p><b>Fit</b> means a fit score of <b>{matrix['fit_boundary']:g} points or more</b>; "
+             f"<b>interested</b> an engagement score of <b>{matrix['engagement_boundary']:g} points or more</b>.</p>")
     table = sortable_table(rows, percent=["share of leads", "close rate", "share of customers", "later leads: close rate"])
     average = inputs.thresholds["training"]["average_close_rate"]
     chart = interactive.matrix_chart(matrix["training"]["grades"], average,
                                      population("training leads", inputs.train.get("training"), counts=False))
     return (f"<h2 id='matrix'>Fit x interest: what to do with each lead</h2>{rules}{table}"
             + vega_chart(chart, "Close rate by fit grade and engagement grade"))
+
+
+def _rejected(inputs: Inputs) -> bool:
+    """Whether publish refused the run these artifacts come from (publication.json status 'rejected: ...')."""
+    return inputs.record is not None and str(inputs.record.get("status", "")).startswith("rejected")
+
+
+def rejected_banner(inputs: Inputs) -> str:
+    """For a run publish refused: said first, before any number, since every number below is that run's
+    and none of it is in the CRM. Empty for a published run."""
+    if not _rejected(inputs):
+        return ""
+    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in inputs.record.get("reasons") or [])
+    kept = inputs.current.thresholds
+    if kept is not None and kept.get("threshold") is not None:
+        crm = (f"The CRM keeps the current publication (MQL threshold <b>{_e(kept['threshold'])} points</b>, "
+               "and its points table): change nothing in the CRM.")
+    elif kept is not None:
+        crm = "The CRM keeps the current publication: change nothing in the CRM."
+    else:
+        crm = "Nothing is published yet: there is no points table or threshold to put in the CRM."
+    return (f"<div class='banner'><p><b>The last run was not published</b> ({_e(inputs.record.get('status'))}). "
+            f"Why:</p><ul>{reasons}</ul><p>{crm} The numbers below are the rejected run's, for review only.</p></div>")
 
 
 def changes_section(inputs: Inputs) -> str:
@@ -189,15 +258,16 @@ def changes_section(inputs: Inputs) -> str:
     heading = "<h2 id='changes'>What changed since the last publication</h2>"
     if record is None:
         return heading + "<p>Nothing has been published yet.</p>"
-    status = str(record.get("status", ""))
-    rejected = status.startswith("rejected")
+    rejected = _rejected(inputs)
     before, after = (inputs.current, inputs.rejected) if rejected else (inputs.previous, inputs.current)
     drift = record.get("drift") or {}
     parts = []
+    if rejected and (before.weights is None or before.thresholds is None):
+        return heading + ("<p>The last run was not published (why: at the top of this page) and nothing is published "
+                          "yet, so there is nothing to compare.</p>")
     if rejected:
-        reasons = "".join(f"<li>{_e(r)}</li>" for r in record.get("reasons", []))
-        parts.append(f"<p><b>The last run was not published</b> ({_e(status)}); the CRM keeps the current publication. "
-                     f"Below: what it would have changed.</p><ul>{reasons}</ul>")
+        parts.append("<p>The last run was not published (why: at the top of this page); the CRM keeps the current "
+                     "publication. Below: what the rejected run would have changed.</p>")
     if before.weights is None or before.thresholds is None or drift.get("note") == "first publication":
         parts.append("<p><b>This is the first publication</b>: there is nothing to compare yet. From the next publication "
                      "on, this shows the drift flags, how the threshold moved and every signal whose points moved.</p>")
@@ -206,12 +276,21 @@ def changes_section(inputs: Inputs) -> str:
         return heading + "".join(parts) + "<p>No publication to compare.</p>"
     old, new = before.thresholds.get("threshold"), after.thresholds.get("threshold")
     would = "would have " if rejected else ""
-    moved = (f"The MQL threshold <b>{would}stayed at {new} points</b>." if old == new else
-             f"The MQL threshold <b>{would}moved from {old} to {new} points</b>.")
+    if new is None:
+        moved = (f"The run <b>{would}had no MQL threshold</b>"
+                 + (f" (the current publication's: {old} points)." if old is not None else "."))
+    elif old is None:
+        moved = f"The MQL threshold <b>{would}become {new} points</b> (there was none)."
+    else:
+        moved = (f"The MQL threshold <b>{would}stayed at {new} points</b>." if old == new else
+                 f"The MQL threshold <b>{would}moved from {old} to {new} points</b>.")
     flags = drift.get("flags") or []
-    parts.append(f"<p>{moved} " + (f"<b>{len(flags)} drift flag(s)</b>: check them before updating the CRM.</p><ul>"
-                                   + "".join(f"<li>{_e(flag)}</li>" for flag in flags) + "</ul>" if flags else
-                                   "No drift flags.</p>"))
+    if rejected:  # publish measures drift only for a run it publishes
+        parts.append(f"<p>{moved} Drift is not measured for a rejected run: compare the points below by hand.</p>")
+    else:
+        parts.append(f"<p>{moved} " + (f"<b>{len(flags)} drift flag(s)</b>: check them before updating the CRM.</p><ul>"
+                                       + "".join(f"<li>{_e(flag)}</li>" for flag in flags) + "</ul>" if flags else
+                                       "No drift flags.</p>"))
     changes = signal_changes(pd.DataFrame(before.weights["signals"]), pd.DataFrame(after.weights["signals"]))
     changed = changes[(changes["change"] != 0) | (changes["status"] != "kept")]
     if changed.empty:
@@ -235,7 +314,10 @@ def summary_page(inputs: Inputs) -> str:
     nav = "".join(f"<a href='#{anchor}'>{label}</a>" for anchor, label in
                   (("threshold", "Threshold"), ("points", "Points"), ("matrix", "Fit x interest"), ("changes", "Changes")))
     pages = "".join(f"<li><a href='{_e(name)}'>{_e(title)}</a></li>" for name, title in inputs.pages)
-    body = (f"<h1>Lead scoring: what to put in the CRM</h1>"
+    rejected = rejected_banner(inputs)
+    heading = ("Lead scoring: a run that was not published, for review" if rejected else
+               "Lead scoring: what to put in the CRM")
+    body = (f"<h1>{heading}</h1>{rejected}"
             f"<p class='population'>Every number here is read from this run's files in <code>models/</code>; "
             f"{_e(population('training leads', inputs.train.get('training')))}; "
             f"{_e(population('later leads (held out)', inputs.train.get('validation')))}.</p>"

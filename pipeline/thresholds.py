@@ -45,10 +45,11 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.contract import customer_amounts
+from pipeline.crm_scoring import TARGETS, crm_scores, grade_label, points_per_third, scoring_for
 from pipeline.design import SNAPSHOT_NOTE, is_snapshot
 from pipeline.frequency import best_split
 from pipeline.params import Params, Thresholds
-from pipeline.signals import build_signals, lead_starts, read_frequency_signals, time_split
+from pipeline.signals import SignalSet, build_signals, lead_starts, read_frequency_signals, time_split
 from pipeline.weights import read_weights, score_features
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,94 @@ def policy_results(
     return results
 
 
+# Which of several candidate rules a policy prefers (Account Engagement: one per grade cut-off):
+# the "lowest threshold that satisfies" policies want the most MQLs, target_recall the fewest,
+# cost_benefit the most value.
+def _preference(policy: str, row: pd.Series, settings: Thresholds, deal_value: float | None) -> tuple[float, ...]:
+    if policy == "target_recall":
+        return (-float(row["leads_at_or_above"]), float(row["customers_at_or_above"]))
+    if policy == "cost_benefit":
+        return (float(row["customers_at_or_above"]) * (deal_value or 0.0) - float(row["leads_at_or_above"]) * settings.cost_per_touch,)
+    return (float(row["leads_at_or_above"]), float(row["customers_at_or_above"]))
+
+
+BELOW_EVERY_SCORE = -(10**9)  # the score of a lead whose grade is below the rule's: it never passes
+
+
+def two_axis_rule(policy: str, grade: np.ndarray, score: np.ndarray, closed: np.ndarray, settings: Thresholds,
+                  weeks: float | None, deal_value: float | None) -> tuple[int, int] | None:
+    """Account Engagement's MQL rule, grade >= G and score >= S, chosen by `policy` over every G.
+
+    For each grade cut-off the policy picks S on the leads at or above it (the others never
+    pass, but still count in the average and the shares); among those rules the policy's own
+    preference wins (the most MQLs for the 'lowest threshold that satisfies' policies). None:
+    no rule satisfies the policy.
+    """
+    grade, score, closed = np.asarray(grade), np.asarray(score), np.asarray(closed, dtype=int)
+    best: tuple[tuple[float, ...], int, int] | None = None
+    for cut in np.unique(grade):
+        masked = np.where(grade >= cut, score, BELOW_EVERY_SCORE)
+        curve = threshold_curve(masked, closed)
+        curve = curve[curve["score"] > BELOW_EVERY_SCORE].reset_index(drop=True)
+        chosen = choose_by_policy(policy, curve, settings, weeks, deal_value) if len(curve) else None
+        if chosen is None:
+            continue
+        key = _preference(policy, curve[curve["score"] == chosen].iloc[0], settings, deal_value)
+        if best is None or key > best[0]:
+            best = (key, int(cut), int(chosen))
+    return None if best is None else (best[1], best[2])
+
+
+def _auc(total: np.ndarray, closed: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    closed = np.asarray(closed, dtype=int)
+    return float(roc_auc_score(closed, total)) if 0 < closed.sum() < len(closed) else None
+
+
+def crm_thresholds(features: pd.DataFrame, signals: SignalSet, table: pd.DataFrame, header: dict,
+                   train_mask: np.ndarray, valid_mask: np.ndarray, policy: str, settings: Thresholds,
+                   weeks: float | None, deal_value: float | None, leadcal_threshold: int | None) -> dict[str, object]:
+    """Each CRM's own threshold (pipeline.crm_scoring): its leads scored as that tool does, each at its
+    peak, the same policy and settings as leadcal's threshold, validated on the held-out months.
+
+    `at_leadcal_threshold`: what leadcal's own threshold would do inside that tool (the share
+    of later leads it would send to sales, and their close rate), the cost of not recalibrating.
+    """
+    leads = signals.leads()
+    out: dict[str, object] = {}
+    for target in TARGETS:
+        scoring = scoring_for(target, header.get("half_life_days"))
+        scores = crm_scores(signals, features, table, header, scoring)
+        peak = peak_rows(scores["total_points"].to_numpy(), leads)
+        scores = scores.iloc[peak].reset_index(drop=True)
+        closed = features["closed"].to_numpy()[peak]
+        train, valid = np.asarray(train_mask)[peak], np.asarray(valid_mask)[peak]
+        total = scores["total_points"].to_numpy()
+        entry: dict[str, object] = {"label": scoring.label, "scoring": scoring.describe()}
+        if scoring.grading:
+            grade, score = scores["grade"].to_numpy(), scores["score"].to_numpy()
+            rule = two_axis_rule(policy, grade[train], score[train], closed[train], settings, weeks, deal_value)
+            threshold = None if rule is None else rule[1]
+            passing = total if rule is None else np.where(grade >= rule[0], score, BELOW_EVERY_SCORE)
+            entry.update({"grade_at_least": None if rule is None else grade_label(rule[0]),
+                          "points_per_grade_third": points_per_third(table)})
+        else:
+            curve = threshold_curve(total[train], closed[train])
+            threshold = choose_by_policy(policy, curve, settings, weeks, deal_value) if len(curve) else None
+            passing = total
+        training = summarise(passing[train], closed[train], threshold)
+        if weeks and training.get("mql_leads") is not None:
+            training["mql_per_week"] = training["mql_leads"] / weeks
+        validation = {**summarise(passing[valid], closed[valid], threshold), "auc": _auc(total[valid], closed[valid])}
+        entry.update({"threshold": threshold, "training": training, "validation": validation})
+        if not scoring.grading and leadcal_threshold is not None:
+            entry["at_leadcal_threshold"] = {"threshold": leadcal_threshold,
+                                             "validation": summarise(total[valid], closed[valid], leadcal_threshold)}
+        out[target] = entry
+    return out
+
+
 QUADRANTS = {
     "hot": "fit and interested: hand to sales within 24 h",
     "nurture": "fit, not yet interested: nurture",
@@ -419,6 +508,7 @@ def run(params: Params) -> dict[str, object]:
     weights, header = read_weights(params.paths.models)
     scores = score_features(features, signals, weights, header)
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
+    all_rows = (features, signals, train_mask.to_numpy(), valid_mask.to_numpy())  # every snapshot row, for crm_thresholds
     # one row per lead from here on: its peak row (the highest total it reached while open)
     peak = peak_rows(scores["total_points"].to_numpy(), signals.leads())
     features, scores = features.iloc[peak].reset_index(drop=True), scores.iloc[peak].reset_index(drop=True)
@@ -474,6 +564,11 @@ def run(params: Params) -> dict[str, object]:
         "policies": policies,
         "matrix": matrix,
     }
+    rule = t.model_copy(update={"mql_lift": policies[used]["mql_lift_used"]}) \
+        if used == "close_rate_multiple" and policies[used].get("mql_lift_used") is not None else t
+    log.info("thresholds: the threshold inside each CRM (its decay, caps and grading)")
+    result["crm"] = crm_thresholds(all_rows[0], all_rows[1], weights, header, all_rows[2], all_rows[3], used, rule,
+                                   weeks, deal_value, threshold)
     if crm["capped_because"]:
         log.warning("thresholds: close_rate_multiple: %s", crm["capped_because"])
     for name, entry in policies.items():

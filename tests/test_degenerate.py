@@ -60,6 +60,8 @@ def _no_nan_published(models: Path) -> None:
             json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path}: {c} in a published file"))
         elif path.suffix == ".csv":
             frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            if path.name == "salesforce_scoring.csv":  # grading rows move the grade and MQL rows hold the rule: no points
+                frame = frame[frame["rule_type"].str.startswith(("scoring", "automation"))]
             numeric = frame.select_dtypes("number")
             assert not numeric.isin([math.inf, -math.inf]).any().any(), path
             for column in ("close_rate", "lift", "points", "leads", "customers"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import json
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def test_files_are_written_deterministic_utf8_with_headers(exported):
     for name, columns in headers.items():
         lines = list(csv.reader(first[name].decode("utf-8").splitlines()))
         assert lines[0] == columns
-        assert len(lines) == 1 + scored
+        mql_rows = 2 if name == "salesforce_scoring.csv" else 0  # Account Engagement's MQL rule: grade and score
+        assert len(lines) == 1 + scored + mql_rows
     payload = json.loads(first["weights.json"].decode("utf-8"))
     assert payload["format"] == exports.FORMAT and len(payload["rows"]) == scored
     csv_signals = [r[-1] for r in csv.reader(first["weights.csv"].decode().splitlines())][1:]
@@ -255,13 +257,20 @@ def test_salesforce_rows(small_rows):
     rows = {r["leadcal_signal"]: r for r in exports.salesforce_rows(small_rows)}
     assert list(next(iter(rows.values()))) == exports.SALESFORCE_COLUMNS
     assert rows["industry = software"] == {"rule_type": "profile criterion (grading)", "field": "industry",
-                                           "operator": "is", "value": "software", "points": 14,
-                                           "leadcal_signal": "industry = software"}
+                                           "operator": "is", "value": "software", "points": None,
+                                           "grade_change": "up 1 letter", "leadcal_signal": "industry = software",
+                                           "note": "leadcal: +14 points; 1 points = 1/3 of a letter"}
+    # at 5 points a third of a letter, 14 points move the grade by 3 thirds (a letter), 7 by 1/3, 2 not at all
+    graded = {r["leadcal_signal"]: r["grade_change"] for r in exports.salesforce_rows(small_rows, per_third=5.0)
+              if r["rule_type"].startswith("profile")}
+    assert graded["industry = software"] == "up 1 letter"
+    assert all(r["rule_type"] != exports.MQL_RULE for r in exports.salesforce_rows(small_rows))  # no threshold given
     assert (rows["company_size = 201-1k"]["operator"], rows["company_size = 201-1k"]["value"]) == (
         "is between (inclusive)", "201 and 1000")
     assert (rows["company_size = unknown"]["operator"], rows["company_size = unknown"]["value"]) == ("is empty", "")
     assert rows["demo_request"] == {"rule_type": "scoring rule", "field": "Prospect form", "operator": "was submitted",
-                                    "value": "demo_request", "points": 86, "leadcal_signal": "demo_request"}
+                                    "value": "demo_request", "points": 86, "grade_change": None,
+                                    "leadcal_signal": "demo_request", "note": None}
     frequency = rows["pricing_page_visit 4+ in 30 days"]
     assert (frequency["rule_type"], frequency["field"]) == ("automation rule", "Prospect page view")
     assert frequency["operator"] == "was viewed at least 4 times in the last 30 days"
@@ -301,8 +310,14 @@ def test_mautic_export(small_rows):
         {"field": "company_size", "operator": "gte", "filter": 201},
         {"field": "company_size", "operator": "lte", "filter": 1000}]
     assert segments["industry = software"]["filters"] == [{"field": "industry", "operator": "=", "filter": "software"}]
-    assert all(s["field"] == "fit_score" for s in segments.values())
-    assert "one points total" in payload["notes"]["points_total"] and "never decay" in payload["notes"]["decay"]
+    # fit adds to the same one total as the point actions, so the point trigger compares fit + engagement
+    assert "fit + engagement" in payload["notes"]["points_total"] and "never decay" in payload["notes"]["decay"]
+    assert payload["point_trigger"] is None  # no threshold given
+    mql = {"threshold": 61, "validation": {"mql_share": 0.2, "mql_close_rate": 0.08, "average_close_rate": 0.03,
+                                           "customers_captured": 0.5}}
+    trigger = exports.mautic_export(small_rows, HEADER, mql)["point_trigger"]
+    assert (trigger["points"], trigger["name"]) == (61, "leadcal MQL: 61 points")
+    assert "20.0 % of leads are MQLs, closing at 8.0 %" in trigger["description"]
 
 
 def test_every_format_leaves_out_zero_points_and_keeps_negatives(tmp_path):
@@ -333,7 +348,10 @@ def test_csv_sheets_never_start_a_cell_with_a_formula(tmp_path):
             for column, cell in enumerate(row):
                 if column != points:
                     assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (name, cell)
-        assert sorted(int(row[points]) for row in rows[1:]) == [-7, -3, 5, 9, 12], name  # negatives unescaped
+        # negatives unescaped; Account Engagement's grading rows move the grade and keep leadcal's points in a note
+        values = [int(row[points]) if row[points] else int(re.search(r"leadcal: ([+-]\d+) points", row[-1]).group(1))
+                  for row in rows[1:]]
+        assert sorted(values) == [-7, -3, 5, 9, 12], name
         assert any(cell == "'=1+2" for row in rows for cell in row), name
     # the JSON files keep the names as they are
     assert "=1+2" in [r["signal"] for r in io.read_json(tmp_path / "weights.json")["rows"]]

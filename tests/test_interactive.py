@@ -4,6 +4,7 @@ figures and the pipeline's own threshold curve."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -80,7 +81,7 @@ def test_points_chart_marks_each_range_against_zero_with_95_percent_wilson_on_ho
     rows = {row["signal"]: row for rows in values(spec) for row in rows if "signal" in row}
     assert set(rows) == {"demo", "blog", "size = 1-10"}  # unscored signals are not drawn
     assert {s: r["verdict"] for s, r in rows.items()} == {"demo": "above", "blog": "unclear", "size = 1-10": "below"}
-    assert rows["demo"]["range"] == "+30 to +50"
+    assert rows["demo"]["range"] == "+30.0 to +50.0"
     low, high = wilson_interval(np.array([20]), np.array([100]), 0.95)
     assert rows["demo"]["close_rate_interval"] == f"{low[0]:.1%} to {high[0]:.1%}"
     assert spec["title"]["text"] == "1 of 3 signals clearly add points, 1 clearly take points away"
@@ -123,3 +124,33 @@ def test_matrix_chart_says_no_leads_for_an_empty_cell() -> None:
     assert rows["2"]["close_rate"] is None and rows["2"]["close_rate_text"] == "no leads"
     assert rows["2"]["close_rate_interval"] == "no leads" and rows["2"]["lift"] is None
     assert rows["1"]["lift"] == pytest.approx(1.0)
+
+
+# --- review fixes: one-decimal ranges, non-finite values, the threshold curve's steps and tooltip --
+
+def test_points_ranges_show_one_decimal_and_a_missing_bound_as_not_measured() -> None:
+    """'+0 to +12' hid that the range does not reach 0; a NaN bound printed '+nan'."""
+    signals = SIGNALS.assign(points_p025=[0.4, -6.04, np.nan, 0.0], points_p975=[12.3, 3.0, -1.0, 0.0])
+    spec = interactive.points_chart(signals, "fitted")
+    rows = {row["signal"]: row for rows in values(spec) for row in rows if "signal" in row}
+    assert {s: r["range"] for s, r in rows.items()} == {"demo": "+0.4 to +12.3", "blog": "-6.0 to +3.0",
+                                                       "size = 1-10": "not measured"}
+    assert interactive.range_text(-0.04, np.inf) == "not measured"
+
+
+def test_records_write_infinities_as_null() -> None:
+    """JSON has no Infinity: page.vega_chart (allow_nan=False) would raise on an infinite lift."""
+    frame = pd.DataFrame({"lift": [1.25, np.inf, -np.inf, np.nan], "n": np.arange(4)})
+    assert [row["lift"] for row in interactive._records(frame)] == [1.25, None, None, None]
+
+
+def test_threshold_curve_steps_down_to_the_next_total_and_the_tooltip_counts_the_mqls() -> None:
+    """Between observed totals 10 and 20 a threshold of 15 makes MQLs of the leads at 20 or more:
+    the line must hold the next total's value (step-before), not the previous one's (step-after)."""
+    distribution = pd.DataFrame({"total_points": [0, 10, 20], "customers": [1, 1, 1], "other_leads": [99, 49, 19]})
+    spec = interactive.threshold_chart(interactive.threshold_curve(distribution, 10.0), 10, 0.02, "test leads")
+    text = json.dumps(spec)
+    lines = re.findall(r'"mark": \{[^}]*"type": "line"[^}]*\}', text)
+    assert len(lines) == 2 and all('"interpolate": "step-before"' in line for line in lines), lines
+    tooltips = [tip for tips in re.findall(r'"tooltip": (\[[^\]]*\])', text) for tip in json.loads(tips)]
+    assert {"field": "mql_leads", "format": ",", "title": "MQL leads", "type": "quantitative"} in tooltips

@@ -13,12 +13,14 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline import io, publish, summary
 from pipeline.errors import LeadcalError
-from pipeline.notebooks import NOTEBOOKS, html_title, notebook_paths, render, render_all, run
-from pipeline.page import network_references
+from pipeline.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all, run
+from pipeline.page import CSS, network_references, scripts, sortable_table, vega_chart
 from pipeline.params import Params
 
 STDERR_OUTPUT = 'data-mime-type="application/vnd.jupyter.stderr"'  # a warning or an error printed in a page
@@ -73,6 +75,9 @@ def test_every_notebook_runs_and_prints_the_artifacts_numbers(report: tuple[Para
     train = io.read_json(models / "metrics" / "train.json")
     weights = io.read_json(models / "weights.json")
     page = text(pages["02_points_vs_model"])
+    cells = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", pages["02_points_vs_model"].decode())))
+    top = max((s for s in weights["signals"] if s["status"] == "scored"), key=lambda s: s["points"])
+    assert f"{top['signal']} {top['points']} {top['points_p025']:+.1f} to {top['points_p975']:+.1f}" in cells
     assert f"the points table reaches an AUC of {train['points_table']['mean']['auc']:.3f}" in page
     assert f"the predictive model {train['model']['mean']['auc']:.3f}" in page
     assert f"halve every {weights['half_life_days']:.1f} days" in page
@@ -84,6 +89,13 @@ def test_every_notebook_runs_and_prints_the_artifacts_numbers(report: tuple[Para
     assert f"close at {thresholds['validation']['mql_close_rate']:.1%} against an average of " \
            f"{thresholds['validation']['average_close_rate']:.1%}" in page
     assert f"{thresholds['policy'].replace('_', ' ')} (chosen)" in page
+    hubspot = thresholds["crm"]["hubspot"]  # each CRM's own rule, against leadcal's threshold pasted as is
+    assert f"Pasted unchanged into HubSpot, leadcal's threshold of {thresholds['threshold']} points would make " \
+           f"{hubspot['at_leadcal_threshold']['validation']['mql_share']:.1%} of the later leads MQLs" in page
+    assert f"{hubspot['threshold']} points or more" in page
+    matrix = thresholds["matrix"]  # :g, so a boundary of 12.5 does not read "12"
+    assert f"a fit score of {matrix['fit_boundary']:g} points or more" in page
+    assert f"engagement score of {matrix['engagement_boundary']:g} points or more" in page
 
     page = text(pages["04_drift"])  # the default run is a first publication
     assert "This is the first publication: there is no earlier one, so there is nothing to compare yet." in page
@@ -114,14 +126,26 @@ def test_summary_page_states_the_runs_threshold_points_and_matrix(report: tuple[
     assert f"{len(scored)} signals carry points" in page
     top = max(scored, key=lambda s: s["points"])
     cells = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", pages["summary"].decode())))  # a space per cell
-    assert f"{top['signal']} {top['kind']} {top['points']} {top['points_p025']:+.0f} to {top['points_p975']:+.0f}" in cells
+    assert f"{top['signal']} {top['kind']} {top['points']} {top['points_p025']:+.1f} to {top['points_p975']:+.1f}" in cells
     for action in ("hand to sales within 24 h", "nurture"):
         assert action in page
     assert "This is the first publication" in page  # the default run's
+    hubspot = thresholds["crm"]["hubspot"]
+    assert f"HubSpot {hubspot['threshold']} points or more {hubspot['validation']['mql_share']:.1%}" in cells
     # each notebook is linked by its own title
     for stem in ("01_close_rates", "02_points_vs_model", "03_thresholds_funnel", "04_drift"):
         title = re.search(r"<title>(.*?)</title>", pages[stem].decode()).group(1)
         assert f"<a href='{stem}.html'>{title}</a>" in pages["summary"].decode()
+
+
+def test_hover_chart_offers_jupyterlab_the_vega_lite_version_altair_writes() -> None:
+    """Altair 6 writes Vega-Lite 6 specs; a v5 MIME type would hand them to a v5 renderer."""
+    import altair
+
+    bundle = HoverChart({"mark": "bar"}, "a chart")._repr_mimebundle_()
+    major = altair.SCHEMA_VERSION.lstrip("v").split(".")[0]
+    assert f"application/vnd.vegalite.v{major}+json" in bundle
+    assert set(bundle) == {"text/html", "application/vnd.vegalite.v6+json", "text/plain"}
 
 
 def test_a_failing_cell_stops_with_one_line_naming_notebook_and_cell(default_run: Params, tmp_path: Path) -> None:
@@ -273,4 +297,48 @@ def test_summary_page_sorts_the_points_table_and_shows_details_on_hover(
         assert f"signal {best['signal']} points {best['points']}" in shown
     assert "95 % range" in shown and "close rate, 95 % Wilson" in shown and "leads" in shown
     assert errors == []
+    page.context.close()
+
+
+def offline_page(tmp_path: Path, body: str) -> Path:
+    """`body` as a page with the report's CSS and scripts, written to a file to open in Chromium."""
+    path = tmp_path / "page.html"
+    path.write_text(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><style>{CSS}</style></head>"
+                    f"<body>{body}\n{scripts(body)}</body></html>")
+    return path
+
+
+def test_sorter_sorts_text_as_text_and_arrows_are_not_part_of_the_header_names(chromium, tmp_path: Path) -> None:
+    """Only data-sort is read as a number ("0x1A" is text, not 26); non-finite floats have no data-sort;
+    the arrow after each header is decoration (CSS alternative text ""), not the header's name."""
+    frame = pd.DataFrame({"n": [-3.0, 10.0, np.nan, -20.0, np.inf], "t": ["10", "9", "b", "A", "0x1A"]})
+    page, _, errors = open_offline(chromium, offline_page(tmp_path, sortable_table(frame)))
+
+    def shown(column: int) -> list[str]:
+        return page.eval_on_selector_all("tbody tr", f"rows => rows.map((r) => r.cells[{column}].textContent)")
+
+    page.locator("th").nth(1).click()
+    assert shown(1) == ["0x1A", "10", "9", "A", "b"]  # as text, whatever Number() would make of it
+    page.locator("th").nth(0).click()
+    assert shown(0) == ["-20.00", "-3.00", "10.00", "inf", ""]  # numbers, then text, then empty cells
+    page.locator("th").nth(0).click()
+    assert shown(0) == ["10.00", "-3.00", "-20.00", "inf", ""]
+    assert page.get_by_role("columnheader", name="n", exact=True).count() == 1
+    assert page.get_by_role("columnheader", name="t", exact=True).count() == 1
+    assert errors == []
+    page.context.close()
+
+
+def test_a_chart_whose_data_holds_markup_draws_and_leaves_the_page_whole(chromium, tmp_path: Path) -> None:
+    """'<!--<script>' in a CRM value inside the chart's JSON made the browser read past the script's end."""
+    spec = {"data": {"values": [{"industry": "<!--<script>", "n": 1}, {"industry": "a & b </script>", "n": 2}]},
+            "mark": "bar", "encoding": {"x": {"field": "industry", "type": "nominal"},
+                                        "y": {"field": "n", "type": "quantitative"}}}
+    body = vega_chart(spec, "a chart") + sortable_table(pd.DataFrame({"after the chart": [2, 1]}))
+    page, requests, errors = open_offline(chromium, offline_page(tmp_path, body))
+    assert page.eval_on_selector_all(".leadcal-vega", "els => els.map((e) => e.dataset.rendered)") == ["yes"]
+    assert "<!--<script>" in page.locator(".leadcal-vega svg").inner_html().replace("&lt;", "<").replace("&gt;", ">")
+    page.locator("th").first.click()  # the sorter after the chart still runs
+    assert page.locator("th").first.get_attribute("aria-sort") == "ascending"
+    assert errors == [] and all(url.startswith("file:") for url in requests)
     page.context.close()

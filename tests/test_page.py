@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline import page
 
@@ -76,3 +77,70 @@ def test_scripts_only_where_the_page_uses_them() -> None:
     both = page.scripts(table + chart)  # the sorter, and the Vega bundle (about 900 KB) that draws .leadcal-vega
     assert both.count("<script") == 2 and 'querySelectorAll(".leadcal-vega")' in both and len(both) > 500_000
     assert page.network_references(both) == []
+
+
+# --- review fixes: markup in chart data, URLs in specs, a parsed offline check, the sorter ------
+
+def test_chart_json_writes_markup_characters_as_escapes_so_crm_values_cannot_change_the_page() -> None:
+    """'<!--<script>' inside a script element would make the browser skip the element's real end."""
+    spec = {"data": {"values": [{"industry": "<!--<script>", "size": "1 & 2 > 1"}]}, "title": "</script>"}
+    markup = page.vega_chart(spec, "c")
+    payload = re.search(r'<script type="application/json">(.*)</script>', markup, flags=re.DOTALL).group(1)
+    assert not set("<>&") & set(payload)
+    assert "\\u003c!--\\u003cscript\\u003e" in payload and "1 \\u0026 2 \\u003e 1" in payload
+    assert json.loads(payload) == spec  # the same JSON, only written differently
+
+
+def test_chart_that_would_load_a_url_is_refused() -> None:
+    for spec in ({"data": {"url": "https://example.com/leads.csv"}, "mark": "bar"},
+                 {"layer": [{"mark": "bar"}, {"data": {"url": "data/local.json"}, "mark": "line"}]},
+                 {"projection": {"type": "albers"}, "data": {"values": [{"u": 1}]}, "vconcat": [{"url": "x"}]}):
+        with pytest.raises(ValueError, match="inline"):
+            page.vega_chart(spec, "c")
+    # a field named url, an encoding channel holding an object, a value that merely is an address: no load
+    page.vega_chart({"data": {"values": [{"site": "https://example.com"}]},
+                     "encoding": {"url": {"field": "site"}, "href": {"field": "site"}}}, "c")
+
+
+def test_network_references_parse_the_page_and_never_read_what_a_reader_sees() -> None:
+    # CRM values shown as text (or in a chart's JSON data block) are data, not loads
+    text = ['<td>url(https://x.example)</td>', '<p>@import "https://x.example/a.css"; image-set("//x")</p>',
+            '<li>import x from "https://esm.sh/x"; fetch("https://x.example")</li>',
+            page.vega_chart({"data": {"values": [{"signal": "fetch('https://x.example')"}]}}, "c"),
+            '<script>const s = "import x from \\"https://x\\"";</script>',  # a string, not an import
+            '<!-- <img src="https://x.example/a.png"> -->', '<a href="#points">', '<img src="logo.png">']
+    assert [page.network_references(m) for m in text] == [[]] * len(text)
+    loads = ['<img srcset="small.png 1x, https://cdn.example/big.png 2x">',  # any candidate, not only the first
+             '<img srcset="data:image/png;base64,AA,BB 1x, //cdn.example/b.png 2x">',
+             '<meta http-equiv="Refresh" content="0; URL=\'https://x.example\'">',
+             '<a href="\\\\cdn.example/x">', '<a href="/\\cdn.example/x">',  # browsers read \ as /
+             '<img src="&#104;ttps://x.example/p.gif">', '<img src=" HTTPS://x.example/p.gif">',
+             '<form action="ftp://x.example">', '<button formaction="//x.example">', '<object data="http://x.example">',
+             '<video poster="https://x.example/p.jpg">', '<table background="https://x.example/b.png">',
+             '<svg><image xlink:href="https://x.example/a.png"/></svg>',
+             '<div style="background: image-set(\'https://x.example/a.png\' 1x)">',
+             '<style>a { background: u\\72l(https://x.example/a.png) }</style>',
+             '<style>@import/**/"//x.example/a.css";</style>',
+             '<script>new WebSocket("wss://x.example")</script>', '<script>fetch(`https://x.example`)</script>',
+             '<script>export { a } from "https://x.example/a.js";</script>',
+             '<script type="module">import "https://x.example/side.js";</script>',
+             '<script>fetch("\\x2f/x.example")</script>', '<script>fetch("https://x.example")']  # left open
+    for markup in loads:
+        assert page.network_references(markup), markup
+    assert page.network_references('<meta http-equiv="refresh" content="30">') == []
+    assert page.network_references(page.vega_runtime()) == []
+
+
+def test_non_finite_floats_sort_by_their_text_not_by_a_data_sort_the_sorter_cannot_read() -> None:
+    frame = pd.DataFrame({"lift": [1.5, np.inf, -np.inf, np.nan]})
+    assert cells(page.sortable_table(frame)) == [("1.5", "1.50"), (None, "inf"), (None, "-inf"), (None, "")]
+    assert [page._sort_key(v) for v in (np.float64("inf"), float("-inf"), np.float32("nan"), 3, np.int64(2))] == \
+        [None, None, None, "3", "2.0"]
+
+
+def test_sorter_reads_numbers_only_from_data_sort_and_arrows_have_no_accessible_name() -> None:
+    """Text such as '0x1A' or '1e3' is text; the browser side is in test_notebooks (in Chromium)."""
+    assert "cell.dataset.sort" in page.SORT_SCRIPT and "Number(raw)" in page.SORT_SCRIPT
+    assert "Number(cell.textContent" not in page.SORT_SCRIPT and "?? cell.textContent" not in page.SORT_SCRIPT
+    for arrow in ("2195", "2191", "2193"):
+        assert f'content: "\\00a0\\{arrow}" / "";' in page.CSS
