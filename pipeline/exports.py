@@ -40,7 +40,7 @@ import pandas as pd
 from pipeline import io, spreadsheet
 from pipeline.crm_scoring import DAYS_PER_MONTH, grade_change_text, grade_thirds, hubspot_decay_months, points_per_third
 from pipeline.errors import LeadcalError
-from pipeline.params import Params
+from pipeline.params import ActivityMapping, CrmMapping, Params
 from pipeline.signals import UNKNOWN, band, band_labels
 from pipeline.weights import STATUS_LOW_SUPPORT_FIT, read_weights
 
@@ -54,8 +54,9 @@ GENERIC_COLUMNS = [
     "score_group", "criterion", "attribute", "operator", "value", "value_high", "window_days", "points",
     "decay_half_life_days", "attribute_cap", "score_group_cap", "type", "signal",
 ]
-HUBSPOT_COLUMNS = ["group", "criteria_group", "criteria", "points", "decay", "leadcal_signal"]
-SALESFORCE_COLUMNS = ["rule_type", "field", "operator", "value", "points", "grade_change", "leadcal_signal", "note"]
+HUBSPOT_COLUMNS = ["group", "criteria_group", "criteria", "points", "decay", "leadcal_signal", "mapped"]
+SALESFORCE_COLUMNS = ["rule_type", "field", "operator", "value", "points", "grade_change", "leadcal_signal", "mapped",
+                      "note"]
 MQL_RULE = "MQL automation rule"
 
 # Activity channel -> how each tool words / types it. The channel is guessed from the
@@ -430,6 +431,37 @@ def _with_other_values(rows: pd.DataFrame, leads_signals: pd.DataFrame) -> pd.Da
     return leads_signals.assign(**columns)
 
 
+# --------------------------------------------------------------------------- names in the CRM
+
+NO_MAPPING = CrmMapping()
+
+
+def in_crm_names(row: Mapping[str, Any], mapping: CrmMapping) -> tuple[dict[str, Any], bool]:
+    """A generic fit row with the CRM's property and values (params exports.mapping), and whether its
+    attribute is mapped. Values without a mapping keep leadcal's spelling; bands are numbers and stay."""
+    renamed = dict(row)
+    prop = mapping.properties.get(row["attribute"])
+    values = mapping.values.get(row["attribute"], {})
+    if row["operator"] == "is_none_of" and row["value"]:
+        renamed["value"] = LIST_SEPARATOR.join(values.get(v, v) for v in str(row["value"]).split(LIST_SEPARATOR))
+    elif row["operator"] == "is":
+        renamed["value"] = values.get(str(row["value"]), row["value"])
+    renamed["attribute"] = prop or row["attribute"]
+    return renamed, prop is not None
+
+
+def activity_in_crm(row: Mapping[str, Any], mapping: CrmMapping) -> ActivityMapping | None:
+    """How the CRM records a generic engagement row's activity (None: not mapped; recency rows need none)."""
+    return mapping.activities.get(row["attribute"])
+
+
+def unmapped_signals(export_rows: list[dict[str, Any]], mapping: CrmMapping) -> list[str]:
+    """The signals whose attribute or activity the mapping does not name: they keep leadcal's names."""
+    return [row["signal"] for row in export_rows
+            if row["type"] != "recency" and not (in_crm_names(row, mapping)[1] if row["score_group"] == "fit"
+                                                 else activity_in_crm(row, mapping) is not None)]
+
+
 # --------------------------------------------------------------------------- HubSpot
 
 def hubspot_decay(half_life_days: float | None) -> dict[str, Any] | None:
@@ -474,27 +506,32 @@ def _hubspot_fit_criteria(parts: Mapping[str, Any]) -> str:
     return f"Contact property {attribute} {condition}"
 
 
-def _hubspot_engagement_criteria(row: Mapping[str, Any]) -> str:
+def _hubspot_engagement_criteria(row: Mapping[str, Any], spec: ActivityMapping | None = None) -> str:
     if row["type"] == "recency":
         return f"Has any engagement in the last {row['value']} days"
-    event = HUBSPOT_EVENTS[activity_channel(row["attribute"])]
-    text = f"{event}: {row['attribute']}"
+    event = (spec.event if spec and spec.event else None) or HUBSPOT_EVENTS[activity_channel(row["attribute"])]
+    assets = ", ".join(str(i) for i in spec.ids) if spec and spec.ids else row["attribute"]
+    text = f"{event}: {assets}"
     if row["type"] == "frequency":
         text += f", at least {row['value']} times in the last {row['window_days']} days"
     return text
 
 
-def hubspot_rows(export_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def hubspot_rows(export_rows: list[dict[str, Any]], mapping: CrmMapping = NO_MAPPING) -> list[dict[str, Any]]:
     """HubSpot lead-score criteria (columns HUBSPOT_COLUMNS) from the generic rows.
 
     criteria_group: the HubSpot group to put the criterion in. A fit attribute is one group
     (a lead has one value of it); engagement criteria go to 'Activities' (decay on),
     'Frequency' or 'Recency' (decay off: leadcal does not decay them), or to a group of their
-    own attribute when that attribute has a cap (the group limit).
+    own attribute when that attribute has a cap (the group limit). With `mapping` (params
+    exports.mapping.hubspot) the criteria use HubSpot's properties, values, events and assets;
+    `mapped` says whether they do.
     """
     out = []
     for row in export_rows:
         engagement = row["score_group"] == "engagement"
+        spec = activity_in_crm(row, mapping) if engagement else None
+        renamed, mapped = (row, spec is not None or row["type"] == "recency") if engagement else in_crm_names(row, mapping)
         decays = not _missing(row.get("decay_half_life_days"))
         if not engagement:
             group = row["attribute"]
@@ -505,10 +542,11 @@ def hubspot_rows(export_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "group": "Engagement" if engagement else "Fit",
             "criteria_group": group,
-            "criteria": _hubspot_engagement_criteria(row) if engagement else _hubspot_fit_criteria(row),
+            "criteria": _hubspot_engagement_criteria(row, spec) if engagement else _hubspot_fit_criteria(renamed),
             "points": int(row["points"]),
             "decay": "yes" if decays else "no",
             "leadcal_signal": row["signal"],
+            "mapped": "yes" if mapped else "no",
         })
     return out
 
@@ -582,7 +620,7 @@ def _salesforce_fit(parts: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
-                    mql: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                    mql: Mapping[str, Any] | None = None, mapping: CrmMapping = NO_MAPPING) -> list[dict[str, Any]]:
     """Account Engagement rows (columns SALESFORCE_COLUMNS) from the generic rows.
 
     Fit rows become profile (grading) criteria that move the grade, not the score: each by its
@@ -592,15 +630,18 @@ def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
     automation rules ('adjust prospect's score'), since a scoring rule cannot count occurrences.
     The last two rows are the MQL automation rule, grade at or above G and score at or above S,
     chosen for this scoring (`mql`: thresholds.json crm.account_engagement), with its figures.
+    With `mapping` (params exports.mapping.account_engagement) fields, values and assets are
+    Account Engagement's own; `mapped` says whether they are.
     """
     out = []
     for row in export_rows:
         if row["score_group"] == "fit":
-            operator, value = _salesforce_fit(row)
+            renamed, mapped = in_crm_names(row, mapping)
+            operator, value = _salesforce_fit(renamed)
             thirds = int(grade_thirds([row["points"]], per_third)[0])
-            out.append({"rule_type": "profile criterion (grading)", "field": row["attribute"], "operator": operator,
+            out.append({"rule_type": "profile criterion (grading)", "field": renamed["attribute"], "operator": operator,
                         "value": value, "points": None, "grade_change": grade_change_text(thirds),
-                        "leadcal_signal": row["signal"],
+                        "leadcal_signal": row["signal"], "mapped": "yes" if mapped else "no",
                         "note": f"leadcal: {int(row['points']):+d} points; {per_third:g} points = 1/3 of a letter"})
             continue
         elif row["type"] == "recency":
@@ -608,20 +649,25 @@ def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
                         "operator": "days ago is less than",
                         "value": str(int(row["value"]) + 1)})
         else:
+            spec = activity_in_crm(row, mapping)
             field, operator = SALESFORCE_ACTIVITIES[activity_channel(row["attribute"])]
+            field = spec.event if spec and spec.event else field
             if row["type"] == "frequency":
                 operator += f" at least {row['value']} times in the last {row['window_days']} days"
             out.append({"rule_type": "scoring rule" if row["type"] == "activity" else "automation rule",
-                        "field": field, "operator": operator, "value": row["attribute"]})
-        out[-1].update({"points": int(row["points"]), "grade_change": None, "leadcal_signal": row["signal"], "note": None})
+                        "field": field, "operator": operator,
+                        "value": ", ".join(str(i) for i in spec.ids) if spec and spec.ids else row["attribute"]})
+        mapped = row["type"] == "recency" or activity_in_crm(row, mapping) is not None
+        out[-1].update({"points": int(row["points"]), "grade_change": None, "leadcal_signal": row["signal"],
+                        "mapped": "yes" if mapped else "no", "note": None})
     if mql is not None and mql.get("threshold") is not None:
         figures = mql_figures(mql)
         out.append({"rule_type": MQL_RULE, "field": "Prospect grade", "operator": "is greater than or equal to",
                     "value": mql["grade_at_least"], "points": None, "grade_change": None, "leadcal_signal": None,
-                    "note": "and the next row: both must hold"})
+                    "mapped": None, "note": "and the next row: both must hold"})
         out.append({"rule_type": MQL_RULE, "field": "Prospect score", "operator": "is greater than or equal to",
                     "value": str(mql["threshold"]), "points": None, "grade_change": None, "leadcal_signal": None,
-                    "note": figures})
+                    "mapped": None, "note": figures})
     return [{c: r[c] for c in SALESFORCE_COLUMNS} for r in out]
 
 
@@ -632,98 +678,115 @@ def mautic_type(activity: str) -> str:
     return MAUTIC_ACTIONS[activity_channel(activity)] or MAUTIC_CUSTOM
 
 
-def _mautic_properties(row: Mapping[str, Any], action: str) -> dict[str, Any]:
-    select = {
-        "form.submit": "forms: the Mautic form(s) that record this activity",
-        "asset.download": "assets: the Mautic asset(s) that record this activity",
-        "url.hit": "page_url: the tracked URL of this page (wildcards allowed)",
-        "email.open": "emails: the email(s) to count (empty: any)",
-    }
-    properties: dict[str, Any] = {"leadcal_activity": row["attribute"]}
-    if action in select:
-        properties["select"] = select[action]
-    if row["type"] == "frequency":
-        properties["min_count"] = row["value"]
-        properties["window_days"] = row["window_days"]
-        if action == "url.hit":
-            properties["page_hits"] = row["value"]
-    if action == MAUTIC_CUSTOM:
-        properties["how"] = (
-            "no Mautic point action for this activity: use a campaign decision on it (or a segment of the contacts "
-            "who did it) with the action 'Adjust contact points' by delta"
-        )
-    if not _missing(row.get("decay_half_life_days")):
-        properties["decay_half_life_days"] = row["decay_half_life_days"]
-    return properties
+# The property of a point action that lists what it counts (empty: ANY form, asset, email or page).
+MAUTIC_ID_PROPERTY = {"form.submit": "forms", "asset.download": "assets", "email.open": "emails",
+                      "email.send": "emails", "page.hit": "pages"}
+MAUTIC_OPERATORS = {"is": "=", "at_least": "gte", "less_than": "lt"}
 
 
-def _mautic_filters(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    field, operator, value, high = row["attribute"], row["operator"], row["value"], row["value_high"]
-    return {
-        "is": [{"field": field, "operator": "=", "filter": value}],
-        "is_unknown": [{"field": field, "operator": "empty", "filter": None}],
-        "is_none_of": [{"field": field, "operator": "!empty", "filter": None},
-                       {"field": field, "operator": "!in", "filter": str(value).split(LIST_SEPARATOR) if value else []}],
-        "between": [{"field": field, "operator": "gte", "filter": value},
-                    {"field": field, "operator": "lte", "filter": high}],
-        "at_least": [{"field": field, "operator": "gte", "filter": value}],
-        "less_than": [{"field": field, "operator": "lt", "filter": value}],
-        "at_least_and_below": [{"field": field, "operator": "gte", "filter": value},
-                               {"field": field, "operator": "lt", "filter": high}],
-    }[operator]
+def mautic_point_action(row: Mapping[str, Any], spec: ActivityMapping | None) -> dict[str, Any] | None:
+    """The body of POST /api/points/new for an engagement row, or None when no Mautic point action can
+    express it (no core type for the activity, a recency row, a count other than page hits): a campaign
+    adjusts the points instead.
 
-
-def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any],
-                  mql: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Mautic point actions for engagement rows, segment filters for fit rows, and a point trigger.
-
-    Mautic's point actions add to one points total per contact and never decay; it has no
-    fit score. Fit rows become segments (filters, ANDed) whose campaign adjusts the same
-    points total by `delta`, so the total is fit + engagement, as the threshold assumes.
-    The point trigger fires at the threshold chosen for Mautic's scoring (no decay, no caps;
-    `mql`: thresholds.json crm.mautic).
+    Without a mapping the action counts ANY form (asset, email, page): Mautic's meaning of an empty
+    list. Such actions are marked unmapped and must be given ids before they are used.
     """
-    actions, segments = [], []
+    action = spec.event if spec and spec.event else mautic_type(row["attribute"])
+    if row["type"] == "recency" or action == MAUTIC_CUSTOM or (row["type"] == "frequency" and action != "url.hit"):
+        return None
+    properties: dict[str, Any] = {}
+    if action in MAUTIC_ID_PROPERTY:
+        properties[MAUTIC_ID_PROPERTY[action]] = list(spec.ids) if spec else []
+    if action == "url.hit":
+        if spec and spec.page_url:
+            properties["page_url"] = spec.page_url
+        if row["type"] == "frequency":
+            properties["page_hits"] = int(row["value"])
+    return {"name": row["criterion"][:190], "description": f"leadcal signal '{row['signal']}': {int(row['points']):+d} points",
+            "type": action, "delta": int(row["points"]), "repeatable": False, "isPublished": True,
+            "properties": properties}
+
+
+def mautic_segment(row: Mapping[str, Any], numeric: Iterable[str]) -> dict[str, Any]:
+    """The body of POST /api/segments/new for a fit row (already in Mautic's names): its filters, ANDed."""
+    field, operator, value, high = row["attribute"], row["operator"], row["value"], row["value_high"]
+    kind = "number" if row.get("leadcal_attribute", field) in set(numeric) else "text"
+
+    def condition(op: str, filter_value: Any) -> dict[str, Any]:
+        return {"glue": "and", "object": "lead", "field": field, "type": kind, "operator": op,
+                "properties": {"filter": filter_value}}
+
+    if operator in MAUTIC_OPERATORS:
+        filters = [condition(MAUTIC_OPERATORS[operator], value)]
+    elif operator == "is_unknown":
+        filters = [condition("empty", None)]
+    elif operator == "is_none_of":
+        listed = str(value).split(LIST_SEPARATOR) if value else []
+        filters = [condition("!empty", None)] + [condition("!=", v) for v in listed]
+    elif operator == "between":
+        filters = [condition("gte", value), condition("lte", high)]
+    else:  # at_least_and_below
+        filters = [condition("gte", value), condition("lt", high)]
+    return {"name": f"leadcal fit: {row['criterion']}"[:190], "isPublished": True, "filters": filters}
+
+
+def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any], mql: Mapping[str, Any] | None = None,
+                  mapping: CrmMapping = NO_MAPPING, numeric: Iterable[str] = ()) -> dict[str, Any]:
+    """Mautic's side of the points table: what to create through its REST API (or by hand), as request bodies.
+
+    - `point_actions`: engagement rows a Mautic point action expresses; `api` is the body of
+      POST /api/points/new.
+    - `segments`: fit rows; `api` is the body of POST /api/segments/new (Mautic's field names with
+      params exports.mapping.mautic), and a campaign on the segment adjusts the points by `delta`.
+    - `by_campaign`: engagement rows no point action expresses (no core type, a recency or a count):
+      a campaign decision on the activity, then "Adjust contact points" by `delta`.
+    - `point_trigger`: `api` is the body of POST /api/points/triggers/new, at the threshold chosen for
+      Mautic's scoring (no decay, no caps; `mql`: thresholds.json crm.mautic).
+    Every entry has `leadcal_signal`, `delta` and `mapped`; `unmapped` lists the signals still in
+    leadcal's names. All of them add to the contact's one points total, so it is fit + engagement.
+    """
+    actions, segments, campaigns = [], [], []
     for row in export_rows:
-        if row["score_group"] == "engagement":
-            action = MAUTIC_CUSTOM if row["type"] == "recency" else mautic_type(row["attribute"])
-            actions.append({
-                "name": row["criterion"],
-                "description": f"leadcal signal '{row['signal']}': {row['points']:+d} points",
-                "type": action,
-                "delta": int(row["points"]),
-                "repeatable": False,
-                "leadcal_signal": row["signal"],
-                "properties": _mautic_properties(row, action) if row["type"] != "recency" else {
-                    "how": "a segment of contacts active in the last N days, with a campaign 'Adjust contact points'",
-                    "within_days": row["value"],
-                },
-            })
+        entry = {"leadcal_signal": row["signal"], "delta": int(row["points"])}
+        if row["score_group"] == "fit":
+            renamed, mapped = in_crm_names(row, mapping)
+            segments.append({**entry, "mapped": mapped,
+                             "api": mautic_segment({**renamed, "leadcal_attribute": row["attribute"]}, numeric)})
+            continue
+        spec = activity_in_crm(row, mapping)
+        body = mautic_point_action(row, spec)
+        if body is not None:
+            actions.append({**entry, "mapped": spec is not None, "api": body})
         else:
-            segments.append({
-                "name": f"fit: {row['criterion']}",
-                "filters": _mautic_filters(row),
-                "delta": int(row["points"]),
-                "leadcal_signal": row["signal"],
-            })
+            campaigns.append({**entry, "mapped": spec is not None or row["type"] == "recency", "how": (
+                f"a segment of contacts active in the last {row['value']} days, with a campaign 'Adjust contact points'"
+                if row["type"] == "recency" else
+                f"a campaign decision on '{row['attribute']}'" + (f" ({row['value']} or more times within "
+                                                                   f"{row['window_days']} days)" if row["type"] == "frequency" else "")
+                + " followed by the action 'Adjust contact points' by delta")})
     half_life = header.get("half_life_days")
     threshold = None if mql is None else mql.get("threshold")
     return {
         "point_actions": actions,
-        "fit_segments": segments,
+        "segments": segments,
+        "by_campaign": campaigns,
         "point_trigger": None if threshold is None else {
-            "name": f"leadcal MQL: {threshold} points", "points": threshold, "triggerExistingLeads": True,
-            "description": f"the MQL threshold chosen for Mautic's scoring (no decay, no caps); {mql_figures(mql)}",
+            "points": threshold,
+            "api": {"name": f"leadcal MQL: {threshold} points", "points": int(threshold), "triggerExistingLeads": True,
+                    "isPublished": True, "color": "b8860b", "events": [],
+                    "description": f"the MQL threshold chosen for Mautic's scoring (no decay, no caps); {mql_figures(mql)}"},
         },
         "mql": mql,
+        "unmapped": unmapped_signals(export_rows, mapping),
         "notes": {
             "points_total": (
-                "a Mautic contact has one points total: point actions add engagement points to it, and each fit "
-                "segment's campaign adds its delta (action 'Adjust contact points'), so the total is fit + engagement"
+                "a Mautic contact has one points total: point actions and campaigns add engagement points to it, and "
+                "each fit segment's campaign adds its delta, so the total is fit + engagement"
             ),
-            "fit": (
-                "Mautic has no fit score. Each fit segment lists the filters (ANDed) a contact must match and the "
-                "points its campaign adds. A contact matches one segment per attribute; values not listed add 0"
+            "unmapped": (
+                "an unmapped point action has empty forms/assets/emails/pages, which Mautic reads as ANY: give it the "
+                "ids of the forms, assets, emails or pages that record the activity (params exports.mapping.mautic)"
             ),
             "decay": (
                 "Mautic points never decay (leadcal's engagement points halve every "
@@ -731,6 +794,7 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any],
                 if half_life is not None else "no decay"
             ),
             "caps": "Mautic has no caps; the threshold is chosen without them",
+            "trigger_events": "add the trigger's event that hands the contact to sales (change segment, stage or owner)",
         },
     }
 
@@ -739,23 +803,32 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any],
 
 def write_exports(
     folder: Path, table: pd.DataFrame, header: Mapping[str, Any], numeric_bins: Mapping[str, list[float]],
-    thresholds: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None, mappings: Mapping[str, CrmMapping] | None = None,
 ) -> dict[str, Any]:
     """Every export of one points table into `folder`; returns a summary.
+
+    `mappings` (params exports.mapping) puts each tool's own names in its files; the summary lists,
+    per tool, the signals left in leadcal's names.
 
     `thresholds` (the published thresholds.json) gives each file the MQL threshold chosen for its
     tool's own scoring (its "crm" block, pipeline.crm_scoring) and the fit x interest cut-offs.
     """
     crm = dict((thresholds or {}).get("crm") or {})
+    mappings = dict(mappings or {})
     rows = generic_rows(table, header, numeric_bins)
     spreadsheet.write_csv(folder / "weights.csv", generic_frame(rows))
     io.write_json(folder / "weights.json", generic_payload(rows, header, crm.get("generic")))
-    spreadsheet.write_csv(folder / "hubspot_score_properties.csv", pd.DataFrame(hubspot_rows(rows), columns=HUBSPOT_COLUMNS))
+    spreadsheet.write_csv(folder / "hubspot_score_properties.csv",
+                          pd.DataFrame(hubspot_rows(rows, mappings.get("hubspot", NO_MAPPING)), columns=HUBSPOT_COLUMNS))
     settings = hubspot_settings(rows, header, table, crm.get("hubspot"), (thresholds or {}).get("matrix"))
     io.write_json(folder / "hubspot_score_settings.json", settings)
     spreadsheet.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(
-        salesforce_rows(rows, points_per_third(table), crm.get("account_engagement")), columns=SALESFORCE_COLUMNS))
-    io.write_json(folder / "mautic_point_actions.json", mautic_export(rows, header, crm.get("mautic")))
+        salesforce_rows(rows, points_per_third(table), crm.get("account_engagement"),
+                        mappings.get("account_engagement", NO_MAPPING)), columns=SALESFORCE_COLUMNS))
+    io.write_json(folder / "mautic_point_actions.json",
+                  mautic_export(rows, header, crm.get("mautic"), mappings.get("mautic", NO_MAPPING), numeric_bins))
+    unmapped = {tool: unmapped_signals(rows, mappings.get(tool, NO_MAPPING))
+                for tool in ("hubspot", "account_engagement", "mautic")}
     files = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
              "salesforce_scoring.csv", "mautic_point_actions.json"]
     return {
@@ -764,6 +837,7 @@ def write_exports(
         "rows": len(rows),
         "left_out_zero_points": int((table["points"].astype(int) == 0).sum()),
         "hubspot_decay": settings["engagement_decay"],
+        "unmapped": unmapped,
     }
 
 
@@ -782,7 +856,12 @@ def run(params: Params) -> dict[str, Any]:
                            f"see {status} for the reasons; the candidate is in {models / 'weights.json'}")
     table, header = read_weights(published)
     thresholds = io.read_json(published / "thresholds.json") if (published / "thresholds.json").exists() else None
-    summary = write_exports(models / "exports", table, header, params.signals.numeric_bins, thresholds)
+    summary = write_exports(models / "exports", table, header, params.signals.numeric_bins, thresholds,
+                            params.exports.mapping)
+    for tool, signals in summary["unmapped"].items():
+        if signals:
+            log.info("exports: %s: %d of %d signals keep leadcal's names (no params exports.mapping.%s for them): %s",
+                     tool, len(signals), summary["rows"], tool, ", ".join(signals[:5]) + (" ..." if len(signals) > 5 else ""))
     log.info("exports: %d signals with points written to %s (%d without points left out)",
              summary["rows"], summary["folder"], summary["left_out_zero_points"])
     return summary

@@ -136,7 +136,7 @@ def signal_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     columns = ["signal", "kind", "points", "close_rate", "lift"]
     old = before.reindex(columns=columns).set_index("signal")
     new = after.reindex(columns=columns).set_index("signal")
-    both = old.join(new, how="outer", lsuffix="_before", rsuffix="_after")
+    both = old.merge(new, how="outer", left_index=True, right_index=True, suffixes=("_before", "_after"))
     both["kind"] = both["kind_after"].fillna(both["kind_before"])
     both["change"] = both["points_after"].fillna(0) - both["points_before"].fillna(0)
     both["status"] = "kept"

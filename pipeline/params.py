@@ -451,6 +451,48 @@ class Publish(_Strict):
     max_points_change: int = Field(20, ge=0)
 
 
+# Mautic's core point-action types (Points > Manage actions); a plugin may add others.
+MAUTIC_POINT_TYPES = ("form.submit", "asset.download", "email.open", "email.send", "page.hit", "url.hit")
+
+
+class ActivityMapping(_Strict):
+    """How the CRM records one leadcal activity (exports.mapping.<tool>.activities.<activity>)."""
+
+    # HubSpot / Account Engagement: the event or activity field in the tool's words ("Has completed form
+    # submission", "Prospect form"); Mautic: the point action type (MAUTIC_POINT_TYPES)
+    event: str | None = None
+    # the forms, assets, emails or landing pages that record it: Mautic's numeric ids, or the names HubSpot
+    # and Account Engagement show
+    ids: list[int | str] = []
+    page_url: str | None = None  # Mautic url.hit: the tracked URL of the page (wildcards allowed)
+
+
+class CrmMapping(_Strict):
+    """leadcal's names -> one CRM's names, so its export uses the CRM's own properties, values and assets."""
+
+    properties: dict[str, str] = {}  # fit attribute -> the CRM's property (internal name), e.g. company_size: numberofemployees
+    values: dict[str, dict[str, str]] = {}  # fit attribute -> {leadcal's value: the CRM's value}
+    activities: dict[str, ActivityMapping] = {}
+
+
+class Exports(_Strict):
+    """What the CRM exports need beyond the points table. Signals left unmapped keep leadcal's names and are
+    listed in the run's log and in each file (`unmapped`)."""
+
+    mapping: dict[Literal["hubspot", "account_engagement", "mautic"], CrmMapping] = {}
+
+    @model_validator(mode="after")
+    def _mautic_types(self) -> "Exports":
+        mautic = self.mapping.get("mautic")
+        for activity, spec in (mautic.activities.items() if mautic else ()):
+            if spec.event is not None and spec.event not in MAUTIC_POINT_TYPES:
+                raise ValueError(f"mapping.mautic.activities.{activity}.event: {spec.event!r} is not a Mautic point "
+                                 f"action type ({', '.join(MAUTIC_POINT_TYPES)})")
+            if spec.event == "url.hit" and spec.ids:
+                raise ValueError(f"mapping.mautic.activities.{activity}: url.hit takes page_url, not ids")
+        return self
+
+
 class Spark(_Strict):
     """Where Spark runs when `engine: spark`: local[N] on this machine, or a cluster's master URL."""
 
@@ -492,6 +534,7 @@ class Params(_Strict):
     thresholds: Thresholds = Thresholds()
     funnel: Funnel = Funnel()
     publish: Publish = Publish()
+    exports: Exports = Exports()
 
     @model_validator(mode="after")
     def _numbers_are_signals(self) -> "Params":

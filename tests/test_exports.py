@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import re
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 
 from pipeline import exports, io
 from pipeline.errors import LeadcalError
+from pipeline.params import ActivityMapping, CrmMapping
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals
 from pipeline.weights import read_weights, score_features, score_leads
@@ -213,7 +214,7 @@ def test_hubspot_criteria_wording(small_rows):
     rows = {r["leadcal_signal"]: r for r in exports.hubspot_rows(small_rows)}
     assert rows["industry = software"] == {
         "group": "Fit", "criteria_group": "industry", "criteria": "Contact property industry is any of software",
-        "points": 14, "decay": "no", "leadcal_signal": "industry = software"}
+        "points": 14, "decay": "no", "leadcal_signal": "industry = software", "mapped": "no"}
     assert rows["company_size = 201-1k"]["criteria"] == "Contact property company_size is between 201 and 1000"
     assert rows["company_size = 5001+"]["criteria"] == "Contact property company_size is greater than or equal to 5001"
     assert rows["company_size = unknown"]["criteria"] == "Contact property company_size is unknown"
@@ -259,7 +260,7 @@ def test_salesforce_rows(small_rows):
     assert rows["industry = software"] == {"rule_type": "profile criterion (grading)", "field": "industry",
                                            "operator": "is", "value": "software", "points": None,
                                            "grade_change": "up 1 letter", "leadcal_signal": "industry = software",
-                                           "note": "leadcal: +14 points; 1 points = 1/3 of a letter"}
+                                           "mapped": "no", "note": "leadcal: +14 points; 1 points = 1/3 of a letter"}
     # at 5 points a third of a letter, 14 points move the grade by 3 thirds (a letter), 7 by 1/3, 2 not at all
     graded = {r["leadcal_signal"]: r["grade_change"] for r in exports.salesforce_rows(small_rows, per_third=5.0)
               if r["rule_type"].startswith("profile")}
@@ -270,7 +271,7 @@ def test_salesforce_rows(small_rows):
     assert (rows["company_size = unknown"]["operator"], rows["company_size = unknown"]["value"]) == ("is empty", "")
     assert rows["demo_request"] == {"rule_type": "scoring rule", "field": "Prospect form", "operator": "was submitted",
                                     "value": "demo_request", "points": 86, "grade_change": None,
-                                    "leadcal_signal": "demo_request", "note": None}
+                                    "leadcal_signal": "demo_request", "mapped": "no", "note": None}
     frequency = rows["pricing_page_visit 4+ in 30 days"]
     assert (frequency["rule_type"], frequency["field"]) == ("automation rule", "Prospect page view")
     assert frequency["operator"] == "was viewed at least 4 times in the last 30 days"
@@ -293,31 +294,88 @@ def test_mautic_type_mapping(activity, action):
 
 
 def test_mautic_export(small_rows):
-    payload = exports.mautic_export(small_rows, HEADER)
-    actions = {a["properties"]["leadcal_activity"]: a for a in payload["point_actions"]}
-    assert set(actions) == {"demo_request", "unsubscribe", "pricing_page_visit"}
-    demo = actions["demo_request"]
-    assert (demo["name"], demo["type"], demo["delta"], demo["repeatable"]) == (
-        "Activity: demo_request at least once", "form.submit", 86, False)
-    assert demo["properties"]["decay_half_life_days"] == 45.0
-    assert actions["unsubscribe"]["delta"] == -37 and actions["unsubscribe"]["type"] == "custom"
-    frequency = actions["pricing_page_visit"]
-    assert frequency["type"] == "url.hit" and frequency["properties"]["page_hits"] == 4
-    segments = {s["leadcal_signal"]: s for s in payload["fit_segments"]}
+    payload = exports.mautic_export(small_rows, HEADER, numeric=BINS)
+    actions = {a["leadcal_signal"]: a for a in payload["point_actions"]}
+    assert set(actions) == {"demo_request", "pricing_page_visit 4+ in 30 days"}
+    demo = actions["demo_request"]["api"]
+    assert (demo["name"], demo["type"], demo["delta"], demo["repeatable"], demo["properties"]) == (
+        "Activity: demo_request at least once", "form.submit", 86, False, {"forms": []})
+    assert actions["demo_request"]["mapped"] is False  # forms [] means ANY form in Mautic: flagged
+    frequency = actions["pricing_page_visit 4+ in 30 days"]["api"]
+    assert frequency["type"] == "url.hit" and frequency["properties"] == {"page_hits": 4}
+    # no core point action for an unsubscribe: a campaign adjusts the points
+    assert [(c["leadcal_signal"], c["delta"]) for c in payload["by_campaign"]] == [("unsubscribe", -37)]
+    segments = {s["leadcal_signal"]: s for s in payload["segments"]}
     assert set(segments) == {"company_size = <1", "company_size = 201-1k", "company_size = 5001+",
                              "company_size = unknown", "industry = software", "ratio = 0.5-1.5"}
-    assert segments["company_size = 201-1k"]["filters"] == [
-        {"field": "company_size", "operator": "gte", "filter": 201},
-        {"field": "company_size", "operator": "lte", "filter": 1000}]
-    assert segments["industry = software"]["filters"] == [{"field": "industry", "operator": "=", "filter": "software"}]
+    band = segments["company_size = 201-1k"]["api"]["filters"]
+    assert [(f["field"], f["type"], f["operator"], f["properties"]["filter"]) for f in band] == [
+        ("company_size", "number", "gte", 201), ("company_size", "number", "lte", 1000)]
+    software = segments["industry = software"]["api"]["filters"]
+    assert software == [{"glue": "and", "object": "lead", "field": "industry", "type": "text", "operator": "=",
+                         "properties": {"filter": "software"}}]
+    assert set(payload["unmapped"]) == set(actions) | set(segments) | {"unsubscribe"}
     # fit adds to the same one total as the point actions, so the point trigger compares fit + engagement
     assert "fit + engagement" in payload["notes"]["points_total"] and "never decay" in payload["notes"]["decay"]
     assert payload["point_trigger"] is None  # no threshold given
     mql = {"threshold": 61, "validation": {"mql_share": 0.2, "mql_close_rate": 0.08, "average_close_rate": 0.03,
                                            "customers_captured": 0.5}}
-    trigger = exports.mautic_export(small_rows, HEADER, mql)["point_trigger"]
+    trigger = exports.mautic_export(small_rows, HEADER, mql)["point_trigger"]["api"]
     assert (trigger["points"], trigger["name"]) == (61, "leadcal MQL: 61 points")
     assert "20.0 % of leads are MQLs, closing at 8.0 %" in trigger["description"]
+
+
+MAPPING = {
+    "mautic": CrmMapping(properties={"company_size": "employees", "industry": "sector"},
+                         values={"industry": {"software": "Software & SaaS"}},
+                         activities={"demo_request": ActivityMapping(event="form.submit", ids=[3, 7]),
+                                     "pricing_page_visit": ActivityMapping(event="url.hit",
+                                                                           page_url="https://example.com/pricing*")}),
+    "hubspot": CrmMapping(properties={"industry": "industry_hs"}, values={"industry": {"software": "COMPUTER_SOFTWARE"}},
+                          activities={"demo_request": ActivityMapping(event="Has completed form submission",
+                                                                      ids=["Demo request"])}),
+    "account_engagement": CrmMapping(properties={"industry": "Industry"},
+                                     activities={"demo_request": ActivityMapping(event="Prospect form", ids=["Demo"])}),
+}
+
+
+def test_mapping_puts_each_crms_own_names_in_its_file_and_lists_the_rest(small_rows, tmp_path):
+    mautic = exports.mautic_export(small_rows, HEADER, None, MAPPING["mautic"], BINS)
+    actions = {a["leadcal_signal"]: a for a in mautic["point_actions"]}
+    assert actions["demo_request"]["api"]["properties"] == {"forms": [3, 7]} and actions["demo_request"]["mapped"]
+    assert actions["pricing_page_visit 4+ in 30 days"]["api"]["properties"] == {
+        "page_url": "https://example.com/pricing*", "page_hits": 4}
+    segments = {s["leadcal_signal"]: s["api"]["filters"] for s in mautic["segments"]}
+    assert segments["industry = software"][0]["field"] == "sector"
+    assert segments["industry = software"][0]["properties"]["filter"] == "Software & SaaS"
+    assert segments["company_size = 201-1k"][0]["field"] == "employees"
+    assert set(mautic["unmapped"]) == {"ratio = 0.5-1.5", "unsubscribe"}
+
+    hubspot = {r["leadcal_signal"]: r for r in exports.hubspot_rows(small_rows, MAPPING["hubspot"])}
+    assert hubspot["industry = software"]["criteria"] == "Contact property industry_hs is any of COMPUTER_SOFTWARE"
+    assert hubspot["demo_request"]["criteria"] == "Has completed form submission: Demo request"
+    assert (hubspot["demo_request"]["mapped"], hubspot["unsubscribe"]["mapped"]) == ("yes", "no")
+
+    pardot = {r["leadcal_signal"]: r for r in exports.salesforce_rows(small_rows, 5.0, None, MAPPING["account_engagement"])}
+    assert (pardot["industry = software"]["field"], pardot["industry = software"]["mapped"]) == ("Industry", "yes")
+    assert (pardot["demo_request"]["field"], pardot["demo_request"]["value"]) == ("Prospect form", "Demo")
+    assert pardot["company_size = 201-1k"]["mapped"] == "no"
+
+    summary = exports.write_exports(tmp_path, SMALL, HEADER, BINS, None, MAPPING)
+    assert summary["unmapped"]["mautic"] == mautic["unmapped"]
+    assert "demo_request" not in summary["unmapped"]["hubspot"] and "unsubscribe" in summary["unmapped"]["hubspot"]
+    assert "demo_request" not in summary["unmapped"]["account_engagement"]
+
+
+def test_mapping_params_refuse_what_mautic_does_not_have(tmp_path):
+    from pipeline.params import Exports
+
+    with pytest.raises(ValueError, match="mapping.mautic.activities.demo_request.event: 'form.submitted' is not a Mautic"):
+        Exports.model_validate({"mapping": {"mautic": {"activities": {"demo_request": {"event": "form.submitted"}}}}})
+    with pytest.raises(ValueError, match="url.hit takes page_url, not ids"):
+        Exports.model_validate({"mapping": {"mautic": {"activities": {"pricing": {"event": "url.hit", "ids": [1]}}}}})
+    with pytest.raises(ValueError):
+        Exports.model_validate({"mapping": {"marketo": {}}})
 
 
 def test_every_format_leaves_out_zero_points_and_keeps_negatives(tmp_path):
@@ -504,8 +562,9 @@ def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(se
     hubspot = pd.read_csv(tmp_path / "hubspot_score_properties.csv")
     assert hubspot["criteria"].str.contains("Contact property seniority is known and is none of vp; manager").any()
     mautic = io.read_json(tmp_path / "mautic_point_actions.json")
-    assert {"field": "seniority", "operator": "!in", "filter": ["vp", "manager"]} in [
-        f for s in mautic["fit_segments"] for f in s["filters"]]
+    pooled = next(s["api"]["filters"] for s in mautic["segments"] if s["leadcal_signal"].startswith("seniority = ("))
+    # known, and none of the values scored on their own: one != per value, ANDed
+    assert [(f["operator"], f["properties"]["filter"]) for f in pooled] == [("!empty", None), ("!=", "vp"), ("!=", "manager")]
 
 
 def test_rare_numeric_bands_keep_their_range_rules():
