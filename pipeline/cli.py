@@ -271,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--average-deal", type=float, default=None,
                          help="average deal size for --revenue (default: mean amount of the customers in the data)")
     planner.add_argument("--out", type=Path, default=None, help="also write the plan as JSON")
+    pusher = sub.add_parser("push", parents=[common],
+                            help="put the published points into a CRM through its API (Mautic), a dry run first")
+    pusher.add_argument("crm", choices=["mautic"], help="the CRM (credentials from MAUTIC_URL, MAUTIC_USERNAME, "
+                                                        "MAUTIC_PASSWORD)")
+    mode = pusher.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="print what would change; send nothing but GET requests")
+    mode.add_argument("--apply", action="store_true", help="create and update what differs")
+    pusher.add_argument("--include-unmapped", action="store_true",
+                        help="also push point actions without form/asset/email ids (Mautic counts ANY then)")
     starter = sub.add_parser("init", help="profile an export and write a commented starter params file for it")
     starter.add_argument("export", type=Path, metavar="EXPORT",
                          help="a CSV or Parquet file (one row per lead), or a folder of them")
@@ -284,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     """`leadcal ...`; no traceback ever reaches the user: an unexpected error is one line naming a
     log file with the traceback (exit 3), Ctrl-C one line (exit 130)."""
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if a in STAGES or a in ("run", "score", "plan", "init")), "")
+    command = next((a for a in argv if a in STAGES or a in ("run", "score", "plan", "init", "push")), "")
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -333,6 +342,14 @@ def _main(argv: list[str]) -> int:
             with staging.reading(models):  # no stage may rewrite the model while it scores
                 staging.refuse_interrupted(("weights", "train", "thresholds"), models, "leadcal score")
                 score(args.input, args.out, params, args.as_of, args.batch_size, models, args.keep)
+            return 0
+        if args.stage == "push":
+            from pipeline.push import push_mautic
+
+            models = Path(params.paths.models)
+            with staging.reading(models):  # the exports stage may not rewrite the file while it is pushed
+                staging.refuse_interrupted(("exports",), models, "leadcal push")
+                push_mautic(models / "exports" / "mautic_point_actions.json", args.apply, args.include_unmapped)
             return 0
         if args.stage == "plan":
             from pipeline.planner import format_plan, plan

@@ -1,0 +1,222 @@
+"""`leadcal push mautic`: put the published points into Mautic through its REST API, a dry run first.
+
+The export (models/exports/mautic_point_actions.json, pipeline.exports.mautic_export) already
+holds the request bodies. Pushing compares them with what Mautic holds now and prints the
+difference: `+` create, `~` update (with the fields that change), `=` unchanged, `!` skipped.
+`--dry-run` stops there and sends nothing but GET requests; `--apply` creates and updates.
+
+- Matching: point actions and segments by name (leadcal's names are unique), the MQL point
+  trigger by its prefix "leadcal MQL", so a moved threshold updates the trigger rather than
+  adding a second one. Nothing leadcal did not create is touched or deleted.
+- Point actions still unmapped (`mapped: false`: no form, asset or email ids) are skipped: in
+  Mautic an empty list means ANY form, so pushing them would score every sign-up as a demo
+  request. `--include-unmapped` pushes them anyway.
+- Credentials come from the environment only (MAUTIC_URL, MAUTIC_USERNAME, MAUTIC_PASSWORD:
+  Basic auth, which Mautic's API settings must allow); they are never printed, logged or written.
+- 429 and 5xx answers are retried with exponential backoff (Retry-After when given); 401/403,
+  a refused body (400/422) and anything else end with one line naming the request.
+
+HubSpot's Lead Scoring API (beta) is not pushed yet: its file is the sheet plus settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import io
+from pipeline.errors import LeadcalError
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENT = ("MAUTIC_URL", "MAUTIC_USERNAME", "MAUTIC_PASSWORD")
+TRIGGER_PREFIX = "leadcal MQL"
+RETRIED = {429, 500, 502, 503, 504}
+LIST_LIMIT = 1000  # per page when listing what Mautic holds
+
+
+class Client:
+    """JSON over HTTP with Basic auth, retries with backoff on 429/5xx, and one-line errors."""
+
+    def __init__(self, base_url: str, username: str, password: str, retries: int = 4, backoff: float = 0.5,
+                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        parts = urllib.parse.urlsplit(base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+            raise LeadcalError("MAUTIC_URL must be http(s)://host[/path] without credentials in it "
+                               "(they go in MAUTIC_USERNAME / MAUTIC_PASSWORD)")
+        self.base_url = base_url.rstrip("/")
+        self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self.retries, self.backoff, self.timeout, self.sleep = retries, backoff, timeout, sleep
+        self.sent: list[tuple[str, str]] = []  # (method, path) of every request, for the dry run's promise
+
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(self.base_url + path, data=data, method=method, headers={
+                "Authorization": self._auth, "Accept": "application/json",
+                **({"Content-Type": "application/json"} if data is not None else {})})
+            self.sent.append((method, path))
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked
+                    text = response.read().decode("utf-8")
+                    return json.loads(text) if text.strip() else {}
+            except urllib.error.HTTPError as error:
+                text = error.read().decode("utf-8", "replace")
+                if error.code in RETRIED and attempt < self.retries:
+                    wait = _retry_after(error.headers.get("Retry-After"), self.backoff * 2 ** attempt)
+                    log.warning("push: %s %s answered %d; retrying in %.1f s", method, path, error.code, wait)
+                    self.sleep(wait)
+                    continue
+                raise LeadcalError(_error_line(method, path, error.code, text)) from None
+            except (urllib.error.URLError, TimeoutError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise LeadcalError(f"mautic: {method} {path}: cannot reach {self.base_url}: {reason}") from None
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _retry_after(header: str | None, default: float) -> float:
+    try:
+        return max(0.0, float(header)) if header is not None else default
+    except ValueError:
+        return default
+
+
+def _error_line(method: str, path: str, status: int, text: str) -> str:
+    """One line: which request, what status, and Mautic's own message (its error body)."""
+    try:
+        errors = json.loads(text).get("errors") or []
+        message = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, Mapping)) or text[:200]
+    except (ValueError, AttributeError):
+        message = text[:200]
+    message = " ".join(message.split())
+    if status in (401, 403):
+        return (f"mautic: {method} {path} was refused ({status}): check MAUTIC_USERNAME / MAUTIC_PASSWORD and that "
+                f"the API and Basic auth are enabled in Mautic's configuration ({message})")
+    if status in (400, 422):
+        return f"mautic refused {method} {path} ({status}): {message}"
+    return f"mautic: {method} {path} answered {status}: {message}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of the plan: what would be done to one Mautic entity, and why."""
+
+    kind: str  # "point action", "segment", "point trigger"
+    action: str  # "create", "update", "unchanged", "skip"
+    name: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+    entity_id: int | None = None
+    changed: tuple[str, ...] = ()
+    reason: str = ""
+
+    def line(self) -> str:
+        mark = {"create": "+", "update": "~", "unchanged": "=", "skip": "!"}[self.action]
+        detail = (f": {', '.join(self.changed)}" if self.action == "update" else
+                  f" ({self.reason})" if self.reason else "")
+        return f"{mark} {self.action} {self.kind} '{self.name}'{detail}"
+
+
+ENDPOINTS = {  # kind -> (list path, list key, create path, edit path template)
+    "point action": ("/api/points", "points", "/api/points/new", "/api/points/{id}/edit"),
+    "segment": ("/api/segments", "lists", "/api/segments/new", "/api/segments/{id}/edit"),
+    "point trigger": ("/api/points/triggers", "triggers", "/api/points/triggers/new", "/api/points/triggers/{id}/edit"),
+}
+
+
+def _entities(listing: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """A Mautic list answer's entities: an array, or an object keyed by id (both occur in its docs)."""
+    found = listing.get(key) or []
+    return list(found.values()) if isinstance(found, Mapping) else list(found)
+
+
+def _differs(body: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields of `body` whose value Mautic holds differently (fields Mautic adds are ignored)."""
+    return tuple(sorted(key for key, value in body.items() if current.get(key) != value))
+
+
+def plan(export: Mapping[str, Any], held: Mapping[str, list[dict[str, Any]]], include_unmapped: bool = False) -> list[Change]:
+    """What to create, update or skip so that Mautic holds the export's point actions, segments and trigger."""
+    changes: list[Change] = []
+
+    def compare(kind: str, body: Mapping[str, Any], current: Mapping[str, Any] | None) -> Change:
+        if current is None:
+            return Change(kind, "create", body["name"], body)
+        changed = _differs(body, current)
+        return Change(kind, "update" if changed else "unchanged", body["name"], body, int(current["id"]), changed)
+
+    points = {p.get("name"): p for p in held.get("point action", [])}
+    for entry in export.get("point_actions", []):
+        body = entry["api"]
+        if not entry.get("mapped") and not include_unmapped:
+            changes.append(Change("point action", "skip", body["name"], body, reason=(
+                "unmapped: no ids, so Mautic would count ANY one; give them in params exports.mapping.mautic "
+                "or use --include-unmapped")))
+            continue
+        changes.append(compare("point action", body, points.get(body["name"])))
+    segments = {s.get("name"): s for s in held.get("segment", [])}
+    for entry in export.get("segments", []):
+        changes.append(compare("segment", entry["api"], segments.get(entry["api"]["name"])))
+    trigger = export.get("point_trigger")
+    if trigger is not None:
+        ours = [t for t in held.get("point trigger", []) if str(t.get("name", "")).startswith(TRIGGER_PREFIX)]
+        changes.append(compare("point trigger", trigger["api"], ours[0] if ours else None))
+    return changes
+
+
+def held_by_mautic(client: Client) -> dict[str, list[dict[str, Any]]]:
+    """Every point action, segment and point trigger Mautic holds (GET requests only)."""
+    held: dict[str, list[dict[str, Any]]] = {}
+    for kind, (path, key, _, _) in ENDPOINTS.items():
+        entities: list[dict[str, Any]] = []
+        while True:
+            page = client.request("GET", f"{path}?limit={LIST_LIMIT}&start={len(entities)}")
+            batch = _entities(page, key)
+            entities += batch
+            if not batch or len(entities) >= int(page.get("total", len(entities))):
+                break
+        held[kind] = entities
+    return held
+
+
+def credentials(environ: Mapping[str, str]) -> tuple[str, str, str]:
+    missing = [name for name in ENVIRONMENT if not environ.get(name)]
+    if missing:
+        raise LeadcalError(f"leadcal push mautic needs {', '.join(missing)} in the environment (never in params or "
+                           "on the command line)")
+    return environ["MAUTIC_URL"], environ["MAUTIC_USERNAME"], environ["MAUTIC_PASSWORD"]
+
+
+def push_mautic(export_path: Path, apply: bool, include_unmapped: bool = False,
+                environ: Mapping[str, str] | None = None, out: Callable[[str], None] = print,
+                client: Client | None = None) -> list[Change]:
+    """Print the difference between the export and Mautic; with `apply`, create and update what differs."""
+    if not export_path.exists():
+        raise LeadcalError(f"{export_path}: no Mautic export; run `leadcal exports` (or `dvc repro`) first")
+    export = io.read_json(export_path)
+    client = client or Client(*credentials(os.environ if environ is None else environ))
+    changes = plan(export, held_by_mautic(client), include_unmapped)
+    for change in changes:
+        out(change.line())
+    counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "unchanged", "skip")}
+    out(f"{'applying' if apply else 'dry run, nothing sent'}: {counts['create']} to create, {counts['update']} to "
+        f"update, {counts['unchanged']} unchanged, {counts['skip']} skipped")
+    if not apply:
+        return changes
+    for change in changes:
+        _, _, create, edit = ENDPOINTS[change.kind]
+        if change.action == "create":
+            client.request("POST", create, change.body)
+        elif change.action == "update":
+            client.request("PATCH", edit.format(id=change.entity_id), {k: change.body[k] for k in change.changed})
+    out(f"applied: {counts['create']} created, {counts['update']} updated in Mautic")
+    return changes
