@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from pipeline import charts, io, spreadsheet
-from pipeline.notebooks import design_note, interval, pct, show, table
+from pipeline import charts, interactive, io, spreadsheet
+from pipeline.notebooks import HoverChart, design_note, interval, pct, show, table
 
 rates = spreadsheet.read_csv(MODELS / "close_rates.csv")
 summary = io.read_json(MODELS / "metrics" / "close_rates.json")
@@ -115,12 +115,12 @@ Markdown(
     f"close rate, **{counts.get('clearly below', 0)}** clearly below, and for **{unclear}** "
     f"we can't tell them apart from comparable leads. In the chart, green bars are clearly above the "
     f"expected close rate (blue tick; the dashed line is the average lead), red ones clearly below, grey ones "
-    f"can't be told apart."
+    f"can't be told apart. Hover a bar for its leads, customers and interval."
 )
 
 # %%
-show(charts.close_rates_chart(rates, average, "activity",
-                              population=charts.matured_population(summary, population["horizon_days"])))
+HoverChart(interactive.close_rates_chart(rates, average, charts.matured_population(summary, population["horizon_days"])),
+           "The close rate of each activity with its 95 % interval, against its expected close rate")
 
 # %%
 table(evidence(activities), percent=["close rate", "expected"])

@@ -164,7 +164,7 @@ def _whisker_handle() -> tuple[Artist, str]:
     return Line2D([], [], color=WHISKER, marker="|", markersize=8, linewidth=1), f"whisker: {LEVEL} interval"
 
 
-def _verdicts(low: np.ndarray, high: np.ndarray, comparison: np.ndarray | float) -> np.ndarray:
+def verdicts(low: np.ndarray, high: np.ndarray, comparison: np.ndarray | float) -> np.ndarray:
     """'above' where the whole interval is above the comparison, 'below' where below, else 'unclear'."""
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     return np.select([low > comparison, high < comparison], ["above", "below"], "unclear")
@@ -176,7 +176,7 @@ def _pct(value: float, digits: int = 1) -> str:
 
 # --- the charts ---------------------------------------------------------------------------------
 
-def _rate_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def rate_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The 95 % Wilson interval of each close rate: from the counts when the table has them (so it
     is 95 % whatever close_rates.confidence was), else the table's own ci_low / ci_high."""
     if "customers" in rows.columns:
@@ -206,8 +206,8 @@ def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "a
     rows = table[table["type"] == signal_type].copy()
     if "expected_close_rate" not in rows.columns:
         rows["expected_close_rate"] = average
-    rows["low"], rows["high"] = _rate_interval(rows)
-    rows["verdict"] = _verdicts(rows["low"], rows["high"], rows["expected_close_rate"].to_numpy(dtype=float))
+    rows["low"], rows["high"] = rate_interval(rows)
+    rows["verdict"] = verdicts(rows["low"], rows["high"], rows["expected_close_rate"].to_numpy(dtype=float))
     if signal_type == "fit" and "attribute" in rows.columns:
         groups = [(str(name), part) for name, part in rows.groupby("attribute", sort=True)]
     else:
@@ -633,7 +633,7 @@ def points_table_chart(signals: pd.DataFrame, population: str | None = None) -> 
     """
     scored = signals[signals["status"] == "scored"].copy()
     scored["low"], scored["high"], how = _points_interval(scored)
-    scored["verdict"] = _verdicts(scored["low"], scored["high"], 0.0) if how else "unclear"
+    scored["verdict"] = verdicts(scored["low"], scored["high"], 0.0) if how else "unclear"
     groups = [(kind, scored[scored["kind"] == kind].sort_values("points", kind="mergesort"))
               for kind in ("engagement", "fit")]
     groups = [(kind, rows) for kind, rows in groups if len(rows)]

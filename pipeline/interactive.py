@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.charts import ABOVE, BELOW, DATA, REFERENCE, UNCLEAR, WHISKER, Z95
+from pipeline.charts import ABOVE, BELOW, DATA, REFERENCE, UNCLEAR, WHISKER, Z95, rate_interval, verdicts
 from pipeline.page import pct
 from pipeline.stats import wilson_interval
 
@@ -247,3 +247,52 @@ def matrix_chart(grades: Mapping[str, Mapping[str, float]], average: float, popu
     subtitle = f"{population}; average close rate of these leads {pct(average)}; hover a cell for its leads"
     title = "Close rate by fit and engagement grade"
     return alt.layer(cells, text).properties(width=360, height=240, title=_title(title, subtitle)).to_dict()
+
+
+def close_rates_chart(table: pd.DataFrame, average: float, population: str) -> dict[str, object]:
+    """The close rate of each activity with its 95 % Wilson interval, against its expected close rate.
+
+    The PNG chart's rules (pipeline.charts.close_rates_chart): colour says whether the interval
+    lies above, below or across the expected rate (a blue tick where it differs from the average,
+    the dashed line); hovering a bar shows its leads, customers, interval, expected rate and lift.
+    """
+    alt = _altair()
+    rows = table[table["type"] == "activity"].copy()
+    if "expected_close_rate" not in rows.columns:
+        rows["expected_close_rate"] = average
+    rows["low"], rows["high"] = rate_interval(rows)
+    rows["verdict"] = verdicts(rows["low"], rows["high"], rows["expected_close_rate"].to_numpy(dtype=float))
+    rows["close_rate_text"] = [pct(v) for v in rows["close_rate"]]
+    rows["close_rate_interval"] = [f"{pct(lo)} to {pct(hi)}" for lo, hi in zip(rows["low"], rows["high"])]
+    rows["expected_text"] = [pct(v) for v in rows["expected_close_rate"]]
+    rows = rows.sort_values(["close_rate", "signal"], ascending=[False, True], kind="stable")
+    data = rows.reindex(columns=["signal", "leads", "customers", "close_rate", "low", "high", "verdict", "close_rate_text",
+                                 "close_rate_interval", "expected_close_rate", "expected_text", "lift"])
+    words = {"above": "clearly above expected (95 % interval above it)",
+             "below": "clearly below expected (95 % interval below it)", "unclear": "can't tell (the interval overlaps it)"}
+    base = alt.Chart(alt.Data(values=_records(data)))
+    y = alt.Y("signal:N", sort=list(rows["signal"]), title=None, axis=alt.Axis(labelLimit=260))
+    tooltip = [alt.Tooltip("signal:N", title="activity"), alt.Tooltip("leads:Q", format=","),
+               alt.Tooltip("customers:Q", format=","), alt.Tooltip("close_rate_text:N", title="close rate"),
+               alt.Tooltip("close_rate_interval:N", title="95 % Wilson"),
+               alt.Tooltip("expected_text:N", title="expected (same ages)"), alt.Tooltip("lift:Q", format=".2f")]
+    bars = base.mark_bar(opacity=0.85).encode(
+        x=alt.X("close_rate:Q", title="close rate: share of these leads that became customers",
+                axis=alt.Axis(format=".0%")), y=y,
+        color=alt.Color("verdict:N", scale=alt.Scale(domain=list(VERDICTS), range=list(VERDICTS.values())),
+                        legend=alt.Legend(title="against the expected close rate", orient="bottom", direction="vertical",
+                                          labelLimit=400, labelExpr=" : ".join(
+                                              f"datum.label === {json.dumps(k)} ? {json.dumps(v)}" for k, v in words.items())
+                                          + " : datum.label")),
+        tooltip=tooltip)
+    whiskers = base.mark_rule(color=WHISKER).encode(x="low:Q", x2="high:Q", y=y, tooltip=tooltip)
+    expected = base.mark_tick(color=REFERENCE, thickness=2).encode(x="expected_close_rate:Q", y=y, tooltip=tooltip)
+    mean = alt.Chart(alt.Data(values=[{"average": average}])).mark_rule(color=REFERENCE, strokeDash=[4, 4]).encode(
+        x="average:Q")
+    counts = data["verdict"].value_counts()
+    title = (f"{counts.get('above', 0)} of {len(data)} activities close clearly above their expected close rate, "
+             f"{counts.get('below', 0)} clearly below")
+    subtitle = (f"{population}; bar: close rate; black line: its 95 % Wilson interval; blue tick: expected (leads seen "
+                f"at the same ages); dashed: the average ({pct(average)}); hover for the counts")
+    return alt.layer(bars, whiskers, expected, mean).properties(
+        width=WIDTH, height=max(18 * len(data), 60), title=_title(title, subtitle)).to_dict()

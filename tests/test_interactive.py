@@ -154,3 +154,19 @@ def test_threshold_curve_steps_down_to_the_next_total_and_the_tooltip_counts_the
     assert len(lines) == 2 and all('"interpolate": "step-before"' in line for line in lines), lines
     tooltips = [tip for tips in re.findall(r'"tooltip": (\[[^\]]*\])', text) for tip in json.loads(tips)]
     assert {"field": "mql_leads", "format": ",", "title": "MQL leads", "type": "quantitative"} in tooltips
+
+
+def test_close_rates_chart_colours_each_activity_against_its_expected_rate_with_95_percent_wilson() -> None:
+    """demo: 30 of 100 (Wilson 22-40 %) against an expected 5 %: above; blog: 2 of 200 (0.3-3.6 %) against
+    expected 8 %: below; quiet: 1 of 20 (0.9-23.6 %) against 5 %: can't tell. The fit row is not drawn."""
+    table = pd.DataFrame({"signal": ["demo", "blog", "quiet", "size = 1-10"], "type": ["activity"] * 3 + ["fit"],
+                          "leads": [100, 200, 20, 50], "customers": [30, 2, 1, 5], "close_rate": [0.3, 0.01, 0.05, 0.1],
+                          "expected_close_rate": [0.05, 0.08, 0.05, 0.05], "lift": [6.0, 0.2, 1.0, 2.0]})
+    spec = interactive.close_rates_chart(table, 0.05, "matured leads: 370 leads")
+    rows = {row["signal"]: row for rows in values(spec) for row in rows if "signal" in row}
+    assert {s: r["verdict"] for s, r in rows.items()} == {"demo": "above", "blog": "below", "quiet": "unclear"}
+    low, high = wilson_interval(np.array([30]), np.array([100]), 0.95)
+    assert (rows["demo"]["low"], rows["demo"]["high"]) == (pytest.approx(low[0], abs=1e-6), pytest.approx(high[0], abs=1e-6))
+    assert rows["demo"]["close_rate_interval"] == f"{low[0]:.1%} to {high[0]:.1%}"
+    assert spec["title"]["text"] == "1 of 3 activities close clearly above their expected close rate, 1 clearly below"
+    assert "matured leads: 370 leads" in spec["title"]["subtitle"]

@@ -251,7 +251,7 @@ def test_each_page_renders_offline_in_chromium(report: tuple[Params, dict[str, b
         ".leadcal-vega", "els => els.map((e) => [e.dataset.rendered, e.querySelectorAll('svg .mark-rect path, "
         "svg .mark-line path, svg .mark-rule line, svg .mark-text text').length])")
     assert all(state == "yes" and marks > 3 for state, marks in charts), charts
-    assert len(charts) == {"summary": 3, "02_points_vs_model": 1, "03_thresholds_funnel": 2}.get(stem, 0)
+    assert len(charts) == {"summary": 3, "01_close_rates": 1, "02_points_vs_model": 1, "03_thresholds_funnel": 2}.get(stem, 0)
     tables = page.locator("table.sortable")
     assert tables.count() > 0
     for index in range(tables.count()):
