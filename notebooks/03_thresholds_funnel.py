@@ -31,8 +31,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import charts, interactive, io
-from pipeline.crm_scoring import TARGETS
-from pipeline.notebooks import HoverChart, design_note, interval, pct, show, table
+from pipeline.notebooks import (CRM_PERCENT, HoverChart, crm_comparison, crm_rule, design_note, interval, pct,
+                                quadrant_rows, show, table)
 
 thresholds = io.read_json(MODELS / "thresholds.json")
 funnel = io.read_json(MODELS / "funnel.json")
@@ -125,25 +125,10 @@ table(policies, percent=["MQL close rate", "customers captured", "later leads: M
 # columns show what pasting leadcal's own threshold into the tool unchanged would do.
 
 # %%
-crm = {target: thresholds["crm"][target] for target in TARGETS if target in (thresholds.get("crm") or {})}
-
-
-def crm_row(entry: dict) -> dict:
-    """One line per tool: its rule and what it does on the later leads, against leadcal's threshold as is."""
-    later, naive = entry["validation"], (entry.get("at_leadcal_threshold") or {}).get("validation") or {}
-    rule = "none" if entry["threshold"] is None else (
-        f"grade {entry['grade_at_least']} or better and score {entry['threshold']}+" if entry.get("grade_at_least")
-        else f"{entry['threshold']} points or more")
-    return {"tool": entry["label"], "MQL rule": rule, "later leads: MQL share": later.get("mql_share"),
-            "MQL close rate": later.get("mql_close_rate"), "customers captured": later.get("customers_captured"),
-            "AUC": later.get("auc"), "leadcal's threshold as is: MQL share": naive.get("mql_share"),
-            "its close rate": naive.get("mql_close_rate")}
-
-
-if crm:
-    crm_table = table(pd.DataFrame([crm_row(entry) for entry in crm.values()]), decimals=3,
-                      percent=["later leads: MQL share", "MQL close rate", "customers captured",
-                               "leadcal's threshold as is: MQL share", "its close rate"])
+crm = thresholds.get("crm") or {}
+comparison = crm_comparison(thresholds)
+if not comparison.empty:
+    crm_table = table(comparison, decimals=3, percent=CRM_PERCENT)
     own = thresholds["validation"]
     worst = max((e for e in crm.values() if e.get("at_leadcal_threshold")),
                 key=lambda e: e["at_leadcal_threshold"]["validation"].get("mql_share") or 0, default=None)
@@ -152,7 +137,7 @@ if crm:
         f"**{pct(worst['at_leadcal_threshold']['validation']['mql_share'])}** of the later leads MQLs, closing at "
         f"{pct(worst['at_leadcal_threshold']['validation']['mql_close_rate'])}, instead of "
         f"{pct(own['mql_share'])} closing at {pct(own['mql_close_rate'])}. Its own rule: "
-        f"**{crm_row(worst)['MQL rule']}**." if worst and threshold is not None else
+        f"**{crm_rule(worst)}**." if worst and threshold is not None else
         "Each tool's rule is in its export file (docs/crm-exports.md).")
 else:
     crm_table, crm_text = Markdown("This run predates per-CRM thresholds: rerun the thresholds stage."), Markdown("")
@@ -175,13 +160,6 @@ Markdown(
 
 
 # %%
-def quadrants(cells: dict) -> pd.DataFrame:
-    """The four groups, best first, with their action."""
-    rows = [{"group": name.replace("_", " "), "action": c["action"], "share of leads": c["share_of_leads"],
-             "close rate": c["close_rate"], "share of customers": c["share_of_customers"]} for name, c in cells.items()]
-    return pd.DataFrame(rows).sort_values("close rate", ascending=False)
-
-
 hot = matrix["validation"]["quadrants"]["hot"]
 dropped = matrix["validation"]["quadrants"]["drop"]
 Markdown(
@@ -190,13 +168,13 @@ Markdown(
 )
 
 # %%
-table(quadrants(matrix["training"]["quadrants"]), percent=["share of leads", "close rate", "share of customers"])
+table(quadrant_rows(matrix["training"]["quadrants"]), percent=["share of leads", "close rate", "share of customers"])
 
 # %% [markdown]
 # Later leads, unseen when the groups were drawn:
 
 # %%
-table(quadrants(matrix["validation"]["quadrants"]), percent=["share of leads", "close rate", "share of customers"])
+table(quadrant_rows(matrix["validation"]["quadrants"]), percent=["share of leads", "close rate", "share of customers"])
 
 # %% [markdown]
 # CRMs often grade leads A to D on fit and 1 to 4 on engagement, each grade a quarter of the

@@ -607,7 +607,7 @@ def monthly_trend_chart(monthly: pd.DataFrame, counts: pd.DataFrame | list[dict]
     return fig
 
 
-def _points_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str | None]:
+def points_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str | None]:
     """The 95 % interval of each signal's points over the bootstrap refits, and how it was taken.
 
     Percentiles 2.5 / 97.5 when the table has them (weights.py writes them); else points ± 1.96 sd
@@ -632,7 +632,7 @@ def points_table_chart(signals: pd.DataFrame, population: str | None = None) -> 
     `population`: the leads the table was fitted on.
     """
     scored = signals[signals["status"] == "scored"].copy()
-    scored["low"], scored["high"], how = _points_interval(scored)
+    scored["low"], scored["high"], how = points_interval(scored)
     scored["verdict"] = verdicts(scored["low"], scored["high"], 0.0) if how else "unclear"
     groups = [(kind, scored[scored["kind"] == kind].sort_values("points", kind="mergesort"))
               for kind in ("engagement", "fit")]

@@ -436,9 +436,9 @@ def _with_other_values(rows: pd.DataFrame, leads_signals: pd.DataFrame) -> pd.Da
 NO_MAPPING = CrmMapping()
 
 
-def in_crm_names(row: Mapping[str, Any], mapping: CrmMapping) -> tuple[dict[str, Any], bool]:
-    """A generic fit row with the CRM's property and values (params exports.mapping), and whether its
-    attribute is mapped. Values without a mapping keep leadcal's spelling; bands are numbers and stay."""
+def in_crm_names(row: Mapping[str, Any], mapping: CrmMapping) -> dict[str, Any]:
+    """A generic fit row with the CRM's property and values (params exports.mapping). Values without a
+    mapping keep leadcal's spelling; bands are numbers and stay."""
     renamed = dict(row)
     prop = mapping.properties.get(row["attribute"])
     values = mapping.values.get(row["attribute"], {})
@@ -447,7 +447,7 @@ def in_crm_names(row: Mapping[str, Any], mapping: CrmMapping) -> tuple[dict[str,
     elif row["operator"] == "is":
         renamed["value"] = values.get(str(row["value"]), row["value"])
     renamed["attribute"] = prop or row["attribute"]
-    return renamed, prop is not None
+    return renamed
 
 
 def activity_in_crm(row: Mapping[str, Any], mapping: CrmMapping) -> ActivityMapping | None:
@@ -455,11 +455,17 @@ def activity_in_crm(row: Mapping[str, Any], mapping: CrmMapping) -> ActivityMapp
     return mapping.activities.get(row["attribute"])
 
 
+def is_mapped(row: Mapping[str, Any], mapping: CrmMapping) -> bool:
+    """Whether a generic row is in the CRM's names: its fit attribute or its activity is in the mapping
+    (a recency row names no activity and needs none)."""
+    if row["score_group"] == "fit":
+        return row["attribute"] in mapping.properties
+    return row["type"] == "recency" or activity_in_crm(row, mapping) is not None
+
+
 def unmapped_signals(export_rows: list[dict[str, Any]], mapping: CrmMapping) -> list[str]:
     """The signals whose attribute or activity the mapping does not name: they keep leadcal's names."""
-    return [row["signal"] for row in export_rows
-            if row["type"] != "recency" and not (in_crm_names(row, mapping)[1] if row["score_group"] == "fit"
-                                                 else activity_in_crm(row, mapping) is not None)]
+    return [row["signal"] for row in export_rows if not is_mapped(row, mapping)]
 
 
 # --------------------------------------------------------------------------- HubSpot
@@ -531,7 +537,7 @@ def hubspot_rows(export_rows: list[dict[str, Any]], mapping: CrmMapping = NO_MAP
     for row in export_rows:
         engagement = row["score_group"] == "engagement"
         spec = activity_in_crm(row, mapping) if engagement else None
-        renamed, mapped = (row, spec is not None or row["type"] == "recency") if engagement else in_crm_names(row, mapping)
+        renamed = row if engagement else in_crm_names(row, mapping)
         decays = not _missing(row.get("decay_half_life_days"))
         if not engagement:
             group = row["attribute"]
@@ -546,7 +552,7 @@ def hubspot_rows(export_rows: list[dict[str, Any]], mapping: CrmMapping = NO_MAP
             "points": int(row["points"]),
             "decay": "yes" if decays else "no",
             "leadcal_signal": row["signal"],
-            "mapped": "yes" if mapped else "no",
+            "mapped": "yes" if is_mapped(row, mapping) else "no",
         })
     return out
 
@@ -636,12 +642,12 @@ def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
     out = []
     for row in export_rows:
         if row["score_group"] == "fit":
-            renamed, mapped = in_crm_names(row, mapping)
+            renamed = in_crm_names(row, mapping)
             operator, value = _salesforce_fit(renamed)
             thirds = int(grade_thirds([row["points"]], per_third)[0])
             out.append({"rule_type": "profile criterion (grading)", "field": renamed["attribute"], "operator": operator,
                         "value": value, "points": None, "grade_change": grade_change_text(thirds),
-                        "leadcal_signal": row["signal"], "mapped": "yes" if mapped else "no",
+                        "leadcal_signal": row["signal"], "mapped": "yes" if is_mapped(row, mapping) else "no",
                         "note": f"leadcal: {int(row['points']):+d} points; {per_third:g} points = 1/3 of a letter"})
             continue
         elif row["type"] == "recency":
@@ -657,9 +663,8 @@ def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
             out.append({"rule_type": "scoring rule" if row["type"] == "activity" else "automation rule",
                         "field": field, "operator": operator,
                         "value": ", ".join(str(i) for i in spec.ids) if spec and spec.ids else row["attribute"]})
-        mapped = row["type"] == "recency" or activity_in_crm(row, mapping) is not None
         out[-1].update({"points": int(row["points"]), "grade_change": None, "leadcal_signal": row["signal"],
-                        "mapped": "yes" if mapped else "no", "note": None})
+                        "mapped": "yes" if is_mapped(row, mapping) else "no", "note": None})
     if mql is not None and mql.get("threshold") is not None:
         figures = mql_figures(mql)
         out.append({"rule_type": MQL_RULE, "field": "Prospect grade", "operator": "is greater than or equal to",
@@ -748,18 +753,18 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any], 
     """
     actions, segments, campaigns = [], [], []
     for row in export_rows:
-        entry = {"leadcal_signal": row["signal"], "delta": int(row["points"])}
+        entry = {"leadcal_signal": row["signal"], "delta": int(row["points"]), "mapped": is_mapped(row, mapping)}
         if row["score_group"] == "fit":
-            renamed, mapped = in_crm_names(row, mapping)
-            segments.append({**entry, "mapped": mapped,
+            renamed = in_crm_names(row, mapping)
+            segments.append({**entry,
                              "api": mautic_segment({**renamed, "leadcal_attribute": row["attribute"]}, numeric)})
             continue
         spec = activity_in_crm(row, mapping)
         body = mautic_point_action(row, spec)
         if body is not None:
-            actions.append({**entry, "mapped": spec is not None, "api": body})
+            actions.append({**entry, "api": body})
         else:
-            campaigns.append({**entry, "mapped": spec is not None or row["type"] == "recency", "how": (
+            campaigns.append({**entry, "how": (
                 f"a segment of contacts active in the last {row['value']} days, with a campaign 'Adjust contact points'"
                 if row["type"] == "recency" else
                 f"a campaign decision on '{row['attribute']}'" + (f" ({row['value']} or more times within "

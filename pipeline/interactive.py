@@ -18,7 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.charts import ABOVE, BELOW, DATA, REFERENCE, UNCLEAR, WHISKER, Z95, rate_interval, verdicts
+from pipeline import charts
+from pipeline.charts import ABOVE, BELOW, DATA, REFERENCE, UNCLEAR, WHISKER, rate_interval, verdicts
 from pipeline.page import pct
 from pipeline.stats import wilson_interval
 
@@ -68,14 +69,10 @@ def _title(text: str, subtitle: str | None) -> dict[str, object]:
 
 
 def points_interval(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Each signal's 95 % range of the bootstrap refits (p025/p975, else ± 1.96 sd), and whether there is one."""
-    points = signals["points"].to_numpy(dtype=float)
-    if {"points_p025", "points_p975"} <= set(signals.columns):
-        return signals["points_p025"].to_numpy(dtype=float), signals["points_p975"].to_numpy(dtype=float), True
-    if "points_sd" in signals.columns:
-        sd = signals["points_sd"].to_numpy(dtype=float)
-        return points - Z95 * sd, points + Z95 * sd, True
-    return points, points, False
+    """Each signal's 95 % range of the bootstrap refits (the PNG chart's, pipeline.charts.points_interval),
+    and whether there is one."""
+    low, high, how = charts.points_interval(signals)
+    return low, high, how is not None
 
 
 def range_text(low: float, high: float) -> str:

@@ -126,6 +126,52 @@ class HoverChart:
                 VEGA_LITE_MIME: self.spec, "text/plain": self.description}
 
 
+def crm_rule(entry: Mapping[str, object]) -> str:
+    """A CRM's own MQL rule in words (thresholds.json "crm", pipeline.crm_scoring)."""
+    if entry.get("threshold") is None:
+        return "none"
+    if entry.get("grade_at_least"):
+        return f"grade {entry['grade_at_least']} or better and score {entry['threshold']}+"
+    return f"{entry['threshold']} points or more"
+
+
+CRM_PERCENT = ("later leads: MQL share", "MQL close rate", "customers captured",
+               "leadcal's threshold pasted as is: MQL share", "its close rate")
+
+
+def crm_comparison(thresholds: Mapping[str, object]) -> pd.DataFrame:
+    """One row per tool, in pipeline.crm_scoring.TARGETS order: its own MQL rule and what it does on the
+    later leads, beside what leadcal's threshold pasted unchanged would do there (CRM_PERCENT: rates).
+    Empty for a run from before per-CRM thresholds."""
+    from pipeline.crm_scoring import TARGETS
+
+    crm = thresholds.get("crm") or {}
+    rows = []
+    for target in TARGETS:
+        entry = crm.get(target)
+        if not entry:
+            continue
+        later = entry.get("validation") or {}
+        naive = (entry.get("at_leadcal_threshold") or {}).get("validation") or {}
+        rows.append({"tool": entry["label"], "MQL rule in the tool": crm_rule(entry),
+                     "later leads: MQL share": later.get("mql_share"), "MQL close rate": later.get("mql_close_rate"),
+                     "customers captured": later.get("customers_captured"), "AUC": later.get("auc"),
+                     "leadcal's threshold pasted as is: MQL share": naive.get("mql_share"),
+                     "its close rate": naive.get("mql_close_rate")})
+    return pd.DataFrame(rows)
+
+
+def quadrant_rows(cells: Mapping[str, Mapping[str, object]],
+                  later: Mapping[str, Mapping[str, object]] | None = None) -> pd.DataFrame:
+    """The fit x interest groups (thresholds.json matrix quadrants), best first, with their action;
+    with `later`, the close rate of each group on the later leads beside it."""
+    rows = [{"group": name.replace("_", " "), "action": cell["action"], "share of leads": cell["share_of_leads"],
+             "close rate": cell["close_rate"], "share of customers": cell["share_of_customers"],
+             **({"later leads: close rate": later.get(name, {}).get("close_rate")} if later is not None else {})}
+            for name, cell in cells.items()]
+    return pd.DataFrame(rows).sort_values("close rate", ascending=False, kind="stable")
+
+
 def signal_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """Signal by signal, two points tables (weights.json "signals") side by side.
 

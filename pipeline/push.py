@@ -57,7 +57,6 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self.retries, self.backoff, self.timeout, self.sleep = retries, backoff, timeout, sleep
-        self.sent: list[tuple[str, str]] = []  # (method, path) of every request, for the dry run's promise
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode("utf-8")
@@ -65,7 +64,6 @@ class Client:
             request = urllib.request.Request(self.base_url + path, data=data, method=method, headers={
                 "Authorization": self._auth, "Accept": "application/json",
                 **({"Content-Type": "application/json"} if data is not None else {})})
-            self.sent.append((method, path))
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked
                     text = response.read().decode("utf-8")

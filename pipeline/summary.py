@@ -12,7 +12,7 @@ review, and the CRM keeps the current publication, so the page must not read as 
 
 Then links to the four notebooks, which explain each part at length. The page opens offline
 (pipeline.page): sortable tables, Vega-Lite charts with hover details, nothing from a CDN.
-`summary_page` is a pure function of the artifacts' contents; `write` is the I/O edge.
+`summary_page` is a pure function of the artifacts' contents; `read` is the I/O edge.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import pandas as pd
 
 from pipeline import interactive, io
 from pipeline.charts import population
-from pipeline.crm_scoring import TARGETS
 from pipeline.design import SNAPSHOT_NOTE
 from pipeline.page import CSS, network_references, pct, scripts, sortable_table, vega_chart
 
@@ -153,28 +152,15 @@ def threshold_section(inputs: Inputs) -> str:
 def crm_table(thresholds: Mapping[str, object]) -> str:
     """Each CRM's own MQL rule (thresholds.json "crm", pipeline.crm_scoring) and what it does on the later
     leads, beside what leadcal's threshold pasted unchanged would do there. Empty for an older run."""
-    crm = thresholds.get("crm") or {}
-    if not crm:
+    from pipeline.notebooks import CRM_PERCENT, crm_comparison
+
+    rows = crm_comparison(thresholds)
+    if rows.empty:
         return ""
-    rows = []
-    for target in TARGETS:
-        entry = crm.get(target)
-        if not entry:
-            continue
-        later = entry.get("validation") or {}
-        naive = (entry.get("at_leadcal_threshold") or {}).get("validation") or {}
-        rule = "none" if entry.get("threshold") is None else (
-            f"grade {entry['grade_at_least']} or better and score {entry['threshold']}+" if entry.get("grade_at_least")
-            else f"{entry['threshold']} points or more")
-        rows.append({"tool": entry["label"], "MQL rule in the tool": rule, "later leads: MQL share": later.get("mql_share"),
-                     "MQL close rate": later.get("mql_close_rate"), "customers captured": later.get("customers_captured"),
-                     "leadcal's threshold pasted as is: MQL share": naive.get("mql_share"),
-                     "its close rate": naive.get("mql_close_rate")})
     return ("<h3>The threshold inside each CRM</h3><p>HubSpot decays points only in whole months, Account Engagement "
             "and Mautic not at all, and Account Engagement grades fit instead of adding points: each export file "
             "carries the rule chosen for its own tool (docs/crm-exports.md).</p>"
-            + sortable_table(pd.DataFrame(rows), percent=["later leads: MQL share", "MQL close rate", "customers captured",
-                                                          "leadcal's threshold pasted as is: MQL share", "its close rate"]))
+            + sortable_table(rows.drop(columns="AUC"), percent=CRM_PERCENT))
 
 
 def points_section(inputs: Inputs) -> str:
@@ -209,13 +195,9 @@ def matrix_section(inputs: Inputs) -> str:
     matrix = inputs.thresholds.get("matrix")
     if not matrix:
         return "<h2 id='matrix'>Fit x interest</h2><p>No matrix: the run has no fit or no engagement signals.</p>"
-    training = matrix["training"]["quadrants"]
-    later = (matrix.get("validation") or {}).get("quadrants", {})
-    rows = pd.DataFrame([
-        {"group": name.replace("_", " "), "action": cell["action"], "share of leads": cell["share_of_leads"],
-         "close rate": cell["close_rate"], "share of customers": cell["share_of_customers"],
-         "later leads: close rate": later.get(name, {}).get("close_rate")}
-        for name, cell in training.items()]).sort_values("close rate", ascending=False, kind="stable")
+    from pipeline.notebooks import quadrant_rows
+
+    rows = quadrant_rows(matrix["training"]["quadrants"], (matrix.get("validation") or {}).get("quadrants", {}))
     # :g, not :.0f: a boundary of 12.5 points must not read "12 points or more"
     rules = (f"<p><b>Fit</b> means a fit score of <b>{matrix['fit_boundary']:g} points or more</b>; "
              f"<b>interested</b> an engagement score of <b>{matrix['engagement_boundary']:g} points or more</b>.</p>")

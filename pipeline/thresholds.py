@@ -508,7 +508,8 @@ def run(params: Params) -> dict[str, object]:
     weights, header = read_weights(params.paths.models)
     scores = score_features(features, signals, weights, header)
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
-    all_rows = (features, signals, train_mask.to_numpy(), valid_mask.to_numpy())  # every snapshot row, for crm_thresholds
+    # every snapshot row, before the peak selection below: crm_thresholds picks each tool's own peaks
+    snapshot_features, snapshot_signals = features, signals
     # one row per lead from here on: its peak row (the highest total it reached while open)
     peak = peak_rows(scores["total_points"].to_numpy(), signals.leads())
     features, scores = features.iloc[peak].reset_index(drop=True), scores.iloc[peak].reset_index(drop=True)
@@ -567,7 +568,8 @@ def run(params: Params) -> dict[str, object]:
     rule = t.model_copy(update={"mql_lift": policies[used]["mql_lift_used"]}) \
         if used == "close_rate_multiple" and policies[used].get("mql_lift_used") is not None else t
     log.info("thresholds: the threshold inside each CRM (its decay, caps and grading)")
-    result["crm"] = crm_thresholds(all_rows[0], all_rows[1], weights, header, all_rows[2], all_rows[3], used, rule,
+    result["crm"] = crm_thresholds(snapshot_features, snapshot_signals, weights, header, train_mask.to_numpy(),
+                                   valid_mask.to_numpy(), used, rule,
                                    weeks, deal_value, threshold)
     if crm["capped_because"]:
         log.warning("thresholds: close_rate_multiple: %s", crm["capped_because"])
