@@ -272,14 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="average deal size for --revenue (default: mean amount of the customers in the data)")
     planner.add_argument("--out", type=Path, default=None, help="also write the plan as JSON")
     pusher = sub.add_parser("push", parents=[common],
-                            help="put the published points into a CRM through its API (Mautic), a dry run first")
-    pusher.add_argument("crm", choices=["mautic"], help="the CRM (credentials from MAUTIC_URL, MAUTIC_USERNAME, "
-                                                        "MAUTIC_PASSWORD)")
+                            help="put the published points into a CRM through its API (HubSpot, Mautic), a dry run first")
+    pusher.add_argument("crm", choices=["hubspot", "mautic"],
+                        help="the CRM (credentials from HUBSPOT_ACCESS_TOKEN, or MAUTIC_URL, MAUTIC_USERNAME, MAUTIC_PASSWORD)")
     mode = pusher.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--dry-run", action="store_true", help="print what would change; send nothing but GET requests")
-    mode.add_argument("--apply", action="store_true", help="create and update what differs")
+    mode.add_argument("--dry-run", action="store_true", help="print what would change; send nothing but reads")
+    mode.add_argument("--apply", action="store_true", help="create and update what differs (HubSpot: as a draft)")
     pusher.add_argument("--include-unmapped", action="store_true",
-                        help="also push point actions without form/asset/email ids (Mautic counts ANY then)")
+                        help="also push rules still in leadcal's names (Mautic: point actions without ids count ANY)")
+    pusher.add_argument("--publish", action="store_true",
+                        help="HubSpot: publish the draft after saving it (HubSpot then re-evaluates every contact)")
+    pusher.add_argument("--contacts", type=Path, default=None, metavar="SCORES",
+                        help="HubSpot: also write probability, grade and MQL flag to contacts from this `leadcal score` "
+                             "output (scored with --keep hs_object_id or --keep email)")
     starter = sub.add_parser("init", help="profile an export and write a commented starter params file for it")
     starter.add_argument("export", type=Path, metavar="EXPORT",
                          help="a CSV or Parquet file (one row per lead), or a folder of them")
@@ -305,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.stage == "push" and args.crm == "mautic" and (args.publish or args.contacts):
+        parser.error("--publish and --contacts are for `leadcal push hubspot`")
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
@@ -345,11 +353,16 @@ def _main(argv: list[str]) -> int:
             return 0
         if args.stage == "push":
             from pipeline.push import push_mautic
+            from pipeline.push_hubspot import push_hubspot
 
             models = Path(params.paths.models)
             with staging.reading(models):  # the exports stage may not rewrite the file while it is pushed
                 staging.refuse_interrupted(("exports",), models, "leadcal push")
-                push_mautic(models / "exports" / "mautic_point_actions.json", args.apply, args.include_unmapped)
+                if args.crm == "hubspot":
+                    push_hubspot(models / "exports" / "hubspot_score_configuration.json", args.apply, args.publish,
+                                 args.include_unmapped, args.contacts)
+                else:
+                    push_mautic(models / "exports" / "mautic_point_actions.json", args.apply, args.include_unmapped)
             return 0
         if args.stage == "plan":
             from pipeline.planner import format_plan, plan

@@ -7,7 +7,8 @@ header (half-life, caps, PDO) and the numeric bands of params `signals.numeric_b
                       (attribute, operator, value) criteria: models/exports/weights.{csv,json}
 - `hubspot_rows` / `hubspot_settings`: HubSpot lead-score criteria and the score decay
                       rounded to HubSpot's options: hubspot_score_properties.csv,
-                      hubspot_score_settings.json
+                      hubspot_score_settings.json; the same as a Lead Scoring API
+                      configuration (pipeline.hubspot_config): hubspot_score_configuration.json
 - `salesforce_rows`:  Account Engagement (Pardot) scoring rules and profile criteria:
                       salesforce_scoring.csv
 - `mautic_export`:    Mautic point actions (engagement) and segment filters (fit):
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import io, spreadsheet
+from pipeline import hubspot_config, io, spreadsheet
 from pipeline.crm_scoring import DAYS_PER_MONTH, grade_change_text, grade_thirds, hubspot_decay_months, points_per_third
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping, Params
@@ -827,6 +828,8 @@ def write_exports(
                           pd.DataFrame(hubspot_rows(rows, mappings.get("hubspot", NO_MAPPING)), columns=HUBSPOT_COLUMNS))
     settings = hubspot_settings(rows, header, table, crm.get("hubspot"), (thresholds or {}).get("matrix"))
     io.write_json(folder / "hubspot_score_settings.json", settings)
+    io.write_json(folder / "hubspot_score_configuration.json", hubspot_config.score_configuration(
+        rows, header, settings["points_range"], crm.get("hubspot"), mappings.get("hubspot", NO_MAPPING)))
     spreadsheet.write_csv(folder / "salesforce_scoring.csv", pd.DataFrame(
         salesforce_rows(rows, points_per_third(table), crm.get("account_engagement"),
                         mappings.get("account_engagement", NO_MAPPING)), columns=SALESFORCE_COLUMNS))
@@ -835,7 +838,7 @@ def write_exports(
     unmapped = {tool: unmapped_signals(rows, mappings.get(tool, NO_MAPPING))
                 for tool in ("hubspot", "account_engagement", "mautic")}
     files = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
-             "salesforce_scoring.csv", "mautic_point_actions.json"]
+             "hubspot_score_configuration.json", "salesforce_scoring.csv", "mautic_point_actions.json"]
     return {
         "folder": folder.as_posix(),
         "files": files,

@@ -465,6 +465,10 @@ class ActivityMapping(_Strict):
     # and Account Engagement show
     ids: list[int | str] = []
     page_url: str | None = None  # Mautic url.hit: the tracked URL of the page (wildcards allowed)
+    # HubSpot Lead Scoring API: the event type's id (e.g. "4-1639801") and, to count only the `ids` above,
+    # the event property holding the form or page id
+    event_type_id: str | None = None
+    event_property: str | None = None
 
 
 class CrmMapping(_Strict):
@@ -473,6 +477,9 @@ class CrmMapping(_Strict):
     properties: dict[str, str] = {}  # fit attribute -> the CRM's property (internal name), e.g. company_size: numberofemployees
     values: dict[str, dict[str, str]] = {}  # fit attribute -> {leadcal's value: the CRM's value}
     activities: dict[str, ActivityMapping] = {}
+    # HubSpot Lead Scoring API: a text fit property ("string") is matched with MULTISTRING operators; the
+    # default, "enumeration", is a dropdown. Numeric attributes (signals.numeric_bins) are numbers.
+    property_types: dict[str, Literal["enumeration", "string"]] = {}
 
 
 class Exports(_Strict):

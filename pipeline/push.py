@@ -16,7 +16,7 @@ difference: `+` create, `~` update (with the fields that change), `=` unchanged,
 - 429 and 5xx answers are retried with exponential backoff (Retry-After when given); 401/403,
   a refused body (400/422) and anything else end with one line naming the request.
 
-HubSpot's Lead Scoring API (beta) is not pushed yet: its file is the sheet plus settings.
+`leadcal push hubspot` is pipeline.push_hubspot; it shares `Client`.
 """
 
 from __future__ import annotations
@@ -42,21 +42,37 @@ log = logging.getLogger(__name__)
 ENVIRONMENT = ("MAUTIC_URL", "MAUTIC_USERNAME", "MAUTIC_PASSWORD")
 TRIGGER_PREFIX = "leadcal MQL"
 RETRIED = {429, 500, 502, 503, 504}
+TEN_SECONDS = 10.0
+URL_VARIABLE = {"mautic": "MAUTIC_URL", "hubspot": "HUBSPOT_API_URL"}
 LIST_LIMIT = 1000  # per page when listing what Mautic holds
 
 
 class Client:
-    """JSON over HTTP with Basic auth, retries with backoff on 429/5xx, and one-line errors."""
+    """JSON over HTTP with one Authorization header, retries with backoff on 429/5xx, and one-line errors.
 
-    def __init__(self, base_url: str, username: str, password: str, retries: int = 4, backoff: float = 0.5,
-                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    `service` ("mautic", "hubspot") names the tool in messages and picks how its error bodies read."""
+
+    def __init__(self, base_url: str, authorization: str, service: str = "mautic", retries: int = 4,
+                 backoff: float = 0.5, timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
         parts = urllib.parse.urlsplit(base_url.rstrip("/"))
+        variable = URL_VARIABLE[service]
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
-            raise LeadcalError("MAUTIC_URL must be http(s)://host[/path] without credentials in it "
-                               "(they go in MAUTIC_USERNAME / MAUTIC_PASSWORD)")
-        self.base_url = base_url.rstrip("/")
-        self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+            raise LeadcalError(f"{variable} must be http(s)://host[/path] without credentials in it "
+                               "(they go in the environment variables named in docs/crm-exports.md)")
+        self.base_url, self.service = base_url.rstrip("/"), service
+        self._auth = authorization
         self.retries, self.backoff, self.timeout, self.sleep = retries, backoff, timeout, sleep
+
+    @classmethod
+    def basic(cls, base_url: str, username: str, password: str, **options: Any) -> "Client":
+        """Mautic: HTTP Basic auth."""
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return cls(base_url, "Basic " + token, "mautic", **options)
+
+    @classmethod
+    def bearer(cls, base_url: str, token: str, **options: Any) -> "Client":
+        """HubSpot: a private app's access token."""
+        return cls(base_url, "Bearer " + token, "hubspot", **options)
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode("utf-8")
@@ -70,16 +86,32 @@ class Client:
                     return json.loads(text) if text.strip() else {}
             except urllib.error.HTTPError as error:
                 text = error.read().decode("utf-8", "replace")
-                if error.code in RETRIED and attempt < self.retries:
+                if error.code in RETRIED and attempt < self.retries and not _daily_limit(text):
                     wait = _retry_after(error.headers.get("Retry-After"), self.backoff * 2 ** attempt)
+                    if _policy(text) == "TEN_SECONDLY_ROLLING":  # HubSpot's burst limit: its window is 10 s
+                        wait = max(wait, TEN_SECONDS)
                     log.warning("push: %s %s answered %d; retrying in %.1f s", method, path, error.code, wait)
                     self.sleep(wait)
                     continue
-                raise LeadcalError(_error_line(method, path, error.code, text)) from None
+                raise LeadcalError(_error_line(self.service, method, path, error.code, text)) from None
             except (urllib.error.URLError, TimeoutError, OSError) as error:
                 reason = getattr(error, "reason", error)
-                raise LeadcalError(f"mautic: {method} {path}: cannot reach {self.base_url}: {reason}") from None
+                raise LeadcalError(f"{self.service}: {method} {path}: cannot reach {self.base_url}: {reason}") from None
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _policy(text: str) -> str:
+    """HubSpot's rate-limit policy named in a 429 body ("DAILY", "TEN_SECONDLY_ROLLING"), or ""."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return ""
+    return str(answer.get("policyName", "")) if isinstance(answer, Mapping) else ""
+
+
+def _daily_limit(text: str) -> bool:
+    """A daily limit resets at midnight: retrying within seconds cannot help."""
+    return _policy(text) == "DAILY"
 
 
 def _retry_after(header: str | None, default: float) -> float:
@@ -89,20 +121,30 @@ def _retry_after(header: str | None, default: float) -> float:
         return default
 
 
-def _error_line(method: str, path: str, status: int, text: str) -> str:
-    """One line: which request, what status, and Mautic's own message (its error body)."""
+def _error_line(service: str, method: str, path: str, status: int, text: str) -> str:
+    """One line: which request, what status, and the tool's own message (its error body).
+
+    Mautic: {"errors": [{"message": ...}]}; HubSpot: {"message": ..., "errors": [{"message", "in"}]}."""
     try:
-        errors = json.loads(text).get("errors") or []
-        message = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, Mapping)) or text[:200]
+        answer = json.loads(text)
+        errors = [e for e in answer.get("errors") or [] if isinstance(e, Mapping)]
+        parts = [f"{e['in']}: {e.get('message', '')}" if e.get("in") else str(e.get("message", "")) for e in errors]
+        if service == "hubspot" and answer.get("message"):
+            parts = [str(answer["message"])] + parts
+        message = "; ".join(p for p in parts if p) or text[:200]
     except (ValueError, AttributeError):
         message = text[:200]
     message = " ".join(message.split())
     if status in (401, 403):
-        return (f"mautic: {method} {path} was refused ({status}): check MAUTIC_USERNAME / MAUTIC_PASSWORD and that "
-                f"the API and Basic auth are enabled in Mautic's configuration ({message})")
+        hint = ("check MAUTIC_USERNAME / MAUTIC_PASSWORD and that the API and Basic auth are enabled in Mautic's "
+                "configuration" if service == "mautic" else
+                "check HUBSPOT_ACCESS_TOKEN and that its private app has the scopes in docs/crm-exports.md")
+        return f"{service}: {method} {path} was refused ({status}): {hint} ({message})"
+    if status == 429:
+        return f"{service}: {method} {path}: rate limit reached ({message}); try again later"
     if status in (400, 422):
-        return f"mautic refused {method} {path} ({status}): {message}"
-    return f"mautic: {method} {path} answered {status}: {message}"
+        return f"{service} refused {method} {path} ({status}): {message}"
+    return f"{service}: {method} {path} answered {status}: {message}"
 
 
 @dataclass(frozen=True)
@@ -201,7 +243,7 @@ def push_mautic(export_path: Path, apply: bool, include_unmapped: bool = False,
     if not export_path.exists():
         raise LeadcalError(f"{export_path}: no Mautic export; run `leadcal exports` (or `dvc repro`) first")
     export = io.read_json(export_path)
-    client = client or Client(*credentials(os.environ if environ is None else environ))
+    client = client or Client.basic(*credentials(os.environ if environ is None else environ))
     changes = plan(export, held_by_mautic(client), include_unmapped)
     for change in changes:
         out(change.line())

@@ -19,6 +19,7 @@ from pipeline.signals import SignalSet, build_signals, decay_matrix, read_freque
 from pipeline.weights import read_weights, score_features, score_leads
 
 FILES = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
+         "hubspot_score_configuration.json",
          "salesforce_scoring.csv", "mautic_point_actions.json"]
 BINS = {"company_size": [1, 11, 51, 201, 1001, 5001], "ratio": [0.5, 1.5]}
 
@@ -381,8 +382,8 @@ def test_mapping_params_refuse_what_mautic_does_not_have(tmp_path):
 def test_every_format_leaves_out_zero_points_and_keeps_negatives(tmp_path):
     exports.write_exports(tmp_path, SMALL, HEADER, BINS)
     text = {name: (tmp_path / name).read_text(encoding="utf-8") for name in FILES}
-    for name in ("weights.csv", "weights.json", "hubspot_score_properties.csv", "salesforce_scoring.csv",
-                 "mautic_point_actions.json"):
+    for name in ("weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_configuration.json",
+                 "salesforce_scoring.csv", "mautic_point_actions.json"):
         assert "email_click" not in text[name] and "retail" not in text[name], name
         assert "-37" in text[name] and "-3" in text[name], name
 

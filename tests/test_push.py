@@ -30,7 +30,7 @@ def export_file(default_run: Params, folder: Path, threshold: int = 59, mapping:
 
 
 def client(server, password: str | None = None) -> Client:
-    return Client(server.url, server.username, password or server.password, sleep=lambda seconds: None)
+    return Client.basic(server.url, server.username, password or server.password, sleep=lambda seconds: None)
 
 
 def test_dry_run_prints_the_difference_and_sends_nothing(default_run, mautic, tmp_path) -> None:
@@ -106,7 +106,7 @@ def test_wrong_credentials_end_with_one_line_that_never_shows_the_password(defau
     with pytest.raises(LeadcalError, match="needs MAUTIC_USERNAME, MAUTIC_PASSWORD in the environment"):
         push_mautic(export_file(default_run, tmp_path), apply=False, environ={"MAUTIC_URL": mautic.url})
     with pytest.raises(LeadcalError, match="without credentials in it"):
-        Client("https://user:pw@mautic.example", "u", "p")
+        Client.basic("https://user:pw@mautic.example", "u", "p")
 
 
 def test_cli_dry_run_reads_credentials_from_the_environment(default_run, mautic, tmp_path, monkeypatch, capsys) -> None:
