@@ -78,9 +78,9 @@ def fit_conditions(row: Mapping[str, Any], prop: str, values: Mapping[str, str],
     if operator == "is":
         return [_condition(prop, _values_operation(property_type, True, [values.get(str(low), str(low))]))]
     if operator == "is_none_of":  # known, and none of the values scored on their own
-        listed = [values.get(v, v) for v in str(low).split(LIST_SEPARATOR)]
-        return [_condition(prop, _operation("ALL_PROPERTY", "IS_KNOWN")),
-                _condition(prop, _values_operation(property_type, False, listed))]
+        listed = [values.get(v, v) for v in str(low or "").split(LIST_SEPARATOR) if v]
+        known = [_condition(prop, _operation("ALL_PROPERTY", "IS_KNOWN"))]
+        return known + ([_condition(prop, _values_operation(property_type, False, listed))] if listed else [])
     if operator == "is_unknown":
         return [_condition(prop, _operation("ALL_PROPERTY", "IS_UNKNOWN", include_unset=True))]
     if operator == "between":  # both ends included
@@ -153,6 +153,23 @@ def rule_for(row: Mapping[str, Any], mapping: CrmMapping, numeric: set[str]) -> 
     return _rule(calculation, points if row["type"] == "activity" else None), bool(spec and spec.event_type_id)
 
 
+def category_limit(caps: Mapping[str, float], points_range: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """HubSpot's one limit for both categories (maxScorePerCategory), and what it cannot express.
+
+    Each category's own limit is leadcal's cap, or else the highest score a contact can reach in
+    it (a limit that never cuts); HubSpot takes the larger, so a lower cap on the other category
+    is lost, and said."""
+    own = {}
+    for category in ("fit", "engagement"):
+        highest = max(int(points_range.get(category, {}).get("highest", 0)), 1)
+        own[category] = int(math.ceil(caps[category])) if caps.get(category) is not None else highest
+    limit = max(own.values())
+    lost = [f"HubSpot has one limit for both categories ({limit}); leadcal caps {category} at {_number(caps[category])}, "
+            f"which HubSpot cannot apply" for category in own
+            if caps.get(category) is not None and own[category] < limit]
+    return limit, lost
+
+
 def decay_interval_days(half_life_days: float | None) -> int | None:
     """The decay period, in whole days, of the month option nearest leadcal's half-life (None: no decay)."""
     if not half_life_days:
@@ -175,23 +192,23 @@ def score_configuration(export_rows: list[dict[str, Any]], header: Mapping[str, 
         if group is None:
             group = groups[name] = {"groupName": name, "groupCategory": "FIT" if fit else "INTENT",
                                     "ruleConfigurations": []}
-            cap = caps.get(str(row["attribute"])) if not fit else None
-            if cap is not None:
-                group["maxValue"] = _number(cap)
+            if not _nan(row.get("attribute_cap")):  # an attribute's cap is its group's limit
+                group["maxValue"] = _number(row["attribute_cap"])
             if not fit and not _nan(row.get("decay_half_life_days")) and interval:
                 group["groupDecay"] = {"decayIntervalDays": interval, "percentToDecayPerInterval": 50}
         rule, mapped = rule_for(row, mapping, numeric)
         index.append({"group": name, "rule": len(group["ruleConfigurations"]), "signal": row["signal"],
                       "criterion": row["criterion"], "points": int(row["points"]), "mapped": mapped})
         group["ruleConfigurations"].append(rule)
-    # one limit for both categories: leadcal's largest cap, or a limit no lead reaches when there is none
-    highest = max([int(points_range[k]["highest"]) for k in points_range] + [1])
-    limit = max(int(math.ceil(caps[k])) for k in ("fit", "engagement") if caps.get(k) is not None) \
-        if any(caps.get(k) is not None for k in ("fit", "engagement")) else highest
-    not_expressed = []
-    if caps.get("fit") is not None and caps.get("engagement") is not None and caps["fit"] != caps["engagement"]:
-        not_expressed.append(f"HubSpot has one limit per category ({limit}); leadcal caps fit at {caps['fit']} and "
-                             f"engagement at {caps['engagement']}")
+    limit, not_expressed = category_limit(caps, points_range)
+    decays: dict[str, set[bool]] = {}  # capped engagement attribute -> whether its rows decay
+    for r in export_rows:
+        if r["score_group"] == "engagement" and not _nan(r.get("attribute_cap")):
+            decays.setdefault(str(r["attribute"]), set()).add(not _nan(r.get("decay_half_life_days")))
+    caps_of = {str(r["attribute"]): r["attribute_cap"] for r in export_rows if not _nan(r.get("attribute_cap"))}
+    not_expressed += [f"{a}: leadcal caps its activity and frequency rows together at {_number(caps_of[a])}; HubSpot "
+                      f"limits each of its two groups ('{a} (decay)', '{a} (no decay)') at that"
+                      for a in sorted(decays) if len(decays[a]) == 2]
     api = {"name": SCORE_NAME, "objectTypeId": CONTACTS, "allowedGroupTypes": ["FIT", "INTENT"],
            "maxScorePerCategory": limit, "groupConfigs": list(groups.values())}
     return {

@@ -74,7 +74,12 @@ class Client:
         """HubSpot: a private app's access token."""
         return cls(base_url, "Bearer " + token, "hubspot", **options)
 
-    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+                idempotent: bool = True) -> dict[str, Any]:
+        """The JSON object the tool answers (empty for an empty answer).
+
+        `idempotent=False` (a create): a 5xx is not retried, since the tool may have done it
+        before failing; a 429 is, as the tool refused the request before doing anything."""
         data = None if body is None else json.dumps(body).encode("utf-8")
         for attempt in range(self.retries + 1):
             request = urllib.request.Request(self.base_url + path, data=data, method=method, headers={
@@ -82,11 +87,11 @@ class Client:
                 **({"Content-Type": "application/json"} if data is not None else {})})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked
-                    text = response.read().decode("utf-8")
-                    return json.loads(text) if text.strip() else {}
+                    text = response.read().decode("utf-8", "replace")
             except urllib.error.HTTPError as error:
                 text = error.read().decode("utf-8", "replace")
-                if error.code in RETRIED and attempt < self.retries and not _daily_limit(text):
+                retried = error.code == 429 or (idempotent and error.code in RETRIED)
+                if retried and attempt < self.retries and not _daily_limit(text):
                     wait = _retry_after(error.headers.get("Retry-After"), self.backoff * 2 ** attempt)
                     if _policy(text) == "TEN_SECONDLY_ROLLING":  # HubSpot's burst limit: its window is 10 s
                         wait = max(wait, TEN_SECONDS)
@@ -97,7 +102,25 @@ class Client:
             except (urllib.error.URLError, TimeoutError, OSError) as error:
                 reason = getattr(error, "reason", error)
                 raise LeadcalError(f"{self.service}: {method} {path}: cannot reach {self.base_url}: {reason}") from None
+            except (ValueError, UnicodeError):  # a header http.client refuses; never echo it: it holds the credentials
+                raise LeadcalError(f"{self.service}: {method} {path}: the credentials hold characters an HTTP header "
+                                   "cannot carry (a line break or non-ASCII); check the environment variables") from None
+            return _json_object(self.service, method, path, text)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _json_object(service: str, method: str, path: str, text: str) -> dict[str, Any]:
+    """A successful answer's JSON object, or one line saying what came instead (a proxy's HTML page...)."""
+    if not text.strip():
+        return {}
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        shown = " ".join(text.split())[:120]
+        raise LeadcalError(f"{service}: {method} {path} answered with something that is not a JSON object: {shown!r}")
+    return answer
 
 
 def _policy(text: str) -> str:

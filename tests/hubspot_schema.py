@@ -98,7 +98,14 @@ DRAFT_CREATE = {"$defs": DEFS, **_object(["allowedGroupTypes", "groupConfigs", "
     **_SCORE, "groupConfigs": {"type": "array", "items": {"$ref": "#/$defs/group_egg"}}})}
 # PUT /marketing/lead-scoring/2026-09-beta/scores/{scoreId}/draft: groups and rules carry their ids
 DRAFT_UPDATE = {"$defs": DEFS, **_object(["allowedGroupTypes", "groupConfigs", "name", "objectTypeId"], {
-    **_SCORE, "groupConfigs": {"type": "array", "items": {"$ref": "#/$defs/group"}}})}
+    **_SCORE, "groupConfigs": {"type": "array", "items": {"$ref": "#/$defs/group"}},
+    "filterConfiguration": _object(["listFilterType", "segmentIds"], {
+        "listFilterType": {"enum": ["EXCLUDES", "INCLUDES"]}, "segmentIds": {"type": "array", "items": INT32}}),
+    "outputConfiguration": _object(["outputs"], {"outputs": {"type": "array", "items": _object(["id", "outputType"], {
+        "id": {"type": "string"}, "outputType": {"enum": ["SCORE", "THRESHOLD", "MATRIX"]},
+        "boundaries": {"type": ["array", "object"]}, "internalPropertyName": {"type": "string"},
+        "propertyDescription": {"type": "string"}, "propertyGroup": {"type": "string"},
+        "propertyLabel": {"type": "string"}})}})})}
 
 # POST /crm/v3/objects/contacts/batch/update (BatchInputSimplePublicObjectBatchInput) and batch/read
 CONTACTS_UPDATE = _object(["inputs"], {"inputs": {"type": "array", "minItems": 1, "maxItems": 100, "items": _object(

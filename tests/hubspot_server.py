@@ -53,10 +53,13 @@ def rate_limited(policy: str) -> dict[str, Any]:
 
 @dataclass
 class Failure:
-    """An answer forced on the next request: a status, and for 429 the rate-limit policy."""
+    """An answer forced on the next request (of `method`, if given): a status, for 429 the rate-limit
+    policy, or a text body that is not JSON (a proxy's error page)."""
 
     status: int
     policy: str = "TEN_SECONDLY_ROLLING"
+    method: str | None = None
+    text: str | None = None
 
 
 class HubSpotServer:
@@ -68,6 +71,7 @@ class HubSpotServer:
         self.scores: dict[str, dict[str, Any]] = {}  # id -> {"name", "status", "draft", "published"}
         self.contacts: dict[str, dict[str, str]] = {}  # id -> properties
         self.fail_next: list[Failure] = []
+        self.deleted_before_update: set[str] = set()  # contacts that vanish between a read and an update
         self.lock = threading.RLock()
         self._ids = itertools.count(1001)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -87,7 +91,8 @@ class HubSpotServer:
 
     def add_contact(self, email: str, **properties: str) -> str:
         contact_id = str(next(self._ids))
-        self.contacts[contact_id] = {"email": email, "hs_object_id": contact_id, **properties}
+        self.contacts[contact_id] = {"email": email, "hs_object_id": contact_id, "createdate": "2026-01-01T00:00:00Z",
+                                     "lastmodifieddate": "2026-11-30T00:00:00Z", **_stored(properties)}
         return contact_id
 
     def writes(self) -> list[Recorded]:
@@ -113,8 +118,11 @@ class HubSpotServer:
 
     def _answer(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes | None,
                 body: Any, parsed: bool) -> tuple[int, Any]:
-        if self.fail_next:
-            failure = self.fail_next.pop(0)
+        failure = next((f for f in self.fail_next if f.method in (None, method)), None)
+        if failure is not None:
+            self.fail_next.remove(failure)
+            if failure.text is not None:
+                return failure.status, failure.text
             if failure.status == 429:
                 return 429, rate_limited(failure.policy)
             return failure.status, error_body("INTERNAL_ERROR", "internal error")
@@ -212,7 +220,8 @@ class HubSpotServer:
                 errors.append(item["id"])
                 continue
             props = self.contacts[found]
-            wanted = set(body["properties"]) | {"hs_object_id"} | ({body["idProperty"]} if body.get("idProperty") else set())
+            # only what was asked, and the three HubSpot always adds (not the idProperty: ask for it)
+            wanted = set(body["properties"]) | {"hs_object_id", "createdate", "lastmodifieddate"}
             results.append({"id": found, "properties": {p: props.get(p) for p in sorted(wanted)}, "archived": False,
                             "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-12-01T00:00:00Z"})
         answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": "2026-12-01T00:00:00Z",
@@ -229,6 +238,10 @@ class HubSpotServer:
         refused = self._invalid(body, CONTACTS_UPDATE)
         if refused:
             return refused
+        by_email = sorted({item["idProperty"] for item in body["inputs"] if item.get("idProperty")} - {"hs_object_id"})
+        if by_email:  # HubSpot updates by a unique property only; e-mail is not one there
+            return 400, error_body("VALIDATION_ERROR", f"{by_email[0]} is a non-unique 0-1 property",
+                                   [{"message": f"{by_email[0]} is not a unique property", "in": "idProperty"}])
         unknown = sorted({p for item in body["inputs"] for p in item["properties"]} - CONTACT_PROPERTIES)
         if unknown:
             return 400, error_body("VALIDATION_ERROR", "Property values were not valid",
@@ -236,10 +249,10 @@ class HubSpotServer:
         results, missing = [], []
         for item in body["inputs"]:
             found = self._find(item["id"], item.get("idProperty"))
-            if found is None:
+            if found is None or found in self.deleted_before_update:
                 missing.append(item["id"])
                 continue
-            self.contacts[found].update(item["properties"])
+            self.contacts[found].update(_stored(item["properties"]))
             results.append({"id": found, "properties": dict(self.contacts[found]), "archived": False,
                             "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-12-01T00:00:00Z"})
         answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": "2026-12-01T00:00:00Z",
@@ -253,15 +266,24 @@ class HubSpotServer:
         return 200, answer
 
 
+def _stored(properties: dict[str, str]) -> dict[str, str]:
+    """Values as HubSpot stores and returns them: a number property loses trailing zeros (0.1200 -> 0.12)."""
+    stored = dict(properties)
+    if stored.get("leadcal_probability"):
+        stored["leadcal_probability"] = f"{float(stored['leadcal_probability']):g}"
+    return stored
+
+
 def _handler(server: HubSpotServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else None
             status, answer = server.handle(self.command, self.path, dict(self.headers.items()), raw)
-            data = json.dumps(answer).encode("utf-8")
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+            data = text.encode("utf-8")
             self.send_response(status)
-            self.send_header("Content-Type", "application/json;charset=utf-8")
+            self.send_header("Content-Type", "text/html" if isinstance(answer, str) else "application/json;charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             if status == 201 and isinstance(answer, dict) and "id" in answer:
                 self.send_header("Location", f"{SCORES}/{answer['id']}")

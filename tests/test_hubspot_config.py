@@ -4,7 +4,10 @@ The file must be a body the API takes as it is (validated against tests/hubspot_
 from HubSpot's spec), and it must score as the sheet does: re-scoring the default run's leads from
 the configuration alone, the way HubSpot evaluates it (conditions on the contact's raw properties,
 event rules with the group's step decay and the rule's cap, frequency ranges, category limit),
-sends the share of MQLs the file states, within 1 point.
+sends the share of MQLs the file states, within 1 point. Where leadcal's features cannot tell
+what HubSpot would see (the count of the last W days rather than the busiest W days; each repeat
+of an event decaying on its own), the scorer reads the lead's data as leadcal stores it: those
+two gaps are stated in the file's `not_expressed` instead.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def configuration(default_run: Params) -> dict:
 
 def test_the_configuration_is_a_body_the_lead_scoring_api_takes(configuration) -> None:
     assert validation_errors(configuration["api"], DRAFT_CREATE) == {}
-    body, _ = body_to_push(configuration, include_unmapped=True)
+    body, _, _ = body_to_push(configuration, include_unmapped=True)
     assert validation_errors(update_body(body, {"groupConfigs": []}), DRAFT_UPDATE) == {}
     groups = {g["groupName"]: g for g in configuration["api"]["groupConfigs"]}
     assert {g["groupCategory"] for g in groups.values()} == {"FIT", "INTENT"}
@@ -49,7 +52,8 @@ def test_the_configuration_is_a_body_the_lead_scoring_api_takes(configuration) -
     ["conditions"][0]["operation"].update(operator="IS_ROUGHLY"),
     lambda b: b["groupConfigs"][-2].update(groupDecay={"decayIntervalDays": 30.5, "percentToDecayPerInterval": 50}),
     lambda b: b["groupConfigs"][-2]["ruleConfigurations"][0]["configuration"]["calculation"].update(type="MATCHES"),
-    lambda b: b["groupConfigs"][0]["ruleConfigurations"][0].update(points=3),
+    lambda b: b["groupConfigs"][-1]["ruleConfigurations"][0]["configuration"]["calculation"]["eventCalculators"][0]
+    ["eventFrequencyCriteria"]["ranges"][0].pop("from"),
 ])
 def test_the_schema_refuses_what_hubspot_would(configuration, breaks) -> None:
     body = copy.deepcopy(configuration["api"])
@@ -57,13 +61,31 @@ def test_the_schema_refuses_what_hubspot_would(configuration, breaks) -> None:
     assert validation_errors(body, DRAFT_CREATE)
 
 
-def test_a_draft_update_needs_hubspots_ids(configuration) -> None:
-    body = copy.deepcopy(configuration["api"])
-    assert validation_errors(body, DRAFT_UPDATE)  # groups and rules without ids
-    body, _ = body_to_push(configuration, include_unmapped=True)
-    held = update_body(body, {"groupConfigs": []})
-    again = update_body(body, held)  # ids HubSpot holds are kept
-    assert again == held
+def held_as_hubspot(body: dict) -> dict:
+    """A draft as HubSpot holds it: its own ids on every group and rule."""
+    return {"groupConfigs": [{**g, "id": f"hs-group-{i}", "ruleConfigurations": [
+        {**r, "id": f"hs-rule-{i}-{j}"} for j, r in enumerate(g["ruleConfigurations"])]}
+        for i, g in enumerate(body["groupConfigs"])]}
+
+
+def test_a_draft_update_keeps_hubspots_ids_by_group_name_and_rule_content(configuration) -> None:
+    assert validation_errors(copy.deepcopy(configuration["api"]), DRAFT_UPDATE)  # groups and rules without ids
+    body, _, _ = body_to_push(configuration, include_unmapped=True)
+    held = held_as_hubspot(body)
+    assert update_body(body, held)["groupConfigs"] == held["groupConfigs"]  # nothing changed: every id kept
+    industry = next(i for i, g in enumerate(body["groupConfigs"]) if g["groupName"] == "industry")
+    rules = body["groupConfigs"][industry]["ruleConfigurations"]
+    inserted = copy.deepcopy(rules[0])
+    inserted["configuration"]["calculation"]["value"] = 99
+    moved = copy.deepcopy(rules[1])
+    moved["configuration"]["calculation"]["value"] += 1
+    body["groupConfigs"][industry]["ruleConfigurations"] = [inserted, rules[0], moved, *rules[2:]]
+    ids = [r["id"] for r in update_body(body, held)["groupConfigs"][industry]["ruleConfigurations"]]
+    assert ids[1] == f"hs-rule-{industry}-0" and ids[3:] == [f"hs-rule-{industry}-{j}" for j in range(2, len(rules))]
+    assert ids[2] == f"hs-rule-{industry}-1"  # the same criterion with one more point: the same rule
+    assert not ids[0].startswith("hs-") and ids[0] not in ids[1:]  # the inserted rule: a new id of its own
+    assert validation_errors(update_body(body, {**held, "filterConfiguration": {
+        "listFilterType": "EXCLUDES", "segmentIds": [12]}}), DRAFT_UPDATE) == {}
 
 
 # ----------------------------------------------------------------------------------------- hand-computed rules
@@ -96,6 +118,33 @@ def test_fit_rows_become_exact_property_conditions() -> None:
     assert conditions(value, text) == [("industry", "MULTISTRING", "IS_EQUAL_TO", ["software"], False)]
     unknown = {"attribute": "annual_revenue", "operator": "is_unknown", "value": None, "value_high": None, "points": 10}
     assert conditions(unknown) == [("annual_revenue", "ALL_PROPERTY", "IS_UNKNOWN", None, True)]
+    nothing_listed = {**other, "value": ""}  # every value is rare: "any other value" is any known value
+    assert conditions(nothing_listed) == [("industry", "ALL_PROPERTY", "IS_KNOWN", None, False)]
+
+
+def engagement(attribute: str, kind: str, points: int, cap: float | None, decays: bool) -> dict:
+    return {"score_group": "engagement", "type": kind, "attribute": attribute, "attribute_cap": cap, "points": points,
+            "decay_half_life_days": 10.0 if decays else None, "value": 1 if kind == "activity" else 4,
+            "value_high": None, "window_days": None if kind == "activity" else 30, "signal": f"{attribute} {kind}",
+            "criterion": kind, "score_group_cap": None, "operator": "count_at_least"}
+
+
+def test_caps_become_group_limits_and_what_hubspot_cannot_cap_is_said() -> None:
+    fit = {**ROW, "attribute": "industry", "operator": "is", "value": "software", "value_high": None, "points": 40,
+           "attribute_cap": 20.0, "signal": "industry = software", "criterion": "industry is software"}
+    rows = [fit, engagement("pricing", "activity", 30, 25.0, True), engagement("pricing", "frequency", 20, 25.0, False)]
+    ranges = {"fit": {"highest": 40}, "engagement": {"highest": 50}}
+    header = {"caps": {"industry": 20.0, "pricing": 25.0, "fit": 30.0}, "half_life_days": 10.0, "numeric_attributes": []}
+    payload = hubspot_config.score_configuration(rows, header, ranges, None, CrmMapping())
+    limits = {g["groupName"]: g.get("maxValue") for g in payload["api"]["groupConfigs"]}
+    assert limits == {"industry": 20, "pricing (decay)": 25, "pricing (no decay)": 25}
+    # fit is capped at 30, engagement not at all: one limit for both can only be engagement's highest score
+    assert payload["api"]["maxScorePerCategory"] == 50
+    notes = " ".join(payload["not_expressed"])
+    assert "leadcal caps fit at 30" in notes and "pricing: leadcal caps its activity and frequency rows together" in notes
+    both = hubspot_config.score_configuration(rows, {**header, "caps": {"fit": 30.0, "engagement": 60.0}}, ranges, None,
+                                              CrmMapping())
+    assert both["api"]["maxScorePerCategory"] == 60 and "leadcal caps fit at 30" in " ".join(both["not_expressed"])
 
 
 def test_an_activity_counts_once_and_uses_the_mapped_event_type() -> None:

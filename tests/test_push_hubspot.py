@@ -63,13 +63,14 @@ def test_apply_saves_a_draft_publishes_only_when_asked_and_updates_it_in_place(d
     push_hubspot(path, apply=False, out=lines.append, client=client(hubspot))
     assert all(line.startswith(("= ", "! ")) for line in lines[:-1])  # nothing to change
 
-    moved = export_file(default_run, tmp_path, mapping=CrmMapping(
-        properties={"industry": "industry"}, activities=MAPPING.activities), bump=1)
+    moved = export_file(default_run, tmp_path, bump=1)
+    by_hand = copy.deepcopy(score["draft"]["groupConfigs"][0])
+    score["draft"]["groupConfigs"].append({**by_hand, "groupName": "added by hand", "id": "hs-manual"})
     lines.clear()
     before = len(hubspot.requests)
     push_hubspot(moved, apply=True, publish=True, out=lines.append, client=client(hubspot))
     assert "~ update group 'industry': 8 of 8 rules" in lines
-    assert "- remove group 'company_size' (not in leadcal's points table)" in lines
+    assert "- remove group 'added by hand' (not in leadcal's points table)" in lines
     methods = [(r.method, r.path) for r in hubspot.requests[before:]]
     assert ("PUT", f"{SCORES}/{score_id}/draft") in methods and ("POST", f"{SCORES}/{score_id}/draft/publish") in methods
     assert [m for m, _ in methods].count("POST") == 1  # updated in place, no second score
@@ -118,6 +119,35 @@ def test_rate_limits_and_server_errors_are_retried_but_a_daily_limit_is_not(defa
     assert len(sleeps) == 2  # the daily limit is not retried
 
 
+def test_a_create_that_fails_on_the_server_is_not_sent_twice(default_run, hubspot, tmp_path) -> None:
+    hubspot.fail_next = [Failure(502, method="POST")]  # HubSpot may have created it before failing
+    with pytest.raises(LeadcalError, match=f"hubspot: POST {SCORES} answered 502"):
+        push_hubspot(export_file(default_run, tmp_path), apply=True, out=lambda line: None, client=client(hubspot))
+    assert [r.method for r in hubspot.requests].count("POST") == 1
+
+
+def test_an_answer_that_is_not_json_is_one_line(default_run, hubspot, tmp_path) -> None:
+    hubspot.fail_next = [Failure(200, text="<html><body>Proxy login</body></html>")]
+    with pytest.raises(LeadcalError, match=r"answered with something that is not a JSON object: '<html><body>Proxy"):
+        push_hubspot(export_file(default_run, tmp_path), apply=False, out=lambda line: None, client=client(hubspot))
+
+
+def test_the_score_is_found_among_many_and_a_group_left_unmapped_is_kept(default_run, hubspot, tmp_path) -> None:
+    for i in range(150):  # other scores first: leadcal's is on the second page
+        hubspot.scores[str(i)] = {"name": f"other score {i}", "status": "draft", "draft": {"groupConfigs": []},
+                                  "published": None}
+    push_hubspot(export_file(default_run, tmp_path), apply=True, out=lambda line: None, client=client(hubspot))
+    (ours,) = [i for i, score in hubspot.scores.items() if score["name"] == "leadcal lead score"]
+    without_company_size = CrmMapping(properties={"industry": "industry"}, activities=MAPPING.activities)
+    lines: list[str] = []
+    before = len(hubspot.requests)
+    push_hubspot(export_file(default_run, tmp_path, mapping=without_company_size), apply=True, out=lines.append,
+                 client=client(hubspot))
+    assert [r.query.get("after") for r in hubspot.requests[before:] if r.path == SCORES] == [None, "100"]
+    assert "= unchanged group 'company_size' (kept as HubSpot holds it: its rules are unmapped here)" in lines
+    assert "company_size" in {g["groupName"] for g in hubspot.scores[ours]["draft"]["groupConfigs"]}
+
+
 def test_a_wrong_token_is_one_line_that_never_shows_it(default_run, hubspot, tmp_path) -> None:
     with pytest.raises(LeadcalError) as caught:
         push_hubspot(export_file(default_run, tmp_path), apply=False, out=lambda line: None,
@@ -126,19 +156,24 @@ def test_a_wrong_token_is_one_line_that_never_shows_it(default_run, hubspot, tmp
     assert "(401)" in message and "HUBSPOT_ACCESS_TOKEN" in message and "s3cret" not in message
     with pytest.raises(LeadcalError, match="needs HUBSPOT_ACCESS_TOKEN in the environment"):
         push_hubspot(export_file(default_run, tmp_path), apply=False, environ={})
+    pasted = {"HUBSPOT_ACCESS_TOKEN": "pat-na1-s3cret\nline", "HUBSPOT_API_URL": hubspot.url}
+    with pytest.raises(LeadcalError) as caught:  # http.client would refuse the header and print it in its error
+        push_hubspot(export_file(default_run, tmp_path), apply=False, environ=pasted)
+    assert "line break" in str(caught.value) and "s3cret" not in str(caught.value)
 
 
 def scores_file(folder: Path, ids: list[str], column: str = "hs_object_id") -> Path:
     frame = pd.DataFrame({"lead_id": [f"L{i}" for i in range(len(ids))], column: ids,
-                          "probability": [0.123456 + i / 10 for i in range(len(ids))],
+                          "probability": [0.123456 + (i % 8) / 10 for i in range(len(ids))],
                           "fit_points": 1, "engagement_points": 2, "total_points": 3,
-                          "grade": ["A", "B", "C", "D"][: len(ids)], "mql": [True, False, True, False][: len(ids)]})
+                          "grade": [["A", "B", "C", "D"][i % 4] for i in range(len(ids))],
+                          "mql": [i % 2 == 0 for i in range(len(ids))]})
     path = folder / "scores.csv"
     frame.to_csv(path, index=False)
     return path
 
 
-def test_contacts_get_only_the_scores_that_changed_in_batches(hubspot, tmp_path) -> None:
+def test_contacts_get_only_the_scores_that_changed(hubspot, tmp_path) -> None:
     first = hubspot.add_contact("a@x.example")
     second = hubspot.add_contact("b@x.example", leadcal_probability="0.2235", leadcal_grade="B", leadcal_mql="false")
     third = hubspot.add_contact("c@x.example")
@@ -152,12 +187,35 @@ def test_contacts_get_only_the_scores_that_changed_in_batches(hubspot, tmp_path)
     (update,) = [r for r in hubspot.writes()]
     assert [i["id"] for i in update.json["inputs"]] == [first, third]
     assert hubspot.contacts[first]["leadcal_probability"] == "0.1235" and hubspot.contacts[third]["leadcal_mql"] == "true"
-    by_email = scores_file(tmp_path, ["A@x.example"], column="email")
-    assert push_contacts(by_email, client(hubspot), apply=False, out=lambda line: None)["unchanged"] == 1
+    # HubSpot answers 0.1235 as it stores it; a second push sees nothing to change
+    assert push_contacts(path, client(hubspot), apply=False, out=lambda line: None)["changed"] == 0
 
 
-def test_a_scores_file_without_ids_is_one_line(tmp_path, hubspot) -> None:
-    path = scores_file(tmp_path, ["1", "2"]).with_name("scores.csv")
+def test_contacts_matched_by_email_are_updated_by_their_hubspot_id(hubspot, tmp_path) -> None:
+    first = hubspot.add_contact("Ann@x.example")
+    path = scores_file(tmp_path, ["ann@X.example", "nobody@x.example"], column="email")
+    counts = push_contacts(path, client(hubspot), apply=True, out=lambda line: None)
+    assert counts == {"changed": 1, "unchanged": 0, "unknown": 1}
+    (update,) = hubspot.writes()  # HubSpot refuses an update by e-mail: leadcal sends the id it read
+    assert update.json["inputs"] == [{"id": first, "properties": {
+        "leadcal_probability": "0.1235", "leadcal_grade": "A", "leadcal_mql": "true"}}]
+    twice = scores_file(tmp_path, ["ann@x.example", "ANN@x.example"], column="email")
+    with pytest.raises(LeadcalError, match="1 ids appear twice"):
+        push_contacts(twice, client(hubspot), apply=False, out=lambda line: None)
+
+
+def test_a_partly_failed_update_sends_every_batch_and_says_how_many_failed(hubspot, tmp_path) -> None:
+    ids = [hubspot.add_contact(f"c{i}@x.example") for i in range(150)]
+    hubspot.deleted_before_update = {ids[3]}  # gone between the read and the update
+    path = scores_file(tmp_path, ids)
+    with pytest.raises(LeadcalError, match=r"1 of 150 contacts were not updated \(Object not found.*\); the other 149 were"):
+        push_contacts(path, client(hubspot), apply=True, out=lambda line: None)
+    assert [len(r.json["inputs"]) for r in hubspot.writes()] == [100, 50]
+    assert hubspot.contacts[ids[149]]["leadcal_grade"] == "B"  # the last batch went through (row 149: grade B)
+
+
+def test_scores_files_are_read_strictly(tmp_path, hubspot) -> None:
+    path = scores_file(tmp_path, ["1", "2"])
     frame = pd.read_csv(path).drop(columns="hs_object_id")
     frame.to_csv(path, index=False)
     with pytest.raises(LeadcalError, match="no hs_object_id or email column .* --keep hs_object_id"):
@@ -165,6 +223,21 @@ def test_a_scores_file_without_ids_is_one_line(tmp_path, hubspot) -> None:
     twice = scores_file(tmp_path, ["7", "7"])
     with pytest.raises(LeadcalError, match="1 ids appear twice"):
         push_contacts(twice, client(hubspot), apply=False, out=lambda line: None)
+    frame = pd.read_csv(scores_file(tmp_path, ["1", "2"]))
+    for column, value, message in (("mql", "yes", "column mql: 1 values are not true/false .*rows 2: 'yes'"),
+                                   ("probability", "", "column probability: 1 values are not between 0 and 1"),
+                                   ("grade", "", "column grade: 1 rows without a grade")):
+        broken = frame.astype({column: object})
+        broken.loc[0, column] = value
+        broken.to_csv(path, index=False)
+        with pytest.raises(LeadcalError, match=message):
+            push_contacts(path, client(hubspot), apply=False, out=lambda line: None)
+    known = hubspot.add_contact("p@x.example")
+    parquet = tmp_path / "scores.parquet"  # ids with a gap read back as floats; mql as booleans
+    frame = pd.read_csv(scores_file(tmp_path, [known, "5"]))
+    frame["hs_object_id"] = [float(known), None]
+    frame.iloc[:1].to_parquet(parquet)
+    assert push_contacts(parquet, client(hubspot), apply=False, out=lambda line: None)["changed"] == 1
 
 
 def test_cli_push_hubspot_reads_the_token_from_the_environment(default_run, hubspot, tmp_path, monkeypatch, capsys) -> None:
