@@ -1,6 +1,6 @@
 """`leadcal push mautic`: put the published points into Mautic through its REST API, a dry run first.
 
-The export (models/exports/mautic_point_actions.json, pipeline.exports.mautic_export) already
+The export (models/exports/mautic_point_actions.json, pipeline.exports.mautic.mautic_export) already
 holds the request bodies. Pushing compares them with what Mautic holds now and prints the
 difference: `+` create, `~` update (with the fields that change), `=` unchanged, `!` skipped.
 `--dry-run` stops there and sends nothing but GET requests; `--apply` creates and updates.

@@ -1,6 +1,6 @@
 """`leadcal push hubspot`: the published points as a HubSpot lead score draft, and scores onto contacts.
 
-The export (models/exports/hubspot_score_configuration.json, pipeline.hubspot_config) holds the
+The export (models/exports/hubspot_score_configuration.json, pipeline.exports.hubspot_api) holds the
 Lead Scoring API's create body. Pushing compares it with what HubSpot holds and prints the
 difference group by group: `+` create, `~` update (what changes), `=` unchanged, `-` remove,
 `!` skip. `--dry-run` stops there and sends only reads; `--apply` writes:
@@ -40,7 +40,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.errors import LeadcalError
-from pipeline.hubspot_config import API_VERSION, CONTACTS as CONTACTS_TYPE, FORMAT
+from pipeline.exports.hubspot_api import API_VERSION, CONTACTS as CONTACTS_TYPE, FORMAT
 from pipeline.push import Client
 
 API = "https://api.hubapi.com"

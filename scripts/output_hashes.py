@@ -13,7 +13,7 @@ pipeline, record the hashes, change the code, run it again, compare:
 Hashed: every file under the params' paths.sample (the generated data), paths.extracted,
 paths.features and paths.models
 (the run's logs and the previous publication kept in models/published/ included: they are
-outputs too). Exit 1 when --compare finds a file added, missing or changed.
+outputs too; lock files, which hold a process id, are not). Exit 1 when --compare finds a file added, missing or changed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from pathlib import Path
 from pipeline.params import load_params
 
 
+def _bookkeeping(path: Path) -> bool:
+    """A lock file (it holds the process id of the run that made it), not an artifact."""
+    return path.name.endswith("leadcal-lock")
+
+
 def hashes(config: Path) -> dict[str, str]:
     """path (relative to the params file's folder) -> sha256 of every output file."""
     params = load_params(config)
@@ -34,7 +39,7 @@ def hashes(config: Path) -> dict[str, str]:
     found = {}
     for folder in (params.paths.sample, params.paths.extracted, params.paths.features, params.paths.models):
         root = Path(folder)
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not _bookkeeping(p)):
             name = path.resolve().relative_to(base).as_posix() if path.resolve().is_relative_to(base) else path.as_posix()
             found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found

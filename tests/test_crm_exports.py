@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import exports, io
+from pipeline import io
+from pipeline.exports import generic, salesforce
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX
 from pipeline.signals import build_signals, read_frequency_signals, time_split
@@ -34,9 +35,9 @@ def leads(default_run: Params) -> dict[str, object]:
     features = io.read_parquet(params.paths.features / "features.parquet")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
     train, valid = time_split(features, params.train.validation_months, params.outcome.horizon_days)
-    generic = exports.read_export_rows(params.paths.models / "exports" / "weights.csv")
+    rows = generic.read_export_rows(params.paths.models / "exports" / "weights.csv")
     # the pooled "any other value" rules as columns of their own (the lead's data, read like apply_export)
-    matrix = exports._with_other_values(pd.DataFrame(generic), signals.matrix.astype(float))
+    matrix = generic.with_other_values(pd.DataFrame(rows), signals.matrix.astype(float))
     return {"matrix": matrix, "features": features, "lead": signals.leads(), "train": train.to_numpy(),
             "valid": valid.to_numpy(), "closed": features["closed"].to_numpy()}
 
@@ -79,10 +80,10 @@ def test_hubspot_sheet_rescored_with_hubspots_step_decay_sends_the_share_it_stat
 
 
 def test_account_engagement_sheet_rescored_as_score_and_grade_sends_the_share_it_states(default_run, leads) -> None:
-    sheet = exports.read_export_rows(default_run.paths.models / "exports" / "salesforce_scoring.csv")
+    sheet = generic.read_export_rows(default_run.paths.models / "exports" / "salesforce_scoring.csv")
     sheet = pd.DataFrame(sheet)
     score, thirds = 0.0, 0.0
-    for row in sheet[sheet["rule_type"] != exports.MQL_RULE].itertuples(index=False):
+    for row in sheet[sheet["rule_type"] != salesforce.MQL_RULE].itertuples(index=False):
         has = leads["matrix"][row.leadcal_signal].to_numpy(dtype=float)
         if row.rule_type.startswith("profile criterion"):  # the grade moves; the score does not
             change = re.fullmatch(r"(up|down) (\d)(/3| letters?)|none", row.grade_change)
@@ -92,7 +93,7 @@ def test_account_engagement_sheet_rescored_as_score_and_grade_sends_the_share_it
         else:  # Account Engagement points never decay
             score = score + has * float(row.points)
     grade = np.clip(GRADES.index("D") + thirds, 0, len(GRADES) - 1)
-    rule = sheet[sheet["rule_type"] == exports.MQL_RULE].set_index("field")
+    rule = sheet[sheet["rule_type"] == salesforce.MQL_RULE].set_index("field")
     passes = (grade >= GRADES.index(rule.loc["Prospect grade", "value"])) & (score >= float(rule.loc["Prospect score", "value"]))
     stated = io.read_json(default_run.paths.models / "published" / "thresholds.json")["crm"]["account_engagement"]
     assert stated["grade_at_least"] == rule.loc["Prospect grade", "value"]
@@ -118,7 +119,7 @@ def test_mautic_export_rescored_as_one_total_that_never_decays_fires_its_trigger
 def test_generic_export_carries_leadcals_own_threshold_and_reproduces_its_share(default_run, leads) -> None:
     payload = io.read_json(default_run.paths.models / "exports" / "weights.json")
     ages = pd.DataFrame({s: age(leads, s) for s in payload_activity_signals(payload)})
-    scores = exports.apply_export(payload["rows"], leads["matrix"], ages.reindex(columns=leads["matrix"].columns))
+    scores = generic.apply_export(payload["rows"], leads["matrix"], ages.reindex(columns=leads["matrix"].columns))
     thresholds = io.read_json(default_run.paths.models / "published" / "thresholds.json")
     assert payload["mql"]["total_points_at_least"] == thresholds["threshold"]  # leadcal's arithmetic: its own threshold
     passes = scores["total_points"].to_numpy() >= payload["mql"]["threshold"]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline import exports, io
+from pipeline.exports import criteria, generic, hubspot, mautic, salesforce
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
@@ -47,34 +48,34 @@ def test_round_trip_generic_export_scores_every_lead_exactly(exported, name):
     params, _, features, signals, table, header = exported
     expected = score_features(features, signals, table, header)
     path = params.paths.models / "exports" / name
-    rows = exports.read_export_rows(path)
+    rows = generic.read_export_rows(path)
     half_life = io.read_json(path.with_suffix(".json"))["half_life_days"]
     assert half_life is not None  # the default run estimates a half-life: decay is exercised
     # the export's half-life and decay rows, not the internal table, drive the decay
     decayed = decay_matrix(signals, features, half_life)
-    got = exports.apply_export(rows, decayed.matrix)
+    got = generic.apply_export(rows, decayed.matrix)
     pd.testing.assert_frame_equal(got, expected)
     # same again, decaying inside apply_export from each row's decay_half_life_days
-    got_from_ages = exports.apply_export(rows, signals.matrix, ages=_ages(features, signals))
+    got_from_ages = generic.apply_export(rows, signals.matrix, ages=_ages(features, signals))
     pd.testing.assert_frame_equal(got_from_ages, expected)
     # not a vacuous comparison: real spread in both scores, decayed values strictly inside (0, 1)
     assert expected["fit_points"].nunique() > 20 and expected["engagement_points"].nunique() > 20
     activity = decayed.matrix[[r["signal"] for r in rows if r["type"] == "activity"]].to_numpy()
     assert ((activity > 0) & (activity < 1)).any()
     # and the half-life must be the exact one: rounded to one decimal, some totals change
-    rounded = exports.apply_export(rows, decay_matrix(signals, features, round(half_life, 1)).matrix)
+    rounded = generic.apply_export(rows, decay_matrix(signals, features, round(half_life, 1)).matrix)
     assert (rounded["total_points"] != expected["total_points"]).any()
 
 
 def test_round_trip_fails_when_a_row_is_wrong(exported):
     """The comparison above would notice one point off on one row."""
     params, _, features, signals, table, header = exported
-    rows = exports.read_export_rows(params.paths.models / "exports" / "weights.json")
+    rows = generic.read_export_rows(params.paths.models / "exports" / "weights.json")
     expected = score_features(features, signals, table, header)
     tampered = [dict(r) for r in rows]
     target = next(r for r in tampered if r["signal"] == "industry = software")
     target["points"] += 1
-    got = exports.apply_export(tampered, decay_matrix(signals, features, header["half_life_days"]).matrix)
+    got = generic.apply_export(tampered, decay_matrix(signals, features, header["half_life_days"]).matrix)
     changed = got["total_points"] != expected["total_points"]
     assert changed.sum() == (signals.matrix["industry = software"] == 1).sum()
 
@@ -101,7 +102,7 @@ def _criterion_holds(row: dict, features: pd.DataFrame) -> np.ndarray:
 
 def test_structured_criteria_select_the_same_leads_as_the_signals(exported):
     params, _, features, signals, _, _ = exported
-    rows = exports.read_export_rows(params.paths.models / "exports" / "weights.json")
+    rows = generic.read_export_rows(params.paths.models / "exports" / "weights.json")
     for row in rows:
         holds = _criterion_holds(row, features)
         assert (holds == (signals.matrix[row["signal"]].to_numpy() > 0)).all(), row["criterion"]
@@ -115,9 +116,9 @@ def test_files_are_written_deterministic_utf8_with_headers(exported):
     exports.run(params)
     assert {name: (folder / name).read_bytes() for name in FILES} == first
     headers = {
-        "weights.csv": exports.GENERIC_COLUMNS,
-        "hubspot_score_properties.csv": exports.HUBSPOT_COLUMNS,
-        "salesforce_scoring.csv": exports.SALESFORCE_COLUMNS,
+        "weights.csv": criteria.GENERIC_COLUMNS,
+        "hubspot_score_properties.csv": hubspot.HUBSPOT_COLUMNS,
+        "salesforce_scoring.csv": salesforce.SALESFORCE_COLUMNS,
     }
     scored = int((table["points"] != 0).sum())
     for name, columns in headers.items():
@@ -126,7 +127,7 @@ def test_files_are_written_deterministic_utf8_with_headers(exported):
         mql_rows = 2 if name == "salesforce_scoring.csv" else 0  # Account Engagement's MQL rule: grade and score
         assert len(lines) == 1 + scored + mql_rows
     payload = json.loads(first["weights.json"].decode("utf-8"))
-    assert payload["format"] == exports.FORMAT and len(payload["rows"]) == scored
+    assert payload["format"] == generic.FORMAT and len(payload["rows"]) == scored
     csv_signals = [r[-1] for r in csv.reader(first["weights.csv"].decode().splitlines())][1:]
     assert [r["signal"] for r in payload["rows"]] == csv_signals
     assert not list(folder.glob(".*.tmp"))
@@ -157,7 +158,7 @@ HEADER = {"points_to_double_odds": 20.0, "base_log_odds": -4.0, "half_life_days"
 
 @pytest.fixture()
 def small_rows():
-    return exports.generic_rows(SMALL, HEADER, BINS)
+    return criteria.generic_rows(SMALL, HEADER, BINS)
 
 
 def test_generic_rows_words_sort_and_leave_out_zero_points(small_rows):
@@ -187,32 +188,32 @@ def test_generic_rows_words_sort_and_leave_out_zero_points(small_rows):
 
 def test_recency_gets_a_row_when_it_has_points():
     table = SMALL.assign(points=SMALL["points"].where(SMALL["type"] != "recency", 5))
-    rows = exports.generic_rows(table, {**HEADER, "half_life_days": None}, BINS)
+    rows = criteria.generic_rows(table, {**HEADER, "half_life_days": None}, BINS)
     recency = next(r for r in rows if r["type"] == "recency")
     assert recency["criterion"] == "any activity within the last 7 days"
     assert all(r["decay_half_life_days"] is None for r in rows)
-    hubspot = exports.hubspot_rows(rows)
-    assert any(h["criteria"] == "Has any engagement in the last 7 days" for h in hubspot)
+    in_hubspot = hubspot.hubspot_rows(rows)
+    assert any(h["criteria"] == "Has any engagement in the last 7 days" for h in in_hubspot)
 
 
 def test_a_band_the_params_do_not_know_is_an_error():
     table = _table([("company_size = 7-9", "fit", "fit", "company_size", "7-9", 3)])
     with pytest.raises(LeadcalError, match="numeric_bins.company_size"):
-        exports.generic_rows(table, HEADER, BINS)
+        criteria.generic_rows(table, HEADER, BINS)
 
 
 def test_generic_csv_keeps_numbers_exact(tmp_path, small_rows):
     header = {**HEADER, "half_life_days": 10.1692902682, "caps": {"company_size": 12.25, "engagement": 1234567.5}}
-    rows = exports.generic_rows(SMALL, header, BINS)
-    io.write_csv(tmp_path / "weights.csv", exports.generic_frame(rows))
-    back = exports.read_export_rows(tmp_path / "weights.csv")
+    rows = criteria.generic_rows(SMALL, header, BINS)
+    io.write_csv(tmp_path / "weights.csv", generic.generic_frame(rows))
+    back = generic.read_export_rows(tmp_path / "weights.csv")
     assert next(r for r in back if r["signal"] == "demo_request")["decay_half_life_days"] == 10.1692902682
     assert next(r for r in back if r["signal"] == "demo_request")["score_group_cap"] == 1234567.5
     assert next(r for r in back if r["attribute"] == "company_size")["attribute_cap"] == 12.25
 
 
 def test_hubspot_criteria_wording(small_rows):
-    rows = {r["leadcal_signal"]: r for r in exports.hubspot_rows(small_rows)}
+    rows = {r["leadcal_signal"]: r for r in hubspot.hubspot_rows(small_rows)}
     assert rows["industry = software"] == {
         "group": "Fit", "criteria_group": "industry", "criteria": "Contact property industry is any of software",
         "points": 14, "decay": "no", "leadcal_signal": "industry = software", "mapped": "no"}
@@ -233,19 +234,19 @@ def test_hubspot_criteria_wording(small_rows):
     (130, 6), (182, 6), (258, 6), (259, 12), (365, 12), (900, 12),
 ])
 def test_hubspot_decay_rounds_to_the_nearest_option_on_a_ratio_scale(half_life, months):
-    decay = exports.hubspot_decay(half_life)
+    decay = hubspot.hubspot_decay(half_life)
     assert decay["every_months"] == months and decay["lose_percent"] == 50
     assert decay["hubspot_half_life_days"] == pytest.approx(months * 365.25 / 12)
 
 
 def test_hubspot_decay_none_without_half_life():
-    assert exports.hubspot_decay(None) is None
+    assert hubspot.hubspot_decay(None) is None
 
 
 def test_hubspot_settings_caps_and_ranges():
     header = {**HEADER, "caps": {"fit": 40.0, "pricing_page_visit": 30.0}}
-    rows = exports.generic_rows(SMALL, header, BINS)
-    settings = exports.hubspot_settings(rows, header, SMALL)
+    rows = criteria.generic_rows(SMALL, header, BINS)
+    settings = hubspot.hubspot_settings(rows, header, SMALL)
     assert settings["engagement_decay"]["every_months"] == 1
     assert settings["score_limits"]["fit"] == 40.0 and settings["score_limits"]["engagement"] is None
     assert settings["group_limits"] == [{"attribute": "pricing_page_visit", "limit": 30.0, "note": "",
@@ -256,17 +257,17 @@ def test_hubspot_settings_caps_and_ranges():
 
 
 def test_salesforce_rows(small_rows):
-    rows = {r["leadcal_signal"]: r for r in exports.salesforce_rows(small_rows)}
-    assert list(next(iter(rows.values()))) == exports.SALESFORCE_COLUMNS
+    rows = {r["leadcal_signal"]: r for r in salesforce.salesforce_rows(small_rows)}
+    assert list(next(iter(rows.values()))) == salesforce.SALESFORCE_COLUMNS
     assert rows["industry = software"] == {"rule_type": "profile criterion (grading)", "field": "industry",
                                            "operator": "is", "value": "software", "points": None,
                                            "grade_change": "up 1 letter", "leadcal_signal": "industry = software",
                                            "mapped": "no", "note": "leadcal: +14 points; 1 points = 1/3 of a letter"}
     # at 5 points a third of a letter, 14 points move the grade by 3 thirds (a letter), 7 by 1/3, 2 not at all
-    graded = {r["leadcal_signal"]: r["grade_change"] for r in exports.salesforce_rows(small_rows, per_third=5.0)
+    graded = {r["leadcal_signal"]: r["grade_change"] for r in salesforce.salesforce_rows(small_rows, per_third=5.0)
               if r["rule_type"].startswith("profile")}
     assert graded["industry = software"] == "up 1 letter"
-    assert all(r["rule_type"] != exports.MQL_RULE for r in exports.salesforce_rows(small_rows))  # no threshold given
+    assert all(r["rule_type"] != salesforce.MQL_RULE for r in salesforce.salesforce_rows(small_rows))  # no threshold given
     assert (rows["company_size = 201-1k"]["operator"], rows["company_size = 201-1k"]["value"]) == (
         "is between (inclusive)", "201 and 1000")
     assert (rows["company_size = unknown"]["operator"], rows["company_size = unknown"]["value"]) == ("is empty", "")
@@ -291,11 +292,11 @@ def test_salesforce_rows(small_rows):
     ("social_like", "custom"), ("social_comment", "custom"), ("chat_started", "custom"),
 ])
 def test_mautic_type_mapping(activity, action):
-    assert exports.mautic_type(activity) == action
+    assert mautic.mautic_type(activity) == action
 
 
 def test_mautic_export(small_rows):
-    payload = exports.mautic_export(small_rows, HEADER, numeric=BINS)
+    payload = mautic.mautic_export(small_rows, HEADER, numeric=BINS)
     actions = {a["leadcal_signal"]: a for a in payload["point_actions"]}
     assert set(actions) == {"demo_request", "pricing_page_visit 4+ in 30 days"}
     demo = actions["demo_request"]["api"]
@@ -321,7 +322,7 @@ def test_mautic_export(small_rows):
     assert payload["point_trigger"] is None  # no threshold given
     mql = {"threshold": 61, "validation": {"mql_share": 0.2, "mql_close_rate": 0.08, "average_close_rate": 0.03,
                                            "customers_captured": 0.5}}
-    trigger = exports.mautic_export(small_rows, HEADER, mql)["point_trigger"]["api"]
+    trigger = mautic.mautic_export(small_rows, HEADER, mql)["point_trigger"]["api"]
     assert (trigger["points"], trigger["name"]) == (61, "leadcal MQL: 61 points")
     assert "20.0 % of leads are MQLs, closing at 8.0 %" in trigger["description"]
 
@@ -341,29 +342,29 @@ MAPPING = {
 
 
 def test_mapping_puts_each_crms_own_names_in_its_file_and_lists_the_rest(small_rows, tmp_path):
-    mautic = exports.mautic_export(small_rows, HEADER, None, MAPPING["mautic"], BINS)
-    actions = {a["leadcal_signal"]: a for a in mautic["point_actions"]}
+    payload = mautic.mautic_export(small_rows, HEADER, None, MAPPING["mautic"], BINS)
+    actions = {a["leadcal_signal"]: a for a in payload["point_actions"]}
     assert actions["demo_request"]["api"]["properties"] == {"forms": [3, 7]} and actions["demo_request"]["mapped"]
     assert actions["pricing_page_visit 4+ in 30 days"]["api"]["properties"] == {
         "page_url": "https://example.com/pricing*", "page_hits": 4}
-    segments = {s["leadcal_signal"]: s["api"]["filters"] for s in mautic["segments"]}
+    segments = {s["leadcal_signal"]: s["api"]["filters"] for s in payload["segments"]}
     assert segments["industry = software"][0]["field"] == "sector"
     assert segments["industry = software"][0]["properties"]["filter"] == "Software & SaaS"
     assert segments["company_size = 201-1k"][0]["field"] == "employees"
-    assert set(mautic["unmapped"]) == {"ratio = 0.5-1.5", "unsubscribe"}
+    assert set(payload["unmapped"]) == {"ratio = 0.5-1.5", "unsubscribe"}
 
-    hubspot = {r["leadcal_signal"]: r for r in exports.hubspot_rows(small_rows, MAPPING["hubspot"])}
-    assert hubspot["industry = software"]["criteria"] == "Contact property industry_hs is any of COMPUTER_SOFTWARE"
-    assert hubspot["demo_request"]["criteria"] == "Has completed form submission: Demo request"
-    assert (hubspot["demo_request"]["mapped"], hubspot["unsubscribe"]["mapped"]) == ("yes", "no")
+    in_hubspot = {r["leadcal_signal"]: r for r in hubspot.hubspot_rows(small_rows, MAPPING["hubspot"])}
+    assert in_hubspot["industry = software"]["criteria"] == "Contact property industry_hs is any of COMPUTER_SOFTWARE"
+    assert in_hubspot["demo_request"]["criteria"] == "Has completed form submission: Demo request"
+    assert (in_hubspot["demo_request"]["mapped"], in_hubspot["unsubscribe"]["mapped"]) == ("yes", "no")
 
-    pardot = {r["leadcal_signal"]: r for r in exports.salesforce_rows(small_rows, 5.0, None, MAPPING["account_engagement"])}
+    pardot = {r["leadcal_signal"]: r for r in salesforce.salesforce_rows(small_rows, 5.0, None, MAPPING["account_engagement"])}
     assert (pardot["industry = software"]["field"], pardot["industry = software"]["mapped"]) == ("Industry", "yes")
     assert (pardot["demo_request"]["field"], pardot["demo_request"]["value"]) == ("Prospect form", "Demo")
     assert pardot["company_size = 201-1k"]["mapped"] == "no"
 
     summary = exports.write_exports(tmp_path, SMALL, HEADER, BINS, None, MAPPING)
-    assert summary["unmapped"]["mautic"] == mautic["unmapped"]
+    assert summary["unmapped"]["mautic"] == payload["unmapped"]
     assert "demo_request" not in summary["unmapped"]["hubspot"] and "unsubscribe" in summary["unmapped"]["hubspot"]
     assert "demo_request" not in summary["unmapped"]["account_engagement"]
 
@@ -418,8 +419,8 @@ def test_csv_sheets_never_start_a_cell_with_a_formula(tmp_path):
 
 def test_a_signal_named_like_a_formula_survives_export_and_reimport(tmp_path):
     exports.write_exports(tmp_path, FORMULA_TABLE, HEADER, {})
-    from_csv = exports.read_export_rows(tmp_path / "weights.csv")
-    from_json = exports.read_export_rows(tmp_path / "weights.json")
+    from_csv = generic.read_export_rows(tmp_path / "weights.csv")
+    from_json = generic.read_export_rows(tmp_path / "weights.json")
     assert [r["signal"] for r in from_csv] == [r["signal"] for r in from_json]
     assert "=1+2" in [r["signal"] for r in from_csv] and "@SUM(A1)" in [r["attribute"] for r in from_csv]
     hyperlink = next(r for r in from_csv if r["signal"].startswith("industry = ="))
@@ -430,8 +431,8 @@ def test_a_signal_named_like_a_formula_survives_export_and_reimport(tmp_path):
     matrix = pd.DataFrame({s: rng.integers(0, 2, 50) for s in FORMULA_TABLE["signal"]}, dtype=float)
     industry = rng.integers(0, 2, 50)
     matrix["industry = software"], matrix[FORMULA_TABLE["signal"][2]] = industry.astype(float), 1.0 - industry
-    pd.testing.assert_frame_equal(exports.apply_export(from_csv, matrix), exports.apply_export(from_json, matrix))
-    pd.testing.assert_frame_equal(exports.apply_export(from_csv, matrix), score_leads(matrix, FORMULA_TABLE, {}))
+    pd.testing.assert_frame_equal(generic.apply_export(from_csv, matrix), generic.apply_export(from_json, matrix))
+    pd.testing.assert_frame_equal(generic.apply_export(from_csv, matrix), score_leads(matrix, FORMULA_TABLE, {}))
 
 
 # --------------------------------------------------------------------------- apply_export against score_leads
@@ -471,19 +472,19 @@ def test_apply_export_matches_score_leads_with_caps_and_decay(caps, seed):
     features = pd.DataFrame({AGE_PREFIX + a: ages[a] for a in ages.columns})
     decayed = decay_matrix(SignalSet(matrix, table), features, 7.5).matrix
     expected = score_leads(decayed, table, caps)
-    rows = exports.generic_rows(table, header, {})
-    pd.testing.assert_frame_equal(exports.apply_export(rows, decayed), expected)
-    pd.testing.assert_frame_equal(exports.apply_export(rows, matrix, ages=ages), expected)
+    rows = criteria.generic_rows(table, header, {})
+    pd.testing.assert_frame_equal(generic.apply_export(rows, decayed), expected)
+    pd.testing.assert_frame_equal(generic.apply_export(rows, matrix, ages=ages), expected)
 
 
 def test_apply_export_needs_every_signal():
-    rows = exports.generic_rows(SMALL, HEADER, BINS)
+    rows = criteria.generic_rows(SMALL, HEADER, BINS)
     with pytest.raises(LeadcalError, match="demo_request"):
-        exports.apply_export(rows, pd.DataFrame({"industry = software": [1.0]}))
+        generic.apply_export(rows, pd.DataFrame({"industry = software": [1.0]}))
 
 
 def test_apply_export_of_an_empty_export_is_zero():
-    got = exports.apply_export([], pd.DataFrame({"a": [1.0, 0.0]}))
+    got = generic.apply_export([], pd.DataFrame({"a": [1.0, 0.0]}))
     assert got["total_points"].tolist() == [0, 0]
 
 
@@ -517,7 +518,7 @@ def test_exports_follow_the_publication_not_a_rejected_candidate(default_run, tm
     assert publish.run(params)["status"] == "published"
     exports.run(params)
     changed = weights["signals"][0]
-    rows = {r["signal"]: r for r in exports.read_export_rows(models / "exports" / "weights.json")}
+    rows = {r["signal"]: r for r in generic.read_export_rows(models / "exports" / "weights.json")}
     assert rows[changed["signal"]]["points"] == changed["points"]
 
 
@@ -545,7 +546,7 @@ def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(se
     unseen["seniority = vp"] = 1.0
     matrix = pd.concat([matrix, unseen], ignore_index=True)
     header = {**HEADER, "half_life_days": 7.5}
-    rows = exports.generic_rows(table, header, {})
+    rows = criteria.generic_rows(table, header, {})
     pooled = {r["attribute"]: r for r in rows if r["operator"] == "is_none_of"}
     assert set(pooled) == {"industry", "seniority"} and all(r["points"] == -6 for r in pooled.values())
     assert pooled["industry"]["value"] == "retail; software"  # the values scored on their own, empty aside
@@ -555,11 +556,11 @@ def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(se
     assert not any(r["signal"] in ("industry = media", "seniority = intern") for r in rows)
     expected = score_leads(matrix, table, {})
     assert (expected["fit_points"].iloc[-3:] == -6 + table.set_index("signal").loc["seniority = vp", "points"]).all()
-    pd.testing.assert_frame_equal(exports.apply_export(rows, matrix), expected)
+    pd.testing.assert_frame_equal(generic.apply_export(rows, matrix), expected)
     exports.write_exports(tmp_path, table, header, {})
     for name in ("weights.json", "weights.csv"):
-        again = exports.read_export_rows(tmp_path / name)
-        pd.testing.assert_frame_equal(exports.apply_export(again, matrix), expected)
+        again = generic.read_export_rows(tmp_path / name)
+        pd.testing.assert_frame_equal(generic.apply_export(again, matrix), expected)
     hubspot = pd.read_csv(tmp_path / "hubspot_score_properties.csv")
     assert hubspot["criteria"].str.contains("Contact property seniority is known and is none of vp; manager").any()
     mautic = io.read_json(tmp_path / "mautic_point_actions.json")
@@ -574,6 +575,6 @@ def test_rare_numeric_bands_keep_their_range_rules():
 
     table = SMALL.assign(status="scored")
     table.loc[table["signal"] == "company_size = 5001+", "status"] = STATUS_LOW_SUPPORT_FIT
-    rows = {r["signal"]: r for r in exports.generic_rows(table, HEADER, BINS)}
+    rows = {r["signal"]: r for r in criteria.generic_rows(table, HEADER, BINS)}
     assert rows["company_size = 5001+"]["operator"] == "at_least" and rows["company_size = 5001+"]["points"] == -3
     assert not any(r["operator"] == "is_none_of" for r in rows.values())

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import hubspot_config, io
+from pipeline import io
+from pipeline.exports import hubspot_api
 from pipeline.params import ActivityMapping, CrmMapping, Params
 from pipeline.push_hubspot import body_to_push, update_body
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX
@@ -94,7 +95,7 @@ ROW = {"score_group": "fit", "type": "fit", "attribute_cap": None, "decay_half_l
 
 
 def conditions(row: dict, mapping: CrmMapping = CrmMapping(), numeric: set[str] = frozenset()) -> list[tuple]:
-    rule, _ = hubspot_config.rule_for({**ROW, **row}, mapping, set(numeric))
+    rule, _ = hubspot_api.rule_for({**ROW, **row}, mapping, set(numeric))
     calculation = rule["configuration"]["calculation"]
     return [(c["property"], c["operation"]["operationType"], c["operation"]["operator"],
              c["operation"].get("values", c["operation"].get("value")), c["operation"]["includeObjectsWithNoValueSet"])
@@ -135,14 +136,14 @@ def test_caps_become_group_limits_and_what_hubspot_cannot_cap_is_said() -> None:
     rows = [fit, engagement("pricing", "activity", 30, 25.0, True), engagement("pricing", "frequency", 20, 25.0, False)]
     ranges = {"fit": {"highest": 40}, "engagement": {"highest": 50}}
     header = {"caps": {"industry": 20.0, "pricing": 25.0, "fit": 30.0}, "half_life_days": 10.0, "numeric_attributes": []}
-    payload = hubspot_config.score_configuration(rows, header, ranges, None, CrmMapping())
+    payload = hubspot_api.score_configuration(rows, header, ranges, None, CrmMapping())
     limits = {g["groupName"]: g.get("maxValue") for g in payload["api"]["groupConfigs"]}
     assert limits == {"industry": 20, "pricing (decay)": 25, "pricing (no decay)": 25}
     # fit is capped at 30, engagement not at all: one limit for both can only be engagement's highest score
     assert payload["api"]["maxScorePerCategory"] == 50
     notes = " ".join(payload["not_expressed"])
     assert "leadcal caps fit at 30" in notes and "pricing: leadcal caps its activity and frequency rows together" in notes
-    both = hubspot_config.score_configuration(rows, {**header, "caps": {"fit": 30.0, "engagement": 60.0}}, ranges, None,
+    both = hubspot_api.score_configuration(rows, {**header, "caps": {"fit": 30.0, "engagement": 60.0}}, ranges, None,
                                               CrmMapping())
     assert both["api"]["maxScorePerCategory"] == 60 and "leadcal caps fit at 30" in " ".join(both["not_expressed"])
 
@@ -152,13 +153,13 @@ def test_an_activity_counts_once_and_uses_the_mapped_event_type() -> None:
            "decay_half_life_days": 10.0, "points": 42, "value": 1, "value_high": None, "window_days": None}
     mapping = CrmMapping(activities={"demo_request": ActivityMapping(event_type_id="4-1639801", event_property="hs_form_id",
                                                                      ids=["f-123"])})
-    rule, mapped = hubspot_config.rule_for(row, mapping, set())
+    rule, mapped = hubspot_api.rule_for(row, mapping, set())
     entry = rule["configuration"]["calculation"]["eventCalculators"][0]
     assert mapped and rule["maximumValue"] == 42 and entry["eventTypeId"] == "4-1639801"
     condition = entry["recordCalculation"]["whereCondition"]["conditions"][0]
     assert entry["recordCalculation"]["value"] == 42 and condition["property"] == "hs_form_id"
     assert condition["operation"]["values"] == ["f-123"]
-    negative, mapped = hubspot_config.rule_for({**row, "points": -20}, CrmMapping(), set())
+    negative, mapped = hubspot_api.rule_for({**row, "points": -20}, CrmMapping(), set())
     assert not mapped and negative["minimumValue"] == -20 and "maximumValue" not in negative
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from pipeline import exports, io
+from pipeline import io
+from pipeline.exports import generic, mautic
 from pipeline.params import ActivityMapping, CrmMapping, MAUTIC_POINT_TYPES, Params
 
 IDS = {"type": "array", "items": {"type": ["integer", "string"]}}
@@ -75,16 +76,16 @@ def test_the_default_runs_mautic_file_validates(default_run: Params) -> None:
     assert payload["point_actions"] and payload["segments"] and payload["point_trigger"] is not None
     # every signal is in exactly one of the three lists
     signals = [e["leadcal_signal"] for key in ("point_actions", "segments", "by_campaign") for e in payload[key]]
-    assert len(signals) == len(set(signals)) == len(exports.read_export_rows(default_run.paths.models / "exports" / "weights.json"))
+    assert len(signals) == len(set(signals)) == len(generic.read_export_rows(default_run.paths.models / "exports" / "weights.json"))
 
 
 def test_a_mapped_export_validates_and_an_invalid_body_is_caught(default_run: Params) -> None:
-    rows = exports.read_export_rows(default_run.paths.models / "exports" / "weights.json")
+    rows = generic.read_export_rows(default_run.paths.models / "exports" / "weights.json")
     mapping = CrmMapping(activities={"demo_request": ActivityMapping(event="form.submit", ids=[3]),
                                      "pricing_page_visit": ActivityMapping(event="url.hit", page_url="https://x.example/p*"),
                                      "email_open": ActivityMapping(event="email.open", ids=[12])},
                          properties={"industry": "sector"})
-    payload = exports.mautic_export(rows, {"half_life_days": 10.0}, {"threshold": 59, "validation": {}}, mapping,
+    payload = mautic.mautic_export(rows, {"half_life_days": 10.0}, {"threshold": 59, "validation": {}}, mapping,
                                     default_run.signals.numeric_bins)
     validate(payload)
     demo = next(e for e in payload["point_actions"] if e["leadcal_signal"] == "demo_request")["api"]

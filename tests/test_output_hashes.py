@@ -21,6 +21,7 @@ def test_a_changed_added_or_missing_artifact_is_reported(tmp_path: Path) -> None
     (tmp_path / "data" / "features").mkdir(parents=True)
     (tmp_path / "models" / "exports" / "weights.csv").write_text("signal,points\ndemo,40\n")
     (tmp_path / "data" / "features" / "features.parquet").write_bytes(b"PAR1")
+    (tmp_path / "models" / ".leadcal-lock").write_text("4242")  # a lock holds the run's process id: not an output
     before = output_hashes.hashes(config)
     assert set(before) == {"models/exports/weights.csv", "data/features/features.parquet"}
     assert output_hashes.differences(output_hashes.hashes(config), before) == []

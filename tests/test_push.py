@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exports, io
+from pipeline import io
+from pipeline.exports import generic
+from pipeline.exports.mautic import mautic_export
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping, Params
@@ -21,8 +23,8 @@ MAPPING = CrmMapping(activities={"demo_request": ActivityMapping(event="form.sub
 
 
 def export_file(default_run: Params, folder: Path, threshold: int = 59, mapping: CrmMapping = MAPPING) -> Path:
-    rows = exports.read_export_rows(default_run.paths.models / "exports" / "weights.json")
-    payload = exports.mautic_export(rows, {"half_life_days": 10.0}, {"threshold": threshold, "validation": {}}, mapping,
+    rows = generic.read_export_rows(default_run.paths.models / "exports" / "weights.json")
+    payload = mautic_export(rows, {"half_life_days": 10.0}, {"threshold": threshold, "validation": {}}, mapping,
                                     default_run.signals.numeric_bins)
     path = folder / "mautic_point_actions.json"
     io.write_json(path, payload)

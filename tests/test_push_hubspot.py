@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import exports, hubspot_config, io
+from pipeline import io
+from pipeline.exports import generic
+from pipeline.exports import hubspot_api
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping, Params
@@ -25,11 +27,11 @@ MAPPING = CrmMapping(properties={"industry": "industry", "company_size": "number
 
 def export_file(default_run: Params, folder: Path, mapping: CrmMapping = MAPPING, bump: int = 0) -> Path:
     """The default run's HubSpot configuration with `mapping` (and every points value moved by `bump`)."""
-    rows = exports.read_export_rows(default_run.paths.models / "exports" / "weights.json")
+    rows = generic.read_export_rows(default_run.paths.models / "exports" / "weights.json")
     rows = [{**r, "points": int(r["points"]) + bump} for r in rows]
     settings = io.read_json(default_run.paths.models / "exports" / "hubspot_score_settings.json")
     header = io.read_json(default_run.paths.models / "published" / "weights.json")
-    payload = hubspot_config.score_configuration(rows, header, settings["points_range"], {"threshold": 59}, mapping)
+    payload = hubspot_api.score_configuration(rows, header, settings["points_range"], {"threshold": 59}, mapping)
     path = folder / "hubspot_score_configuration.json"
     io.write_json(path, payload)
     return path
