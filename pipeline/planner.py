@@ -16,7 +16,7 @@ from __future__ import annotations
 from pipeline import io
 from pipeline.contract import customer_amounts
 from pipeline.errors import LeadcalError
-from pipeline.funnel import plan_volume
+from pipeline.funnel.planning import plan_volume
 from pipeline.params import Params
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline import funnel, io
+from pipeline.funnel import common, conversion, feedback, planning, timing
 from pipeline.params import Params
 from pipeline.stats import wilson_interval
 
@@ -56,11 +57,11 @@ def _by_stage(table: pd.DataFrame) -> pd.DataFrame:
 
 def test_hand_funnel_counts_and_rates() -> None:
     stages, leads = hand_tables()
-    table = _by_stage(funnel.funnel_conversion(stages, leads))
+    table = _by_stage(conversion.funnel_conversion(stages, leads))
     # reached (the stage or any later one):
     #   lead 10; mql: L02-L08, L10 = 8 (L07 through its customer row); sal: L03-L07, L10 = 6;
     #   sql: L04-L07, L10 = 5; opportunity: L05, L06, L07, L10 = 4; customer: L05, L06, L07 = 3
-    assert list(table.index) == list(funnel.FUNNEL)
+    assert list(table.index) == list(common.FUNNEL)
     assert table["leads"].tolist() == [10, 8, 6, 5, 4, 3]
     assert table["previous"].tolist() == [10, 10, 8, 6, 5, 4]
     assert table["base"].tolist() == [10] * 6
@@ -77,7 +78,7 @@ def test_hand_funnel_counts_and_rates() -> None:
 
 def test_hand_funnel_by_source_and_month() -> None:
     stages, leads = hand_tables()
-    by_source = funnel.funnel_conversion(stages, leads, by="source")
+    by_source = conversion.funnel_conversion(stages, leads, by="source")
     # web = L01-L05: mql L02-L05 = 4, sal L03-L05 = 3, sql L04, L05 = 2, opportunity L05, customer L05
     # event = L06-L10: mql L06, L07, L08, L10 = 4, sal L06, L07, L10 = 3, sql 3, opportunity 3, customer L06, L07 = 2
     assert by_source["source"].tolist() == ["event"] * 6 + ["web"] * 6  # groups sorted
@@ -85,7 +86,7 @@ def test_hand_funnel_by_source_and_month() -> None:
     web = _by_stage(by_source[by_source["source"] == "web"])
     assert web.loc["customer", "rate_from_previous"] == 1.0  # 1 of 1 opportunity
     assert web.loc["sql", "rate_from_previous"] == 2 / 3
-    by_month = funnel.funnel_conversion(stages, leads, by="month")
+    by_month = conversion.funnel_conversion(stages, leads, by="month")
     # January = L01-L03: mql L02, L03; sal L03; nothing further
     jan = _by_stage(by_month[by_month["month"] == "2024-01"])
     assert jan["leads"].tolist() == [3, 2, 1, 0, 0, 0]
@@ -100,7 +101,7 @@ def test_hand_funnel_by_source_and_month() -> None:
 def test_stage_no_lead_reached_is_reported_with_a_note() -> None:
     stages, leads = hand_tables()
     no_customers = stages[stages["stage"] != "customer"]
-    table = _by_stage(funnel.funnel_conversion(no_customers, leads))
+    table = _by_stage(conversion.funnel_conversion(no_customers, leads))
     # without customer rows: L07 is only a lead, L06 stops at sql.
     #   mql: L02-L06, L08, L10 = 7; sal: L03-L06, L10 = 5; sql: L04-L06, L10 = 4; opportunity: L05, L10 = 2
     assert table["leads"].tolist() == [10, 7, 5, 4, 2, 0]
@@ -111,7 +112,7 @@ def test_stage_no_lead_reached_is_reported_with_a_note() -> None:
 def test_matured_mask_restricts_only_the_customer_step() -> None:
     stages, leads = hand_tables()
     matured = ~leads["lead_id"].isin(["L09", "L10"]).to_numpy()
-    table = _by_stage(funnel.funnel_conversion(stages, leads, matured=matured))
+    table = _by_stage(conversion.funnel_conversion(stages, leads, matured=matured))
     # earlier stages on all 10 leads, as before
     assert table["leads"].tolist()[:5] == [10, 8, 6, 5, 4]
     # customer on the 8 matured leads: opportunity L05, L06, L07 (L10 is not matured), customers all three
@@ -119,42 +120,42 @@ def test_matured_mask_restricts_only_the_customer_step() -> None:
     assert table.loc["customer", "rate_from_previous"] == 1.0
     assert table.loc["customer", "rate_from_lead"] == 3 / 8
     assert table.loc["customer", "population"] == "matured"
-    none = _by_stage(funnel.funnel_conversion(stages, leads, matured=np.zeros(10, dtype=bool)))
+    none = _by_stage(conversion.funnel_conversion(stages, leads, matured=np.zeros(10, dtype=bool)))
     assert none.loc["customer", "note"] == "no matured lead: rates toward customer are not known yet"
     assert math.isnan(none.loc["customer", "rate_from_lead"])
     with pytest.raises(ValueError, match="boolean mask of 10"):
-        funnel.funnel_conversion(stages, leads, matured=np.ones(3, dtype=bool))
+        conversion.funnel_conversion(stages, leads, matured=np.ones(3, dtype=bool))
 
 
 def test_within_days_ignores_late_stages() -> None:
     stages, leads = hand_tables()
     # within 15 days (360 h): L07's customer at 480 h is too late, so L07 stays a lead
-    table = _by_stage(funnel.funnel_conversion(stages, leads, within_days=15))
+    table = _by_stage(conversion.funnel_conversion(stages, leads, within_days=15))
     assert table["leads"].tolist() == [10, 7, 5, 4, 3, 2]
 
 
 def test_conversion_counts_chain() -> None:
     stages, leads = hand_tables()
-    counts = funnel.conversion_counts(stages, leads)
+    counts = conversion.conversion_counts(stages, leads)
     # lead->mql 8 of 10, mql->sql 5 of 8, sql->customer 3 of 5
     assert counts[["from_stage", "to_stage", "successes", "trials"]].values.tolist() == [
         ["lead", "mql", 8, 10], ["mql", "sql", 5, 8], ["sql", "customer", 3, 5]]
-    monthly = funnel.monthly_rates(stages, leads).set_index("month")
+    monthly = conversion.monthly_rates(stages, leads).set_index("month")
     # February = L04-L10: mql L04-L08, L10 = 6 of 7; sql L04-L07, L10 = 5 of 6; customer 3 of 5
     assert monthly.loc["2024-02"].tolist() == [6 / 7, 5 / 6, 3 / 5]
     assert monthly.loc["2024-01", "lead_to_mql"] == 2 / 3
     assert math.isnan(monthly.loc["2024-01", "sql_to_customer"])  # no SQL in January
     with pytest.raises(ValueError, match="funnel order"):
-        funnel.conversion_counts(stages, leads, chain=("sql", "mql"))
+        conversion.conversion_counts(stages, leads, chain=("sql", "mql"))
     with pytest.raises(ValueError, match="not a column"):
-        funnel.funnel_conversion(stages, leads, by="industry")
+        conversion.funnel_conversion(stages, leads, by="industry")
 
 
 # ------------------------------------------------------------------------------------- SLA, durations
 
 def test_sla_follow_up_by_hand() -> None:
     stages, _ = hand_tables()
-    sla = funnel.sla_follow_up(stages, sla_hours=[48, 24])
+    sla = timing.sla_follow_up(stages, sla_hours=[48, 24])
     # MQLs with an mql row: L02, L03, L04, L05, L06, L08, L10 = 7 (L07 skipped mql); all older than 48 h.
     # next stage, hours after the mql: L02 lost 100, L03 sal 10, L04 sal 30, L05 sal 2, L06 sql 60, L10 sal 20; L08 none
     assert (sla["mqls"], sla["mqls_due"], sla["mqls_not_yet_due"]) == (7, 7, 0)
@@ -165,20 +166,20 @@ def test_sla_follow_up_by_hand() -> None:
     assert sla["hours_to_next_stage"] == {"mqls": 6, "median": 25.0, "p90": 80.0}
     # within 24 h: 2, 10, 20 -> 3 of 7; within 48 h: + 30 -> 4 of 7 (the unfollowed L08 is a miss)
     assert [(w["hours"], w["mqls"], w["share"]) for w in sla["within_sla"]] == [(24, 3, 3 / 7), (48, 4, 4 / 7)]
-    strict = funnel.sla_follow_up(stages, sla_hours=[24], lost_is_follow_up=False)
+    strict = timing.sla_follow_up(stages, sla_hours=[24], lost_is_follow_up=False)
     assert strict["followed_up"]["mqls"] == 5  # L02's lost no longer counts
     # as of 47 h after L08's mql, L08 and L10 (whose mql is at the same moment) are not due for a 48 h SLA
-    recent = funnel.sla_follow_up(stages, as_of=_created("L08") + pd.Timedelta(hours=72 + 47))
+    recent = timing.sla_follow_up(stages, as_of=_created("L08") + pd.Timedelta(hours=72 + 47))
     assert recent["mqls_not_yet_due"] == 2  # L08, and L10 (created two days later)
     with pytest.raises(ValueError, match="sla_hours"):
-        funnel.sla_follow_up(stages, sla_hours=[])
+        timing.sla_follow_up(stages, sla_hours=[])
     with pytest.raises(ValueError, match="sla_hours"):
-        funnel.sla_follow_up(stages, sla_hours=[24, -1])
+        timing.sla_follow_up(stages, sla_hours=[24, -1])
 
 
 def test_stage_durations_by_hand() -> None:
     stages, leads = hand_tables()
-    result = funnel.stage_durations(stages, leads)
+    result = timing.stage_durations(stages, leads)
     t = result["transitions"].set_index(["from_stage", "to_stage"])
     # lead->mql: 24, 48, 24, 24, 48, 72, 24 h = 1, 2, 1, 1, 2, 3, 1 days: median 1; p90 at 5.4: 2 + 0.4 = 2.4
     assert t.loc[("lead", "mql")].tolist() == [7, 1.0, pytest.approx(2.4), 0]
@@ -191,7 +192,7 @@ def test_stage_durations_by_hand() -> None:
     assert t.loc[("lead", "customer"), "median_days"] == 20.0                                   # L07, 480 h
     assert t.loc[("sal", "sql")].tolist() == [3, 2.0, 2.0, 0]                                   # 48 h each
     assert ("lead", "lost") not in t.index  # lost is not a funnel stage
-    assert list(t.index) == sorted(t.index, key=lambda p: (funnel.RANK[p[0]], funnel.RANK[p[1]]))
+    assert list(t.index) == sorted(t.index, key=lambda p: (common.RANK[p[0]], common.RANK[p[1]]))
     # sales cycle: 242, 348, 480 h = 10.083, 14.5, 20 days: median 14.5, p90 at 1.8: 14.5 + 0.8 * 5.5 = 18.9
     assert result["sales_cycle"]["customers"] == 3
     assert result["sales_cycle"]["median_days"] == 14.5
@@ -201,17 +202,17 @@ def test_stage_durations_by_hand() -> None:
     # event: 348, 480 h: median 414 h; p90 348 + 0.9 * 132 = 466.8 h
     assert cycle.loc["event"].tolist() == [2, pytest.approx(414 / 24), pytest.approx(466.8 / 24)]
     # without leads: the lead row dates the start, and no source column -> no groups
-    alone = funnel.stage_durations(stages)
+    alone = timing.stage_durations(stages)
     assert alone["by"] is None and alone["sales_cycle"]["median_days"] == 14.5
     with pytest.raises(ValueError, match="not a column"):
-        funnel.stage_durations(stages, leads, by="industry")
+        timing.stage_durations(stages, leads, by="industry")
 
 
 # ------------------------------------------------------------------------------------- rejections
 
 def test_rejection_feedback_by_hand() -> None:
     stages, leads = hand_tables()
-    outcomes = funnel.mql_outcomes(stages, leads["lead_id"])
+    outcomes = feedback.mql_outcomes(stages, leads["lead_id"])
     # MQLs: L02-L08, L10 (8); rejected: L02 and L03 (lost without sql). L04 reached sql, L08 has no lost,
     # L09 was lost without being an MQL.
     assert outcomes.index[outcomes["mql"]].tolist() == ["L02", "L03", "L04", "L05", "L06", "L07", "L08", "L10"]
@@ -224,7 +225,7 @@ def test_rejection_feedback_by_hand() -> None:
         "nobody": [0] * 10,
     }, index=pd.Index(ids, name="lead_id"))
     catalog = pd.DataFrame({"signal": matrix.columns, "kind": ["engagement", "engagement", "fit", "fit"]})
-    result = funnel.rejection_feedback(stages, matrix, catalog)
+    result = feedback.rejection_feedback(stages, matrix, catalog)
     assert result["overall"]["mqls"] == 8 and result["overall"]["rejected"] == 2
     assert result["overall"]["rate"] == 0.25
     table = result["signals"]
@@ -238,7 +239,7 @@ def test_rejection_feedback_by_hand() -> None:
     assert rows.loc["never_rejected", "rejection_rate"] == 0.0
     assert rows.loc["nobody", "mqls"] == 0 and math.isnan(rows.loc["nobody", "rejection_rate"])
     with pytest.raises(ValueError, match="0/1"):
-        funnel.rejection_feedback(stages, matrix * 2)
+        feedback.rejection_feedback(stages, matrix * 2)
 
 
 def test_lost_before_becoming_an_mql_is_not_a_rejection() -> None:
@@ -247,7 +248,7 @@ def test_lost_before_becoming_an_mql_is_not_a_rejection() -> None:
     rows = [("R1", "lead", 0), ("R1", "lost", 10), ("R1", "mql", 50), ("R2", "lead", 0), ("R2", "mql", 5),
             ("R2", "lost", 30), ("R3", "lead", 0), ("R3", "mql", 5), ("R3", "sql", 8), ("R3", "lost", 30)]
     stages = pd.DataFrame([{"lead_id": i, "stage": s, "entered_at": BASE + pd.Timedelta(hours=h)} for i, s, h in rows])
-    outcomes = funnel.mql_outcomes(stages, ["R1", "R2", "R3", "R4"])  # R4 has no stage row at all
+    outcomes = feedback.mql_outcomes(stages, ["R1", "R2", "R3", "R4"])  # R4 has no stage row at all
     assert outcomes["mql"].tolist() == [True, True, True, False]
     assert outcomes["rejected"].tolist() == [False, True, False, False]
 
@@ -258,7 +259,7 @@ HAND_RATES = {"lead->mql": (8, 10), "mql->sql": (5, 8), "sql->customer": (3, 5)}
 
 
 def test_plan_volume_point_estimate_by_hand() -> None:
-    plan = funnel.plan_volume(HAND_RATES, customers=3)
+    plan = planning.plan_volume(HAND_RATES, customers=3)
     # 3 customers / (3/5) = 5 SQLs; / (5/8) = 8 MQLs; / (8/10) = 10 leads
     volumes = {v["stage"]: v for v in plan["volumes"]}
     assert [v["stage"] for v in plan["volumes"]] == ["lead", "mql", "sql", "customer"]
@@ -268,11 +269,11 @@ def test_plan_volume_point_estimate_by_hand() -> None:
         assert v["low"] <= v["needed"] <= v["high"]
     # the same counts from conversion_counts, and the order of the steps does not matter
     stages, leads = hand_tables()
-    assert funnel.plan_volume(funnel.conversion_counts(stages, leads), customers=3)["volumes"] == plan["volumes"]
+    assert planning.plan_volume(conversion.conversion_counts(stages, leads), customers=3)["volumes"] == plan["volumes"]
     shuffled = dict(reversed(list(HAND_RATES.items())))
-    assert funnel.plan_volume(shuffled, customers=3) == plan
+    assert planning.plan_volume(shuffled, customers=3) == plan
     # visitors only when a visitor->lead rate is given: 10 leads / 2 % = 500 visitors
-    with_visitors = funnel.plan_volume({"visitor->lead": (200, 10_000), **HAND_RATES}, customers=3)
+    with_visitors = planning.plan_volume({"visitor->lead": (200, 10_000), **HAND_RATES}, customers=3)
     assert with_visitors["volumes"][0]["stage"] == "visitor"
     assert with_visitors["volumes"][0]["needed"] == 500
 
@@ -280,29 +281,29 @@ def test_plan_volume_point_estimate_by_hand() -> None:
 def test_plan_volume_interval_tight_with_huge_counts_wide_with_tiny() -> None:
     huge = {"lead->mql": (40_000_000, 100_000_000), "mql->sql": (25_000_000, 100_000_000),
             "sql->customer": (10_000_000, 100_000_000)}
-    plan = funnel.plan_volume(huge, customers=100)
+    plan = planning.plan_volume(huge, customers=100)
     lead = plan["volumes"][0]
     # point: 100 / (0.4 * 0.25 * 0.1) = 10,000 leads
     assert lead["needed"] == 10_000
     assert lead["low"] <= 10_000 <= lead["high"]
     assert (lead["high"] - lead["low"]) / lead["needed"] < 0.005
-    tiny = funnel.plan_volume({"lead->mql": (2, 5), "mql->sql": (1, 4), "sql->customer": (1, 10)}, customers=100)
+    tiny = planning.plan_volume({"lead->mql": (2, 5), "mql->sql": (1, 4), "sql->customer": (1, 10)}, customers=100)
     lead = tiny["volumes"][0]
     assert lead["needed"] == 10_000  # the same point estimate
     assert lead["low"] < 0.5 * lead["needed"] and lead["high"] > 2 * lead["needed"]
     # seeded: the same seed gives the same interval, another seed a different one
-    again = funnel.plan_volume({"lead->mql": (2, 5), "mql->sql": (1, 4), "sql->customer": (1, 10)}, customers=100)
+    again = planning.plan_volume({"lead->mql": (2, 5), "mql->sql": (1, 4), "sql->customer": (1, 10)}, customers=100)
     assert again == tiny
-    other = funnel.plan_volume({"lead->mql": (2, 5), "mql->sql": (1, 4), "sql->customer": (1, 10)}, customers=100, seed=1)
+    other = planning.plan_volume({"lead->mql": (2, 5), "mql->sql": (1, 4), "sql->customer": (1, 10)}, customers=100, seed=1)
     assert other["volumes"][0]["high"] != lead["high"]
 
 
 def test_plan_volume_revenue_equals_customers() -> None:
-    by_revenue = funnel.plan_volume(HAND_RATES, revenue=250_000, average_deal=20_000)  # 12.5 -> 13 customers
-    by_customers = funnel.plan_volume(HAND_RATES, customers=13)
+    by_revenue = planning.plan_volume(HAND_RATES, revenue=250_000, average_deal=20_000)  # 12.5 -> 13 customers
+    by_customers = planning.plan_volume(HAND_RATES, customers=13)
     assert by_revenue["customers"] == 13
     assert by_revenue["volumes"] == by_customers["volumes"]
-    exact = funnel.plan_volume(HAND_RATES, revenue=0.3, average_deal=0.1)  # 0.3 / 0.1 = 2.9999999999999996 -> 3
+    exact = planning.plan_volume(HAND_RATES, revenue=0.3, average_deal=0.1)  # 0.3 / 0.1 = 2.9999999999999996 -> 3
     assert exact["customers"] == 3
 
 
@@ -321,7 +322,7 @@ def test_plan_volume_revenue_equals_customers() -> None:
 ])
 def test_plan_volume_rejects_bad_targets(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        funnel.plan_volume(HAND_RATES, **kwargs)
+        planning.plan_volume(HAND_RATES, **kwargs)
 
 
 @pytest.mark.parametrize(("rates", "message"), [
@@ -339,7 +340,7 @@ def test_plan_volume_rejects_bad_targets(kwargs: dict, message: str) -> None:
 ])
 def test_plan_volume_rejects_bad_rates(rates: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        funnel.plan_volume(rates, customers=3)
+        planning.plan_volume(rates, customers=3)
 
 
 # ------------------------------------------------------------------------------------- default sample
@@ -363,13 +364,13 @@ def test_sample_customers_match_matured_closed_leads(sample: dict[str, pd.DataFr
     assert customers > 100
     # restricted to matured leads, with or without the horizon (the generator closes every deal inside it)
     for within in (None, default_run.outcome.horizon_days):
-        only = _by_stage(funnel.funnel_conversion(stages, leads[matured], within_days=within))
+        only = _by_stage(conversion.funnel_conversion(stages, leads[matured], within_days=within))
         assert only.loc["customer", "leads"] == customers
-        masked = _by_stage(funnel.funnel_conversion(stages, leads, matured=matured, within_days=within))
+        masked = _by_stage(conversion.funnel_conversion(stages, leads, matured=matured, within_days=within))
         assert masked.loc["customer", "leads"] == customers
         assert masked.loc["customer", "base"] == int(matured.sum())
     # all leads count more customers (immature leads that already closed)
-    everyone = _by_stage(funnel.funnel_conversion(stages, leads))
+    everyone = _by_stage(conversion.funnel_conversion(stages, leads))
     assert everyone.loc["customer", "leads"] == stages.loc[stages["stage"] == "customer", "lead_id"].nunique() > customers
 
 
@@ -386,7 +387,7 @@ def test_sample_sql_to_customer_rate_matches_pandas(sample: dict[str, pd.DataFra
     opportunities = mine.loc[mine["stage"].isin(["opportunity", "customer"]), "lead_id"].nunique()
     mqls = mine.loc[mine["stage"].isin(["mql", "sal", "sql", "opportunity", "customer"]), "lead_id"].nunique()
     customers = int((features["closed"] == 1).sum())
-    counts = funnel.conversion_counts(stages, leads, matured=leads["lead_id"].isin(matured_ids).to_numpy())
+    counts = conversion.conversion_counts(stages, leads, matured=leads["lead_id"].isin(matured_ids).to_numpy())
     step = counts.set_index("to_stage").loc["customer"]
     assert (step["successes"], step["trials"]) == (customers, sqls)
     assert step["population"] == "matured"
@@ -405,7 +406,7 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
     written = io.read_json(models / "funnel.json")
     assert set(written) == {"population", "funnel", "by_source", "by_segment", "by_month", "plan_steps", "sla", "durations",
                             "rejection_feedback"}
-    assert [row["stage"] for row in written["funnel"]] == list(funnel.FUNNEL)
+    assert [row["stage"] for row in written["funnel"]] == list(common.FUNNEL)
     assert len(written["rejection_feedback"]["signals"]) == funnel.TOP_REJECTION_SIGNALS
     assert written["population"]["leads"] == default_run.generate.n_leads
     customers = next(r for r in written["funnel"] if r["stage"] == "customer")
@@ -422,7 +423,7 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
     # the latest months have not matured: no customer rate yet, but their top of funnel is there
     assert monthly["sql_to_customer"].isna().iloc[-2:].all() and monthly["lead_to_mql"].notna().all()
     # a plan from the published steps works end to end
-    plan = funnel.plan_volume(pd.DataFrame(written["plan_steps"]), customers=10)
+    plan = planning.plan_volume(pd.DataFrame(written["plan_steps"]), customers=10)
     assert plan["volumes"][0]["stage"] == "lead" and plan["volumes"][0]["needed"] > 10
 
 
@@ -459,7 +460,7 @@ def test_rejection_feedback_sees_each_mql_as_it_was_when_it_became_one() -> None
                            "entered_at": [t0 + pd.Timedelta(days=10), t0 + pd.Timedelta(days=40),
                                           t0 + pd.Timedelta(days=9), t0 + pd.Timedelta(days=2)]})
     # A: MQL on day 10 -> its day-7 row; B: never an MQL -> its first row; C: not matured -> left out
-    assert funnel.rows_at_mql(features, stages).tolist() == [1, 3]
+    assert feedback.rows_at_mql(features, stages).tolist() == [1, 3]
 
 
 def test_segments_default_to_the_fit_attributes_the_export_has(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,18 +1,17 @@
-"""The published points table in the formats a CRM or marketing-automation tool takes in.
+"""The exports stage: the published points table in the formats a CRM or marketing-automation tool takes in.
 
-Every export is built by a pure function from the points table (models/weights.json), its
-header (half-life, caps, PDO) and the numeric bands of params `signals.numeric_bins`:
+Every export is built by a pure function from the points table (models/published/weights.json),
+its header (half-life, caps, PDO) and the numeric bands of params `signals.numeric_bins`; this
+module only reads the published table and writes the files:
 
-- `generic_rows`:     one row per signal with points, in plain words and as structured
-                      (attribute, operator, value) criteria: models/exports/weights.{csv,json}
-- `hubspot_rows` / `hubspot_settings`: HubSpot lead-score criteria and the score decay
-                      rounded to HubSpot's options: hubspot_score_properties.csv,
-                      hubspot_score_settings.json; the same as a Lead Scoring API
-                      configuration (pipeline.exports.hubspot_api): hubspot_score_configuration.json
-- `salesforce_rows`:  Account Engagement (Pardot) scoring rules and profile criteria:
-                      salesforce_scoring.csv
-- `mautic_export`:    Mautic point actions (engagement) and segment filters (fit):
-                      mautic_point_actions.json
+- `criteria.generic_rows`: one row per signal with points, in plain words and as structured
+  (attribute, operator, value) criteria, which every other module reads;
+- `generic`: models/exports/weights.{csv,json};
+- `hubspot`: hubspot_score_properties.csv and hubspot_score_settings.json (decay rounded to
+  HubSpot's options); `hubspot_api`: the same score as a Lead Scoring API body,
+  hubspot_score_configuration.json;
+- `salesforce`: Account Engagement (Pardot) scoring rules and profile criteria, salesforce_scoring.csv;
+- `mautic`: point actions (engagement), segments (fit) and the point trigger, mautic_point_actions.json.
 
 Signals with 0 points are left out of every export: they change no lead's score. Fit values
 seen in fewer than `signals.min_support` training leads never become rules of their own:
