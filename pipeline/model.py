@@ -290,29 +290,14 @@ def schema(features: pd.DataFrame, params: Params, frequency: list, half_life_da
     }
 
 
-def run(params: Params) -> dict[str, object]:
-    """Rolling-origin validation, the published (latest) model, explanations and the model card."""
-    models = params.paths.models
-    features = io.read_parquet(params.paths.features / "features.parquet")
-    frequency = read_frequency_signals(models)
-    signals = build_signals(features, params, frequency)
-    weights, header = read_weights(models)
-    evidence = spreadsheet.read_csv(models / "close_rates.csv")
-    folds = rolling_folds(features, params.train.validation_months, params.train.folds, params.outcome.horizon_days)
-    if not folds[-1][1].any():
-        raise LeadcalError(
-            f"{params.paths.features / 'features.parquet'}: only one month of matured leads: "
-            "no later cohort to validate on; the model needs at least two months of history. "
-            "Still available: close rates and the points table in models/; `dvc repro --keep-going` runs the "
-            "stages that do not need the model"
-        )
-    snapshot_days = list(params.outcome.snapshot_days)
-    snapshot_export = is_snapshot(features)
-    X = model_matrix(features, signals, params.train.model, header.get("half_life_days"), snapshot_days)
-    y = features["closed"].to_numpy()
+def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame, y: np.ndarray, folds: list,
+                    weights: pd.DataFrame, header: dict, evidence: pd.DataFrame,
+                    params: Params) -> tuple[list[dict], list[dict], dict | None]:
+    """Each rolling-origin fold: the model and the points table fitted on the months before it and
+    judged on its block. Returns the model's and the points table's fold metrics, and the last fold
+    (the published model, trained on everything before the latest block), None if none could run."""
     lead, snapshot = signals.leads(), signals.snapshots()
-    check_minimum_data(y, lead, folds[-1][0].to_numpy(), params)
-
+    snapshot_export = is_snapshot(features)
     fold_rows, points_rows, published = [], [], None
     for index, (train, valid) in enumerate(folds, start=1):
         rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed, lead), valid.to_numpy()
@@ -348,17 +333,15 @@ def run(params: Params) -> dict[str, object]:
         log.info("train: fold %d (%s): AUC model %.3f, points %.3f; ECE model %.4f", index,
                  period["from"] if snapshot_export else f"{period['from']} to {period['to']}",
                  fold_rows[-1]["auc"], points_rows[-1]["auc"], fold_rows[-1]["ece"])
-    if published is None:
-        raise LeadcalError(
-            f"the latest {params.train.validation_months} months of matured leads hold no customer: the model "
-            "cannot be judged on them; lower train.validation_months or add history"
-        )
-    # the published model: the last fold's, trained on everything before the latest validation block
-    bundle, columns, rows, held = published["bundle"], published["columns"], published["rows"], published["held"]
-    probability, points = published["probability"], published["points"]
-    points_prob = points_probability(points, header, snapshot[held])
+    return fold_rows, points_rows, published
 
-    # per lead, not per row: a lead seen three times is one lead of the average and of the grades
+
+def _explained(published: dict, signals: SignalSet, X: pd.DataFrame) -> tuple[dict, pd.DataFrame, list[float]]:
+    """The published model's reference fit values, its global factors (on the held-out leads) and its
+    A/B/C grade cut-offs (training probability quartiles), each computed per lead, not per row: a
+    lead seen three times is one lead of the average and of the grades."""
+    bundle, columns, rows, held = published["bundle"], published["columns"], published["rows"], published["held"]
+    lead = signals.leads()
     first_rows = rows & np.isin(np.arange(len(lead)), lead_starts(lead))
     reference = reference_values(signals.catalog, X.loc[first_rows, columns])
     lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.loc[held, columns],
@@ -368,29 +351,96 @@ def run(params: Params) -> dict[str, object]:
     per_lead = 1.0 / np.bincount(lead[rows])[lead[rows]]  # each lead's rows weigh one lead together
     grade_cutoffs = [float(q) for q in np.quantile(train_probability, [0.75, 0.5, 0.25], weights=per_lead,
                                                    method="inverted_cdf")]
+    return reference, factors, grade_cutoffs
 
+
+def _by_snapshot(y: np.ndarray, snapshot: np.ndarray, probability: np.ndarray, points: np.ndarray,
+                 points_prob: np.ndarray) -> dict[str, dict]:
+    """The published fold, snapshot by snapshot: how well each moment's leads are ranked (held-out rows)."""
+    by_snapshot = {}
+    for age in np.unique(snapshot):
+        at = snapshot == age
+        by_snapshot[str(int(age))] = {
+            "rows": int(at.sum()), "customers": int(y[at].sum()),
+            "model": classification_metrics(y[at], probability[at]),
+            "points_table": classification_metrics(y[at], points_prob[at], score=points[at]),
+        }
+    return by_snapshot
+
+
+def _write_plots(models: Path, y: np.ndarray, lead: np.ndarray, snapshot: np.ndarray, probability: np.ndarray,
+                 points: np.ndarray, points_prob: np.ndarray) -> None:
+    """The published fold's calibration curves and gain, on its held-out rows, for `dvc plots`."""
+    calibration = pd.DataFrame(calibration_table(y, probability, groups=lead))
+    # the diagonal for `dvc plots` (observed = predicted): DVC's templates draw columns, not lines
+    calibration["perfectly_calibrated"] = calibration["predicted"]
+    io.write_csv(models / "plots" / "calibration_model.csv", calibration)
+    io.write_csv(models / "plots" / "calibration_points.csv",
+                 pd.DataFrame(calibration_table(y, points_prob, groups=lead)))
+    io.write_csv(models / "plots" / "cumulative_gain.csv", pd.DataFrame(
+        gain_table(y, {"model": probability, "points_table": points}, strata=snapshot)))
+
+
+def _train_metrics(params: Params, features: pd.DataFrame, n_folds: int, fold_rows: list[dict],
+                   points_rows: list[dict], published: dict, y: np.ndarray, lead: np.ndarray, snapshot: np.ndarray,
+                   points_prob: np.ndarray) -> dict[str, object]:
+    """metrics/train.json: every fold of the model and of the points table, their means, what the
+    published model was trained and validated on, and its validation snapshot by snapshot."""
+    rows, held, bundle = published["rows"], published["held"], published["bundle"]
+    snapshot_export = is_snapshot(features)
     train_cohorts = features.loc[rows, "cohort"]
     if snapshot_export:
-        train_cohorts = pd.Series([f"the other {len(folds) - 1} random folds"])
-    by_snapshot = {}  # the published fold, snapshot by snapshot: how well each moment's leads are ranked
-    for age in np.unique(snapshot[held]):
-        at = snapshot[held] == age
-        by_snapshot[str(int(age))] = {
-            "rows": int(at.sum()), "customers": int(y[held][at].sum()),
-            "model": classification_metrics(y[held][at], probability[at]),
-            "points_table": classification_metrics(y[held][at], points_prob[at], score=points[at]),
-        }
-    metrics = {
+        train_cohorts = pd.Series([f"the other {n_folds - 1} random folds"])
+    return {
         "model": {"type": params.train.model, "calibration": bundle["method"], **summarise_folds(fold_rows),
                   "folds": fold_rows},
         "points_table": {**summarise_folds(points_rows), "folds": points_rows},
         "training": {"from": train_cohorts.min(), "to": train_cohorts.max(), "leads": count_leads(lead, rows),
                      "rows": int(rows.sum()), "customers": count_leads(lead, rows & (y == 1))},
         "validation": {k: fold_rows[-1][k] for k in ("from", "to", "leads", "rows", "customers")},
-        "validation_by_snapshot": by_snapshot,
+        "validation_by_snapshot": _by_snapshot(y[held], snapshot[held], published["probability"], published["points"],
+                                               points_prob),
         "validated_on": SNAPSHOT_NOTE if snapshot_export else
         "later months, unseen in training (rolling origin: each fold trained only on the months before it)",
     }
+
+
+def run(params: Params) -> dict[str, object]:
+    """Rolling-origin validation, the published (latest) model, explanations and the model card."""
+    models = params.paths.models
+    features = io.read_parquet(params.paths.features / "features.parquet")
+    frequency = read_frequency_signals(models)
+    signals = build_signals(features, params, frequency)
+    weights, header = read_weights(models)
+    evidence = spreadsheet.read_csv(models / "close_rates.csv")
+    folds = rolling_folds(features, params.train.validation_months, params.train.folds, params.outcome.horizon_days)
+    if not folds[-1][1].any():
+        raise LeadcalError(
+            f"{params.paths.features / 'features.parquet'}: only one month of matured leads: "
+            "no later cohort to validate on; the model needs at least two months of history. "
+            "Still available: close rates and the points table in models/; `dvc repro --keep-going` runs the "
+            "stages that do not need the model"
+        )
+    X = model_matrix(features, signals, params.train.model, header.get("half_life_days"),
+                     list(params.outcome.snapshot_days))
+    y = features["closed"].to_numpy()
+    lead, snapshot = signals.leads(), signals.snapshots()
+    check_minimum_data(y, lead, folds[-1][0].to_numpy(), params)
+
+    fold_rows, points_rows, published = _validate_folds(features, signals, X, y, folds, weights, header, evidence, params)
+    if published is None:
+        raise LeadcalError(
+            f"the latest {params.train.validation_months} months of matured leads hold no customer: the model "
+            "cannot be judged on them; lower train.validation_months or add history"
+        )
+    # the published model: the last fold's, trained on everything before the latest validation block
+    bundle, columns, held = published["bundle"], published["columns"], published["held"]
+    probability, points = published["probability"], published["points"]
+    points_prob = points_probability(points, header, snapshot[held])
+    reference, factors, grade_cutoffs = _explained(published, signals, X)
+
+    metrics = _train_metrics(params, features, len(folds), fold_rows, points_rows, published, y, lead, snapshot,
+                             points_prob)
     description = {
         "format": "skops",
         "schema": schema(features, params, frequency, header.get("half_life_days")),
@@ -405,15 +455,7 @@ def run(params: Params) -> dict[str, object]:
     io.write_json(models / "model.json", description)
     io.write_json(models / "metrics" / "train.json", metrics)
     spreadsheet.write_csv(models / "factors.csv", factors)  # for people: formula-like names escaped
-    # the published fold's calibration curves and gain, on its held-out rows
-    calibration = pd.DataFrame(calibration_table(y[held], probability, groups=lead[held]))
-    # the diagonal for `dvc plots` (observed = predicted): DVC's templates draw columns, not lines
-    calibration["perfectly_calibrated"] = calibration["predicted"]
-    io.write_csv(models / "plots" / "calibration_model.csv", calibration)
-    io.write_csv(models / "plots" / "calibration_points.csv",
-                 pd.DataFrame(calibration_table(y[held], points_prob, groups=lead[held])))
-    io.write_csv(models / "plots" / "cumulative_gain.csv", pd.DataFrame(
-        gain_table(y[held], {"model": probability, "points_table": points}, strata=snapshot[held])))
+    _write_plots(models, y[held], lead[held], snapshot[held], probability, points, points_prob)
     io.write_text(models / "model_card.md", model_card(params, metrics, description, factors))
     m, p = metrics["model"]["mean"], metrics["points_table"]["mean"]
     log.info("train: %d folds, mean AUC model %.3f, points table %.3f; mean ECE %.4f; calibration %s",
