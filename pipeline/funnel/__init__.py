@@ -73,6 +73,56 @@ def _segments(leads: pd.DataFrame, params: Params) -> dict[str, pd.DataFrame]:
     return out
 
 
+POPULATION_NOTE = (
+    "A lead reached a stage if it has it or any later one (skipped stages count). "
+    "funnel, by_source, plan_steps, durations and rejection_feedback use matured leads only; "
+    "by_month uses all leads, its customer rows matured leads only; stages count within "
+    "horizon_days of creation."
+)
+
+
+def _matured(leads: pd.DataFrame, export_date: pd.Timestamp | None, horizon: int) -> np.ndarray:
+    """Matured as in the features stage (every lead of a snapshot export); every lead counts here, also
+    one decided before its first snapshot (won at creation: no point-in-time row, but a lead of the funnel)."""
+    if export_date is None:
+        return np.ones(len(leads), dtype=bool)
+    return (leads["created_at"] + pd.Timedelta(days=horizon) <= export_date).to_numpy()
+
+
+def _over_time(stages: pd.DataFrame, leads: pd.DataFrame, matured: np.ndarray, export_date: pd.Timestamp | None,
+               sla_hours: list[int], horizon: int, confidence: float, has_source: bool) -> tuple[Any, ...]:
+    """(funnel by month, monthly rates, SLA follow-up, stage durations); a snapshot export has no months,
+    no SLA clock and no durations: only what counts of leads say."""
+    if export_date is None:
+        durations = {"transitions": pd.DataFrame(), "sales_cycle": {"note": f"not computed: {SNAPSHOT_NOTE}"}, "by": None}
+        return pd.DataFrame(), pd.DataFrame(columns=["month"]), {"note": f"not computed: {SNAPSHOT_NOTE}"}, durations
+    matured_leads = leads[matured].reset_index(drop=True)
+    matured_stages = stages[stages["lead_id"].isin(pd.Index(matured_leads["lead_id"]))]
+    return (funnel_conversion(stages, leads, by=MONTH, matured=matured, within_days=horizon, confidence=confidence),
+            monthly_rates(stages, leads, matured=matured, within_days=horizon),
+            sla_follow_up(stages, sla_hours, as_of=export_date, confidence=confidence),
+            stage_durations(matured_stages, matured_leads, by="source" if has_source else None))
+
+
+def _durations_payload(durations: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "transitions": _records(durations["transitions"]),
+        "sales_cycle": durations["sales_cycle"],
+        "by_source": None if durations["by"] is None else {
+            "transitions": _records(durations["by"]["transitions"]),
+            "sales_cycle": _records(durations["by"]["sales_cycle"]),
+        },
+    }
+
+
+def _rejection(features: pd.DataFrame, stages: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Which signals the MQLs showed when they became MQLs, and how often sales rejected them."""
+    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    at = rows_at_mql(features, stages)
+    matrix = signals.matrix.iloc[at].set_axis(pd.Index(features["lead_id"].iloc[at]), axis=0)
+    return rejection_feedback(stages, matrix, signals.catalog, params.close_rates.confidence)
+
+
 def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     """data/extracted (stages, leads) + data/features -> models/funnel.json and two plot CSVs.
 
@@ -93,40 +143,23 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     snapshot = is_snapshot(features)
     # a snapshot export: every lead in it is decided, and nothing in it has a date (pipeline.design)
     export_date = None if snapshot else pd.Timestamp(io.read_json(paths.features / "features_report.json")["export_date"])
-
-    # Matured as in the features stage; every lead counts here, also one decided before its first snapshot
-    # (won at creation: no point-in-time row, but a lead of the funnel).
-    matured = np.ones(len(leads), dtype=bool) if snapshot else \
-        (leads["created_at"] + pd.Timedelta(days=horizon) <= export_date).to_numpy()
-    matured_ids = pd.Index(leads.loc[matured, "lead_id"])
+    matured = _matured(leads, export_date, horizon)
     if not matured.any():
         raise LeadcalError(
             f"{paths.features / 'features.parquet'}: no matured lead (older than horizon_days={horizon}); "
             f"funnel rates toward customer are unknown"
         )
     matured_leads = leads[matured].reset_index(drop=True)
-    matured_stages = stages[stages["lead_id"].isin(matured_ids)]
 
     overall = funnel_conversion(stages, matured_leads, within_days=horizon, confidence=confidence)
     has_source = "source" in leads.columns
     by_source = funnel_conversion(stages, matured_leads, by="source", within_days=horizon, confidence=confidence) \
         if has_source else pd.DataFrame()
     plan_steps = conversion_counts(stages, matured_leads, PLAN_CHAIN, within_days=horizon, confidence=confidence)
-    if snapshot:  # no months, no SLA clock, no durations: only what counts of leads say
-        by_month, monthly = pd.DataFrame(), pd.DataFrame(columns=["month"])
-        sla = {"note": f"not computed: {SNAPSHOT_NOTE}"}
-        durations = {"transitions": pd.DataFrame(), "sales_cycle": {"note": f"not computed: {SNAPSHOT_NOTE}"}, "by": None}
-    else:
-        by_month = funnel_conversion(stages, leads, by=MONTH, matured=matured, within_days=horizon,
-                                     confidence=confidence)
-        monthly = monthly_rates(stages, leads, matured=matured, within_days=horizon)
-        sla = sla_follow_up(stages, sla_hours, as_of=export_date, confidence=confidence)
-        durations = stage_durations(matured_stages, matured_leads, by="source" if has_source else None)
+    by_month, monthly, sla, durations = _over_time(stages, leads, matured, export_date, sla_hours, horizon, confidence,
+                                                   has_source)
 
-    signals = build_signals(features, params, read_frequency_signals(paths.models))
-    at = rows_at_mql(features, stages)
-    matrix = signals.matrix.iloc[at].set_axis(pd.Index(features["lead_id"].iloc[at]), axis=0)
-    rejection = rejection_feedback(stages, matrix, signals.catalog, confidence)
+    rejection = _rejection(features, stages, params)
 
     payload = {
         "population": {
@@ -137,12 +170,7 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
             "horizon_days": horizon,
             "confidence": confidence,
             "funnel_order": list(FUNNEL),
-            "note": (
-                "A lead reached a stage if it has it or any later one (skipped stages count). "
-                "funnel, by_source, plan_steps, durations and rejection_feedback use matured leads only; "
-                "by_month uses all leads, its customer rows matured leads only; stages count within "
-                "horizon_days of creation."
-            ),
+            "note": POPULATION_NOTE,
         },
         "funnel": _records(overall),
         "by_source": _records(by_source),
@@ -153,14 +181,7 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
         "by_month": _records(by_month),
         "plan_steps": _records(plan_steps),
         "sla": sla,
-        "durations": {
-            "transitions": _records(durations["transitions"]),
-            "sales_cycle": durations["sales_cycle"],
-            "by_source": None if durations["by"] is None else {
-                "transitions": _records(durations["by"]["transitions"]),
-                "sales_cycle": _records(durations["by"]["sales_cycle"]),
-            },
-        },
+        "durations": _durations_payload(durations),
         "rejection_feedback": {
             "overall": rejection["overall"],
             "signals": _records(rejection["signals"].head(TOP_REJECTION_SIGNALS)),
@@ -170,10 +191,8 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     io.write_json(paths.models / "funnel.json", payload)
     io.write_csv(paths.models / "plots" / "funnel.csv", overall[["stage", "leads", "rate_from_previous"]])
     io.write_csv(paths.models / "plots" / "funnel_by_month.csv", monthly)
-    customers = overall.loc[overall["stage"] == WON_STAGE, "leads"].iloc[0]
-    log.info(
-        "funnel: %d matured leads -> %d customers (%.2f %%); %d MQLs, %.0f %% rejected by sales",
-        int(matured.sum()), int(customers), 100 * customers / max(int(matured.sum()), 1),
-        rejection["overall"]["mqls"], 100 * (rejection["overall"]["rate"] or 0),
-    )
+    customers = int(overall.loc[overall["stage"] == WON_STAGE, "leads"].iloc[0])
+    log.info("funnel: %d matured leads -> %d customers (%.2f %%); %d MQLs, %.0f %% rejected by sales",
+             int(matured.sum()), customers, 100 * customers / max(int(matured.sum()), 1),
+             rejection["overall"]["mqls"], 100 * (rejection["overall"]["rate"] or 0))
     return payload
