@@ -19,20 +19,18 @@ from __future__ import annotations
 import copy
 import hmac
 import itertools
-import json
 import re
 import threading
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from tests.local_http import LocalHttpServer, Recorded, recorded
 from tests.hubspot_schema import CONTACTS_READ, CONTACTS_UPDATE, DRAFT_CREATE, DRAFT_UPDATE
-from tests.mautic_server import Recorded, validation_errors
+from tests.mautic_server import validation_errors
 
 SCORES = "/marketing/lead-scoring/2026-09-beta/scores"
 CONTACTS = "/crm/v3/objects/contacts/batch"
@@ -62,8 +60,10 @@ class Failure:
     text: str | None = None
 
 
-class HubSpotServer:
+class HubSpotServer(LocalHttpServer):
     """HubSpot's API on http://127.0.0.1:<free port>, in a background thread; state guarded by a lock."""
+
+    thread_name = "hubspot-server"
 
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
@@ -74,20 +74,7 @@ class HubSpotServer:
         self.deleted_before_update: set[str] = set()  # contacts that vanish between a read and an update
         self.lock = threading.RLock()
         self._ids = itertools.count(1001)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> HubSpotServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hubspot-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._thread.join(timeout=5)
-        self._httpd.server_close()
+        super().__init__()
 
     def add_contact(self, email: str, **properties: str) -> str:
         contact_id = str(next(self._ids))
@@ -101,20 +88,15 @@ class HubSpotServer:
 
     # -- request handling ------------------------------------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes | None) -> tuple[int, Any]:
-        split = urllib.parse.urlsplit(target)
-        path, query = urllib.parse.unquote(split.path), dict(urllib.parse.parse_qsl(split.query))
-        body, parsed = None, True
-        if raw:
-            try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                parsed = False
-        record = Recorded(method, path, query, body, headers)
+    def handle(self, method: str, target: str, headers: dict[str, str],
+               raw: bytes | None) -> tuple[int, Any, dict[str, str]]:
+        record, parsed = recorded(method, target, headers, raw)
+        path, query, body = record.path, record.query, record.json
         with self.lock:
             self.requests.append(record)
             record.status, answer = self._answer(method, path, query, headers, raw, body, parsed)
-            return record.status, answer
+            created = record.status == 201 and isinstance(answer, dict) and "id" in answer
+            return record.status, answer, {"Location": f"{SCORES}/{answer['id']}"} if created else {}
 
     def _answer(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes | None,
                 body: Any, parsed: bool) -> tuple[int, Any]:
@@ -272,30 +254,6 @@ def _stored(properties: dict[str, str]) -> dict[str, str]:
     if stored.get("leadcal_probability"):
         stored["leadcal_probability"] = f"{float(stored['leadcal_probability']):g}"
     return stored
-
-
-def _handler(server: HubSpotServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else None
-            status, answer = server.handle(self.command, self.path, dict(self.headers.items()), raw)
-            text = answer if isinstance(answer, str) else json.dumps(answer)
-            data = text.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html" if isinstance(answer, str) else "application/json;charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 201 and isinstance(answer, dict) and "id" in answer:
-                self.send_header("Location", f"{SCORES}/{answer['id']}")
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            pass
-
-    return Handler
 
 
 @pytest.fixture

@@ -18,18 +18,15 @@ import base64
 import binascii
 import copy
 import hmac
-import json
 import re
 import threading
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jsonschema
 import pytest
 
+from tests.local_http import LocalHttpServer, Recorded, recorded
 from tests.test_mautic_payloads import POINT_ACTION, SEGMENT, TRIGGER
 
 # kind -> (list path, list key, single key, schema); the edit path is "<list path>/{id}/edit", create "<list path>/new"
@@ -42,18 +39,6 @@ MESSAGES = {400: "Bad request.", 401: "API authorization denied.", 403: "You do 
             404: "Item was not found.", 429: "API rate limit exceeded.",
             500: "Looks like I encountered an error (error #500). If I do it again, please report me to the system administrator!",
             502: "Bad gateway.", 503: "Service unavailable.", 504: "Gateway timeout."}
-
-
-@dataclass
-class Recorded:
-    """One request as the server received it, and the status it answered."""
-
-    method: str
-    path: str  # without the query string
-    query: dict[str, str]  # last value of each query parameter
-    json: Any  # the parsed JSON body, or None (no body, or not JSON)
-    headers: dict[str, str]
-    status: int = 0
 
 
 def error_body(status: int, message: str | None = None, details: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -82,8 +67,10 @@ def validation_errors(entity: Any, schema: dict[str, Any]) -> dict[str, list[str
     return details
 
 
-class MauticServer:
+class MauticServer(LocalHttpServer):
     """Mautic's REST API on http://127.0.0.1:<free port>, in a background thread; state guarded by a lock."""
+
+    thread_name = "mautic-server"
 
     def __init__(self, username: str = "leadcal-api", password: str = "mautic-test-password") -> None:
         self.username, self.password = username, password
@@ -94,30 +81,7 @@ class MauticServer:
         self.fail_next: list[int] = []  # statuses answered, in order, before any normal handling (auth included)
         self.lock = threading.RLock()
         self._next_id = {"points": 1, "triggers": 1, "segments": 1}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
-        self.port: int = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> MauticServer:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name="mautic-server", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> MauticServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__()
 
     def store(self, kind: str) -> dict[int, dict[str, Any]]:
         return {"points": self.points, "triggers": self.triggers, "segments": self.segments}[kind]
@@ -125,17 +89,8 @@ class MauticServer:
     # -- request handling (called from the handler threads) --------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes | None) -> tuple[int, dict[str, Any], dict[str, str]]:
-        split = urllib.parse.urlsplit(target)
-        path = urllib.parse.unquote(split.path)
-        query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
-        body: Any = None
-        parsed = True
-        if raw:
-            try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                parsed = False
-        record = Recorded(method, path, query, body, headers)
+        record, parsed = recorded(method, target, headers, raw)
+        path, query, body = record.path, record.query, record.json
         with self.lock:
             self.requests.append(record)
             if self.fail_next:
@@ -145,7 +100,7 @@ class MauticServer:
                 return status, error_body(status), extra
             status, answer = self._route(method, path, query, headers, raw, body, parsed)
             record.status = status
-            return status, answer, {}
+            return status, answer, {"WWW-Authenticate": 'Basic realm="Mautic"'} if status == 401 else {}
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
@@ -216,31 +171,6 @@ def _int(value: str | None, default: int) -> int:
         return max(0, int(value)) if value is not None and value != "" else default
     except ValueError:
         return default
-
-
-def _handler(server: MauticServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = _int(self.headers.get("Content-Length"), 0)
-            raw = self.rfile.read(length) if length else None
-            status, answer, extra = server.handle(self.command, self.path, dict(self.headers.items()), raw)
-            data = json.dumps(answer).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="Mautic"')
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            pass
-
-    return Handler
 
 
 @pytest.fixture
