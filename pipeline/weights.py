@@ -403,6 +403,29 @@ def rank_stability(scores: np.ndarray, bootstrap_scores: list[np.ndarray]) -> di
     return {"median": float(np.median(rhos)), "min": float(np.min(rhos))}
 
 
+def _spread(table: pd.DataFrame, header: dict, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame,
+            valid_features: pd.DataFrame, valid_signals: SignalSet, params: Params) -> dict[str, object]:
+    """The bootstrap's spread of each signal's points (points_p025, points_p975, points_sd: added to
+    `table` in place) and how the held-out leads' ranking holds across the refits (rank_spearman)."""
+    w = params.weights
+    stability: dict[str, object] = {"samples": w.bootstrap_samples}
+    if not w.bootstrap_samples:
+        return stability
+    log.info("weights: %d bootstrap refits for the spread of the points", w.bootstrap_samples)
+    runs = bootstrap_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
+                            w.bootstrap_samples, header["half_life_days"] is not None, params.signals.min_support,
+                            table.attrs["fit"])
+    table["points_p025"] = runs.quantile(0.025, axis=1).round(1).to_numpy()
+    table["points_p975"] = runs.quantile(0.975, axis=1).round(1).to_numpy()
+    table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
+    if len(valid_features):
+        published = score_features(valid_features, valid_signals, table, header)["total_points"].to_numpy()
+        others = [score_features(valid_features, valid_signals, table.assign(points=runs[col].to_numpy()), header)
+                  ["total_points"].to_numpy() for col in runs.columns]
+        stability["rank_spearman"] = rank_stability(published, others)
+    return stability
+
+
 def run(params: Params) -> dict[str, object]:
     """features + close rates -> models/weights.csv and models/weights.json (fit on training cohorts)."""
     features = io.read_parquet(params.paths.features / "features.parquet")
@@ -427,22 +450,8 @@ def run(params: Params) -> dict[str, object]:
     header.update({"half_life_days": half_life_days, "caps": dict(w.caps),
                    "numeric_attributes": sorted(params.signals.numeric_bins)})
 
-    valid_features = features[valid_mask.to_numpy()]
-    valid_signals = signals.take(valid_mask.to_numpy())
-    stability: dict[str, object] = {"samples": w.bootstrap_samples}
-    if w.bootstrap_samples:
-        log.info("weights: %d bootstrap refits for the spread of the points", w.bootstrap_samples)
-        runs = bootstrap_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
-                                w.bootstrap_samples, half_life_days is not None, params.signals.min_support,
-                                table.attrs["fit"])
-        table["points_p025"] = runs.quantile(0.025, axis=1).round(1).to_numpy()
-        table["points_p975"] = runs.quantile(0.975, axis=1).round(1).to_numpy()
-        table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
-        if len(valid_features):
-            published = score_features(valid_features, valid_signals, table, header)["total_points"].to_numpy()
-            others = [score_features(valid_features, valid_signals, table.assign(points=runs[col].to_numpy()), header)
-                      ["total_points"].to_numpy() for col in runs.columns]
-            stability["rank_spearman"] = rank_stability(published, others)
+    stability = _spread(table, header, decayed, closed, evidence, features[valid_mask.to_numpy()],
+                        signals.take(valid_mask.to_numpy()), params)
     cohorts = features.loc[train_mask, "cohort"]
     header = {
         **header,
