@@ -59,7 +59,9 @@ class LocalHttpServer:
 
     def start(self) -> LocalHttpServer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name=self.thread_name, daemon=True)
+            # a short poll: shutdown() waits up to one poll interval (0.5 s by default), at every test's teardown
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                            name=self.thread_name, daemon=True)
             self._thread.start()
         return self
 
