@@ -272,8 +272,6 @@ def load_model(path: str | Path) -> dict[str, object]:
     return bundle
 
 
-
-
 def schema(features: pd.DataFrame, params: Params, frequency: list, half_life_days: float | None) -> dict[str, object]:
     """What a model expects of the data it scores; `leadcal score` refuses anything else."""
     return {

@@ -58,6 +58,7 @@ STATUS_CONSTANT = "same for every lead (at each snapshot): no points"
 STATUS_DECAY = "recency is already in the decay: no points"
 STATUS_LOW_SUPPORT_FIT = "below minimum support: scored like the attribute's reference"
 
+
 def usable_signals(
     signals: SignalSet, min_support: int, decayed: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

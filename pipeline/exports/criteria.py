@@ -280,5 +280,3 @@ def is_mapped(row: Mapping[str, Any], mapping: CrmMapping) -> bool:
 def unmapped_signals(export_rows: list[dict[str, Any]], mapping: CrmMapping) -> list[str]:
     """The signals whose attribute or activity the mapping does not name: they keep leadcal's names."""
     return [row["signal"] for row in export_rows if not is_mapped(row, mapping)]
-
-

@@ -24,6 +24,7 @@ from pipeline.signals import UNKNOWN
 FORMAT = "leadcal-points-export"
 FORMAT_VERSION = 1
 
+
 def generic_payload(rows: list[dict[str, Any]], header: Mapping[str, Any],
                     mql: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """weights.json of the exports: the rows with what is needed to add them up, and the MQL threshold
@@ -137,5 +138,3 @@ def with_other_values(rows: pd.DataFrame, leads_signals: pd.DataFrame) -> pd.Dat
         listed += [empty] if empty in leads_signals.columns else []
         columns[row.signal] = 1.0 - leads_signals[listed].to_numpy(dtype=float).sum(axis=1)
     return leads_signals.assign(**columns)
-
-

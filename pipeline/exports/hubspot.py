@@ -30,6 +30,8 @@ HUBSPOT_EVENTS = {
     "webinar": "Has attended marketing event",
     "other": "Has completed custom event",
 }
+
+
 def hubspot_decay(half_life_days: float | None) -> dict[str, Any] | None:
     """leadcal's half-life as HubSpot's 'lose 50 % of points every N months', N in 1, 3, 6, 12.
 
@@ -168,5 +170,3 @@ def hubspot_settings(
                     "leadcal's (continuous decay) and is only a guide under HubSpot's decay",
         },
     }
-
-

@@ -25,6 +25,7 @@ MAUTIC_ACTIONS = {
 }
 MAUTIC_CUSTOM = "custom"
 
+
 def mautic_type(activity: str) -> str:
     """Mautic point-action type for an activity: form.submit, asset.download, url.hit, email.open, or custom."""
     return MAUTIC_ACTIONS[activity_channel(activity)] or MAUTIC_CUSTOM
@@ -149,5 +150,3 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any], 
             "trigger_events": "add the trigger's event that hands the contact to sales (change segment, stage or owner)",
         },
     }
-
-

@@ -26,6 +26,7 @@ SALESFORCE_ACTIVITIES = {  # (field, operator) of an Account Engagement scoring 
     "other": ("Prospect custom activity", "occurred"),
 }
 
+
 def _salesforce_fit(parts: Mapping[str, Any]) -> tuple[str, str]:
     operator, value, high = parts["operator"], parts["value"], parts["value_high"]
     return {
@@ -88,5 +89,3 @@ def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
                     "value": str(mql["threshold"]), "points": None, "grade_change": None, "leadcal_signal": None,
                     "mapped": None, "note": figures})
     return [{c: r[c] for c in SALESFORCE_COLUMNS} for r in out]
-
-
