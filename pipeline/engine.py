@@ -44,6 +44,9 @@ class Engine(Protocol):
     def view_parquet(self, name: str, path: Path) -> None:
         """Make a Parquet file (or folder) queryable as `name`, without loading it."""
 
+    def view_frame(self, name: str, frame: pd.DataFrame) -> None:
+        """Make a table already in memory queryable as `name` (`leadcal score`'s input: no file to read)."""
+
     def create(self, name: str, sql: str) -> None:
         """Materialise a query as `name` for the statements that follow."""
 
@@ -98,6 +101,10 @@ class DuckDBEngine:
 
     def view_parquet(self, name: str, path: Path) -> None:
         self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(path.as_posix())})")
+
+    def view_frame(self, name: str, frame: pd.DataFrame) -> None:
+        # as Arrow, the types a Parquet file of the frame would have (pipeline.io.write_parquet): the same SQL results
+        self._con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
 
     def create(self, name: str, sql: str) -> None:
         self._run(lambda: self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}"))
@@ -161,6 +168,10 @@ class SparkEngine:
 
     def view_parquet(self, name: str, path: Path) -> None:
         self._spark.read.parquet(str(path.resolve())).createOrReplaceTempView(name)
+        self._created.append(name)
+
+    def view_frame(self, name: str, frame: pd.DataFrame) -> None:
+        self._spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False)).createOrReplaceTempView(name)
         self._created.append(name)
 
     def create(self, name: str, sql: str) -> None:

@@ -31,7 +31,7 @@ activity comes back, and the table is built from those.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -124,9 +124,14 @@ def _snapshot_counts_sql(snapshot_days: list[int], as_of: str) -> str:
     )
 
 
-def _open(params: Params) -> Engine:
-    """The configured engine with the three canonical tables as views (nothing is loaded)."""
+def _open(params: Params, tables: Mapping[str, pd.DataFrame] | None = None) -> Engine:
+    """The configured engine with the three canonical tables as views: of paths.extracted's Parquet
+    files (nothing is loaded), or of `tables` already in memory (`leadcal score`)."""
     engine = open_engine(params)
+    if tables is not None:
+        for table in ("leads", "activities", "stages"):
+            engine.view_frame(table, tables[table])
+        return engine
     for table in ("leads", "activities", "stages"):
         path = params.paths.extracted / f"{table}.parquet"
         if not path.exists():
@@ -247,14 +252,18 @@ def _pairs(engine: Engine, values: str, table: str, activities: list[str]):  # n
 
 def build_features(
     params: Params, require_outcomes: bool = True, moments: Literal["snapshots", "now"] = "snapshots",
+    tables: Mapping[str, pd.DataFrame] | None = None, as_of: object = None,
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Point-in-time rows: fit attributes, activity counts/ages/peaks, snapshot, cohort, label.
 
     `moments="now"` with `require_outcomes=False` is for scoring leads as they are today.
+    `tables` (leads, activities, stages, validated) replaces paths.extracted, and `as_of` params
+    outcome.as_of: `leadcal score` passes the leads it read.
     """
-    engine = _open(params)
+    engine = _open(params, tables)
     try:
-        as_of = pd.Timestamp(params.outcome.as_of) if params.outcome.as_of else export_date(engine)
+        as_of = as_of or params.outcome.as_of
+        as_of = pd.Timestamp(as_of) if as_of else export_date(engine)
         features, activities = _aggregate(engine, params, as_of, moments)
         snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, timestamp_literal(as_of))) \
             if moments == "snapshots" else None

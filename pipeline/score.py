@@ -27,7 +27,6 @@ spreadsheet would run as a formula gets a single quote in front (pipeline.spread
 from __future__ import annotations
 
 import logging
-import tempfile
 from datetime import date, datetime
 from pathlib import Path
 
@@ -139,14 +138,7 @@ def score(
     tables, paths = _read_input(Path(input_dir), params)
     kept = kept_columns(tables["leads"], keep, paths["leads"]) if keep else None
 
-    with tempfile.TemporaryDirectory(prefix="leadcal-score-") as tmp:
-        for name, frame in tables.items():
-            io.write_parquet(Path(tmp) / f"{name}.parquet", frame)
-        scoring = params.model_copy(update={
-            "paths": params.paths.model_copy(update={"extracted": Path(tmp)}),
-            "outcome": params.outcome.model_copy(update={"as_of": as_of}),
-        })
-        features, _ = build_features(scoring, require_outcomes=False, moments="now")
+    features, _ = build_features(params, require_outcomes=False, moments="now", tables=tables, as_of=as_of)
     skipped = len(tables["leads"]) - len(features)
     if skipped:
         log.warning("score: %d lead(s) not scored: already won or lost by %s, or created after it (only open "

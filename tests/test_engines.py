@@ -69,3 +69,22 @@ def test_spark_problems_are_one_clear_line(extracted: Params) -> None:
     bad = extracted.model_copy(update={"engine": "spark", "spark": Spark(master="nonsense://")})
     with pytest.raises(LeadcalError, match=r"cannot start Spark \(master 'nonsense://'\)"):
         build_features(bad)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_tables_in_memory_give_the_features_of_their_parquet_files(extracted: Params, engine: str) -> None:
+    """`leadcal score` hands the tables it read to the engine (no temporary Parquet folder): the
+    same rows as reading them from paths.extracted, on each engine, at a given as_of too."""
+    if engine == "spark":
+        pytest.importorskip("pyspark", reason="the spark extra is not installed")
+        if shutil.which("java") is None:
+            pytest.skip("no Java on this machine: Spark cannot start")
+    params = extracted.model_copy(update={"engine": engine, "spark": Spark(master="local[1]")})
+    tables = {name: pd.read_parquet(extracted.paths.extracted / f"{name}.parquet")
+              for name in ("leads", "activities", "stages")}
+    for as_of in (None, "2024-05-01"):
+        dated = params.model_copy(update={"outcome": params.outcome.model_copy(update={"as_of": as_of})})
+        from_files, _ = build_features(dated, require_outcomes=False, moments="now")
+        in_memory, _ = build_features(params, require_outcomes=False, moments="now", tables=tables, as_of=as_of)
+        pd.testing.assert_frame_equal(in_memory, from_files)  # dtypes included
+        assert len(in_memory) > 50
