@@ -352,8 +352,8 @@ def _main(argv: list[str]) -> int:
                 score(args.input, args.out, params, args.as_of, args.batch_size, models, args.keep)
             return 0
         if args.stage == "push":
-            from pipeline.push import push_mautic
-            from pipeline.push_hubspot import push_hubspot
+            from pipeline.exports.push_mautic import push_mautic
+            from pipeline.exports.push_hubspot import push_hubspot
 
             models = Path(params.paths.models)
             with staging.reading(models):  # the exports stage may not rewrite the file while it is pushed

@@ -14,7 +14,8 @@ from pipeline.exports.mautic import mautic_export
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping, Params
-from pipeline.push import Client, push_mautic
+from pipeline.exports.client import Client
+from pipeline.exports.push_mautic import push_mautic
 from tests.mautic_server import mautic  # noqa: F401 - the fixture
 
 MAPPING = CrmMapping(activities={"demo_request": ActivityMapping(event="form.submit", ids=[3]),

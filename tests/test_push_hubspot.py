@@ -16,8 +16,8 @@ from pipeline.exports import hubspot_api
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping, Params
-from pipeline.push import Client
-from pipeline.push_hubspot import push_contacts, push_hubspot
+from pipeline.exports.client import Client
+from pipeline.exports.push_hubspot import push_contacts, push_hubspot
 from tests.hubspot_server import SCORES, TOKEN, Failure, hubspot  # noqa: F401 - the fixture
 
 MAPPING = CrmMapping(properties={"industry": "industry", "company_size": "numberofemployees"},

@@ -3,7 +3,7 @@
 HubSpot's Lead Scoring API (beta, `/marketing/lead-scoring/2026-09-beta`) creates a score as a
 draft from groups of rules and publishes it on request. `score_configuration` writes the body of
 that create request (`PublicDraftCreateRequest` in HubSpot's OpenAPI spec) under `api`, so
-`leadcal push hubspot` (pipeline.push_hubspot) can send it as it is, plus what a person needs
+`leadcal push hubspot` (pipeline.exports.push_hubspot) can send it as it is, plus what a person needs
 beside it: which leadcal signal each rule carries, which rules still use leadcal's names, the MQL
 threshold chosen for exactly this scoring, and what the configuration cannot express.
 

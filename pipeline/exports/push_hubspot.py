@@ -41,7 +41,7 @@ import pandas as pd
 from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.exports.hubspot_api import API_VERSION, CONTACTS as CONTACTS_TYPE, FORMAT
-from pipeline.push import Client
+from pipeline.exports.client import Client
 
 API = "https://api.hubapi.com"
 SCORES = f"/marketing/lead-scoring/{API_VERSION}/scores"
