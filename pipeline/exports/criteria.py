@@ -30,6 +30,7 @@ GROUP_ORDER = ("fit", "engagement")
 TYPE_ORDER = ("activity", "frequency", "recency", "fit")
 OTHER_VALUE = "(any other value)"  # the pooled rule of an attribute's rare values: "<attribute> = (any other value)"
 LIST_SEPARATOR = "; "  # between the values of an is_none_of rule
+RECENCY_ATTRIBUTE = "any_activity"  # the attribute of recency rows ("any activity within the last N days")
 
 
 def as_number(value: float) -> int | float:
@@ -115,7 +116,7 @@ def criterion_parts(row: Mapping[str, Any], numeric_bins: Mapping[str, list[floa
             days = int(parts[1])
         except (IndexError, ValueError) as exc:
             raise LeadcalError(f"recency signal {row['signal']!r}: value {value!r} is not '<= N days'") from exc
-        return {"attribute": "any_activity", "operator": "within_last_days", "value": days, "value_high": None,
+        return {"attribute": RECENCY_ATTRIBUTE, "operator": "within_last_days", "value": days, "value_high": None,
                 "window_days": None}
     if kind != "fit":
         raise LeadcalError(f"signal {row['signal']!r}: unknown type {kind!r}")

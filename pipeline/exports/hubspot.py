@@ -85,6 +85,18 @@ def _hubspot_engagement_criteria(row: Mapping[str, Any], spec: ActivityMapping |
     return text
 
 
+def criteria_group(row: Mapping[str, Any]) -> str:
+    """The HubSpot group of a generic row: its attribute for fit (a contact has one value of it), the
+    attribute with "(decay)" / "(no decay)" for a capped engagement attribute (its cap is the group's
+    limit, and decay is set per group), else Activities, Frequency or Recency. The sheet and the
+    Lead Scoring API configuration (pipeline.exports.hubspot_api) group alike."""
+    if row["score_group"] != "engagement":
+        return str(row["attribute"])
+    if not is_missing(row.get("attribute_cap")):
+        return f"{row['attribute']} ({'no decay' if is_missing(row.get('decay_half_life_days')) else 'decay'})"
+    return {"activity": "Activities", "frequency": "Frequency", "recency": "Recency"}[row["type"]]
+
+
 def hubspot_rows(export_rows: list[dict[str, Any]], mapping: CrmMapping = NO_MAPPING) -> list[dict[str, Any]]:
     """HubSpot lead-score criteria (columns HUBSPOT_COLUMNS) from the generic rows.
 
@@ -101,15 +113,9 @@ def hubspot_rows(export_rows: list[dict[str, Any]], mapping: CrmMapping = NO_MAP
         spec = activity_in_crm(row, mapping) if engagement else None
         renamed = row if engagement else in_crm_names(row, mapping)
         decays = not is_missing(row.get("decay_half_life_days"))
-        if not engagement:
-            group = row["attribute"]
-        elif not is_missing(row.get("attribute_cap")):
-            group = f"{row['attribute']} ({'decay' if decays else 'no decay'})"
-        else:
-            group = {"activity": "Activities", "frequency": "Frequency", "recency": "Recency"}[row["type"]]
         out.append({
             "group": "Engagement" if engagement else "Fit",
-            "criteria_group": group,
+            "criteria_group": criteria_group(row),
             "criteria": _hubspot_engagement_criteria(row, spec) if engagement else _hubspot_fit_criteria(renamed),
             "points": int(row["points"]),
             "decay": "yes" if decays else "no",

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.crm_scoring import DAYS_PER_MONTH, hubspot_decay_months
+from pipeline.exports.criteria import LIST_SEPARATOR, RECENCY_ATTRIBUTE, as_number, is_missing
+from pipeline.exports.hubspot import criteria_group
 from pipeline.params import CrmMapping
 
 FORMAT = "leadcal-hubspot-score-configuration"
@@ -38,16 +40,9 @@ FORMAT_VERSION = 1
 API_VERSION = "2026-09-beta"
 SCORE_NAME = "leadcal lead score"
 CONTACTS = "0-1"  # HubSpot's object type id of contacts
-RECENCY_ATTRIBUTE = "any_activity"  # the generic export's attribute of recency rows
 # The date property HubSpot keeps of a contact's latest engagement (Last engagement date); params
 # exports.mapping.hubspot.properties.any_activity names another.
 RECENCY_PROPERTY = "hs_last_sales_activity_timestamp"
-LIST_SEPARATOR = "; "
-
-
-def _number(value: Any) -> int | float:
-    value = float(value)
-    return int(value) if value.is_integer() else value
 
 
 def _operation(operation_type: str, operator: str, include_unset: bool = False, **fields: Any) -> dict[str, Any]:
@@ -74,7 +69,7 @@ def _values_operation(property_type: str, positive: bool, values: list[str]) -> 
 def fit_conditions(row: Mapping[str, Any], prop: str, values: Mapping[str, str], property_type: str) -> list[dict[str, Any]]:
     """The conditions a contact's property must meet for a fit row's points (all must hold)."""
     operator, low, high = row["operator"], row["value"], row["value_high"]
-    number = lambda op, value: _condition(prop, _operation("NUMBER", op, value=_number(value)))  # noqa: E731
+    number = lambda op, value: _condition(prop, _operation("NUMBER", op, value=as_number(value)))  # noqa: E731
     if operator == "is":
         return [_condition(prop, _values_operation(property_type, True, [values.get(str(low), str(low))]))]
     if operator == "is_none_of":  # known, and none of the values scored on their own
@@ -120,18 +115,6 @@ def _rule(calculation: Mapping[str, Any], cap_points: int | None = None) -> dict
     return rule
 
 
-def _group_name(row: Mapping[str, Any]) -> str:
-    if row["score_group"] == "fit":
-        return str(row["attribute"])
-    if not _nan(row.get("attribute_cap")):  # a capped attribute is a group of its own (the group limit)
-        return f"{row['attribute']} ({'no decay' if _nan(row.get('decay_half_life_days')) else 'decay'})"
-    return {"activity": "Activities", "frequency": "Frequency", "recency": "Recency"}[row["type"]]
-
-
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def rule_for(row: Mapping[str, Any], mapping: CrmMapping, numeric: set[str]) -> tuple[dict[str, Any], bool]:
     """(the HubSpot rule of one generic row, whether it uses HubSpot's own names)."""
     points = int(row["points"])
@@ -164,7 +147,7 @@ def category_limit(caps: Mapping[str, float], points_range: Mapping[str, Any]) -
         highest = max(int(points_range.get(category, {}).get("highest", 0)), 1)
         own[category] = int(math.ceil(caps[category])) if caps.get(category) is not None else highest
     limit = max(own.values())
-    lost = [f"HubSpot has one limit for both categories ({limit}); leadcal caps {category} at {_number(caps[category])}, "
+    lost = [f"HubSpot has one limit for both categories ({limit}); leadcal caps {category} at {as_number(caps[category])}, "
             f"which HubSpot cannot apply" for category in own
             if caps.get(category) is not None and own[category] < limit]
     return limit, lost
@@ -186,15 +169,15 @@ def score_configuration(export_rows: list[dict[str, Any]], header: Mapping[str, 
     groups: dict[str, dict[str, Any]] = {}
     index: list[dict[str, Any]] = []
     for row in export_rows:
-        name = _group_name(row)
+        name = criteria_group(row)
         fit = row["score_group"] == "fit"
         group = groups.get(name)
         if group is None:
             group = groups[name] = {"groupName": name, "groupCategory": "FIT" if fit else "INTENT",
                                     "ruleConfigurations": []}
-            if not _nan(row.get("attribute_cap")):  # an attribute's cap is its group's limit
-                group["maxValue"] = _number(row["attribute_cap"])
-            if not fit and not _nan(row.get("decay_half_life_days")) and interval:
+            if not is_missing(row.get("attribute_cap")):  # an attribute's cap is its group's limit
+                group["maxValue"] = as_number(row["attribute_cap"])
+            if not fit and not is_missing(row.get("decay_half_life_days")) and interval:
                 group["groupDecay"] = {"decayIntervalDays": interval, "percentToDecayPerInterval": 50}
         rule, mapped = rule_for(row, mapping, numeric)
         index.append({"group": name, "rule": len(group["ruleConfigurations"]), "signal": row["signal"],
@@ -203,10 +186,10 @@ def score_configuration(export_rows: list[dict[str, Any]], header: Mapping[str, 
     limit, not_expressed = category_limit(caps, points_range)
     decays: dict[str, set[bool]] = {}  # capped engagement attribute -> whether its rows decay
     for r in export_rows:
-        if r["score_group"] == "engagement" and not _nan(r.get("attribute_cap")):
-            decays.setdefault(str(r["attribute"]), set()).add(not _nan(r.get("decay_half_life_days")))
-    caps_of = {str(r["attribute"]): r["attribute_cap"] for r in export_rows if not _nan(r.get("attribute_cap"))}
-    not_expressed += [f"{a}: leadcal caps its activity and frequency rows together at {_number(caps_of[a])}; HubSpot "
+        if r["score_group"] == "engagement" and not is_missing(r.get("attribute_cap")):
+            decays.setdefault(str(r["attribute"]), set()).add(not is_missing(r.get("decay_half_life_days")))
+    caps_of = {str(r["attribute"]): r["attribute_cap"] for r in export_rows if not is_missing(r.get("attribute_cap"))}
+    not_expressed += [f"{a}: leadcal caps its activity and frequency rows together at {as_number(caps_of[a])}; HubSpot "
                       f"limits each of its two groups ('{a} (decay)', '{a} (no decay)') at that"
                       for a in sorted(decays) if len(decays[a]) == 2]
     api = {"name": SCORE_NAME, "objectTypeId": CONTACTS, "allowedGroupTypes": ["FIT", "INTENT"],
