@@ -226,9 +226,9 @@ def test_scores_files_are_read_strictly(tmp_path, hubspot) -> None:
     with pytest.raises(LeadcalError, match="1 ids appear twice"):
         push_contacts(twice, client(hubspot), apply=False, out=lambda line: None)
     frame = pd.read_csv(scores_file(tmp_path, ["1", "2"]))
-    for column, value, message in (("mql", "yes", "column mql: 1 values are not true/false .*rows 2: 'yes'"),
-                                   ("probability", "", "column probability: 1 values are not between 0 and 1"),
-                                   ("grade", "", "column grade: 1 rows without a grade")):
+    for column, value, message in (("mql", "yes", "column mql: 1 values are not true/false \\(line 2: 'yes'\\)"),
+                                   ("probability", "", "column probability: 1 values are not between 0 and 1 \\(line 2: "),
+                                   ("grade", "", "column grade: 1 rows without a grade \\(line 2: ")):
         broken = frame.astype({column: object})
         broken.loc[0, column] = value
         broken.to_csv(path, index=False)

@@ -1,7 +1,10 @@
-"""The HTTP client `leadcal push` talks to a CRM's API with: JSON over HTTP with one Authorization
-header, retries with backoff on 429 and 5xx (Retry-After when given; HubSpot's ten-second window;
-never its daily limit, nor a create that failed on the server), and every failure as one line
-carrying the tool's own message. Credentials are only ever in the header, never in a message.
+"""What `leadcal push` shares across CRMs: the HTTP client and the lines of a plan.
+
+The client speaks JSON over HTTP with one Authorization header, retries with backoff on 429 and
+5xx (Retry-After when given; HubSpot's ten-second window; never its daily limit, nor a create that
+failed on the server), and ends every failure in one line carrying the tool's own message.
+Credentials are only ever in the header, never in a message. `plan_line` words one change the
+same way for every CRM: `+` create, `~` update, `=` unchanged, `-` remove, `!` skip, `>` publish.
 """
 
 from __future__ import annotations
@@ -146,3 +149,12 @@ def _error_line(service: str, method: str, path: str, status: int, text: str) ->
     if status in (400, 422):
         return f"{service} refused {method} {path} ({status}): {message}"
     return f"{service}: {method} {path} answered {status}: {message}"
+
+
+PLAN_MARKS = {"create": "+", "update": "~", "unchanged": "=", "remove": "-", "skip": "!", "publish": ">"}
+
+
+def plan_line(action: str, subject: str, changed: tuple[str, ...] = (), detail: str = "") -> str:
+    """One line of a push plan: "~ update group 'industry': 3 of 8 rules", "! skip ... (why)"."""
+    shown = f": {', '.join(changed)}" if changed else f" ({detail})" if detail else ""
+    return f"{PLAN_MARKS[action]} {action} {subject}{shown}"

@@ -39,9 +39,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline import io
+from pipeline.contract import line_examples
 from pipeline.errors import LeadcalError
 from pipeline.exports.hubspot_api import API_VERSION, CONTACTS as CONTACTS_TYPE, FORMAT
-from pipeline.exports.client import Client
+from pipeline.exports.client import Client, plan_line
 
 API = "https://api.hubapi.com"
 SCORES = f"/marketing/lead-scoring/{API_VERSION}/scores"
@@ -63,9 +64,7 @@ class Change:
     changed: tuple[str, ...] = field(default=())
 
     def line(self) -> str:
-        mark = {"create": "+", "update": "~", "unchanged": "=", "remove": "-", "skip": "!", "publish": ">"}[self.action]
-        detail = f": {', '.join(self.changed)}" if self.changed else f" ({self.detail})" if self.detail else ""
-        return f"{mark} {self.action} {self.subject}{detail}"
+        return plan_line(self.action, self.subject, self.changed, self.detail)
 
 
 def _export(path: Path) -> dict[str, Any]:
@@ -279,11 +278,6 @@ def push_score(export_path: Path, client: Client, apply: bool, publish: bool, in
     return changes
 
 
-def _rows(mask: pd.Series) -> str:
-    """The first few data rows where `mask` holds, as a file shows them (header is line 1)."""
-    return ", ".join(str(int(i) + 2) for i in list(mask[mask].index[:3]))
-
-
 def _mql_flags(values: pd.Series, origin: object) -> pd.Series:
     """leadcal score's MQL column as booleans: True/False, true/false or 1/0, nothing else."""
     if pd.api.types.is_bool_dtype(values) and not values.isna().any():
@@ -291,8 +285,8 @@ def _mql_flags(values: pd.Series, origin: object) -> pd.Series:
     text = values.astype("string").str.strip().str.lower()
     known = text.isin(["true", "false", "1", "0", "1.0", "0.0"]).fillna(False)
     if not known.all():
-        raise LeadcalError(f"{origin}: column mql: {int((~known).sum())} values are not true/false (e.g. rows "
-                           f"{_rows(~known)}: {text[~known].iloc[0]!r})")
+        raise LeadcalError(f"{origin}: column mql: {int((~known).sum())} values are not true/false "
+                           f"({line_examples(values[~known])})")
     return text.isin(["true", "1", "1.0"]).astype(bool)
 
 
@@ -322,7 +316,8 @@ def contact_values(scores: pd.DataFrame, origin: object) -> tuple[str, pd.DataFr
         ids = ids.str.lower()  # HubSpot matches e-mail addresses whatever their case
     blank = (ids.isna() | (ids == "")).fillna(True)
     if blank.any():
-        raise LeadcalError(f"{origin}: column {id_column}: {int(blank.sum())} rows without an id (e.g. rows {_rows(blank)})")
+        raise LeadcalError(f"{origin}: column {id_column}: {int(blank.sum())} rows without an id "
+                           f"({line_examples(scores.loc[blank, id_column])})")
     duplicated = ids.duplicated()
     if duplicated.any():
         raise LeadcalError(f"{origin}: column {id_column}: {int(duplicated.sum())} ids appear twice (e.g. "
@@ -331,11 +326,12 @@ def contact_values(scores: pd.DataFrame, origin: object) -> tuple[str, pd.DataFr
     bad = (probability.isna() | (probability < 0) | (probability > 1)).fillna(True)
     if bad.any():
         raise LeadcalError(f"{origin}: column probability: {int(bad.sum())} values are not between 0 and 1 "
-                           f"(e.g. rows {_rows(bad)})")
+                           f"({line_examples(scores.loc[bad, 'probability'])})")
     grade = scores["grade"].astype("string").str.strip()
     no_grade = (grade.isna() | (grade == "")).fillna(True)
     if no_grade.any():
-        raise LeadcalError(f"{origin}: column grade: {int(no_grade.sum())} rows without a grade (e.g. rows {_rows(no_grade)})")
+        raise LeadcalError(f"{origin}: column grade: {int(no_grade.sum())} rows without a grade "
+                           f"({line_examples(scores.loc[no_grade, 'grade'])})")
     values = pd.DataFrame({
         "id": ids.to_numpy(dtype=object),
         CONTACT_PROPERTIES["probability"]: probability.map(lambda p: f"{p:.4f}").to_numpy(),

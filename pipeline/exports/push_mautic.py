@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline import io
 from pipeline.errors import LeadcalError
-from pipeline.exports.client import Client
+from pipeline.exports.client import Client, plan_line
 
 ENVIRONMENT = ("MAUTIC_URL", "MAUTIC_USERNAME", "MAUTIC_PASSWORD")
 TRIGGER_PREFIX = "leadcal MQL"
@@ -49,10 +49,8 @@ class Change:
     reason: str = ""
 
     def line(self) -> str:
-        mark = {"create": "+", "update": "~", "unchanged": "=", "skip": "!"}[self.action]
-        detail = (f": {', '.join(self.changed)}" if self.action == "update" else
-                  f" ({self.reason})" if self.reason else "")
-        return f"{mark} {self.action} {self.kind} '{self.name}'{detail}"
+        return plan_line(self.action, f"{self.kind} '{self.name}'", self.changed if self.action == "update" else (),
+                         self.reason)
 
 
 ENDPOINTS = {  # kind -> (list path, list key, create path, edit path template)
