@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from threadpoolctl import threadpool_limits
 
 from pipeline.cli import STAGES
@@ -33,10 +34,24 @@ def run_stages(params: Params, names: list[str] | None = None) -> None:
 
 
 @pytest.fixture(scope="session")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> Params:
-    """The default `dvc repro` (params.yaml, 20,000 leads) run once, in process, in a temp folder."""
-    params = params_in(tmp_path_factory.mktemp("default_run"))
-    run_stages(params)
+def default_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Params:
+    """The default `dvc repro` (params.yaml, 20,000 leads) run once, in process, in a temp folder.
+
+    Under pytest-xdist the run is built once for all workers (about 100 s of the suite's CPU):
+    the first worker to ask builds it in the session's shared temp folder under a file lock, the
+    others wait for it and read the same files. Tests treat it as read-only and copy what they
+    change."""
+    if worker_id == "master":
+        params = params_in(tmp_path_factory.mktemp("default_run"))
+        run_stages(params)
+        return params
+    shared = tmp_path_factory.getbasetemp().parent / "default_run"
+    params = params_in(shared)
+    with FileLock(str(shared) + ".lock"):
+        done = shared / ".complete"
+        if not done.exists():
+            run_stages(params)
+            done.touch()
     return params
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,12 @@ BINS = {"company_size": [1, 11, 51, 201, 1001, 5001], "ratio": [0.5, 1.5]}
 # --------------------------------------------------------------------------- the default run
 
 @pytest.fixture(scope="module")
-def exported(default_run):
-    params = default_run
+def exported(default_run, tmp_path_factory):
+    """The exports stage run again on a copy of the default run's models (the run is shared by
+    the test workers, so nothing writes into it)."""
+    models = tmp_path_factory.mktemp("exported") / "models"
+    shutil.copytree(default_run.paths.models, models)
+    params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
     summary = exports.run(params)
     features = io.read_parquet(params.paths.features / "features.parquet")
     signals = build_signals(features, params, read_frequency_signals(params.paths.models))
@@ -498,7 +503,6 @@ def test_run_needs_the_weights(tmp_path):
 
 def test_exports_follow_the_publication_not_a_rejected_candidate(default_run, tmp_path):
     """A run the guard rails reject changes the candidate weights but never the CRM sheets."""
-    import shutil
 
     from pipeline import publish
 
