@@ -4,10 +4,10 @@ The same work as `leadcal extract`, `leadcal features` and `leadcal close-rates`
 the way one would without a query engine, every table whole in memory:
 
 - extract: each table read into pandas and validated by leadcal's own pandas path (the
-  one CSV exports take, pipeline.contract: same rules, same counts), written as Parquet;
+  one CSV exports take, pipeline.data.contract: same rules, same counts), written as Parquet;
 - features: the same point-in-time table (one row per lead and snapshot it reached open,
   label, counts, ages, rolling-window peaks, the leakage screen) with pandas merges and
-  group-bys over the whole event log, labelled by the same pipeline.features.label;
+  group-bys over the whole event log, labelled by the same pipeline.stages.features.label;
 - close rates: leadcal's stage itself, which already works on the per-lead table in pandas.
 
 scale.py checks that the features table and the close-rate table come out equal to
@@ -23,13 +23,15 @@ import sys
 import numpy as np
 import pandas as pd
 
-from pipeline import close_rates, io
-from pipeline.contract import OUTCOME_STAGES, WON_STAGE
-from pipeline.extract import validate_tables, write_tables
-from pipeline.features import label, leakage_screen
+from pipeline.stages import close_rates
+
+from pipeline import io
+from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
+from pipeline.stages.extract import validate_tables, write_tables
+from pipeline.stages.features import label, leakage_screen
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.params import Params, load_params
-from pipeline.sources import TABLES, find_table, read_path
+from pipeline.data.sources import TABLES, find_table, read_path
 
 DAY_US = 86_400_000_000
 
@@ -45,7 +47,7 @@ def extract(params: Params) -> dict[str, pd.DataFrame]:
 
 
 def lead_frame(leads: pd.DataFrame, stages: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:
-    """Each lead with its first outcome, win and maturity (pipeline.features' lead frame, in pandas)."""
+    """Each lead with its first outcome, win and maturity (pipeline.stages.features' lead frame, in pandas)."""
     o = params.outcome
     frame = leads.sort_values("lead_id").reset_index(drop=True)
     first_outcome = frame["lead_id"].map(stages[stages["stage"].isin(OUTCOME_STAGES)].groupby("lead_id")["entered_at"].min())

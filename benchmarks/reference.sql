@@ -8,7 +8,7 @@
 --
 --   duckdb -csv -cmd "SET VARIABLE export_dir = '/path/to/raw'" < benchmarks/reference.sql > reference.csv
 --
--- The rules (docs/method.md; pipeline/features.py, pipeline/close_rates.py):
+-- The rules (docs/method.md; pipeline/stages/features.py, pipeline/stages/close_rates.py):
 -- - export date: the latest timestamp in any table; a lead is matured (its outcome known) when
 --   created at least horizon_days (90) before it, and closed when it became a customer within them;
 -- - a lead is seen at 0, 7 and 30 days after creation while still open (no customer or lost stage

@@ -32,8 +32,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from pipeline import charts, interactive, io, spreadsheet
-from pipeline.notebooks import HoverChart, design_note, interval, pct, show, table
+from pipeline.report import charts, interactive
+
+from pipeline import io, spreadsheet
+from pipeline.report.notebooks import HoverChart, design_note, interval, pct, show, table
 
 rates = spreadsheet.read_csv(MODELS / "close_rates.csv")
 summary = io.read_json(MODELS / "metrics" / "close_rates.json")

@@ -30,8 +30,10 @@ MODELS = Path("models") if Path("models").exists() else Path("../models")
 import pandas as pd
 from IPython.display import Markdown
 
-from pipeline import charts, interactive, io
-from pipeline.notebooks import HoverChart, design_note, pct, show, table
+from pipeline.report import charts, interactive
+
+from pipeline import io
+from pipeline.report.notebooks import HoverChart, design_note, pct, show, table
 
 weights = io.read_json(MODELS / "weights.json")
 signals = pd.DataFrame(weights["signals"])

@@ -30,8 +30,10 @@ MODELS = Path("models") if Path("models").exists() else Path("../models")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pipeline import charts, interactive, io
-from pipeline.notebooks import (CRM_PERCENT, HoverChart, crm_comparison, crm_rule, design_note, interval, pct,
+from pipeline.report import charts, interactive
+
+from pipeline import io
+from pipeline.report.notebooks import (CRM_PERCENT, HoverChart, crm_comparison, crm_rule, design_note, interval, pct,
                                 quadrant_rows, show, table)
 
 thresholds = io.read_json(MODELS / "thresholds.json")

@@ -32,7 +32,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from pipeline import io
-from pipeline.notebooks import signal_changes, table
+from pipeline.report.notebooks import signal_changes, table
 
 published = MODELS / "published"
 FILES = ("weights.json", "thresholds.json")

@@ -67,73 +67,73 @@ def for_stage(name: str, params: Params) -> Params:
 
 
 def _generate(params: Params) -> object:
-    from pipeline.generate import write_sample
+    from pipeline.data.generate import write_sample
 
     return write_sample(params)
 
 
 def _extract(params: Params) -> object:
-    from pipeline.extract import extract
+    from pipeline.stages.extract import extract
 
     return extract(params)
 
 
 def _features(params: Params) -> object:
-    from pipeline.features import write_features
+    from pipeline.stages.features import write_features
 
     return write_features(params)
 
 
 def _close_rates(params: Params) -> object:
-    from pipeline import close_rates
+    from pipeline.stages import close_rates
 
     return close_rates.run(params)
 
 
 def _weights(params: Params) -> object:
-    from pipeline import weights
+    from pipeline.stages import weights
 
     return weights.run(params)
 
 
 def _train(params: Params) -> object:
-    from pipeline import model
+    from pipeline.stages import model
 
     return model.run(params)
 
 
 def _thresholds(params: Params) -> object:
-    from pipeline import thresholds
+    from pipeline.stages import thresholds
 
     return thresholds.run(params)
 
 
 def _funnel(params: Params) -> object:
-    from pipeline import funnel
+    from pipeline.stages import funnel
 
     return funnel.run(params, params.funnel.sla_hours)
 
 
 def _exports(params: Params) -> object:
-    from pipeline import exports
+    from pipeline.stages import exports
 
     return exports.run(params)
 
 
 def _publish(params: Params) -> object:
-    from pipeline import publish
+    from pipeline.stages import publish
 
     return publish.run(params)
 
 
 def _report(params: Params) -> object:
-    from pipeline import report
+    from pipeline.stages import report
 
     return report.run(params)
 
 
 def _notebooks(params: Params) -> object:
-    from pipeline import notebooks
+    from pipeline.report import notebooks
 
     return notebooks.run(params)
 
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
             stage_parser.add_argument(
                 "--one-row-per-lead", type=Path, default=None, metavar="PATH",
                 help="instead of the contract tables, write the same simulated history as a CRM's lead list: one CSV "
-                     "row per matured lead, no dates, a Converted column (pipeline/sample_export.py), to the file PATH")
+                     "row per matured lead, no dates, a Converted column (pipeline/data/sample_export.py), to the file PATH")
             stage_parser.add_argument(
                 "--leads", type=int, default=None, metavar="N",
                 help="with --one-row-per-lead: leads to simulate (default 10000, not generate.n_leads; about 86 %% "
@@ -319,7 +319,7 @@ def _main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
     )
     if args.stage == "init":  # writes a params file, so it reads none
-        from pipeline.init import init
+        from pipeline.commands.init import init
 
         try:
             result = init(args.export, args.out, args.force)
@@ -339,12 +339,12 @@ def _main(argv: list[str]) -> int:
         if args.stage == "generate" and (args.one_row_per_lead is not None or args.leads is not None):
             if args.one_row_per_lead is None:
                 raise LeadcalError("--leads goes with --one-row-per-lead PATH (the contract tables take generate.n_leads)")
-            from pipeline.sample_export import write_one_row_per_lead
+            from pipeline.data.sample_export import write_one_row_per_lead
 
             write_one_row_per_lead(params, args.one_row_per_lead, args.leads)
             return 0
         if args.stage == "score":
-            from pipeline.score import score
+            from pipeline.commands.score import score
 
             models = Path(args.models or params.paths.models)
             with staging.reading(models):  # no stage may rewrite the model while it scores
@@ -365,7 +365,7 @@ def _main(argv: list[str]) -> int:
                     push_mautic(models / "exports" / "mautic_point_actions.json", args.apply, args.include_unmapped)
             return 0
         if args.stage == "plan":
-            from pipeline.planner import format_plan, plan
+            from pipeline.commands.planner import format_plan, plan
 
             result = plan(for_stage("plan", params), customers=args.customers, revenue=args.revenue, average_deal=args.average_deal)
             print(format_plan(result))

@@ -14,7 +14,7 @@ traceback nor a read without end:
   schema of this leadcal's version and the keys scoring uses, with their types; and the two
   must agree (model type, number and names of the features).
 
-pipeline.model.load_model / read_model call these.
+pipeline.stages.model.load_model / read_model call these.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _fitted_binary(model: Any) -> bool:
 
 
 def check_bundle(bundle: Any, path: Path) -> None:
-    """What pipeline.model.model_bytes saved: {"base": a fitted classifier, "calibrator": None or a calibrator}."""
+    """What pipeline.stages.model.model_bytes saved: {"base": a fitted classifier, "calibrator": None or a calibrator}."""
     prefix = f"{path}: not a leadcal model"
     if not isinstance(bundle, dict):
         raise LeadcalError(f"{prefix}: the file holds a {type(bundle).__name__}, expected a bundle "

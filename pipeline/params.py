@@ -194,7 +194,7 @@ class Source(_Strict):
 
 
 class Generate(_Strict):
-    """Size and shape of the bundled sample history (see pipeline.generate)."""
+    """Size and shape of the bundled sample history (see pipeline.data.generate)."""
 
     n_leads: int = Field(20_000, ge=200)
     start: date = date(2024, 1, 1)
@@ -403,7 +403,7 @@ class Train(_Strict):
 class Thresholds(_Strict):
     """How the MQL threshold is chosen; every policy is computed and reported, `policy` is published.
 
-    When `policy` finds no threshold, the first policy of pipeline.thresholds.FALLBACK_ORDER that
+    When `policy` finds no threshold, the first policy of pipeline.stages.thresholds.FALLBACK_ORDER that
     finds one is published, named in thresholds.json with the reason; when none does, the run is
     not published (a null threshold never is).
     """

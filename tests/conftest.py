@@ -60,7 +60,7 @@ def parquet_export(root: Path, seed: int) -> Path:
     Parquet (streamed by DuckDB, as a large export would be): for the staging and kill tests."""
     import pandas as pd
 
-    from pipeline.generate import write_sample
+    from pipeline.data.generate import write_sample
 
     params = params_in(root, generate={"n_leads": 1500, "months": 6}, seed=seed)
     write_sample(params)

@@ -17,9 +17,11 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from pipeline import charts, io
+from pipeline.report import charts
+
+from pipeline import io
 from pipeline.params import Params
-from pipeline.report import figure_bytes
+from pipeline.stages.report import figure_bytes
 
 # Wilson 95 % interval of 10 customers out of 100 leads, by hand: z = 1.959964, p = 0.1,
 # centre = (p + z²/2n) / (1 + z²/n) = 0.119207 / 1.038415 = 0.114797,
@@ -301,7 +303,7 @@ def test_monthly_trend_chart_marks_immature_months_from_the_export_date() -> Non
     assert span.get_x() == pytest.approx(0.5) and span.get_width() == pytest.approx(4.0)
     # the band is the 95 % Wilson interval of the mature month's count: 20 MQLs of 100 leads
     band = lead_to_mql.collections[0].get_paths()[0].vertices[:, 1]
-    from pipeline.stats import wilson_interval
+    from pipeline.core.stats import wilson_interval
     low, high = wilson_interval(np.array([20]), np.array([100]), 0.95)
     assert band.min() == pytest.approx(low[0]) and band.max() == pytest.approx(high[0])
     assert _title(fig) == "Conversion by month of lead creation: the last 4 months are not mature yet (grey)"

@@ -1,7 +1,7 @@
 """Each CRM export re-scored exactly as that CRM computes scores, against the threshold the file states.
 
 The threshold leadcal chooses holds only under leadcal's own arithmetic (continuous decay, caps).
-Each export now carries the threshold chosen for its own tool (pipeline.crm_scoring). These
+Each export now carries the threshold chosen for its own tool (pipeline.core.crm_scoring). These
 tests read each file the way the tool would (HubSpot: its step decay and limits; Account
 Engagement: score plus a grade moved in thirds of a letter; Mautic: one total that never
 decays), score the default run's leads from nothing but that file, take each lead at its peak,
@@ -22,7 +22,7 @@ from pipeline import io
 from pipeline.exports import generic, salesforce
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX
-from pipeline.signals import build_signals, read_frequency_signals, time_split
+from pipeline.core.signals import build_signals, read_frequency_signals, time_split
 
 GRADES = ["F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B", "B+", "A-", "A", "A+"]
 ONE_POINT = 0.01

@@ -1,5 +1,5 @@
-"""Each CRM's scoring rules (pipeline.crm_scoring) and the thresholds chosen under them
-(pipeline.thresholds.two_axis_rule), against hand-computed cases and the pipeline's own scoring."""
+"""Each CRM's scoring rules (pipeline.core.crm_scoring) and the thresholds chosen under them
+(pipeline.stages.thresholds.two_axis_rule), against hand-computed cases and the pipeline's own scoring."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import crm_scoring, io, thresholds
-from pipeline.crm_scoring import DAYS_PER_MONTH, scoring_for
+from pipeline.core import crm_scoring
+
+from pipeline import io
+
+from pipeline.stages import thresholds
+from pipeline.core.crm_scoring import DAYS_PER_MONTH, scoring_for
 from pipeline.params import Params
-from pipeline.signals import build_signals, read_frequency_signals
-from pipeline.weights import read_weights, score_features
+from pipeline.core.signals import build_signals, read_frequency_signals
+from pipeline.stages.weights import read_weights, score_features
 
 
 def test_decay_by_hand() -> None:

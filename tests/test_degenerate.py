@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline.cli import STAGES, main
-from pipeline.generate import write_sample
+from pipeline.data.generate import write_sample
 from pipeline.params import Params
 
 from .conftest import params_in

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
-from pipeline.features import build_features
+from pipeline.stages.extract import extract
+from pipeline.stages.features import build_features
 from pipeline.params import Params
-from pipeline.signals import SignalSet
-from pipeline.stats import wilson_interval
-from pipeline.weights import fit_points, half_life
+from pipeline.core.signals import SignalSet
+from pipeline.core.stats import wilson_interval
+from pipeline.stages.weights import fit_points, half_life
 
 from .conftest import params_in
 
@@ -143,8 +143,8 @@ def test_no_usable_signal_is_a_clear_error_before_the_half_life(default_run: Par
 
 def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: Params) -> None:
     from pipeline import io
-    from pipeline.model import fit_model, model_matrix
-    from pipeline.signals import build_signals, read_frequency_signals
+    from pipeline.stages.model import fit_model, model_matrix
+    from pipeline.core.signals import build_signals, read_frequency_signals
 
     features = io.read_parquet(default_run.paths.features / "features.parquet").iloc[:4000].copy()
     features["n__live_chat"] = 0
@@ -159,8 +159,9 @@ def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: 
 
 
 def test_an_activity_named_null_survives_the_round_trip(tmp_path: Path) -> None:
-    from pipeline import close_rates, io
-    from pipeline.features import write_features
+    from pipeline.stages import close_rates
+    from pipeline import io
+    from pipeline.stages.features import write_features
 
     params = _small(tmp_path)
     leads = [(f"L{i}", "2024-01-01", "x") for i in range(40)]
@@ -180,7 +181,7 @@ def test_fit_signals_from_text_in_several_arrow_chunks_match_the_values(default_
     import pyarrow as pa
 
     from pipeline import io
-    from pipeline.signals import build_signals, fit_values
+    from pipeline.core.signals import build_signals, fit_values
 
     features = io.read_parquet(default_run.paths.features / "features.parquet").iloc[:3000].reset_index(drop=True)
     industry = pa.array(features["industry"].astype(object).to_numpy(), type=pa.large_string())

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
-from pipeline.features import build_features
-from pipeline.generate import write_sample
+from pipeline.stages.extract import extract
+from pipeline.stages.features import build_features
+from pipeline.data.generate import write_sample
 from pipeline.params import Params, Spark
 from tests.conftest import params_in
 

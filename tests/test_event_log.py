@@ -16,8 +16,8 @@ import pytest
 
 from pipeline import io
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
-from pipeline.generate import write_sample
+from pipeline.stages.extract import extract
+from pipeline.data.generate import write_sample
 from pipeline.params import Params
 from tests.conftest import params_in
 
@@ -167,7 +167,7 @@ def test_streaming_out_of_memory_is_one_clear_line(export: Path, tmp_path: Path)
         extract(params)
     assert not any(params.paths.extracted.glob("*activities*"))
     # the per-lead aggregation under the same cap: the same kind of message
-    from pipeline.features import build_features
+    from pipeline.stages.features import build_features
 
     extract(params_in(tmp_path))
     with pytest.raises(LeadcalError, match=r"needs more than duckdb_memory_gb = 0.001 GB for the per-lead"):

@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
+from pipeline.stages.extract import extract
 from pipeline.params import Params
 
 # --------------------------------------------------------------------------- helpers

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.params import Params
-from pipeline.signals import SignalSet
-from pipeline.weights import fit_points
+from pipeline.core.signals import SignalSet
+from pipeline.stages.weights import fit_points
 
 
 def _files(folder: Path) -> dict[Path, bytes]:

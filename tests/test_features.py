@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.extract import extract
-from pipeline.features import build_features
+from pipeline.stages.extract import extract
+from pipeline.stages.features import build_features
 from pipeline.params import Params
 
 from .conftest import params_in

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import funnel, io
-from pipeline.funnel import common, conversion, feedback, planning, timing
+from pipeline.stages import funnel
+
+from pipeline import io
+from pipeline.core.funnel import common, conversion, feedback, planning, timing
 from pipeline.params import Params
-from pipeline.stats import wilson_interval
+from pipeline.core.stats import wilson_interval
 
 BASE = pd.Timestamp("2024-01-01")
 
@@ -430,7 +432,7 @@ def test_run_writes_the_artifacts(default_run: Params, tmp_path) -> None:
 def test_funnel_by_segment_matches_pandas(default_run) -> None:
     """Customers per company-size band in funnel.json equal a plain pandas count on the features."""
 
-    from pipeline.signals import band
+    from pipeline.core.signals import band
 
     funnel = io.read_json(default_run.paths.models / "funnel.json")
     features = io.read_parquet(default_run.paths.features / "features.parquet").drop_duplicates("lead_id")
@@ -475,16 +477,16 @@ def test_segments_default_to_the_fit_attributes_the_export_has(caplog: pytest.Lo
                           "company_size": [5, 60, None]})
     default = Params.model_validate({"signals": {"fit_attributes": ["industry", "company_size", "country", "source"]}})
     assert funnel.segment_attributes(leads, default) == ["company_size", "country"]
-    with caplog.at_level(logging.WARNING, logger="pipeline.funnel"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.stages.funnel"):
         segmented = funnel._segments(leads, default)
     assert list(segmented) == ["company_size", "country"] and caplog.text == ""
     edges = default.signals.numeric_bins["company_size"]
-    from pipeline.signals import band
+    from pipeline.core.signals import band
 
     assert segmented["company_size"]["company_size"].tolist() == band(leads["company_size"], edges).tolist()
 
     explicit = Params.model_validate({"funnel": {"segments": ["industry", "country"]}})
     assert funnel.segment_attributes(leads, explicit) == ["industry", "country"]
-    with caplog.at_level(logging.WARNING, logger="pipeline.funnel"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.stages.funnel"):
         assert list(funnel._segments(leads, explicit)) == ["country"]
     assert "segment 'industry' is not a lead column" in caplog.text

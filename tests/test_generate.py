@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.contract import STAGES
-from pipeline.generate import _true_logit, generate
+from pipeline.data.contract import STAGES
+from pipeline.data.generate import _true_logit, generate
 from pipeline.params import Params
 
 
@@ -107,7 +107,7 @@ def test_fast_deciders_win_after_a_burst_of_meetings_and_pricing_visits(sample: 
 
 
 def test_generate_never_writes_into_the_users_export(tmp_path) -> None:
-    from pipeline.generate import write_sample
+    from pipeline.data.generate import write_sample
 
     export = tmp_path / "my_crm_export"
     export.mkdir()
@@ -124,7 +124,7 @@ def test_generate_never_writes_into_the_users_export(tmp_path) -> None:
 
 def test_generate_refuses_a_folder_holding_someone_elses_export(tmp_path) -> None:
     from pipeline.errors import LeadcalError
-    from pipeline.generate import write_sample
+    from pipeline.data.generate import write_sample
 
     export = tmp_path / "raw"
     export.mkdir()

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
+from pipeline.stages.extract import extract
 from pipeline.params import Params, load_params
 
 from .conftest import REPO
@@ -151,7 +151,7 @@ def test_mostly_unknown_leads_are_a_warning_in_the_log_and_the_report(tmp_path, 
 
 
 def test_no_event_left_after_extract_is_a_clear_error_at_features(tmp_path):
-    from pipeline.features import write_features
+    from pipeline.stages.features import write_features
 
     tables = valid_tables()
     tables["activities"][1:] = [["L1", "email_open", "2023-01-01T00:00:00Z"]]  # before L1 was created: dropped
@@ -246,9 +246,9 @@ def test_a_fit_attribute_with_a_value_per_lead_is_refused_at_extract(tmp_path):
 
 
 def test_more_validation_months_than_the_history_has_says_how_many_there_are(tmp_path):
-    from pipeline import close_rates
-    from pipeline.features import write_features
-    from pipeline.generate import write_sample
+    from pipeline.stages import close_rates
+    from pipeline.stages.features import write_features
+    from pipeline.data.generate import write_sample
 
     from .conftest import params_in
 
@@ -261,7 +261,7 @@ def test_more_validation_months_than_the_history_has_says_how_many_there_are(tmp
 
 
 def test_a_quote_in_a_path_reaches_duckdb_quoted(tmp_path):
-    from pipeline.features import build_features
+    from pipeline.stages.features import build_features
 
     params, _ = make_export(tmp_path / "o'brien", None)
     _as_parquet(params)  # the streaming path builds SQL with the file names

@@ -23,7 +23,7 @@ from pipeline.exports import hubspot_api
 from pipeline.params import ActivityMapping, CrmMapping, Params
 from pipeline.exports.push_hubspot import body_to_push, update_body
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX
-from pipeline.signals import UNKNOWN, time_split
+from pipeline.core.signals import UNKNOWN, time_split
 from tests.hubspot_schema import DRAFT_CREATE, DRAFT_UPDATE
 from tests.mautic_server import validation_errors
 

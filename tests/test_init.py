@@ -11,7 +11,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
-from pipeline.init import init, nice, propose_edges
+from pipeline.commands.init import init, nice, propose_edges
 from pipeline.params import load_params
 
 
@@ -274,7 +274,7 @@ def test_proposed_edges_hold_enough_leads_on_skewed_data() -> None:
 def test_a_status_column_with_open_leads_is_read_as_won_and_lost() -> None:
     frame = pd.DataFrame({"Deal Status": ["Won", "Lost", "Open", "lost", None] * 20,
                           "Stage Count": ["1", "2", "3", "4", "5"] * 20})
-    from pipeline.init import blank, find_outcome
+    from pipeline.commands.init import blank, find_outcome
 
     outcome = find_outcome(blank(frame.rename(columns=str.lower), []))
     assert outcome is not None and outcome.column == "deal status"

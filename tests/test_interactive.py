@@ -1,4 +1,4 @@
-"""The report's interactive charts (pipeline.interactive): what each spec draws, against hand-computed
+"""The report's interactive charts (pipeline.report.interactive): what each spec draws, against hand-computed
 figures and the pipeline's own threshold curve."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import interactive, thresholds
-from pipeline.stats import wilson_interval
+from pipeline.report import interactive
+
+from pipeline.stages import thresholds
+from pipeline.core.stats import wilson_interval
 
 
 def values(spec: dict) -> list[list[dict]]:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.extract import extract
+from pipeline.stages.extract import extract
 from pipeline.params import Params
 
 from .conftest import params_in, run_stages

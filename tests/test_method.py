@@ -9,12 +9,12 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from pipeline import io
-from pipeline.close_rates import close_rate_table
-from pipeline.frequency import best_threshold, g_statistic
+from pipeline.stages.close_rates import close_rate_table
+from pipeline.core.frequency import best_threshold, g_statistic
 from pipeline.params import Params
-from pipeline.signals import SignalSet, band_labels, build_signals, read_frequency_signals
-from pipeline.stats import beta_binomial_strength, shrink_close_rate
-from pipeline.weights import score_leads
+from pipeline.core.signals import SignalSet, band_labels, build_signals, read_frequency_signals
+from pipeline.core.stats import beta_binomial_strength, shrink_close_rate
+from pipeline.stages.weights import score_leads
 
 
 # --- shrinkage ---------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_estimated_half_life_is_within_25_percent_of_the_planted_one(default_run
 
 
 def test_half_life_from_params_overrides_the_estimate(default_run: Params, tmp_path) -> None:
-    from pipeline import weights as weights_stage
+    from pipeline.stages import weights as weights_stage
 
     params = default_run.model_copy(update={
         "paths": default_run.paths.model_copy(update={"models": tmp_path}),

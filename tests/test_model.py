@@ -13,15 +13,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from pipeline import io
-from pipeline.calibration import apply_calibrator, choose_method, fit_calibrator
+from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator
 from pipeline.errors import LeadcalError
-from pipeline.explain import effects, global_factors, top_reasons
-from pipeline.weights import read_weights, score_features
-from pipeline.model import model_matrix, predict, read_model, rolling_folds
+from pipeline.core.explain import effects, global_factors, top_reasons
+from pipeline.stages.weights import read_weights, score_features
+from pipeline.stages.model import model_matrix, predict, read_model, rolling_folds
 from pipeline.params import Params
-from pipeline.score import score
-from pipeline.signals import build_signals, read_frequency_signals
-from pipeline.stats import expected_calibration_error
+from pipeline.commands.score import score
+from pipeline.core.signals import build_signals, read_frequency_signals
+from pipeline.core.stats import expected_calibration_error
 
 from .conftest import params_in, run_stages
 
@@ -117,7 +117,7 @@ def test_model_card_reports_the_run(default_run: Params) -> None:
 
 
 def test_too_few_customers_refuses_to_publish(default_run: Params) -> None:
-    from pipeline import model as model_stage
+    from pipeline.stages import model as model_stage
 
     strict = default_run.model_copy(update={"train": default_run.train.model_copy(update={"min_customers": 10**6})})
     before = (default_run.paths.models / "model.skops").read_bytes()
@@ -223,7 +223,7 @@ def test_fit_effects_are_relative_to_the_average_lead_like_the_points() -> None:
     y = (rng.random(3000) < np.select([value == "a", value == "b"], [0.05, 0.10], 0.2)).astype(int)
     model = LogisticRegression(C=1e6).fit(X, y)
     catalog = pd.DataFrame({"signal": X.columns, "type": "fit", "attribute": "industry"})
-    from pipeline.explain import reference_values
+    from pipeline.core.explain import reference_values
 
     reference = reference_values(catalog, X)
     found = effects(lambda frame: model.predict_proba(frame)[:, 1], X, catalog, reference)
@@ -262,7 +262,7 @@ def test_metrics_details_hold_every_fold_and_the_spread(default_run: Params) -> 
 
 
 def test_fit_rows_samples_uniformly_and_reproducibly() -> None:
-    from pipeline.signals import fit_rows
+    from pipeline.core.signals import fit_rows
 
     train = np.zeros(10_000, dtype=bool)
     train[::2] = True  # 5,000 training rows
@@ -277,7 +277,7 @@ def test_fit_rows_samples_uniformly_and_reproducibly() -> None:
 
 def test_points_fitted_on_a_sample_stay_close_to_the_full_fit(default_run: Params, tmp_path: Path) -> None:
     """train.max_fit_leads: the sampled fit says so in weights.json and keeps the points' order."""
-    from pipeline import weights
+    from pipeline.stages import weights
 
     models = tmp_path / "models"
     shutil.copytree(default_run.paths.models, models)

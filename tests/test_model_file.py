@@ -11,7 +11,7 @@ import skops.io as sio
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from pipeline.errors import LeadcalError
-from pipeline.model import load_model, model_bytes
+from pipeline.stages.model import load_model, model_bytes
 
 
 class Payload:
@@ -70,8 +70,8 @@ def test_missing_model_file_says_how_to_make_one(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- size caps, structure, description
 
 def _description(model: object, features: list[str], **changes: object) -> dict:
-    """A model.json that describes `model` (as pipeline.model.run writes it), with some keys replaced."""
-    from pipeline.model import SCHEMA_VERSION
+    """A model.json that describes `model` (as pipeline.stages.model.run writes it), with some keys replaced."""
+    from pipeline.stages.model import SCHEMA_VERSION
 
     description = {
         "format": "skops",
@@ -109,7 +109,7 @@ def _fitted_frame() -> HistGradientBoostingClassifier:
 
 
 def test_a_well_formed_pair_loads(tmp_path: Path) -> None:
-    from pipeline.model import read_model
+    from pipeline.stages.model import read_model
 
     model = _fitted_frame()
     bundle, description = read_model(_models(tmp_path, model_bytes({"base": model, "calibrator": None}),
@@ -118,7 +118,7 @@ def test_a_well_formed_pair_loads(tmp_path: Path) -> None:
 
 
 def test_dev_zero_is_refused_without_being_read(tmp_path: Path) -> None:
-    from pipeline.model import read_model
+    from pipeline.stages.model import read_model
 
     with pytest.raises(LeadcalError, match=r"^/dev/zero: is a character device, not a model file"):
         load_model("/dev/zero")
@@ -139,7 +139,7 @@ def test_dev_zero_is_refused_without_being_read(tmp_path: Path) -> None:
 def test_a_huge_file_is_refused_by_its_size(tmp_path: Path) -> None:
     import os
 
-    from pipeline.model import read_model
+    from pipeline.stages.model import read_model
 
     path = tmp_path / "model.skops"
     with path.open("wb") as handle:  # sparse: takes no disk space
@@ -207,7 +207,7 @@ def test_allowed_types_in_the_wrong_structure_are_one_clear_error(tmp_path: Path
     ("renamed features", r"model.skops: the model's feature names differ"),
 ])
 def test_a_wrong_description_is_one_clear_error(tmp_path: Path, description: object, message: str) -> None:
-    from pipeline.model import read_model
+    from pipeline.stages.model import read_model
 
     model = _fitted_frame()
     good = _description(model, FEATURES)

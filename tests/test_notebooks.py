@@ -1,4 +1,4 @@
-"""The marketers' notebooks (pipeline.notebooks): they run on a real run and print its numbers,
+"""The marketers' notebooks (pipeline.report.notebooks): they run on a real run and print its numbers,
 render byte-identically twice, stop with one clear line when a cell fails, and say what drifted
 between two publications.
 
@@ -17,10 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import io, publish, summary
+from pipeline import io
+
+from pipeline.stages import publish
+
+from pipeline.report import summary
 from pipeline.errors import LeadcalError
-from pipeline.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all, run
-from pipeline.page import CSS, network_references, scripts, sortable_table, vega_chart
+from pipeline.report.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all, run
+from pipeline.report.page import CSS, network_references, scripts, sortable_table, vega_chart
 from pipeline.params import Params
 
 STDERR_OUTPUT = 'data-mime-type="application/vnd.jupyter.stderr"'  # a warning or an error printed in a page

@@ -1,4 +1,4 @@
-"""Offline HTML building blocks (pipeline.page): sortable tables keep raw values, charts carry safe
+"""Offline HTML building blocks (pipeline.report.page): sortable tables keep raw values, charts carry safe
 JSON, scripts come only where used, and the network check finds what a page would load."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import page
+from pipeline.report import page
 
 
 def cells(markup: str) -> list[tuple[str | None, str]]:

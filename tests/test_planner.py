@@ -10,7 +10,7 @@ from pipeline import io
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.planner import plan
+from pipeline.commands.planner import plan
 
 
 def test_needed_leads_follow_from_the_measured_rates(default_run: Params) -> None:
@@ -54,7 +54,7 @@ def test_plan_command_prints_a_table(default_run: Params, tmp_path, capsys: pyte
 def test_the_new_thresholds_rates_are_explained_beside_the_crms() -> None:
     """Hand-computed: 20 % of leads reach the threshold and close at 10 %: 30 customers take
     30 / 0.10 = 300 MQLs and 300 / 0.20 = 1,500 leads; rounded up, never down."""
-    from pipeline.planner import format_plan, with_threshold
+    from pipeline.commands.planner import format_plan, with_threshold
 
     thresholds = {"threshold": 38, "validation": {"mql_share": 0.2, "mql_close_rate": 0.1, "customers_captured": 0.6}}
     new = with_threshold(thresholds, 30)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline import io
 from pipeline.params import Params, Publish
-from pipeline.publish import below_floors, drift, run
+from pipeline.stages.publish import below_floors, drift, run
 
 
 def _payload(threshold: int, points: dict[str, int]) -> dict:
@@ -105,7 +105,7 @@ def test_a_null_threshold_is_never_published(default_run: Params, tmp_path: Path
 def test_a_run_where_no_policy_finds_a_threshold_is_rejected_not_published(default_run: Params, tmp_path: Path) -> None:
     """thresholds -> publish end to end: no policy can leave min_mql_leads leads, so thresholds.json says so
     with every policy's reason and publish keeps nothing of it."""
-    from pipeline import thresholds
+    from pipeline.stages import thresholds
 
     models = tmp_path / "models"
     shutil.copytree(default_run.paths.models, models, ignore=shutil.ignore_patterns("published", "report", "charts"))

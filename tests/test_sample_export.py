@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.generate import generate
+from pipeline.data.generate import generate
 from pipeline.params import Params
-from pipeline.sample_export import COLUMNS, COUNTS, LEAKY_VALUE, one_row_per_lead, write_one_row_per_lead
+from pipeline.data.sample_export import COLUMNS, COUNTS, LEAKY_VALUE, one_row_per_lead, write_one_row_per_lead
 
 N = 2000
 
@@ -105,7 +105,7 @@ def test_visits_time_pages_last_activity_and_do_not_email(
     events = sample["activities"]
     before = events[events["occurred_at"] < cutoff.reindex(events["lead_id"]).to_numpy()]
     latest = before[before["occurred_at"] == before.groupby("lead_id")["occurred_at"].transform("max")]
-    from pipeline.sample_export import ACTIVITY_NAMES
+    from pipeline.data.sample_export import ACTIVITY_NAMES
 
     named = latest.assign(name=latest["activity"].map(ACTIVITY_NAMES)).groupby("lead_id")["name"].agg(set)
     last = export.set_index("Prospect ID")["Last Activity"]

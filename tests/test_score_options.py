@@ -12,7 +12,7 @@ from pipeline import spreadsheet
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.score import check_options, score
+from pipeline.commands.score import check_options, score
 
 REPO = Path(__file__).resolve().parents[1]
 

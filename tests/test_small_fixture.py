@@ -13,9 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import close_rates, io
-from pipeline.extract import extract
-from pipeline.features import build_features
+from pipeline.stages import close_rates
+
+from pipeline import io
+from pipeline.stages.extract import extract
+from pipeline.stages.features import build_features
 from pipeline.params import Params
 
 from .conftest import params_in
@@ -94,7 +96,7 @@ def test_labels_and_snapshots_follow_the_contract(small: Params) -> None:
 
 
 def test_close_rate_and_interval_match_hand_computation(small: Params) -> None:
-    from pipeline.features import write_features
+    from pipeline.stages.features import write_features
 
     write_features(small)
     metrics = close_rates.run(small)

@@ -17,8 +17,8 @@ import pytest
 from pipeline import io
 from pipeline.cli import STAGES, build_parser
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
-from pipeline.generate import write_sample
+from pipeline.stages.extract import extract
+from pipeline.data.generate import write_sample
 from pipeline.params import Params, Source, load_params
 from tests.conftest import REPO, params_in, run_stages
 
@@ -161,7 +161,7 @@ def test_postgresql_queries_give_the_contract_tables(sample: Params, tmp_path: P
 
 def test_local_times_across_daylight_saving_changes() -> None:
     """In the hour a clock repeats, standard time is assumed; a skipped hour moves forward."""
-    from pipeline.sources import parse_dates
+    from pipeline.data.sources import parse_dates
 
     local = pd.Series(["2024-10-27 02:30:00", "2024-03-31 02:30:00", "2024-07-01 12:00:00"])
     utc = parse_dates(local, None, False, "Europe/Paris", "f.csv", "created_at")
@@ -234,7 +234,7 @@ def test_bad_source_input_names_file_column_and_line(tmp_path: Path, sheet: str,
 
 
 def test_database_problems_are_one_clear_line(tmp_path: Path) -> None:
-    from pipeline.sources import read_query
+    from pipeline.data.sources import read_query
 
     with pytest.raises(LeadcalError, match=r"source.leads.query\): the query failed: no such table: crm_leads"):
         read_query(f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM crm_leads", "leads")

@@ -22,9 +22,9 @@ import yaml
 
 from pipeline import cli, io, staging
 from pipeline.cli import main
-from pipeline.extract import extract
-from pipeline.features import write_features
-from pipeline.generate import write_sample
+from pipeline.stages.extract import extract
+from pipeline.stages.features import write_features
+from pipeline.data.generate import write_sample
 from tests.conftest import REPO, params_in, parquet_export
 
 
@@ -360,10 +360,10 @@ def test_orphan_temp_files_in_models_are_removed_by_the_next_run(tmp_path: Path,
 def test_score_does_not_read_a_model_being_rewritten_or_left_half_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`leadcal score` reads models/: not while a stage writes there, and not after `train` stopped part-way."""
-    import pipeline.score
+    import pipeline.commands.score
 
     scored: list[Path] = []
-    monkeypatch.setattr(pipeline.score, "score", lambda *args: scored.append(args[5]))  # args[5]: the models folder
+    monkeypatch.setattr(pipeline.commands.score, "score", lambda *args: scored.append(args[5]))  # args[5]: the models folder
     config = _config(tmp_path)
     models = tmp_path / "models"
     models.mkdir()

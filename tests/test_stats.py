@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.stats import (
+from pipeline.core.stats import (
     calibration_table,
     classification_metrics,
     cumulative_gain,
@@ -120,7 +120,7 @@ def test_gain_table_perfect_and_random_scorers() -> None:
 
 
 def test_stratified_auc_compares_only_leads_of_the_same_snapshot() -> None:
-    from pipeline.stats import stratified_auc
+    from pipeline.core.stats import stratified_auc
 
     # stratum 0: customer 0.9 vs others 0.5, 0.95 -> 1 of 2 pairs; stratum 1: customer 0.2 vs other 0.1 -> 1 of 1
     y = np.array([1, 0, 0, 1, 0])
@@ -133,7 +133,7 @@ def test_stratified_auc_compares_only_leads_of_the_same_snapshot() -> None:
 
 
 def test_lead_rows_helpers_count_each_lead_once() -> None:
-    from pipeline.signals import first_shown, per_lead_max, resample_leads
+    from pipeline.core.signals import first_shown, per_lead_max, resample_leads
 
     lead = np.array([0, 0, 0, 1, 2, 2])
     present = np.array([[0, 1], [1, 1], [1, 0], [1, 0], [0, 0], [1, 1]], dtype=bool)
@@ -149,7 +149,7 @@ def test_lead_rows_helpers_count_each_lead_once() -> None:
 
 
 def test_calibration_folds_keep_a_lead_together_and_share_out_customers() -> None:
-    from pipeline.calibration import lead_folds
+    from pipeline.core.calibration import lead_folds
 
     lead = np.repeat(np.arange(100), 3)
     y = np.repeat((np.arange(100) < 20).astype(int), 3)

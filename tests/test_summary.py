@@ -1,4 +1,4 @@
-"""The report's front page (pipeline.summary), built from a small hand-made run: what it says when
+"""The report's front page (pipeline.report.summary), built from a small hand-made run: what it says when
 the run was rejected, when it has no threshold or no lift, and how it writes boundaries and ranges.
 
 Pure tests: no pipeline run, no files; `inputs` builds summary.Inputs the way summary.read would.
@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from pipeline import summary
+from pipeline.report import summary
 
 PERIOD = {"from": "2024-01", "to": "2024-12", "leads": 1000, "customers": 50}
 

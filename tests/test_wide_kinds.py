@@ -15,7 +15,7 @@ import pytest
 from pipeline import io
 from pipeline.design import SNAPSHOT, SNAPSHOT_COHORT, effective_params
 from pipeline.errors import LeadcalError
-from pipeline.extract import extract
+from pipeline.stages.extract import extract
 from pipeline.params import Params
 from tests.conftest import params_in, run_stages
 

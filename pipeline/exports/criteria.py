@@ -19,8 +19,8 @@ import pandas as pd
 
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping
-from pipeline.signals import UNKNOWN, band, band_labels
-from pipeline.weights import STATUS_LOW_SUPPORT_FIT
+from pipeline.core.signals import UNKNOWN, band, band_labels
+from pipeline.stages.weights import STATUS_LOW_SUPPORT_FIT
 
 GENERIC_COLUMNS = [
     "score_group", "criterion", "attribute", "operator", "value", "value_high", "window_days", "points",
@@ -80,7 +80,7 @@ def activity_channel(activity: str) -> str:
 def _band_bounds(edges: list[float]) -> dict[str, tuple[str, int | float | None, int | float | None]]:
     """Band label -> (operator, value, value_high) of the numeric criterion it stands for.
 
-    Bands are [e_i, e_i+1) (pipeline.signals.band). With whole-number edges the values are
+    Bands are [e_i, e_i+1) (pipeline.core.signals.band). With whole-number edges the values are
     taken as whole numbers and the band reads inclusively: 'between 201 and 1000'.
     """
     labels = band_labels(edges)

@@ -2,7 +2,7 @@
 
 `apply_export` re-applies the generic export, and nothing else, to leads' signals: the
 round-trip test checks that it gives every lead exactly the points of
-`pipeline.weights.score_features`, so the generic file holds all a CRM needs. The CSV is
+`pipeline.stages.weights.score_features`, so the generic file holds all a CRM needs. The CSV is
 written with `pipeline.spreadsheet.write_csv` (formula-like cells get a quote in front) and
 `read_export_rows` takes the quote off again.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 from pipeline import io, spreadsheet
 from pipeline.errors import LeadcalError
 from pipeline.exports.criteria import GENERIC_COLUMNS, GROUP_ORDER, LIST_SEPARATOR, as_cell, is_missing, mql_figures
-from pipeline.signals import UNKNOWN
+from pipeline.core.signals import UNKNOWN
 
 FORMAT = "leadcal-points-export"
 FORMAT_VERSION = 1
@@ -79,7 +79,7 @@ def apply_export(
     """fit_points, engagement_points and total_points per lead from the GENERIC export.
 
     `leads_signals`: leads x signals (columns named like the export's `signal`), 0/1, or
-    already decayed values for the activities (pipeline.signals.decay_matrix). `ages`:
+    already decayed values for the activities (pipeline.core.signals.decay_matrix). `ages`:
     optionally, days since each lead last did each activity (same columns, NaN: never); the
     rows with decay_half_life_days are then decayed here, from the export's own half-life,
     and `leads_signals` must hold plain 0/1 values.

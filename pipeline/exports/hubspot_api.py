@@ -20,7 +20,7 @@ The property operators are the CRM property operations HubSpot's Lead Scoring sp
 its Lists API (whose spec lists the operator strings: IS_ANY_OF, IS_GREATER_THAN_OR_EQUAL_TO,
 IS_UNKNOWN, IS_LESS_THAN_X_DAYS_AGO...). Decay: HubSpot's API takes any whole number of days,
 but its scoring screen offers 1, 3, 6 or 12 months; the configuration uses the month option the
-HubSpot sheet uses (pipeline.crm_scoring.hubspot_decay_months), so a score built by hand and one
+HubSpot sheet uses (pipeline.core.crm_scoring.hubspot_decay_months), so a score built by hand and one
 pushed by the API are the same score, and the MQL threshold chosen for it holds in both.
 """
 
@@ -30,7 +30,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.crm_scoring import DAYS_PER_MONTH, hubspot_decay_months
+from pipeline.core.crm_scoring import DAYS_PER_MONTH, hubspot_decay_months
 from pipeline.exports.criteria import LIST_SEPARATOR, RECENCY_ATTRIBUTE, as_number, is_missing
 from pipeline.exports.hubspot import criteria_group
 from pipeline.params import CrmMapping

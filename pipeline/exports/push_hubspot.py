@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import io
-from pipeline.contract import line_examples
+from pipeline.data.contract import line_examples
 from pipeline.errors import LeadcalError
 from pipeline.exports.hubspot_api import API_VERSION, CONTACTS as CONTACTS_TYPE, FORMAT
 from pipeline.exports.client import Client, plan_line

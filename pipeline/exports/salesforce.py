@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.crm_scoring import grade_change_text, grade_thirds
+from pipeline.core.crm_scoring import grade_change_text, grade_thirds
 from pipeline.exports.criteria import NO_MAPPING, activity_channel, activity_in_crm, as_text, in_crm_names, is_mapped, mql_figures
 from pipeline.params import CrmMapping
 
@@ -45,7 +45,7 @@ def salesforce_rows(export_rows: list[dict[str, Any]], per_third: float = 1.0,
     """Account Engagement rows (columns SALESFORCE_COLUMNS) from the generic rows.
 
     Fit rows become profile (grading) criteria that move the grade, not the score: each by its
-    points over `per_third` (pipeline.crm_scoring.points_per_third) in the steps the tool
+    points over `per_third` (pipeline.core.crm_scoring.points_per_third) in the steps the tool
     offers (1/3, 2/3 or a whole letter; 'none' when smaller than half a third). Activity rows
     become scoring rules (points per form, page, file, email...); frequency and recency rows
     automation rules ('adjust prospect's score'), since a scoring rule cannot count occurrences.

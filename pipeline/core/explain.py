@@ -1,0 +1,137 @@
+"""Why this lead has this score: the signals that raised or lowered its odds, and by how much.
+
+CRMs show "top predictive factors" without saying how they are computed. leadcal uses
+occlusion, which works the same for any model: a signal's effect on one lead is the
+change in the model's log-odds when that signal is taken away from the lead,
+
+    effect(lead, signal) = logit P(lead) - logit P(lead without the signal)
+
+"Without" means: for an activity, never done (its count, recency and flag reset); for a
+frequency or recency signal, not met. A fit value is compared with the attribute's average
+lead: the log-odds the lead would have with each value of the attribute, averaged with the
+values' shares. So "industry = software (odds x1.4)" reads "compared with the average
+industry", as the centred fit points do; for a linear model the two are the same number.
+The effect is reported as an odds ratio: x2.0 doubles the odds of closing.
+Effects are not additive for a non-linear model; each is "all else as it is".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
+
+EPS = 1e-9
+INTERACTION_MARK = "@ day"  # "<signal> @ day 7": the signal's extra effect at that snapshot (pipeline.stages.model)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """For each fit attribute, the share of each of its values in X: the average lead to compare with."""
+    fit = catalog[catalog["type"] == "fit"]
+    shares = {}
+    for attribute, group in fit.groupby("attribute"):
+        names = [s for s in group["signal"] if s in X.columns]
+        counts = X[names].sum()
+        if counts.sum() > 0:
+            shares[attribute] = {name: float(count / counts.sum()) for name, count in counts.items() if count > 0}
+    return shares
+
+
+def _without(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    rows = rows.copy()
+    rows[signal] = 0.0
+    for column in rows.columns:  # its per-snapshot columns too
+        if column.startswith(f"{signal} {INTERACTION_MARK} "):
+            rows[column] = 0.0
+    for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, NEVER_DAYS)):
+        if column in rows.columns:
+            rows[column] = value
+    return rows
+
+
+def _average_over_values(
+    predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, shares: dict[str, float]
+) -> np.ndarray:
+    """Share-weighted mean log-odds of `rows` with each value of one attribute in turn."""
+    total = np.zeros(len(rows))
+    for value, share in shares.items():
+        swapped = rows.copy()
+        swapped[list(shares)] = 0.0
+        swapped[value] = 1.0
+        total += share * logit(predict(swapped))
+    return total
+
+
+def effects(
+    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, catalog: pd.DataFrame,
+    reference: dict[str, dict[str, float]],
+) -> pd.DataFrame:
+    """Leads x signals: change in log-odds due to each signal the lead has (NaN where it has not)."""
+    base = logit(predict(X))
+    out = pd.DataFrame(np.nan, index=X.index, columns=list(catalog["signal"]))
+    for row in catalog[catalog["type"] != "fit"].itertuples(index=False):
+        if row.signal not in X.columns:
+            continue
+        has = X[row.signal].to_numpy() > 0
+        if has.any():
+            out.loc[has, row.signal] = base[has] - logit(predict(_without(X.loc[has], row.signal)))
+    for attribute, shares in reference.items():
+        names = [s for s in shares if s in X.columns]
+        has_value = X[names].to_numpy().sum(axis=1) > 0
+        if not has_value.any():
+            continue
+        delta = base[has_value] - _average_over_values(predict, X.loc[has_value], {s: shares[s] for s in names})
+        own = X.loc[has_value, names].to_numpy().argmax(axis=1)
+        for position, name in enumerate(names):
+            chosen = own == position
+            out.loc[X.index[has_value][chosen], name] = delta[chosen]
+    return out
+
+
+def top_reasons(lead_effects: pd.DataFrame, count: int = 3) -> list[str]:
+    """Per lead, its `count` strongest effects as 'signal (odds x2.3)', strongest first."""
+    values = lead_effects.to_numpy()
+    names = np.asarray(lead_effects.columns)
+    reasons = []
+    for row in values:
+        present = np.flatnonzero(~np.isnan(row))
+        strongest = present[np.argsort(-np.abs(row[present]), kind="stable")][:count]
+        reasons.append("; ".join(f"{names[i]} (odds x{np.exp(row[i]):.2g})" for i in strongest))
+    return reasons
+
+
+def global_factors(lead_effects: pd.DataFrame, lead: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per signal: how many leads have it and its typical effect (over their rows), strongest first.
+
+    `lead`: each row's lead, when a lead has several rows (snapshots): `leads` counts leads."""
+    values = lead_effects.to_numpy()
+    present = ~np.isnan(values)
+    rows = present.sum(axis=0)
+    if lead is None:
+        leads = rows
+    else:
+        seen = np.zeros((int(np.max(lead)) + 1 if len(lead) else 0, values.shape[1]), dtype=bool)
+        np.logical_or.at(seen, np.asarray(lead), present)
+        leads = seen.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(rows > 0, np.nansum(values, axis=0) / np.maximum(rows, 1), np.nan)
+        mean_abs = np.where(rows > 0, np.nansum(np.abs(values), axis=0) / np.maximum(rows, 1), np.nan)
+        raising = np.where(rows > 0, np.nansum(values > 0, axis=0) / np.maximum(rows, 1), np.nan)
+    table = pd.DataFrame({
+        "signal": lead_effects.columns,
+        "leads": leads,
+        "mean_log_odds_effect": mean,
+        "mean_abs_log_odds_effect": mean_abs,
+        "typical_odds_ratio": np.exp(mean),
+        "share_of_leads_raised": raising,
+    })
+    table = table[table["leads"] > 0]
+    return table.sort_values(["mean_abs_log_odds_effect", "signal"], ascending=[False, True], kind="stable").reset_index(drop=True)

@@ -1,0 +1,181 @@
+"""Raw export -> the three canonical tables as Parquet, plus a report of what was dropped.
+
+This is the only stage that reads user files, so it is where bad input is caught:
+every problem names the file, the column and example rows (pipeline.data.contract).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipeline import io
+
+from pipeline.data import sources
+from pipeline.data.contract import (
+    KNOWN_ACTIVITIES, TableReport, dropped_lead_ids, identifier_attributes, validate_activities, validate_leads,
+    validate_stages,
+)
+from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
+from pipeline.data.engine import sql_literal
+from pipeline.errors import LeadcalError
+from pipeline.data.event_log import write_event_log
+from pipeline.params import Params
+from pipeline.data.sources import TABLES, existing_table, find_table, read_path
+from pipeline.staging import staged_folder
+
+log = logging.getLogger(__name__)
+
+def validate_tables(
+    raw: dict[str, pd.DataFrame | Path | None], origins: dict[str, str], params: Params, policy: str,
+    now: pd.Timestamp | None, event_log_out: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport]]:
+    """Raw tables (contract column names, values still text) -> validated canonical tables.
+
+    A missing stages table gives an empty one (new leads to score have no funnel history).
+    Activities given as a Parquet path are validated and written to `event_log_out` by
+    DuckDB, streaming (pipeline.data.event_log); their table is then None here.
+    """
+    fit_attributes = params.signals.fit_attributes
+    numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
+    leads, leads_report = validate_leads(raw["leads"], origins["leads"], fit_attributes, numeric, policy, now,
+                                         params.extract.min_date)
+    # the events and stages of a lead dropped here are dropped with it, under their own reason
+    dropped = dropped_lead_ids(raw["leads"], leads) if leads_report.dropped else None
+    if isinstance(raw["activities"], Path):
+        if event_log_out is None:
+            raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
+        activities = None
+        activities_report = write_event_log(raw["activities"], leads, event_log_out, policy, now,
+                                            params.duckdb_memory_gb, dropped, origins["leads"])
+    else:
+        activities, activities_report = validate_activities(
+            raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now, dropped,
+            origins["leads"],
+        )
+        activities = activities[["lead_id", "activity", "occurred_at"]]
+    if raw.get("stages") is None:
+        stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                               "entered_at": pd.Series(dtype="datetime64[us]"), "amount": pd.Series(dtype=float)})
+        stages_report = TableReport()
+    else:
+        stages, stages_report = validate_stages(
+            raw["stages"], origins["stages"], leads["lead_id"], leads["created_at"], policy, now, dropped,
+            origins["leads"],
+        )
+    tables = {"leads": leads, "activities": activities, "stages": stages}
+    reports = {"leads": leads_report, "activities": activities_report, "stages": stages_report}
+    return tables, reports
+
+
+def read_export(
+    folder: Path, params: Params, policy: str, now: pd.Timestamp | None, stages_required: bool = True,
+    event_log_out: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport], dict[str, Path | None]]:
+    """The three tables of an export folder in the contract's own shape, validated.
+
+    Returns (tables, reports, paths). Without `stages_required` a missing stages file gives
+    an empty stages table (new leads to score have no funnel history yet).
+    """
+    paths: dict[str, Path | None] = {"leads": find_table(folder, "leads"), "activities": find_table(folder, "activities"),
+                                     "stages": find_table(folder, "stages") if stages_required else existing_table(folder, "stages")}
+    streamed = event_log_out is not None and streams(paths["activities"])
+    raw: dict[str, pd.DataFrame | Path | None] = {
+        name: None if path is None else path if streamed and name == "activities" else read_path(path)[0]
+        for name, path in paths.items()}  # a streamed event log stays a path: DuckDB reads it in row groups
+    tables, reports = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params, policy, now,
+                                      event_log_out)
+    return tables, reports, paths
+
+
+def streams(path: Path | None) -> bool:
+    """An event log stored as Parquet (a file or a folder of files) is validated out of core."""
+    return path is not None and (path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))))
+
+
+def read_source(params: Params, policy: str, now: pd.Timestamp | None, out: Path | None = None
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport], dict[str, str], dict[str, object]]:
+    """The tables as params `source:` maps them (CRM export, event-log folder, wide sheet, SQL), validated.
+
+    A Parquet event log streams to `out` (default paths.extracted) / activities.parquet."""
+    if params.source.leads is None:
+        tables, reports, paths = read_export(params.paths.raw, params, policy, now,
+                                             event_log_out=(out or params.paths.extracted) / "activities.parquet")
+        return tables, reports, {name: str(path) for name, path in paths.items()}, {}
+    raw, origins, normalisation = sources.load(params.source, params.paths.raw)
+    tables, reports = validate_tables(raw, origins, params, policy, now)
+    return tables, reports, origins, normalisation
+
+
+def activity_summary(path: Path) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
+    """Events per activity name and the first and last event, read by DuckDB from the written table."""
+    con = duckdb.connect()
+    try:  # one scan: per activity, its events and its first and last (the path quoted: it may hold a ')
+        counts = con.execute(f"SELECT activity, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last "
+                             f"FROM read_parquet({sql_literal(path.as_posix())}) GROUP BY activity ORDER BY activity").df()
+    finally:
+        con.close()
+    seen = pd.Series(counts["n"].to_numpy(), index=counts["activity"].to_numpy(), dtype="int64")
+    if counts.empty:
+        return seen, None, None
+    return seen, counts["first"].min(), counts["last"].max()
+
+
+def write_tables(tables: dict[str, pd.DataFrame | None], out: Path, fit_attributes: list[str]
+                 ) -> dict[str, pd.DataFrame | None]:
+    """Write the validated tables as the contract's Parquet files (leads: id, date, fit attributes first)."""
+    leads = tables["leads"]
+    keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
+    tables = {**tables, "leads": leads[keep + [c for c in leads.columns if c not in keep]]}
+    for name in TABLES:
+        if tables[name] is not None:  # None: the event log was already written, streaming
+            io.write_parquet(out / f"{name}.parquet", tables[name])
+    return tables
+
+
+def extract(params: Params) -> dict[str, object]:
+    """Read the source, validate it, write the canonical tables under paths.extracted, return the report.
+
+    Everything is written to a staging folder that then replaces paths.extracted as a whole
+    (pipeline.staging): a failed or killed run leaves the previous tables and report together."""
+    with staged_folder(params.paths.extracted) as out:
+        return _extract_to(params, out)
+
+
+def _extract_to(params: Params, out: Path) -> dict[str, object]:
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    tables, reports, origins, normalisation = read_source(params, params.extract.on_bad_rows, now, out)
+    for name in TABLES:
+        log.info("extract: %s: %d rows kept of %d", origins[name], reports[name].rows_written, reports[name].rows_read)
+    # on the whole history only (a batch of new leads to score may well differ on every lead)
+    identifier_attributes(tables["leads"], [a for a in params.signals.fit_attributes
+                                            if a not in params.signals.numeric_bins], origins["leads"])
+
+    tables = write_tables(tables, out, params.signals.fit_attributes)
+
+    seen, first_event, last_event = activity_summary(out / "activities.parquet")
+    timestamps = pd.concat([tables["leads"]["created_at"], tables["stages"]["entered_at"],
+                            pd.Series([first_event, last_event], dtype="datetime64[us]")]).dropna()
+    unknown = {name: int(count) for name, count in seen.items() if name not in KNOWN_ACTIVITIES}
+    if unknown:
+        log.info("extract: %d activity name(s) outside the usual vocabulary (scored anyway; map spellings in "
+                 "source.activities.values if needed): %s", len(unknown), ", ".join(list(unknown)[:8]))
+    mode = str(normalisation.get("mode", DATED))
+    if mode == SNAPSHOT:
+        log.info("extract: a snapshot export (one row per lead, no dates): %s. %s", SNAPSHOT_NOTE,
+                 normalisation.get("created_at_ignored", ""))
+    report = {
+        "mode": mode,
+        "tables": {name: {"file": origins[name], **reports[name].as_dict()} for name in TABLES},
+        "activities_seen": seen.to_dict(),
+        "unknown_activities": unknown,
+        # a snapshot's timeline is synthetic (pipeline.design): its dates mean nothing
+        "date_range": {"first": timestamps.min(), "last": timestamps.max()} if mode == DATED else None,
+    }
+    if normalisation:
+        report["normalisation"] = normalisation
+    io.write_json(out / "extract_report.json", report)
+    return report
