@@ -133,7 +133,7 @@ def _report(params: Params) -> object:
 
 
 def _notebooks(params: Params) -> object:
-    from pipeline.report import notebooks
+    from pipeline.stages import notebooks
 
     return notebooks.run(params)
 

@@ -21,7 +21,7 @@ from pipeline.report import charts
 
 from pipeline import io
 from pipeline.params import Params
-from pipeline.stages.report import figure_bytes
+from pipeline.report.charts import figure_bytes
 
 # Wilson 95 % interval of 10 customers out of 100 leads, by hand: z = 1.959964, p = 0.1,
 # centre = (p + z²/2n) / (1 + z²/n) = 0.119207 / 1.038415 = 0.114797,

@@ -15,7 +15,8 @@ from pipeline.stages import thresholds
 from pipeline.core.crm_scoring import DAYS_PER_MONTH, scoring_for
 from pipeline.params import Params
 from pipeline.core.signals import build_signals, read_frequency_signals
-from pipeline.stages.weights import read_weights, score_features
+from pipeline.core.scorecard import score_features
+from pipeline.stages.weights import read_weights
 
 
 def test_decay_by_hand() -> None:

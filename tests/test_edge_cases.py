@@ -14,7 +14,7 @@ from pipeline.stages.features import build_features
 from pipeline.params import Params
 from pipeline.core.signals import SignalSet
 from pipeline.core.stats import wilson_interval
-from pipeline.stages.weights import fit_points, half_life
+from pipeline.core.scorecard import fit_points, half_life
 
 from .conftest import params_in
 
@@ -133,12 +133,11 @@ def test_support_is_counted_on_the_fitted_leads_and_centring_keeps_every_predict
     assert np.allclose(published, expected)
 
 
-def test_no_usable_signal_is_a_clear_error_before_the_half_life(default_run: Params) -> None:
+def test_no_usable_signal_is_a_clear_error_before_the_half_life() -> None:
     signals, closed = _fit_case(rare_value_leads=0)
-    strict = default_run.model_copy(update={"signals": default_run.signals.model_copy(update={"min_support": 10**6}),
-                                            "weights": default_run.weights.model_copy(update={"half_life_days": None})})
     with pytest.raises(LeadcalError, match="every signal is below the minimum support"):
-        half_life(strict, signals, pd.DataFrame(index=signals.matrix.index), closed, pd.DataFrame())
+        half_life(signals, pd.DataFrame(index=signals.matrix.index), closed, decay=True, fixed_days=None,
+                  min_support=10**6, regularization_c=1.0, seed=0)
 
 
 def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: Params) -> None:

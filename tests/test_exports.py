@@ -19,7 +19,8 @@ from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.core.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals
-from pipeline.stages.weights import read_weights, score_features, score_leads
+from pipeline.core.scorecard import score_features, score_leads
+from pipeline.stages.weights import read_weights
 
 FILES = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
          "hubspot_score_configuration.json",
@@ -540,7 +541,7 @@ def test_exports_say_why_nothing_is_published(default_run, tmp_path):
 def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(seed, tmp_path):
     """Values below min_support carry their attribute's reference points: one pooled rule, same totals.
     An empty value keeps its own rule, and a value never seen in training counts as "any other"."""
-    from pipeline.stages.weights import STATUS_LOW_SUPPORT_FIT, STATUS_SCORED
+    from pipeline.core.scorecard import STATUS_LOW_SUPPORT_FIT, STATUS_SCORED
 
     table, matrix, ages = _random_case(seed)
     rare = ["industry = media", "industry = unknown", "seniority = intern"]  # too rare: scored like the reference
@@ -576,7 +577,7 @@ def test_rare_fit_values_become_one_any_other_value_rule_that_scores_the_same(se
 
 def test_rare_numeric_bands_keep_their_range_rules():
     """A band is a range a CRM can test: a rare one keeps its own rule (with the reference points)."""
-    from pipeline.stages.weights import STATUS_LOW_SUPPORT_FIT
+    from pipeline.core.scorecard import STATUS_LOW_SUPPORT_FIT
 
     table = SMALL.assign(status="scored")
     table.loc[table["signal"] == "company_size = 5001+", "status"] = STATUS_LOW_SUPPORT_FIT

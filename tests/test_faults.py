@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.params import Params
 from pipeline.core.signals import SignalSet
-from pipeline.stages.weights import fit_points
+from pipeline.core.scorecard import fit_points
 
 
 def _files(folder: Path) -> dict[Path, bytes]:

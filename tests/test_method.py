@@ -14,7 +14,7 @@ from pipeline.core.frequency import best_threshold, g_statistic
 from pipeline.params import Params
 from pipeline.core.signals import SignalSet, band_labels, build_signals, read_frequency_signals
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate
-from pipeline.stages.weights import score_leads
+from pipeline.core.scorecard import score_leads
 
 
 # --- shrinkage ---------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from pipeline import io
 from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator
 from pipeline.errors import LeadcalError
 from pipeline.core.explain import effects, global_factors, top_reasons
-from pipeline.stages.weights import read_weights, score_features
+from pipeline.core.scorecard import score_features
+from pipeline.stages.weights import read_weights
 from pipeline.stages.model import model_matrix, predict, read_model, rolling_folds
 from pipeline.params import Params
 from pipeline.commands.score import score

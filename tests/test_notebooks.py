@@ -23,7 +23,8 @@ from pipeline.stages import publish
 
 from pipeline.report import summary
 from pipeline.errors import LeadcalError
-from pipeline.report.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all, run
+from pipeline.report.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all
+from pipeline.stages.notebooks import run
 from pipeline.report.page import CSS, network_references, scripts, sortable_table, vega_chart
 from pipeline.params import Params
 

@@ -43,7 +43,8 @@ from pipeline.stages.model import SCHEMA_VERSION, model_matrix, predict, read_mo
 from pipeline.params import FrequencySignal, Params
 from pipeline.schema import AGE_PREFIX, NEVER_DAYS, peak_column
 from pipeline.core.signals import build_signals
-from pipeline.stages.weights import read_weights, score_features
+from pipeline.core.scorecard import score_features
+from pipeline.stages.weights import read_weights
 
 log = logging.getLogger(__name__)
 

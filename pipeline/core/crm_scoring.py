@@ -33,7 +33,7 @@ import pandas as pd
 
 from pipeline.schema import AGE_PREFIX
 from pipeline.core.signals import SignalSet
-from pipeline.stages.weights import score_leads
+from pipeline.core.scorecard import score_leads
 
 TARGETS = ("generic", "hubspot", "account_engagement", "mautic")
 LABELS = {"generic": "leadcal (generic export)", "hubspot": "HubSpot", "account_engagement": "Account Engagement (Pardot)",

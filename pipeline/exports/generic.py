@@ -2,7 +2,7 @@
 
 `apply_export` re-applies the generic export, and nothing else, to leads' signals: the
 round-trip test checks that it gives every lead exactly the points of
-`pipeline.stages.weights.score_features`, so the generic file holds all a CRM needs. The CSV is
+`pipeline.core.scorecard.score_features`, so the generic file holds all a CRM needs. The CSV is
 written with `pipeline.spreadsheet.write_csv` (formula-like cells get a quote in front) and
 `read_export_rows` takes the quote off again.
 """

@@ -15,6 +15,7 @@ writing happens in pipeline.stages.report. The rules every chart follows:
 
 from __future__ import annotations
 
+import io as _io
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,14 @@ Z95 = 1.959963984540054  # the normal quantile of 97.5 %: mean ± Z95 sd covers 
 
 TITLE_PT, NOTE_PT, LEGEND_PT = 12, 9, 9
 MARGIN_IN = 0.15  # left margin of the title block, inches
+
+
+def figure_bytes(fig: Figure) -> bytes:
+    """PNG bytes without a timestamp or version stamp, so reruns are byte-identical."""
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 # --- population and layout helpers -------------------------------------------------------------

@@ -34,7 +34,6 @@ import pandas as pd
 from pipeline import io
 from pipeline.errors import LeadcalError
 from pipeline.report.page import CSS, network_references, pct, scripts, sortable_table, vega_chart
-from pipeline.params import Params
 
 if TYPE_CHECKING:  # imported lazily: the notebooks import this module inside their kernel
     from IPython.display import HTML, Markdown
@@ -98,12 +97,12 @@ def chart_title(fig: Figure) -> str:
 def show(fig: Figure) -> HTML:
     """A chart as an embedded PNG with its titles as alternative text.
 
-    The PNG has no timestamp (pipeline.stages.report.figure_bytes), so pages stay identical. An <img>
+    The PNG has no timestamp (pipeline.report.charts.figure_bytes), so pages stay identical. An <img>
     tag rather than IPython's Image, whose alt text nbconvert's HTML template drops.
     """
     from IPython.display import HTML
 
-    from pipeline.stages.report import figure_bytes
+    from pipeline.report.charts import figure_bytes
 
     alt = html.escape(chart_title(fig) or "chart")
     png = base64.b64encode(figure_bytes(fig)).decode("ascii")
@@ -356,28 +355,3 @@ def html_title(page: bytes, fallback: str) -> str:
     """A rendered page's <title> (its first heading), to link it by."""
     found = re.search(rb"<title>(.*?)</title>", page, flags=re.DOTALL)
     return html.unescape(found.group(1).decode("utf-8").strip()) if found else fallback
-
-
-def run(params: Params, folder: Path | None = None) -> dict[str, object]:
-    """Render every notebook in `folder` (default: the package's notebooks/) to models/report/<stem>.html,
-    and the summary page that links them to models/report/index.html (pipeline.report.summary).
-
-    Nothing is written unless every page was built: a half-updated report would mix two runs.
-    """
-    from pipeline.report import summary
-
-    models = params.paths.models
-    pages = render_all(notebook_paths(folder or NOTEBOOKS), models)
-    links = [(f"{path.stem}.html", html_title(page, path.stem)) for path, page in pages.items()]
-    front = summary.summary_page(summary.read(models, links)).encode("utf-8")
-    written = {}
-    for path, page in pages.items():
-        target = models / "report" / f"{path.stem}.html"
-        io.write_bytes(target, page)
-        log.info("notebooks: %s -> %s (%d KiB)", path.name, target, len(page) // 1024)
-        written[path.stem] = str(target)
-    target = models / "report" / summary.PAGE_NAME
-    io.write_bytes(target, front)
-    log.info("notebooks: summary page -> %s (%d KiB): open it in a browser, it works offline", target, len(front) // 1024)
-    written["summary"] = str(target)
-    return written

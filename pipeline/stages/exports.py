@@ -19,7 +19,7 @@ the points table scores them like their attribute's reference, and the exports p
 into one rule per attribute, "any other value" (`is_none_of` the values listed on their own).
 `apply_export` re-applies the generic export, and nothing else, to leads' signals: the
 round-trip test checks that it gives every lead exactly the points of
-`pipeline.stages.weights.score_features`, so the generic file holds all a CRM needs.
+`pipeline.core.scorecard.score_features`, so the generic file holds all a CRM needs.
 The CSV sheets are written with `pipeline.spreadsheet.write_csv`: a text cell that a
 spreadsheet would run as a formula (`=1+2`, starting with = + - @ tab or CR) gets a single
 quote in front, and `read_export_rows` takes it off again.

@@ -38,7 +38,8 @@ from pipeline.core.signals import (
     purge, read_frequency_signals, time_split, validation_cohorts,
 )
 from pipeline.core.stats import calibration_table, classification_metrics, gain_table, stratified_auc
-from pipeline.stages.weights import SOLVER, SOLVER_TOLERANCE, fit_points, points_probability, read_weights, score_features
+from pipeline.core.scorecard import SOLVER, SOLVER_TOLERANCE, fit_points, points_probability, score_features
+from pipeline.stages.weights import read_weights
 
 log = logging.getLogger(__name__)
 

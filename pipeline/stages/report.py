@@ -11,28 +11,17 @@ per-fold values, the validation window, strings such as the calibration method) 
 
 from __future__ import annotations
 
-import io as _io
 import logging
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
-
-from pipeline.report import charts
 
 from pipeline import io, spreadsheet
 from pipeline.params import Params
+from pipeline.report import charts
+from pipeline.report.charts import figure_bytes
 
 log = logging.getLogger(__name__)
-
-
-def figure_bytes(fig: Figure) -> bytes:
-    """PNG bytes without a timestamp or version stamp, so reruns are byte-identical."""
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def _publication(models: Path) -> dict[str, object]:

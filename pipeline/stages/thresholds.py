@@ -51,7 +51,8 @@ from pipeline.design import SNAPSHOT_NOTE, is_snapshot
 from pipeline.core.frequency import best_split
 from pipeline.params import Params, Thresholds
 from pipeline.core.signals import SignalSet, build_signals, lead_starts, read_frequency_signals, time_split
-from pipeline.stages.weights import read_weights, score_features
+from pipeline.core.scorecard import score_features
+from pipeline.stages.weights import read_weights
 
 log = logging.getLogger(__name__)
 

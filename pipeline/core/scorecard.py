@@ -1,0 +1,398 @@
+"""The points scorecard: integer points per signal, split into a fit and an engagement score.
+
+Why a model and not the close rates directly: signals overlap (every webinar
+attendee also registered), so adding up points derived from single-signal close
+rates counts the same interest twice. The points come from one L2-penalised
+logistic regression on all signals together, scaled like a credit scorecard:
+
+    points(signal) = round(coefficient * PDO / ln 2)
+
+where PDO ("points to double the odds") is a parameter: a lead with PDO more
+points has twice the odds of closing. For each fit attribute the coefficients are
+centred on the attribute's average lead, so 0 fit points means "as good a fit as
+the average lead" and negative points mean a worse fit. A lead's probability of
+closing follows from its total:
+
+    P(close) = 1 / (1 + exp(-(base_log_odds + snapshot_log_odds + total_points * ln 2 / PDO)))
+
+Leads are seen at several snapshots (pipeline.stages.features); a lead still open at day 30 closes
+less often than a new one, whatever it did. The regression therefore gives each snapshot
+its own baseline (`snapshot_log_odds`, 0 at the first snapshot), fitted without penalty, so
+the points measure what a signal adds among leads of the same age, not how old the leads
+that show it are. Support is counted in leads, and the bootstrap resamples leads with all
+their rows.
+
+The single-signal close rates stay beside each line as the evidence.
+
+This module is the method, on arrays and frames with explicit settings; the weights stage
+(pipeline.stages.weights) reads the features, calls it and writes models/weights.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import brentq, minimize_scalar
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.core.signals import UNKNOWN as UNKNOWN_VALUE
+from pipeline.core.signals import SignalSet, decay_matrix, estimation_snapshot, lead_support, per_lead_max, resample_leads
+from pipeline.errors import LeadcalError
+from pipeline.schema import AGE_PREFIX, snapshot_stratum
+
+STATUS_SCORED = "scored"
+STATUS_LOW_SUPPORT = "below minimum support: no points"
+STATUS_CONSTANT = "same for every lead (at each snapshot): no points"
+STATUS_DECAY = "recency is already in the decay: no points"
+STATUS_LOW_SUPPORT_FIT = "below minimum support: scored like the attribute's reference"
+
+
+def usable_signals(
+    signals: SignalSet, min_support: int, decayed: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(usable, low_support, constant, covered_by_decay) masks over the signal columns.
+
+    Support is counted in leads (not rows) among those being fitted (never held-out ones).
+    With decay, an activity's points already fade with its age, so a recency signal ("any
+    activity in the last 7 days") would count recency twice: it stays evidence and gets no points.
+    """
+    present = signals.matrix.to_numpy() > 0
+    low_support = lead_support(signals) < min_support
+    # the same for every lead at each snapshot: nothing beyond the snapshot's own baseline
+    snapshot = signals.snapshots()
+    constant = np.ones(present.shape[1], dtype=bool)
+    for age in np.unique(snapshot):
+        count = present[snapshot == age].sum(axis=0)
+        constant &= (count == 0) | (count == (snapshot == age).sum())
+    covered = (signals.catalog["type"] == "recency").to_numpy() & decayed
+    return ~low_support & ~constant & ~covered, low_support, constant, covered
+
+
+def check_outcomes(closed: np.ndarray) -> None:
+    if closed.sum() == 0 or closed.sum() == len(closed):
+        raise LeadcalError(
+            f"cannot fit points: the training leads are all {'lost' if closed.sum() == 0 else 'won'} "
+            f"({len(closed)} leads, {int(closed.sum())} customers); points need both outcomes. "
+            "Still available: models/close_rates.csv (each signal's close rate and lift)"
+        )
+
+
+# Snapshot baselines enter the regression as indicator columns scaled by this factor: the L2
+# penalty on a coefficient w is w^2 / 2C, and the baseline it carries is SNAPSHOT_SCALE * w, so
+# a baseline of -1 costs 1 / (2 C SNAPSHOT_SCALE^2) = 0.005 nats next to a log-likelihood summed
+# over thousands of rows: unpenalised in effect, with no solver of our own.
+SNAPSHOT_SCALE = 10.0
+# The regressions are solved by Newton's method with a Cholesky solve (scikit-learn's
+# newton-cholesky): a few dozen columns and many rows is its case, it converges in about 7
+# steps to any precision asked. L-BFGS with scikit-learn's default tolerance stopped the
+# sample's points regression 4 log-likelihood units short of its optimum (single points off
+# by 6, bootstrap spreads partly where the solver stopped), and 10x slower to get it right.
+SOLVER = "newton-cholesky"
+SOLVER_TOLERANCE = 1e-8
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    coefficients: np.ndarray  # one per column of X
+    intercept: float  # log-odds of the first snapshot's baseline lead
+    log_likelihood: float  # of the fitted rows
+    snapshot_log_odds: dict[int, float]  # each snapshot's baseline relative to the first (0 for the first)
+    columns: tuple[str, ...] = ()  # the names of X's columns, when given
+
+
+def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapshot: np.ndarray | None = None,
+                 columns: list[str] | None = None, start: LogisticFit | None = None) -> LogisticFit:
+    """The L2 logistic regression of the outcomes on X, with an unpenalised baseline per snapshot.
+
+    `start`: a fit of nearly the same data (the published table, for its bootstrap refits) to
+    start the solver from, matched by column name: the same optimum in fewer steps.
+    """
+    snapshot = np.zeros(len(closed), dtype=np.int64) if snapshot is None else np.asarray(snapshot)
+    ages = [int(a) for a in np.unique(snapshot)]
+    strata = np.column_stack([(snapshot == a) * SNAPSHOT_SCALE for a in ages[1:]]) if len(ages) > 1 else None
+    design = X if strata is None else np.hstack([X, strata])
+    model = LogisticRegression(C=c, l1_ratio=0, solver=SOLVER, max_iter=200, tol=SOLVER_TOLERANCE,
+                               random_state=seed, warm_start=start is not None)
+    if start is not None:  # scikit-learn starts a warm_start fit from coef_ and intercept_
+        known = dict(zip(start.columns, start.coefficients))
+        model.coef_ = np.array([[known.get(name, 0.0) for name in columns or []]
+                                + [start.snapshot_log_odds.get(a, 0.0) / SNAPSHOT_SCALE for a in ages[1:]]])
+        model.intercept_ = np.array([start.intercept])
+    model.fit(design, closed)
+    p = np.clip(model.predict_proba(design)[:, 1], 1e-12, 1 - 1e-12)
+    log_likelihood = float(np.sum(closed * np.log(p) + (1 - closed) * np.log(1 - p)))
+    width = X.shape[1]
+    offsets = {ages[0]: 0.0, **{a: float(w * SNAPSHOT_SCALE) for a, w in zip(ages[1:], model.coef_[0][width:])}}
+    return LogisticFit(model.coef_[0][:width], float(model.intercept_[0]), log_likelihood, offsets, tuple(columns or ()))
+
+
+def estimate_half_life(
+    signals: SignalSet, features: pd.DataFrame, closed: np.ndarray, usable: np.ndarray, c: float, seed: int,
+    bounds: tuple[float, float] = (1.0, 365.0), grid_points: int = 13,
+) -> tuple[float, tuple[float, float], list[dict[str, float]]]:
+    """The half-life (days) under which the decayed signals explain the outcomes best.
+
+    Profile likelihood: for each candidate half-life h the activity signals become
+    2^(-age/h), the joint logistic regression is refitted, and the h maximising the
+    log-likelihood of the outcomes wins (a log-spaced grid, then a bounded search
+    around its best point). The 95 % interval holds every h whose log-likelihood is
+    within chi2(1, 0.95) / 2 = 1.92 of the maximum: its ends are where the profile crosses
+    that level (found by root search, not read off the coarse grid, which would cut the
+    interval short): the rows must be independent, one per lead (`half_life` gives it the
+    last snapshot's rows).
+    Returns (h, (low, high), profile).
+    """
+    evaluated: dict[float, float] = {}
+    snapshot = signals.snapshots()
+
+    def log_likelihood(h: float) -> float:
+        if h not in evaluated:
+            X = decay_matrix(signals, features, h).matrix.loc[:, usable].to_numpy(dtype=float)
+            evaluated[h] = fit_logistic(X, closed, c, seed, snapshot).log_likelihood
+        return evaluated[h]
+
+    grid = np.exp(np.linspace(np.log(bounds[0]), np.log(bounds[1]), grid_points))
+    values = [log_likelihood(float(h)) for h in grid]
+    best_index = int(np.argmax(values))
+    low, high = grid[max(best_index - 1, 0)], grid[min(best_index + 1, len(grid) - 1)]
+    best = minimize_scalar(lambda log_h: -log_likelihood(float(np.exp(log_h))), bounds=(np.log(low), np.log(high)),
+                           method="bounded", options={"xatol": 0.005})
+    h_best = float(np.exp(best.x))
+    top = max(evaluated.values())
+    h_top = max(evaluated, key=evaluated.get)
+    level = top - 1.92
+
+    def edge(bound: float) -> float:
+        """Where the profile crosses `level` between the best half-life and `bound` (the bound if it never does)."""
+        if log_likelihood(bound) >= level:
+            return bound
+        return float(np.exp(brentq(lambda log_h: log_likelihood(float(np.exp(log_h))) - level,
+                                   *sorted((np.log(bound), np.log(h_top))), xtol=0.002)))
+
+    interval = (edge(bounds[0]), edge(bounds[1]))
+    profile = [{"half_life_days": h, "log_likelihood": ll} for h, ll in sorted(evaluated.items())]
+    return h_best, interval, profile
+
+
+def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet) -> tuple[pd.Series, float]:
+    """Centre each fit attribute on its average lead, so 0 fit points reads "average fit".
+
+    Every lead has exactly one value per attribute ('unknown' included), so subtracting
+    the same amount from all of the attribute's values and adding it to the intercept
+    leaves every prediction unchanged. Values left out of the fit (too rare) have
+    coefficient 0, the reference, and move with the others: they are scored like the
+    reference, not like the average. Shares are counted in leads, not rows.
+    """
+    coefficient = coefficient.copy()
+    catalog = signals.catalog.set_index("signal")
+    fit_names = list(catalog.index[catalog["type"] == "fit"])
+    if not fit_names:
+        return coefficient, intercept
+    values = signals.matrix[fit_names].to_numpy()
+    per_lead = values if signals.lead is None else per_lead_max(values, signals.lead)
+    prevalence = pd.Series(per_lead.mean(axis=0), index=fit_names)
+    for _, group in catalog.loc[fit_names].groupby("attribute", sort=False):
+        names = list(group.index)
+        share = prevalence[names]
+        if share.sum() == 0:
+            continue
+        mean = float((coefficient[names] * share).sum() / share.sum())
+        coefficient[names] -= mean
+        intercept += mean
+    return coefficient, intercept
+
+
+def fit_points(
+    signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float, seed: int,
+    decayed: bool = False, min_support: int = 30, start: LogisticFit | None = None,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Fit the scorecard on the given leads; returns (table, header with base_log_odds).
+
+    `signals` may hold decayed activity values (pipeline.core.signals.decay_matrix, then
+    `decayed`): the points are then those of an activity done at the cut-off. `evidence` is the
+    close-rate table (pipeline.stages.close_rates), joined on `signal`. The regression itself is in
+    `table.attrs["fit"]` (the start of the bootstrap refits, `start`).
+    """
+    closed = np.asarray(closed, dtype=int)
+    check_outcomes(closed)
+    usable, low_support, constant, covered = usable_signals(signals, min_support, decayed)
+    if not usable.any():
+        raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
+    columns = signals.matrix.columns
+    fit = fit_logistic(signals.matrix.loc[:, usable].to_numpy(dtype=float), closed, c, seed, signals.snapshots(),
+                       list(columns[usable]), start)
+    coefficient = pd.Series(0.0, index=columns)
+    coefficient[columns[usable]] = fit.coefficients
+    coefficient, intercept = _centred(coefficient, fit.intercept, signals)
+
+    scale = points_to_double_odds / math.log(2)
+    table = signals.catalog.copy()
+    table["coefficient"] = coefficient.to_numpy()
+    table["points"] = np.round(coefficient.to_numpy() * scale).astype(int)  # 0 for unfitted non-fit signals
+    is_fit = (signals.catalog["type"] == "fit").to_numpy()
+    # a fit value too rare (or absent) in training first: it is scored like its attribute's reference
+    table["status"] = np.select(
+        [low_support & is_fit, constant, low_support, covered],
+        [STATUS_LOW_SUPPORT_FIT, STATUS_CONSTANT, STATUS_LOW_SUPPORT, STATUS_DECAY], STATUS_SCORED)
+    evidence_columns = ["signal", "leads", "customers", "close_rate", "ci_low", "ci_high", "lift", "shrunk_lift"]
+    table = table.merge(evidence[evidence_columns], on="signal", how="left")
+    header = {"points_to_double_odds": points_to_double_odds, "base_log_odds": intercept,
+              "snapshot_log_odds": {str(a): v for a, v in fit.snapshot_log_odds.items()}}
+    table.attrs["fit"] = fit
+    return table, header
+
+
+def bootstrap_points(
+    signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float,
+    seed: int, samples: int, decayed: bool = False, min_support: int = 30, start: LogisticFit | None = None,
+) -> pd.DataFrame:
+    """Points refitted on `samples` resamples (with replacement) of the leads, each drawn with
+    all its rows: one column per resample. `start`: the fit on all the leads, where each refit's
+    solver starts."""
+    rng = np.random.default_rng(seed)
+    closed = np.asarray(closed, dtype=int)
+    runs = {}
+    for index in range(samples):
+        rows, drawn = resample_leads(rng, signals.leads())
+        resampled = dataclasses.replace(signals.take(rows), lead=drawn)
+        if closed[rows].sum() in (0, len(rows)):
+            continue
+        table, _ = fit_points(resampled, closed[rows], evidence, points_to_double_odds, c, seed, decayed, min_support,
+                              start)
+        runs[f"sample_{index}"] = table.set_index("signal")["points"]
+    return pd.DataFrame(runs, index=signals.matrix.columns)
+
+
+def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, float] | None = None,
+                numeric: Iterable[str] = ()) -> pd.DataFrame:
+    """fit_points, engagement_points and total_points per lead from a points table.
+
+    `matrix` holds 0/1 signals, or decayed values for activities (decay_matrix). A cap
+    limits what a group can add: keys are an attribute (an activity with its frequency
+    signals, a fit attribute) or 'fit' / 'engagement'. Each score is rounded to whole
+    points. A signal of the table that the leads do not have as a column counts as absent.
+    """
+    table = weights.set_index("signal")
+    values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float) * table["points"].to_numpy(dtype=float)
+    contributions = pd.DataFrame(values, columns=table.index, index=matrix.index)
+    contributions = contributions.assign(**_other_values(matrix, table, numeric))
+    caps = caps or {}
+    scores = {}
+    kinds = pd.concat([table["kind"], pd.Series("fit", index=contributions.columns[len(table):])])
+    attributes = pd.concat([table["attribute"], pd.Series([c.split(" = ")[0] for c in contributions.columns[len(table):]],
+                                                          index=contributions.columns[len(table):], dtype=object)])
+    for kind in ("fit", "engagement"):
+        in_kind = kinds == kind
+        grouped = contributions.loc[:, in_kind.to_numpy()].T.groupby(attributes[in_kind]).sum().T
+        for attribute, cap in caps.items():
+            if attribute in grouped.columns:
+                grouped[attribute] = grouped[attribute].clip(upper=cap)
+        total = grouped.sum(axis=1).to_numpy() if len(grouped.columns) else np.zeros(len(matrix))
+        if kind in caps:
+            total = np.minimum(total, caps[kind])
+        scores[f"{kind}_points"] = np.round(total).astype(np.int64)
+    scores["total_points"] = scores["fit_points"] + scores["engagement_points"]
+    return pd.DataFrame(scores, index=matrix.index)
+
+
+def _other_values(matrix: pd.DataFrame, table: pd.DataFrame, numeric: Iterable[str]) -> dict[str, np.ndarray]:
+    """The reference points of each fit attribute that has too-rare values, for the leads whose value
+    the table does not list (one never seen in training): scored like the rare ones, as the
+    model does (coefficient 0) and as the CRM exports' "any other value" rule does. An empty
+    value ('unknown') is not another value, nor is a band of a `numeric` attribute (its rule is its range)."""
+    if "status" not in table.columns:
+        return {}
+    rare = table[(table["type"] == "fit") & (table["status"] == STATUS_LOW_SUPPORT_FIT) & (table["value"] != UNKNOWN_VALUE)
+                 & ~table["attribute"].isin(list(numeric))]
+    out = {}
+    for attribute, group in rare.groupby("attribute", sort=True):
+        listed = [s for s in table.index[(table["type"] == "fit") & (table["attribute"] == attribute)] if s in matrix.columns]
+        known = matrix[listed].to_numpy(dtype=float).sum(axis=1) if listed else np.zeros(len(matrix))
+        empty = f"{attribute} = {UNKNOWN_VALUE}"
+        if empty in matrix.columns and empty not in table.index:
+            known = known + matrix[empty].to_numpy(dtype=float)
+        out[f"{attribute} = (not in the table)"] = np.where(known > 0, 0.0, float(group["points"].iloc[0]))
+    return out
+
+
+def score_features(features: pd.DataFrame, signals: SignalSet, weights: pd.DataFrame, header: dict) -> pd.DataFrame:
+    """Score leads with a published table: its decay and caps included (header from weights.json)."""
+    decayed = decay_matrix(signals, features, header.get("half_life_days"))
+    return score_leads(decayed.matrix, weights, header.get("caps"), header.get("numeric_attributes") or ())
+
+
+def points_probability(total_points: np.ndarray, header: dict, snapshot: np.ndarray | None = None) -> np.ndarray:
+    """P(close) implied by a points total (the scorecard's own calibration), at each row's snapshot."""
+    log_odds = header["base_log_odds"] + np.asarray(total_points, dtype=float) * math.log(2) / header["points_to_double_odds"]
+    offsets = header.get("snapshot_log_odds") or {}
+    if snapshot is not None and offsets:
+        ages = np.array(sorted(int(a) for a in offsets))
+        shift = np.array([offsets[str(a)] for a in ages])
+        log_odds = log_odds + shift[np.searchsorted(ages, snapshot_stratum(np.asarray(snapshot), list(ages)))]
+    return 1.0 / (1.0 + np.exp(-log_odds))
+
+
+def rank_stability(scores: np.ndarray, bootstrap_scores: list[np.ndarray]) -> dict[str, float | None]:
+    """How the published ranking of leads agrees with the bootstrap tables' rankings (Spearman)."""
+    rhos = [spearmanr(scores, other).statistic for other in bootstrap_scores if np.std(other) > 0]
+    if not rhos or np.std(scores) == 0:
+        return {"median": None, "min": None}
+    return {"median": float(np.median(rhos)), "min": float(np.min(rhos))}
+
+
+def half_life(
+    signals: SignalSet, features: pd.DataFrame, closed: np.ndarray, *, decay: bool, fixed_days: float | None,
+    min_support: int, regularization_c: float, seed: int,
+) -> dict[str, object]:
+    """The half-life to use: days (None: no decay), where it came from, its interval and profile.
+
+    Estimated on the training leads' rows at one snapshot (`estimation_snapshot`: the last,
+    day 30, unless it holds too few customers): one row per lead, so the likelihood interval is
+    honest, each lead with its whole window of activity, so ages spread over the window. A lead seen at day 7 and again at day 30 would otherwise count
+    twice, and the early rows, whose outcome lies weeks ahead, say little about how fast
+    interest fades before a decision.
+    """
+    if not decay:
+        return {"days": None, "source": "decay off (params weights.decay)"}
+    if fixed_days is not None:
+        return {"days": fixed_days, "source": "params weights.half_life_days"}
+    if not usable_signals(signals, min_support)[0].any():
+        raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
+    at = estimation_snapshot(signals.snapshots(), closed, min_support)
+    rows = signals.snapshots() == at
+    signals, features, closed = signals.take(rows), features[rows], closed[rows]
+    if closed.sum() in (0, len(closed)):
+        return {"days": None, "source": f"not identifiable: the leads seen at day {at} are all "
+                                        f"{'lost' if closed.sum() == 0 else 'won'}; no decay"}
+    usable = usable_signals(signals, min_support)[0]
+    if not (usable & (signals.catalog["type"] == "activity").to_numpy()).any():
+        return {"days": None, "source": f"not identifiable: among the leads seen at day {at} no activity tells "
+                                        "leads apart (done by every lead, or by too few), so the data cannot tell how "
+                                        "fast interest fades; no decay"}
+    activity = usable & (signals.catalog["type"] == "activity").to_numpy()
+    ages = features[[AGE_PREFIX + a for a in signals.catalog.loc[activity, "signal"]]].to_numpy(dtype=float)
+    if not (np.nan_to_num(np.nanmax(ages, axis=0, initial=-np.inf) - np.nanmin(ages, axis=0, initial=np.inf))
+            >= 1.0).any():
+        return {"days": None, "source": f"not identifiable: among the leads seen at day {at} every "
+                                        "activity is the same age (logged at creation, say), so the data cannot "
+                                        "tell how fast interest fades; no decay"}
+    bounds = (1.0, 365.0)
+    days, interval, profile = estimate_half_life(signals, features, closed, usable, regularization_c, seed,
+                                                 bounds)
+    likelihoods = [row["log_likelihood"] for row in profile]
+    if max(likelihoods) - min(likelihoods) < 1e-6 or (interval[0] <= bounds[0] and interval[1] >= bounds[1]):
+        return {"days": None, "profile": profile,
+                "source": "not identifiable: the timing of the activities cannot tell how fast interest fades "
+                          f"(every half-life from {bounds[0]:g} to {bounds[1]:g} days fits as well); no decay"}
+    if days >= 0.99 * bounds[1]:
+        return {"days": None, "profile": profile, "interval_95": list(interval),
+                "source": f"interest does not measurably fade: the best half-life is the longest tried ({bounds[1]:g} "
+                          "days); no decay"}
+    return {"days": days, "source": f"estimated from the training leads seen at day {at} (profile likelihood)",
+            "interval_95": list(interval), "profile": profile}
