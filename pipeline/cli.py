@@ -5,8 +5,8 @@ problem arrives as a LeadcalError and leaves as one clear line on stderr (exit 2
 never as a traceback.
 
 `leadcal run` runs the stages in order and stops at the first that fails; with
-`--keep-going` it runs every stage that does not need the failed one (UPSTREAM, checked
-against dvc.yaml), prints each failure as one line, then what failed and what was skipped
+`--keep-going` it runs every stage that does not need the failed one (a stage needs those that
+write what it reads: pipeline.stages.registry, which dvc.yaml is checked against), prints each failure as one line, then what failed and what was skipped
 because of it, and exits 2.
 
 Exit codes (pipeline.staging): 0 done; 2 a problem the user can fix (LeadcalError: bad input or
@@ -34,6 +34,8 @@ from threadpoolctl import threadpool_limits
 from pipeline import staging
 from pipeline.errors import LeadcalError
 from pipeline.params import Params, load_params
+from pipeline.stages import registry
+from pipeline.stages.registry import upstream
 
 log = logging.getLogger("leadcal")
 
@@ -66,129 +68,28 @@ def for_stage(name: str, params: Params) -> Params:
     return effective_params(params)
 
 
-def _generate(params: Params) -> object:
-    from pipeline.data.generate import write_sample
-
-    return write_sample(params)
-
-
-def _extract(params: Params) -> object:
-    from pipeline.stages.extract import extract
-
-    return extract(params)
-
-
-def _features(params: Params) -> object:
-    from pipeline.stages.features import write_features
-
-    return write_features(params)
-
-
-def _close_rates(params: Params) -> object:
-    from pipeline.stages import close_rates
-
-    return close_rates.run(params)
-
-
-def _weights(params: Params) -> object:
-    from pipeline.stages import weights
-
-    return weights.run(params)
-
-
-def _train(params: Params) -> object:
-    from pipeline.stages import model
-
-    return model.run(params)
-
-
-def _thresholds(params: Params) -> object:
-    from pipeline.stages import thresholds
-
-    return thresholds.run(params)
-
-
-def _funnel(params: Params) -> object:
-    from pipeline.stages import funnel
-
-    return funnel.run(params, params.funnel.sla_hours)
-
-
-def _exports(params: Params) -> object:
-    from pipeline.stages import exports
-
-    return exports.run(params)
-
-
-def _publish(params: Params) -> object:
-    from pipeline.stages import publish
-
-    return publish.run(params)
-
-
-def _report(params: Params) -> object:
-    from pipeline.stages import report
-
-    return report.run(params)
-
-
-def _notebooks(params: Params) -> object:
-    from pipeline.stages import notebooks
-
-    return notebooks.run(params)
-
-
-STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
-    "generate": (_generate, "write the sample B2B history with planted effects to paths.sample"),
-    "extract": (_extract, "validate the raw export and write the canonical tables as Parquet"),
-    "features": (_features, "each lead as it was at fixed ages while still open (point-in-time rows), and its outcome"),
-    "close-rates": (_close_rates, "close rate, interval and lift of every signal"),
-    "weights": (_weights, "the points table (fit and engagement points)"),
-    "train": (_train, "predictive model, validated on the latest cohorts"),
-    "thresholds": (_thresholds, "the MQL threshold and what it does"),
-    "funnel": (_funnel, "funnel conversion, SLA follow-up, stage durations, rejected MQLs"),
-    "publish": (_publish, "replace models/published/ if the run passes the floors; flag drift"),
-    "exports": (_exports, "the points table as CRM import sheets (generic, HubSpot, Salesforce, Mautic)"),
-    "report": (_report, "charts and the metrics file"),
-    "notebooks": (_notebooks, "the calibration notebooks, executed on this run and rendered to models/report/*.html"),
-}
-
-# The stages whose outputs each stage reads: dvc.yaml's deps on other stages' outs (and plots,
-# metrics), kept in code because `leadcal run` works without the repository's dvc.yaml;
-# tests/test_cli.py checks that the two agree. `leadcal run --keep-going` skips a stage when one
-# of these failed or was skipped.
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "generate": (),
-    "extract": ("generate",),
-    "features": ("extract",),
-    "close-rates": ("features",),
-    "weights": ("features", "close-rates"),
-    "train": ("features", "close-rates", "weights"),
-    "thresholds": ("extract", "features", "close-rates", "weights"),
-    "funnel": ("extract", "features", "close-rates"),
-    "publish": ("weights", "train", "thresholds"),
-    "exports": ("publish",),
-    "report": ("close-rates", "weights", "train", "thresholds", "funnel", "publish"),
-    "notebooks": ("close-rates", "weights", "train", "thresholds", "funnel", "publish"),
-}
+# Each stage's command, summary and function, declared once in pipeline.stages.registry (with the
+# params it reads and the artifacts it reads and writes, which dvc.yaml must match).
+STAGES: dict[str, tuple[Callable[[Params], object], str]] = {stage.name: (stage.run, stage.summary)
+                                                               for stage in registry.STAGES}
 
 
 def run_keep_going(names: list[str], params: Params, command: str = "run") -> int:
     """Every stage of `names` in order, past failures: a stage runs unless a stage it needs
-    (UPSTREAM, transitively) failed or was skipped. Each failure is one line on stderr, then a
+    (pipeline.stages.registry.upstream, transitively) failed or was skipped. Each failure is one line on stderr, then a
     summary of what failed and what was skipped because of it. 0 if nothing failed, else 2 (as
     for any data error). Only LeadcalErrors are failures: anything else is a bug and stops the run."""
     failed: dict[str, str] = {}
     skipped: dict[str, list[str]] = {}  # stage: the stages it needs that failed or were skipped
     for name in names:
-        missing = [up for up in UPSTREAM[name] if up in failed or up in skipped]
+        missing = [up for up in upstream(name, params.paths) if up in failed or up in skipped]
         if missing:
             skipped[name] = missing
             log.info("%s skipped: it needs %s", name, ", ".join(missing))
             continue
         started = time.perf_counter()
         try:
-            with staging.stage_outputs(name, params.paths, UPSTREAM[name]):
+            with staging.stage_outputs(name, params.paths, upstream(name, params.paths)):
                 STAGES[name][0](for_stage(name, params))
         except LeadcalError as exc:
             failed[name] = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line each
@@ -379,7 +280,7 @@ def _main(argv: list[str]) -> int:
                 return run_keep_going(names, params)
             for name in names:
                 started = time.perf_counter()
-                with staging.stage_outputs(name, params.paths, UPSTREAM[name]):
+                with staging.stage_outputs(name, params.paths, upstream(name, params.paths)):
                     STAGES[name][0](for_stage(name, params))
                 log.info("%s done in %.1f s", name, time.perf_counter() - started)
     except LeadcalError as exc:

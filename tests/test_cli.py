@@ -100,12 +100,27 @@ def _dvc_upstream() -> dict[str, set[str]]:
 
 
 def test_the_stage_dependencies_of_run_keep_going_match_dvc_yaml() -> None:
-    from pipeline.cli import UPSTREAM
+    from pipeline.params import load_params
+    from pipeline.stages.registry import upstream
 
-    assert {name: set(needs) for name, needs in UPSTREAM.items()} == _dvc_upstream()
-    assert list(UPSTREAM) == list(STAGES)
+    from .conftest import REPO
+
+    paths = load_params(REPO / "params.yaml").paths
+    needed = {name: upstream(name, paths) for name in STAGES}
+    assert {name: set(needs) for name, needs in needed.items()} == _dvc_upstream()
+    assert needed["extract"] == ("generate",)  # the sample is the raw export by default
     order = list(STAGES)  # every stage comes after what it needs
-    assert all(order.index(up) < order.index(name) for name, needs in UPSTREAM.items() for up in needs)
+    assert all(order.index(up) < order.index(name) for name, needs in needed.items() for up in needs)
+
+
+def test_a_real_export_needs_no_generated_sample() -> None:
+    """Pointed at a real export (paths.raw not the sample folder), extract needs nothing: a failed
+    generate would not stop it."""
+    from pipeline.params import Paths
+    from pipeline.stages.registry import upstream
+
+    assert upstream("extract", Paths(raw="exports/crm")) == ()
+    assert upstream("features", Paths(raw="exports/crm")) == ("extract",)
 
 
 def _fake_stages(monkeypatch: pytest.MonkeyPatch, failing: set[str]) -> list[str]:

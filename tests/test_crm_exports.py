@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.artifacts import read_frequency_signals
 from pipeline import io
 from pipeline.exports import generic, salesforce
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX
-from pipeline.core.signals import build_signals, read_frequency_signals, time_split
+from pipeline.core.signals import build_signals, time_split
 
 GRADES = ["F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B", "B+", "A-", "A", "A+"]
 ONE_POINT = 0.01
@@ -33,7 +34,7 @@ def leads(default_run: Params) -> dict[str, object]:
     """Every snapshot row of the default run: signals (0/1), activity ages, lead ids, the time split."""
     params = default_run
     features = io.read_parquet(params.paths.features / "features.parquet")
-    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
     train, valid = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = generic.read_export_rows(params.paths.models / "exports" / "weights.csv")
     # the pooled "any other value" rules as columns of their own (the lead's data, read like apply_export)

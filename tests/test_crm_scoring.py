@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline.core import crm_scoring
 
 from pipeline import io
@@ -14,9 +15,8 @@ from pipeline import io
 from pipeline.stages import thresholds
 from pipeline.core.crm_scoring import DAYS_PER_MONTH, scoring_for
 from pipeline.params import Params
-from pipeline.core.signals import build_signals, read_frequency_signals
+from pipeline.core.signals import build_signals
 from pipeline.core.scorecard import score_features
-from pipeline.stages.weights import read_weights
 
 
 def test_decay_by_hand() -> None:
@@ -75,8 +75,9 @@ def test_two_axis_rule_by_hand() -> None:
 def test_generic_scoring_is_leadcals_own_and_no_decay_scores_at_least_as_high(default_run: Params) -> None:
     params = default_run
     features = io.read_parquet(params.paths.features / "features.parquet")
-    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
-    table, header = read_weights(params.paths.models)
+    signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
+    card = read_scorecard(params.paths.models)
+    table, header = card.table_, card.header_
     own = score_features(features, signals, table, header)
     generic = crm_scoring.crm_scores(signals, features, table, header, scoring_for("generic", header["half_life_days"]))
     pd.testing.assert_frame_equal(generic, own)

@@ -1,7 +1,8 @@
 """dvc.yaml agrees with the code (issue 18): `dvc repro` must not skip a stage whose inputs changed.
 
-DVC re-runs a stage only when one of its listed deps or params changed. Both lists are written
-by hand in dvc.yaml, so they are checked here against what each stage really uses:
+DVC re-runs a stage only when one of its listed deps or params changed. Each stage declares its
+params, data deps and outs once, in pipeline/stages/registry.py; dvc.yaml must list exactly
+those, and they are checked here against what each stage really uses:
 - **code**: every module of `pipeline/` in the stage's import closure (imports inside functions
   included) is a dep: a change to any of them can change the stage's outputs. The CLI itself
   (argument parsing, dispatch) is left out; the parts of it that shape a stage's params
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from pipeline import cli, params as params_module
+from pipeline.stages import registry
 from pipeline.params import Params
 from tests.conftest import REPO, params_in
 
@@ -82,16 +84,9 @@ def _docstring_only(path: Path) -> bool:
 
 
 def stage_entry(stage: str) -> set[Path]:
-    """The modules `leadcal <stage>` calls: those its cli function imports, and pipeline.design
+    """The modules `leadcal <stage>` calls: the module of its declared entry, and pipeline.design
     (cli.for_stage adjusts every stage's params after extract)."""
-    function = cli.STAGES[stage][0]
-    tree = ast.parse(Path(cli.__file__).read_text(encoding="utf-8"))
-    body = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function.__name__)
-    modules: set[Path] = set()
-    for node in ast.walk(body):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-            modules.update(f for f in map(_module_file, names) if f is not None)
+    modules = {_module_file(registry.BY_NAME[stage].entry.split(":")[0])}
     if stage not in ("generate", "extract"):
         modules.add(PACKAGE / "design.py")
     return modules
@@ -109,10 +104,19 @@ def test_every_module_a_stage_imports_is_one_of_its_dvc_deps(stage: str) -> None
     assert not missing, f"dvc.yaml stage {stage!r} imports {missing} but does not list them as deps"
 
 
+@pytest.mark.parametrize("stage", list(cli.STAGES))
+def test_every_code_dep_of_a_stage_is_imported_by_it(stage: str) -> None:
+    """The other way round: a module listed as a dep that the stage never imports (one moved or
+    no longer used) makes `dvc repro` re-run the stage for nothing and hides what it really uses."""
+    deps = {d if isinstance(d, str) else next(iter(d)) for d in _dvc_stages()[stage].get("deps", [])}
+    extra = sorted(d for d in deps if d.startswith("pipeline/") and d not in import_closure(stage_entry(stage)))
+    assert not extra, f"dvc.yaml stage {stage!r} lists {extra} as deps but never imports them"
+
+
 def test_the_import_walk_follows_imports_inside_functions(tmp_path: Path) -> None:
     """The closure must see a lazy import (`from pipeline import x` inside a function) too."""
     closure = import_closure({PACKAGE / "stages" / "thresholds.py"})
-    assert "pipeline/stages/weights.py" in closure  # thresholds scores with the points table
+    assert "pipeline/core/scorecard.py" in closure  # thresholds scores with the points table
     assert "pipeline/params.py" in closure and "pipeline/stages/thresholds.py" in closure
     assert not NOT_STAGE_CODE & closure
 
@@ -208,7 +212,34 @@ def test_recording_sees_keys_sections_and_top_level_values() -> None:
 
 
 @pytest.mark.parametrize("stage", IN_PROCESS)
-def test_every_setting_a_stage_reads_is_one_of_its_dvc_params(stage: str, reads_per_stage: dict[str, set[str]]) -> None:
-    listed = {p for p in _dvc_stages()[stage].get("params", []) if isinstance(p, str)}
+def test_every_setting_a_stage_reads_is_one_it_declares(stage: str, reads_per_stage: dict[str, set[str]]) -> None:
+    listed = set(registry.BY_NAME[stage].params)
     missing = sorted(r for r in reads_per_stage[stage] if not _covered(r, listed))
-    assert not missing, f"dvc.yaml stage {stage!r} reads {missing} but does not list them under params"
+    assert not missing, f"stage {stage!r} reads {missing} but pipeline/stages/registry.py does not declare them"
+
+
+# --------------------------------------------------------------------------- dvc.yaml against the declarations
+
+
+def _entries(items: list | None) -> list[str]:
+    return [next(iter(item)) if isinstance(item, dict) else item for item in items or []]
+
+
+def test_dvc_yaml_has_the_declared_stages_in_order() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == [stage.dvc_name for stage in registry.STAGES]
+    assert [spec["cmd"] for spec in stages.values()] == [f"leadcal {stage.name}" for stage in registry.STAGES]
+
+
+@pytest.mark.parametrize("stage", list(cli.STAGES))
+def test_dvc_yaml_lists_the_declared_params_reads_and_writes(stage: str) -> None:
+    """dvc.yaml's params, data deps and outs (with metrics) are exactly the declared ones: DVC
+    re-runs a stage on what its entry lists, so one missing is a stale output and one too many
+    a needless re-run."""
+    declared, spec = registry.BY_NAME[stage], _dvc_stages()[stage]
+    assert sorted(spec.get("params", [])) == sorted(declared.params), "params"
+    assert sorted(d for d in _entries(spec.get("deps")) if not d.startswith("pipeline/")) == sorted(declared.reads), "deps"
+    assert sorted(_entries(spec.get("outs")) + _entries(spec.get("metrics"))) == sorted(declared.writes), "outs"
+    persisted = sorted(next(iter(item)) for item in spec.get("outs", []) if isinstance(item, dict)
+                       and next(iter(item.values())).get("persist"))
+    assert persisted == sorted(declared.persist), "persist"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.artifacts import read_frequency_signals
 from pipeline.errors import LeadcalError
 from pipeline.stages.extract import extract
 from pipeline.stages.features import build_features
@@ -142,19 +143,19 @@ def test_no_usable_signal_is_a_clear_error_before_the_half_life() -> None:
 
 def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: Params) -> None:
     from pipeline import io
-    from pipeline.stages.model import fit_model, model_matrix
-    from pipeline.core.signals import build_signals, read_frequency_signals
+    from pipeline.core.lead_model import LeadModel, model_matrix
+    from pipeline.core.signals import build_signals
 
     features = io.read_parquet(default_run.paths.features / "features.parquet").iloc[:4000].copy()
     features["n__live_chat"] = 0
     features["age__live_chat"] = np.nan  # a tool introduced after these leads
-    signals = build_signals(features, default_run, read_frequency_signals(default_run.paths.models))
+    signals = build_signals(features, default_run.signals, read_frequency_signals(default_run.paths.models))
     X = model_matrix(features, signals, "hgb", None, default_run.outcome.snapshot_days)
     assert not X.filter(like="age__").isna().any().any()
     known = (features["closed"] >= 0).to_numpy()
-    hgb = default_run.model_copy(update={"train": default_run.train.model_copy(update={"model": "hgb"})})
-    bundle = fit_model(X[known], features.loc[known, "closed"].to_numpy(), hgb, signals.leads()[known])
-    assert bundle["base"].predict_proba(X[:5]).shape == (5, 2)
+    model = LeadModel("hgb", hgb=default_run.train.hgb, seed=default_run.seed)
+    model.fit(X[known], features.loc[known, "closed"].to_numpy(), signals.leads()[known])
+    assert model.predict_proba(X[:5]).shape == (5, 2)
 
 
 def test_an_activity_named_null_survives_the_round_trip(tmp_path: Path) -> None:
@@ -187,8 +188,8 @@ def test_fit_signals_from_text_in_several_arrow_chunks_match_the_values(default_
     features["industry"] = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(
         [industry.slice(0, 1000), industry.slice(1000, 1200), industry.slice(2200)])), index=features.index)
     assert features["industry"].array._pa_array.num_chunks == 3
-    signals = build_signals(features, default_run)
-    values = fit_values(features, default_run)["industry"].astype(object).to_numpy()
+    signals = build_signals(features, default_run.signals)
+    values = fit_values(features, default_run.signals)["industry"].astype(object).to_numpy()
     fit = signals.catalog[signals.catalog["attribute"] == "industry"]
     assert len(fit) > 2
     for name, value in zip(fit["signal"], fit["value"]):

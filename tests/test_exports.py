@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline import io
 from pipeline.stages import exports
 from pipeline.exports import criteria, generic, hubspot, mautic, salesforce
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
-from pipeline.core.signals import SignalSet, build_signals, decay_matrix, read_frequency_signals
+from pipeline.core.signals import SignalSet, build_signals, decay_matrix
 from pipeline.core.scorecard import score_features, score_leads
-from pipeline.stages.weights import read_weights
 
 FILES = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
          "hubspot_score_configuration.json",
@@ -39,8 +39,9 @@ def exported(default_run, tmp_path_factory):
     params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"models": models})})
     summary = exports.run(params)
     features = io.read_parquet(params.paths.features / "features.parquet")
-    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
-    table, header = read_weights(params.paths.models)
+    signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
+    card = read_scorecard(params.paths.models)
+    table, header = card.table_, card.header_
     return params, summary, features, signals, table, header
 
 

@@ -4,6 +4,7 @@ Layers, from the bottom (README "Layout", docs/architecture.md):
 - the top-level modules other than the CLI: settings, errors, atomic I/O, table schema;
 - `data/`: the canonical tables' contract, their readers, the engines, the sample;
 - `core/`: the statistics, pure (they may use the contract's table definitions);
+- `artifacts.py`: every artifact's name once, with its reader (it builds core objects);
 - `report/`: rendering charts, pages, notebooks and the model card from artifacts;
 - `exports/`: the CRM formats and `leadcal push`;
 - `stages/`: one module per DVC stage, reading and writing the project's files;
@@ -14,21 +15,22 @@ A module may import its own layer and those below. Imports inside functions coun
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from tests.conftest import REPO
 from tests.test_dvc_consistency import imported_modules
 
 PACKAGE = REPO / "pipeline"
-ORDER = ["", "data", "core", "report", "exports", "stages", "commands", "cli"]
+ORDER = ["", "data", "core", "artifacts", "report", "exports", "stages", "commands", "cli"]
 
 
 def layer_of(path: Path) -> str:
     """The layer a module of the package belongs to: its folder under pipeline/, '' for the
-    top-level modules, 'cli' for the entry point."""
+    top-level modules, 'artifacts' and 'cli' for those two."""
     parts = path.relative_to(PACKAGE).parts
-    if parts == ("cli.py",):
-        return "cli"
+    if parts in {("cli.py",), ("artifacts.py",)}:
+        return parts[0].removesuffix(".py")
     return parts[0] if len(parts) > 1 else ""
 
 
@@ -51,3 +53,18 @@ def test_every_module_is_in_a_known_layer() -> None:
 def test_no_module_imports_a_layer_above_it() -> None:
     found = upward_imports()
     assert not found, "imports that point up the layers:\n" + "\n".join(found)
+
+
+def test_the_statistics_take_explicit_settings_and_read_no_file() -> None:
+    """core/ gets arrays, frames and settings from the stages: never the whole Params (its paths
+    would let it read files) nor the modules that read and write them."""
+    io_modules = {"pipeline.io", "pipeline.staging", "pipeline.spreadsheet", "pipeline.artifacts"}
+    found = []
+    for path in sorted((PACKAGE / "core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "pipeline.params":
+                found += [f"{path.relative_to(REPO)}: Params" for alias in node.names if alias.name == "Params"]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+                found += [f"{path.relative_to(REPO)}: {name}" for name in sorted(names & io_modules)]
+    assert not found, "core/ modules that take Params or do I/O:\n" + "\n".join(found)

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency
 
+from pipeline.artifacts import read_frequency_signals
 from pipeline import io
 from pipeline.stages.close_rates import close_rate_table
 from pipeline.core.frequency import best_threshold, g_statistic
 from pipeline.params import Params
-from pipeline.core.signals import SignalSet, band_labels, build_signals, read_frequency_signals
+from pipeline.core.signals import SignalSet, band_labels, build_signals
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate
 from pipeline.core.scorecard import score_leads
 
@@ -40,7 +41,7 @@ def test_shrinkage_pulls_a_two_lead_signal_towards_the_average(default_run: Para
     features = io.read_parquet(default_run.paths.features / "features.parquet")
     known = (features["closed"] >= 0).to_numpy()
     features, closed = features[known].reset_index(drop=True), features.loc[known, "closed"].to_numpy()
-    signals = build_signals(features, default_run, read_frequency_signals(default_run.paths.models))
+    signals = build_signals(features, default_run.signals, read_frequency_signals(default_run.paths.models))
     rare = np.zeros(len(features), dtype=np.uint8)
     rare[np.flatnonzero(closed == 1)[:2]] = 1  # two leads, both customers: raw close rate 100 %
     matrix = signals.matrix.assign(rare_signal=rare)

@@ -12,16 +12,17 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline import io
 from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator
 from pipeline.errors import LeadcalError
 from pipeline.core.explain import effects, global_factors, top_reasons
 from pipeline.core.scorecard import score_features
-from pipeline.stages.weights import read_weights
-from pipeline.stages.model import model_matrix, predict, read_model, rolling_folds
+from pipeline.core.lead_model import model_matrix
+from pipeline.stages.model import read_model, rolling_folds
 from pipeline.params import Params
 from pipeline.commands.score import score
-from pipeline.core.signals import build_signals, read_frequency_signals
+from pipeline.core.signals import build_signals
 from pipeline.core.stats import expected_calibration_error
 
 from .conftest import params_in, run_stages
@@ -173,12 +174,13 @@ def test_score_reproduces_the_pipeline_for_the_same_leads(default_run: Params, n
     ids = set(pd.read_csv(new_leads / "leads.csv")["lead_id"])
     rows = features[features["lead_id"].isin(ids) & (features["snapshot_days"] > 0)]
     picked = np.concatenate([rows.index[rows["snapshot_days"] == 7][:4], rows.index[rows["snapshot_days"] == 30][:4]])
-    signals = build_signals(features, default_run, read_frequency_signals(default_run.paths.models))
-    bundle, description = read_model(default_run.paths.models)
+    signals = build_signals(features, default_run.signals, read_frequency_signals(default_run.paths.models))
+    model, description = read_model(default_run.paths.models)
     X = model_matrix(features, signals, description["schema"]["model_type"], description["schema"]["half_life_days"],
                      description["schema"]["snapshot_days"])
-    expected = predict(bundle, X.loc[picked, description["features"]])
-    weights, header = read_weights(default_run.paths.models)
+    expected = model.probability(X.loc[picked, description["features"]])
+    card = read_scorecard(default_run.paths.models)
+    weights, header = card.table_, card.header_
     rows = features.loc[picked]  # the index is the row position
     points = score_features(rows, signals.take(picked), weights, header)["total_points"].to_numpy()
     for k, row in enumerate(rows.itertuples(index=False)):

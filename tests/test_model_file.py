@@ -112,9 +112,9 @@ def test_a_well_formed_pair_loads(tmp_path: Path) -> None:
     from pipeline.stages.model import read_model
 
     model = _fitted_frame()
-    bundle, description = read_model(_models(tmp_path, model_bytes({"base": model, "calibrator": None}),
+    loaded, description = read_model(_models(tmp_path, model_bytes({"base": model, "calibrator": None}),
                                              _description(model, FEATURES)))
-    assert isinstance(bundle["base"], HistGradientBoostingClassifier) and description["features"] == FEATURES
+    assert isinstance(loaded.base_, HistGradientBoostingClassifier) and description["features"] == FEATURES
 
 
 def test_dev_zero_is_refused_without_being_read(tmp_path: Path) -> None:

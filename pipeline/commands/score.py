@@ -34,17 +34,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipeline.artifacts import read_scorecard
 from pipeline import io, spreadsheet
 from pipeline.errors import LeadcalError
-from pipeline.core.explain import effects, top_reasons
+from pipeline.core.explain import top_reasons
 from pipeline.stages.extract import read_export
 from pipeline.stages.features import build_features
-from pipeline.stages.model import SCHEMA_VERSION, model_matrix, predict, read_model
+from pipeline.core.lead_model import model_matrix
+from pipeline.stages.model import SCHEMA_VERSION, read_model
 from pipeline.params import FrequencySignal, Params
 from pipeline.schema import AGE_PREFIX, NEVER_DAYS, peak_column
 from pipeline.core.signals import build_signals
-from pipeline.core.scorecard import score_features
-from pipeline.stages.weights import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,10 @@ def score(
     out = Path(out)
     check_options(out, batch_size)
     models = Path(models or params.paths.models)
-    bundle, description = read_model(models)
+    model, description = read_model(models)
     schema = description["schema"]
     check_schema(schema, params, models / "model.skops")
-    weights, header = read_weights(models)
+    card = read_scorecard(models)
     threshold = io.read_json(models / "thresholds.json").get("threshold")
     tables, paths = _read_input(Path(input_dir), params)
     kept = kept_columns(tables["leads"], keep, paths["leads"]) if keep else None
@@ -153,7 +153,7 @@ def score(
         column = peak_column(spec.activity, spec.window_days)
         if column not in features.columns:
             features[column] = 0
-    signals = build_signals(features, params, frequency)
+    signals = build_signals(features, params.signals, frequency)
     X = model_matrix(features, signals, schema["model_type"], schema.get("half_life_days"), schema["snapshot_days"])
     missing = [c for c in description["features"] if c not in X.columns]
     X = X.reindex(columns=description["features"])
@@ -166,9 +166,9 @@ def score(
     for start in tqdm(batches, desc="scoring", unit="batch", disable=len(batches) < 2):
         rows = slice(start, start + batch_size)
         batch_signals = signals.take(np.arange(len(features))[rows])
-        probability = predict(bundle, X.iloc[rows])
-        points = score_features(features.iloc[rows], batch_signals, weights, header)
-        lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.iloc[rows], signals.catalog, reference)
+        probability = model.probability(X.iloc[rows])
+        points = card.score(batch_signals, features.iloc[rows])
+        lead_effects = model.explain(X.iloc[rows], signals.catalog, reference)
         parts.append(pd.DataFrame({
             "lead_id": features["lead_id"].iloc[rows].to_numpy(),
             "probability": probability,

@@ -6,7 +6,7 @@ Two standard calibrators, both monotone (they never change the ranking):
 - isotonic: the best non-decreasing step function; flexible, needs more customers.
 Which one is used is decided by 5-fold cross-validated log loss on the calibration scores,
 so the choice is itself made on data the calibrator was not fitted on. The scores are
-out-of-fold (pipeline.stages.model.fit_model): no lead is calibrated on its own fitted score.
+out-of-fold (pipeline.core.lead_model.LeadModel.fit): no lead is calibrated on its own fitted score.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -336,6 +336,71 @@ def points_probability(total_points: np.ndarray, header: dict, snapshot: np.ndar
         shift = np.array([offsets[str(a)] for a in ages])
         log_odds = log_odds + shift[np.searchsorted(ages, snapshot_stratum(np.asarray(snapshot), list(ages)))]
     return 1.0 / (1.0 + np.exp(-log_odds))
+
+
+
+class PointsScorecard:
+    """A points table, fitted scikit-learn style: set the method's settings, `fit` on the
+    training leads, then `score`, `probability` and `bootstrap`.
+
+    `table_` (one row per signal: points, coefficient, status, evidence) and `header_` (base
+    log-odds, snapshot baselines, half-life, caps) are what models/weights.json holds; a
+    published table comes back with `from_published`. The functions above are the method
+    itself; this object carries the settings between them, so the weights stage, the train
+    stage's refits per fold, the thresholds stage and `leadcal score` fit and score alike.
+    """
+
+    def __init__(self, points_to_double_odds: float = 20.0, regularization_c: float = 1.0, seed: int = 0,
+                 min_support: int = 30, half_life_days: float | None = None,
+                 caps: Mapping[str, float] | None = None, numeric_attributes: Iterable[str] = ()) -> None:
+        self.points_to_double_odds = points_to_double_odds
+        self.regularization_c = regularization_c
+        self.seed = seed
+        self.min_support = min_support
+        self.half_life_days = half_life_days
+        self.caps = dict(caps or {})
+        self.numeric_attributes = sorted(numeric_attributes)
+
+    @classmethod
+    def from_published(cls, table: pd.DataFrame, header: Mapping[str, object]) -> PointsScorecard:
+        """The scorecard a weights.json describes (its table and header), ready to score."""
+        card = cls(float(header["points_to_double_odds"]), half_life_days=header.get("half_life_days"),
+                   caps=header.get("caps"), numeric_attributes=header.get("numeric_attributes") or ())
+        card.table_, card.header_ = table, dict(header)
+        return card
+
+    def decay(self, signals: SignalSet, features: pd.DataFrame) -> SignalSet:
+        """The signals with each activity's value decayed by its age (none without a half-life)."""
+        return decay_matrix(signals, features, self.half_life_days)
+
+    def fit(self, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame) -> PointsScorecard:
+        """Fit the points on the training leads' `decayed` signals (`decay`) and outcomes;
+        `evidence`: the close-rate table, joined to each row."""
+        table, header = fit_points(decayed, closed, evidence, self.points_to_double_odds, self.regularization_c,
+                                   self.seed, self.half_life_days is not None, self.min_support)
+        header.update({"half_life_days": self.half_life_days, "caps": dict(self.caps),
+                       "numeric_attributes": list(self.numeric_attributes)})
+        self.table_, self.header_ = table, header
+        return self
+
+    def bootstrap(self, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, samples: int) -> pd.DataFrame:
+        """The points refitted on `samples` resamples of the leads (one column each), each refit
+        starting from this fit."""
+        return bootstrap_points(decayed, closed, evidence, self.points_to_double_odds, self.regularization_c,
+                                self.seed, samples, self.half_life_days is not None, self.min_support,
+                                self.table_.attrs["fit"])
+
+    def with_points(self, points: np.ndarray) -> PointsScorecard:
+        """The same scorecard with other points per signal (a bootstrap refit's), to score with."""
+        return PointsScorecard.from_published(self.table_.assign(points=np.asarray(points)), self.header_)
+
+    def score(self, signals: SignalSet, features: pd.DataFrame) -> pd.DataFrame:
+        """fit_points, engagement_points and total_points of each row, decay and caps included."""
+        return score_features(features, signals, self.table_, self.header_)
+
+    def probability(self, total_points: np.ndarray, snapshot: np.ndarray | None = None) -> np.ndarray:
+        """P(close) implied by a points total, at each row's snapshot."""
+        return points_probability(total_points, self.header_, snapshot)
 
 
 def rank_stability(scores: np.ndarray, bootstrap_scores: list[np.ndarray]) -> dict[str, float | None]:

@@ -13,16 +13,14 @@ lead, never by row: `SignalSet.lead` says which rows belong together.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline import io
 from pipeline.design import is_snapshot, random_split
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
-from pipeline.params import FrequencySignal, Params
+from pipeline.params import FrequencySignal, Signals
 
 UNKNOWN = "unknown"
 
@@ -162,22 +160,22 @@ def band(values: pd.Series, edges: list[float]) -> pd.Series:
     return pd.Series(pa.array(labels).take(pa.array(position)), index=values.index, dtype="str")
 
 
-def fit_values(features: pd.DataFrame, params: Params) -> pd.DataFrame:
+def fit_values(features: pd.DataFrame, settings: Signals) -> pd.DataFrame:
     """Each fit attribute as categories: numeric ones banded, missing as 'unknown'."""
     columns = {}
-    for attribute in params.signals.fit_attributes:
-        if attribute in params.signals.numeric_bins:
-            columns[attribute] = band(features[attribute], params.signals.numeric_bins[attribute])
+    for attribute in settings.fit_attributes:
+        if attribute in settings.numeric_bins:
+            columns[attribute] = band(features[attribute], settings.numeric_bins[attribute])
         else:
             columns[attribute] = features[attribute].astype("str").fillna(UNKNOWN)
     return pd.DataFrame(columns, index=features.index)
 
 
-def _category_order(attribute: str, values: pd.Series, params: Params) -> list[str]:
+def _category_order(attribute: str, values: pd.Series, settings: Signals) -> list[str]:
     """Bands in numeric order, categories alphabetically, 'unknown' last."""
     present = set(values.unique())
-    if attribute in params.signals.numeric_bins:
-        edges = params.signals.numeric_bins[attribute]
+    if attribute in settings.numeric_bins:
+        edges = settings.numeric_bins[attribute]
         ordered = [f"<{_human(edges[0])}", *band_labels(edges)]
     else:
         ordered = sorted(present - {UNKNOWN})
@@ -196,18 +194,11 @@ def recency_name(days: int) -> str:
     return f"any activity in the last {days} days"
 
 
-def read_frequency_signals(models: Path) -> list[FrequencySignal]:
-    """The frequency signals chosen by the close_rates stage (models/signals.json)."""
-    payload = io.read_json(models / "signals.json")
-    return [FrequencySignal(activity=f["activity"], min_count=f["min_count"], window_days=f["window_days"])
-            for f in payload["frequency"]]
-
-
-def build_signals(features: pd.DataFrame, params: Params, frequency: list[FrequencySignal] | None = None) -> SignalSet:
+def build_signals(features: pd.DataFrame, settings: Signals, frequency: list[FrequencySignal] | None = None) -> SignalSet:
     """The 0/1 matrix of every signal, with a catalog that names and groups them.
 
-    `frequency`: the frequency signals to build (from `read_frequency_signals`); None
-    builds only the fixed ones from params (before discovery has run).
+    `frequency`: the frequency signals to build (pipeline.artifacts.read_frequency_signals); None
+    builds only the fixed ones of `settings` (params `signals`, before discovery has run).
 
     catalog columns: signal (display name, unique), kind (fit / engagement: which of the
     two scores it feeds, as in the CRMs), type (activity / frequency / fit), attribute, value.
@@ -217,7 +208,7 @@ def build_signals(features: pd.DataFrame, params: Params, frequency: list[Freque
     for activity in activities_in(features):
         columns[activity] = (features[COUNT_PREFIX + activity].to_numpy() > 0)
         rows.append({"signal": activity, "kind": "engagement", "type": "activity", "attribute": activity, "value": "yes"})
-    for spec in params.signals.frequency.fixed if frequency is None else frequency:
+    for spec in settings.frequency.fixed if frequency is None else frequency:
         name = frequency_name(spec)
         columns[name] = features[peak_column(spec.activity, spec.window_days)].to_numpy() >= spec.min_count
         rows.append({
@@ -226,18 +217,18 @@ def build_signals(features: pd.DataFrame, params: Params, frequency: list[Freque
         })
     ages = features[[AGE_PREFIX + a for a in activities_in(features)]].to_numpy(dtype=float)
     latest = np.min(np.where(np.isnan(ages), np.inf, ages), axis=1, initial=np.inf)
-    for days in params.signals.recency_days:
+    for days in settings.recency_days:
         name = recency_name(days)
         columns[name] = latest <= days
         rows.append({"signal": name, "kind": "engagement", "type": "recency", "attribute": "recency", "value": f"<= {days} days"})
-    values = fit_values(features, params)
-    for attribute in params.signals.fit_attributes:
+    values = fit_values(features, settings)
+    for attribute in settings.fit_attributes:
         # each value compared as a dictionary code: comparing a million strings per value costs 10x more
         text = pa.array(values[attribute])  # a column read from Parquet may come in several chunks
         encoded = (text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).dictionary_encode()
         code = {value: position for position, value in enumerate(encoded.dictionary.to_pylist())}
         codes = encoded.indices.to_numpy()
-        for value in _category_order(attribute, values[attribute], params):
+        for value in _category_order(attribute, values[attribute], settings):
             name = f"{attribute} = {value}"
             columns[name] = codes == code[value]
             rows.append({"signal": name, "kind": "fit", "type": "fit", "attribute": attribute, "value": value})

@@ -131,7 +131,7 @@ def run(params: Params) -> dict[str, object]:
     found = [f for f in found if (f.activity, f.window_days) not in fixed]  # a fixed signal wins
     frequency = [*params.signals.frequency.fixed,
                  *(FrequencySignal(activity=f.activity, min_count=f.min_count, window_days=f.window_days) for f in found)]
-    signals = build_signals(features, params, frequency)
+    signals = build_signals(features, params.signals, frequency)
     table, average = close_rate_table(
         signals.take(known), features.loc[known, "closed"].to_numpy(), params.close_rates.confidence,
         params.signals.min_support,

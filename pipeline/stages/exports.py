@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.artifacts import read_scorecard
 from pipeline import io, spreadsheet
 from pipeline.core.crm_scoring import points_per_third
 from pipeline.errors import LeadcalError
@@ -45,7 +46,6 @@ from pipeline.exports.hubspot import HUBSPOT_COLUMNS, hubspot_rows, hubspot_sett
 from pipeline.exports.mautic import mautic_export
 from pipeline.exports.salesforce import SALESFORCE_COLUMNS, salesforce_rows
 from pipeline.params import CrmMapping, Params
-from pipeline.stages.weights import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ def run(params: Params) -> dict[str, Any]:
         why = io.read_json(status)["status"] if status.exists() else "the publish stage has not run"
         raise LeadcalError(f"{published / 'weights.json'}: no published points table to export ({why}); "
                            f"see {status} for the reasons; the candidate is in {models / 'weights.json'}")
-    table, header = read_weights(published)
+    card = read_scorecard(published)
     thresholds = io.read_json(published / "thresholds.json") if (published / "thresholds.json").exists() else None
-    summary = write_exports(models / "exports", table, header, params.signals.numeric_bins, thresholds,
+    summary = write_exports(models / "exports", card.table_, card.header_, params.signals.numeric_bins, thresholds,
                             params.exports.mapping)
     for tool, signals in summary["unmapped"].items():
         if signals:

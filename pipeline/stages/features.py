@@ -282,7 +282,7 @@ def leakage_screen(features: pd.DataFrame, params: Params, after_outcome: pd.Dat
     from pipeline.core.signals import build_signals
 
     known = (features["closed"] >= 0).to_numpy()
-    signals = build_signals(features, params).take(known)
+    signals = build_signals(features, params.signals).take(known)
     return {
         "signals": suspicious_signals(signals, features.loc[known, "closed"].to_numpy()),
         "activities_after_outcome": activities_after_outcome(after_outcome),

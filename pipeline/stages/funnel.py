@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.artifacts import read_frequency_signals
 from pipeline import io
 from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE, is_snapshot
 from pipeline.errors import LeadcalError
@@ -40,7 +41,7 @@ from pipeline.core.funnel.conversion import conversion_counts, funnel_conversion
 from pipeline.core.funnel.feedback import rejection_feedback, rows_at_mql
 from pipeline.core.funnel.timing import sla_follow_up, stage_durations
 from pipeline.params import Params
-from pipeline.core.signals import band, build_signals, read_frequency_signals
+from pipeline.core.signals import band, build_signals
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +118,13 @@ def _durations_payload(durations: dict[str, Any]) -> dict[str, Any]:
 
 def _rejection(features: pd.DataFrame, stages: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Which signals the MQLs showed when they became MQLs, and how often sales rejected them."""
-    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
     at = rows_at_mql(features, stages)
     matrix = signals.matrix.iloc[at].set_axis(pd.Index(features["lead_id"].iloc[at]), axis=0)
     return rejection_feedback(stages, matrix, signals.catalog, params.close_rates.confidence)
 
 
-def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
+def run(params: Params, sla_hours: list[int] | None = None) -> dict[str, Any]:
     """data/extracted (stages, leads) + data/features -> models/funnel.json and two plot CSVs.
 
     Needs models/signals.json (the close_rates stage) for the rejection feedback.
@@ -137,6 +138,7 @@ def run(params: Params, sla_hours: list[int]) -> dict[str, Any]:
     paths = params.paths
     horizon = params.outcome.horizon_days
     confidence = params.close_rates.confidence
+    sla_hours = params.funnel.sla_hours if sla_hours is None else sla_hours
     stages = io.read_parquet(paths.extracted / "stages.parquet")
     leads = io.read_parquet(paths.extracted / "leads.parquet")
     features = io.read_parquet(paths.features / "features.parquet")

@@ -21,25 +21,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import skops.io as sio
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
 
 from pipeline import io, model_file, spreadsheet
-from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds
-from pipeline.design import SNAPSHOT_NOTE, is_snapshot, random_folds
-from pipeline.errors import LeadcalError
-from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS, snapshot_stratum
-from pipeline.params import Params
-from pipeline.core.explain import INTERACTION_MARK, effects, global_factors, reference_values
-from pipeline.report.model_card import model_card
+from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.core.explain import global_factors, reference_values
+from pipeline.core.lead_model import LeadModel, model_matrix, supported_columns
+from pipeline.core.scorecard import PointsScorecard
 from pipeline.core.signals import (
-    SignalSet, activities_in, build_signals, count_leads, decay_matrix, fit_rows, labelled, lead_starts, lead_support,
-    purge, read_frequency_signals, time_split, validation_cohorts,
+    SignalSet, activities_in, build_signals, count_leads, fit_rows, labelled, lead_starts, purge, time_split,
+    validation_cohorts,
 )
 from pipeline.core.stats import calibration_table, classification_metrics, gain_table, stratified_auc
-from pipeline.core.scorecard import SOLVER, SOLVER_TOLERANCE, fit_points, points_probability, score_features
-from pipeline.stages.weights import read_weights
+from pipeline.design import SNAPSHOT_NOTE, is_snapshot, random_folds
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
+from pipeline.report.model_card import model_card
 
 log = logging.getLogger(__name__)
 
@@ -47,81 +43,6 @@ SCHEMA_VERSION = 3  # bump when the feature layout changes; older model files ar
 
 # Types a leadcal model file may contain beyond skops' defaults; nothing else loads.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
-
-
-def snapshot_column(days: int) -> str:
-    return f"snapshot = {days} days"
-
-
-def model_matrix(features: pd.DataFrame, signals: SignalSet, kind: str, half_life_days: float | None,
-                 snapshot_days: list[int]) -> pd.DataFrame:
-    """What the model sees; everything is known at the row's moment.
-
-    logistic: the signals, activities decayed with the points table's half-life (the
-    form the evidence supports: on the sample its AUC is within 0.02 of the truth's);
-    hgb: the 0/1 signals plus activity counts, ages and the creation month, from which
-    trees can learn their own recency and seasonality. Both also see the row's snapshot
-    (one indicator per snapshot after the first): a lead still open at day 30 closes less
-    often than a new one, and the CRM knows a lead's age when it scores it.
-    """
-    stratum = snapshot_stratum(features["snapshot_days"].to_numpy(), snapshot_days)
-    snapshots = pd.DataFrame({snapshot_column(a): (stratum == a).astype(float) for a in snapshot_days[1:]},
-                             index=features.index)
-    if kind == "logistic":
-        decayed = decay_matrix(signals, features, half_life_days).matrix.astype(float)
-        return pd.concat([decayed, snapshots, _engagement_by_snapshot(decayed, signals, stratum, snapshot_days)], axis=1)
-    activities = [c[len(COUNT_PREFIX):] for c in features.columns if c.startswith(COUNT_PREFIX)]
-    counts = features[[COUNT_PREFIX + a for a in activities]].astype(float)
-    # "Never done" is an age far beyond any window, not a missing value: an activity never
-    # seen in the training months would otherwise be an all-missing column trees cannot bin.
-    ages = features[[AGE_PREFIX + a for a in activities]].astype(float).fillna(NEVER_DAYS)
-    month = features["created_at"].dt.month.rename("created_month").astype(float)
-    return pd.concat([signals.matrix.astype(float), counts, ages, month, snapshots], axis=1)
-
-
-def interaction_column(signal: str, days: int) -> str:
-    return f"{signal} {INTERACTION_MARK} {days}"
-
-
-def _engagement_by_snapshot(decayed: pd.DataFrame, signals: SignalSet, stratum: np.ndarray,
-                            snapshot_days: list[int]) -> pd.DataFrame:
-    """Each engagement signal again, once per snapshot before the last, zero on the other rows.
-
-    How much an activity says about closing depends on when the lead is seen: at day 30 the
-    decision is near, at day 7 weeks of activity are still to come. The logistic model gets
-    an effect per engagement signal (the last snapshot's) and, through these columns, how it
-    differs at each earlier snapshot; the L2 penalty keeps the differences at 0 unless the
-    data show them. The points table, one number per signal for the CRM, has no such columns.
-    """
-    engagement = list(signals.catalog.loc[signals.catalog["kind"] == "engagement", "signal"])
-    values = decayed[engagement].to_numpy()
-    columns = {interaction_column(name, days): values[:, j] * (stratum == days)
-               for days in snapshot_days[:-1] if days > 0  # a day-0 row has no activity to weigh
-               for j, name in enumerate(engagement)}
-    return pd.DataFrame(columns, index=decayed.index)
-
-
-def supported_columns(X: pd.DataFrame, signals: SignalSet, rows: np.ndarray, min_support: int) -> list[str]:
-    """The columns of X a fit may use: signals seen in fewer than `min_support` of the training leads
-    are left out (with an activity's counts and ages), as in the points table. A fit value that
-    rare is then scored like its attribute's reference, and never becomes a coefficient or a reason."""
-    rare = set(signals.catalog["signal"][lead_support(signals.take(rows)) < min_support])
-    dropped = rare | {prefix + name for name in rare for prefix in (COUNT_PREFIX, AGE_PREFIX)} | {
-        c for c in X.columns if INTERACTION_MARK in c and c.split(f" {INTERACTION_MARK} ")[0] in rare}
-    return [c for c in X.columns if c not in dropped]
-
-
-def make_estimator(params: Params) -> HistGradientBoostingClassifier | LogisticRegression:
-    t = params.train
-    if t.model == "logistic":
-        return LogisticRegression(C=t.logistic_c, l1_ratio=0, solver=SOLVER, max_iter=200, tol=SOLVER_TOLERANCE,
-                                  random_state=params.seed)
-    h = t.hgb
-    return HistGradientBoostingClassifier(
-        learning_rate=h.learning_rate, max_iter=h.max_iter, max_depth=h.max_depth,
-        min_samples_leaf=h.min_samples_leaf, l2_regularization=h.l2_regularization,
-        early_stopping=False, random_state=params.seed,
-    )
 
 
 def rolling_folds(
@@ -151,44 +72,23 @@ def rolling_folds(
     return result
 
 
-def fit_model(X: pd.DataFrame, y: np.ndarray, params: Params, lead: np.ndarray, folds: int = 5) -> dict[str, object]:
-    """Base model on every training row; calibrator on its cross-fitted (out-of-fold) scores.
-
-    Each training lead's calibration scores come from a model fitted without it (5 folds that
-    keep a lead's rows together), so the calibrator sees honest scores while the published
-    base model keeps all the training data (scikit-learn's CalibratedClassifierCV with
-    ensemble=False does the same). Returns {"base", "calibrator" (None if too few customers),
-    "method", "losses"}.
-    """
-    base = make_estimator(params).fit(X, y)
-    if len(np.unique(lead[y == 1])) < folds * 2:  # customer leads, not rows: the folds split leads
-        return {"base": base, "calibrator": None, "method": "none (too few customers to calibrate)", "losses": {}}
-    raw = cross_val_predict(make_estimator(params), X, y, cv=lead_folds(y, lead, folds, params.seed),
-                            method="predict_proba")[:, 1]
-    method, losses = choose_method(raw, y, params.seed, groups=lead)
-    return {"base": base, "calibrator": fit_calibrator(raw, y, method), "method": method, "losses": losses}
-
-
-def predict(bundle: dict[str, object], X: pd.DataFrame) -> np.ndarray:
-    """Calibrated P(close)."""
-    raw = bundle["base"].predict_proba(X)[:, 1]
-    return raw if bundle["calibrator"] is None else apply_calibrator(bundle["calibrator"], raw)
+def lead_model(params: Params) -> LeadModel:
+    """An unfitted LeadModel with the run's settings (params train, seed)."""
+    t = params.train
+    return LeadModel(t.model, t.logistic_c, t.hgb, params.seed)
 
 
 def fold_points(
     features: pd.DataFrame, signals: SignalSet, train: np.ndarray, valid: np.ndarray, evidence: pd.DataFrame,
-    header: dict, params: Params,
-) -> tuple[np.ndarray, dict]:
+    published: PointsScorecard, params: Params,
+) -> tuple[np.ndarray, PointsScorecard]:
     """The points table refitted on one fold's training leads (same signals, half-life and scale),
     and the held-out rows' totals: the fair comparison with a model trained on the same leads."""
-    decayed = decay_matrix(signals.take(train), features[train], header.get("half_life_days"))
     w = params.weights
-    table, fold_header = fit_points(decayed, features.loc[train, "closed"].to_numpy(), evidence, w.points_to_double_odds,
-                                    w.regularization_c, params.seed, header.get("half_life_days") is not None,
-                                    params.signals.min_support)
-    fold_header.update({k: header.get(k) for k in ("half_life_days", "caps", "numeric_attributes")})
-    totals = score_features(features[valid], signals.take(valid), table, fold_header)
-    return totals["total_points"].to_numpy(), fold_header
+    card = PointsScorecard(w.points_to_double_odds, w.regularization_c, params.seed, params.signals.min_support,
+                           published.half_life_days, published.caps, published.numeric_attributes)
+    card.fit(card.decay(signals.take(train), features[train]), features.loc[train, "closed"].to_numpy(), evidence)
+    return card.score(signals.take(valid), features[valid])["total_points"].to_numpy(), card
 
 
 def summarise_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -290,7 +190,7 @@ def schema(features: pd.DataFrame, params: Params, frequency: list, half_life_da
 
 
 def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame, y: np.ndarray, folds: list,
-                    weights: pd.DataFrame, header: dict, evidence: pd.DataFrame,
+                    card: PointsScorecard, evidence: pd.DataFrame,
                     params: Params) -> tuple[list[dict], list[dict], dict | None]:
     """Each rolling-origin fold: the model and the points table fitted on the months before it and
     judged on its block. Returns the model's and the points table's fold metrics, and the last fold
@@ -307,15 +207,14 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
         # progress before the slow part (gradient boosting with its calibration: tens of seconds a fold)
         log.info("train: fold %d of %d: fitting the %s model on %d rows (%d leads, %d customers)", index, len(folds),
                  params.train.model, int(rows.sum()), count_leads(lead, rows), count_leads(lead, rows & (y == 1)))
-        bundle = fit_model(X.loc[rows, columns], y[rows], params, lead[rows])
-        probability = predict(bundle, X.loc[held, columns])
+        model = lead_model(params).fit(X.loc[rows, columns], y[rows], lead[rows])
+        probability = model.probability(X.loc[held, columns])
         if index == len(folds):
-            points, points_header = score_features(features[held], signals.take(held), weights, header)[
-                "total_points"].to_numpy(), header
-            published = {"bundle": bundle, "columns": columns, "rows": rows, "held": held,
+            points, points_card = card.score(signals.take(held), features[held])["total_points"].to_numpy(), card
+            published = {"model": model, "columns": columns, "rows": rows, "held": held,
                          "probability": probability, "points": points}
         else:
-            points, points_header = fold_points(features, signals, rows, held, evidence, header, params)
+            points, points_card = fold_points(features, signals, rows, held, evidence, card, params)
         cohorts = features.loc[valid, "cohort"]
         if snapshot_export:  # no months: the fold is a random share of the leads (pipeline.design)
             cohorts = pd.Series([f"random fold {index} of {len(folds)}"])
@@ -325,8 +224,8 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
         strata = snapshot[held]
         fold_rows.append({**period, **classification_metrics(y[held], probability, strata=strata),
                           "auc_by_snapshot": _auc_by_snapshot(y[held], probability, strata),
-                          "calibration": bundle["method"]})
-        points_prob = points_probability(points, points_header, strata)
+                          "calibration": model.method_})
+        points_prob = points_card.probability(points, strata)
         points_rows.append({**period, **classification_metrics(y[held], points_prob, score=points, strata=strata),
                             "auc_by_snapshot": _auc_by_snapshot(y[held], points, strata)})
         log.info("train: fold %d (%s): AUC model %.3f, points %.3f; ECE model %.4f", index,
@@ -339,14 +238,13 @@ def _explained(published: dict, signals: SignalSet, X: pd.DataFrame) -> tuple[di
     """The published model's reference fit values, its global factors (on the held-out leads) and its
     A/B/C grade cut-offs (training probability quartiles), each computed per lead, not per row: a
     lead seen three times is one lead of the average and of the grades."""
-    bundle, columns, rows, held = published["bundle"], published["columns"], published["rows"], published["held"]
+    model, columns, rows, held = published["model"], published["columns"], published["rows"], published["held"]
     lead = signals.leads()
     first_rows = rows & np.isin(np.arange(len(lead)), lead_starts(lead))
     reference = reference_values(signals.catalog, X.loc[first_rows, columns])
-    lead_effects = effects(lambda frame: bundle["base"].predict_proba(frame)[:, 1], X.loc[held, columns],
-                           signals.catalog, reference)
+    lead_effects = model.explain(X.loc[held, columns], signals.catalog, reference)
     factors = global_factors(lead_effects, lead[held])
-    train_probability = predict(bundle, X.loc[rows, columns])
+    train_probability = model.probability(X.loc[rows, columns])
     per_lead = 1.0 / np.bincount(lead[rows])[lead[rows]]  # each lead's rows weigh one lead together
     grade_cutoffs = [float(q) for q in np.quantile(train_probability, [0.75, 0.5, 0.25], weights=per_lead,
                                                    method="inverted_cdf")]
@@ -385,13 +283,13 @@ def _train_metrics(params: Params, features: pd.DataFrame, n_folds: int, fold_ro
                    points_prob: np.ndarray) -> dict[str, object]:
     """metrics/train.json: every fold of the model and of the points table, their means, what the
     published model was trained and validated on, and its validation snapshot by snapshot."""
-    rows, held, bundle = published["rows"], published["held"], published["bundle"]
+    rows, held, model = published["rows"], published["held"], published["model"]
     snapshot_export = is_snapshot(features)
     train_cohorts = features.loc[rows, "cohort"]
     if snapshot_export:
         train_cohorts = pd.Series([f"the other {n_folds - 1} random folds"])
     return {
-        "model": {"type": params.train.model, "calibration": bundle["method"], **summarise_folds(fold_rows),
+        "model": {"type": params.train.model, "calibration": model.method_, **summarise_folds(fold_rows),
                   "folds": fold_rows},
         "points_table": {**summarise_folds(points_rows), "folds": points_rows},
         "training": {"from": train_cohorts.min(), "to": train_cohorts.max(), "leads": count_leads(lead, rows),
@@ -409,8 +307,8 @@ def run(params: Params) -> dict[str, object]:
     models = params.paths.models
     features = io.read_parquet(params.paths.features / "features.parquet")
     frequency = read_frequency_signals(models)
-    signals = build_signals(features, params, frequency)
-    weights, header = read_weights(models)
+    signals = build_signals(features, params.signals, frequency)
+    card = read_scorecard(models)
     evidence = spreadsheet.read_csv(models / "close_rates.csv")
     folds = rolling_folds(features, params.train.validation_months, params.train.folds, params.outcome.horizon_days)
     if not folds[-1][1].any():
@@ -420,37 +318,37 @@ def run(params: Params) -> dict[str, object]:
             "Still available: close rates and the points table in models/; `dvc repro --keep-going` runs the "
             "stages that do not need the model"
         )
-    X = model_matrix(features, signals, params.train.model, header.get("half_life_days"),
+    X = model_matrix(features, signals, params.train.model, card.half_life_days,
                      list(params.outcome.snapshot_days))
     y = features["closed"].to_numpy()
     lead, snapshot = signals.leads(), signals.snapshots()
     check_minimum_data(y, lead, folds[-1][0].to_numpy(), params)
 
-    fold_rows, points_rows, published = _validate_folds(features, signals, X, y, folds, weights, header, evidence, params)
+    fold_rows, points_rows, published = _validate_folds(features, signals, X, y, folds, card, evidence, params)
     if published is None:
         raise LeadcalError(
             f"the latest {params.train.validation_months} months of matured leads hold no customer: the model "
             "cannot be judged on them; lower train.validation_months or add history"
         )
     # the published model: the last fold's, trained on everything before the latest validation block
-    bundle, columns, held = published["bundle"], published["columns"], published["held"]
+    model, columns, held = published["model"], published["columns"], published["held"]
     probability, points = published["probability"], published["points"]
-    points_prob = points_probability(points, header, snapshot[held])
+    points_prob = card.probability(points, snapshot[held])
     reference, factors, grade_cutoffs = _explained(published, signals, X)
 
     metrics = _train_metrics(params, features, len(folds), fold_rows, points_rows, published, y, lead, snapshot,
                              points_prob)
     description = {
         "format": "skops",
-        "schema": schema(features, params, frequency, header.get("half_life_days")),
+        "schema": schema(features, params, frequency, card.half_life_days),
         "features": list(columns),
-        "calibration": {"method": bundle["method"], "cross_validated_log_loss": bundle["losses"]},
+        "calibration": {"method": model.method_, "cross_validated_log_loss": model.losses_},
         "grade_cutoffs": {"A": grade_cutoffs[0], "B": grade_cutoffs[1], "C": grade_cutoffs[2]},
         "reference_fit_values": reference,
         "trained_on": metrics["training"],
         "validated_on": metrics["validation"],
     }
-    io.write_bytes(models / "model.skops", model_bytes({"base": bundle["base"], "calibrator": bundle["calibrator"]}))
+    io.write_bytes(models / "model.skops", model_bytes(model.bundle()))
     io.write_json(models / "model.json", description)
     io.write_json(models / "metrics" / "train.json", metrics)
     spreadsheet.write_csv(models / "factors.csv", factors)  # for people: formula-like names escaped
@@ -458,7 +356,7 @@ def run(params: Params) -> dict[str, object]:
     io.write_text(models / "model_card.md", model_card(params, metrics, description, factors))
     m, p = metrics["model"]["mean"], metrics["points_table"]["mean"]
     log.info("train: %d folds, mean AUC model %.3f, points table %.3f; mean ECE %.4f; calibration %s",
-             len(fold_rows), m["auc"], p["auc"], m["ece"], bundle["method"])
+             len(fold_rows), m["auc"], p["auc"], m["ece"], model.method_)
     return metrics
 
 
@@ -467,10 +365,10 @@ def _auc_by_snapshot(y: np.ndarray, score: np.ndarray, snapshot: np.ndarray) -> 
     return {str(int(age)): stratified_auc(y[snapshot == age], score[snapshot == age]) for age in np.unique(snapshot)}
 
 
-def read_model(models: Path) -> tuple[dict[str, object], dict[str, object]]:
-    """The published model bundle (loaded safely) and its description (model.json), checked to match."""
+def read_model(models: Path) -> tuple[LeadModel, dict[str, object]]:
+    """The published model (loaded safely) and its description (model.json), checked to match."""
     model_path, description_path = models / "model.skops", models / "model.json"
     bundle = load_model(model_path)
     description = model_file.read_description(description_path, SCHEMA_VERSION)
     model_file.check_pair(bundle, description, model_path, description_path)
-    return bundle, description
+    return LeadModel.from_bundle(bundle), description

@@ -44,15 +44,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline import io
 from pipeline.data.contract import customer_amounts
 from pipeline.core.crm_scoring import TARGETS, crm_scores, grade_label, points_per_third, scoring_for
 from pipeline.design import SNAPSHOT_NOTE, is_snapshot
 from pipeline.core.frequency import best_split
 from pipeline.params import Params, Thresholds
-from pipeline.core.signals import SignalSet, build_signals, lead_starts, read_frequency_signals, time_split
-from pipeline.core.scorecard import score_features
-from pipeline.stages.weights import read_weights
+from pipeline.core.signals import SignalSet, build_signals, lead_starts, time_split
 
 log = logging.getLogger(__name__)
 
@@ -572,9 +571,9 @@ def _write(models: Path, result: dict[str, object], curve: pd.DataFrame, distrib
 def run(params: Params) -> dict[str, object]:
     """features + weights -> models/thresholds.json (every policy, the matrix) and plot data."""
     features = io.read_parquet(params.paths.features / "features.parquet")
-    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
-    weights, header = read_weights(params.paths.models)
-    scores = score_features(features, signals, weights, header)
+    signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
+    card = read_scorecard(params.paths.models)
+    scores = card.score(signals, features)
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     # every snapshot row, before the peak selection below: crm_thresholds picks each tool's own peaks
     snapshot_features, snapshot_signals = features, signals
@@ -621,7 +620,7 @@ def run(params: Params) -> dict[str, object]:
     rule = t.model_copy(update={"mql_lift": policies[used]["mql_lift_used"]}) \
         if used == "close_rate_multiple" and policies[used].get("mql_lift_used") is not None else t
     log.info("thresholds: the threshold inside each CRM (its decay, caps and grading)")
-    result["crm"] = crm_thresholds(snapshot_features, snapshot_signals, weights, header, train_mask.to_numpy(),
+    result["crm"] = crm_thresholds(snapshot_features, snapshot_signals, card.table_, card.header_, train_mask.to_numpy(),
                                    valid_mask.to_numpy(), used, rule,
                                    weeks, deal_value, threshold)
     _warn(result, t)

@@ -1,53 +1,49 @@
-"""The weights stage: the points table fitted on the training cohorts (the method is
-pipeline.core.scorecard), its bootstrap spread, written to models/weights.csv and
-models/weights.json; and the reader of that file for the later stages."""
+"""The weights stage: the points scorecard (pipeline.core.scorecard) fitted on the training
+cohorts, its bootstrap spread, written to models/weights.csv and models/weights.json
+(read back by pipeline.artifacts.read_scorecard)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
-from pipeline.core.scorecard import (
-    STATUS_SCORED, bootstrap_points, check_outcomes, fit_points, half_life, rank_stability, score_features,
-)
-from pipeline.core.signals import SignalSet, build_signals, count_leads, decay_matrix, fit_rows, read_frequency_signals, time_split
+from pipeline.artifacts import CLOSE_RATES, FEATURES, WEIGHTS, read_frequency_signals
+from pipeline.core.scorecard import STATUS_SCORED, PointsScorecard, check_outcomes, half_life, rank_stability
+from pipeline.core.signals import SignalSet, build_signals, count_leads, fit_rows, time_split
 from pipeline.params import Params
 
 log = logging.getLogger(__name__)
 
 
-def _spread(table: pd.DataFrame, header: dict, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame,
-            valid_features: pd.DataFrame, valid_signals: SignalSet, params: Params) -> dict[str, object]:
+def _spread(card: PointsScorecard, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame,
+            valid_features: pd.DataFrame, valid_signals: SignalSet, samples: int) -> dict[str, object]:
     """The bootstrap's spread of each signal's points (points_p025, points_p975, points_sd: added to
-    `table` in place) and how the held-out leads' ranking holds across the refits (rank_spearman)."""
-    w = params.weights
-    stability: dict[str, object] = {"samples": w.bootstrap_samples}
-    if not w.bootstrap_samples:
+    `card.table_` in place) and how the held-out leads' ranking holds across the refits (rank_spearman)."""
+    stability: dict[str, object] = {"samples": samples}
+    if not samples:
         return stability
-    log.info("weights: %d bootstrap refits for the spread of the points", w.bootstrap_samples)
-    runs = bootstrap_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
-                            w.bootstrap_samples, header["half_life_days"] is not None, params.signals.min_support,
-                            table.attrs["fit"])
+    log.info("weights: %d bootstrap refits for the spread of the points", samples)
+    runs = card.bootstrap(decayed, closed, evidence, samples)
+    table = card.table_
     table["points_p025"] = runs.quantile(0.025, axis=1).round(1).to_numpy()
     table["points_p975"] = runs.quantile(0.975, axis=1).round(1).to_numpy()
     table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
     if len(valid_features):
-        published = score_features(valid_features, valid_signals, table, header)["total_points"].to_numpy()
-        others = [score_features(valid_features, valid_signals, table.assign(points=runs[col].to_numpy()), header)
-                  ["total_points"].to_numpy() for col in runs.columns]
+        published = card.score(valid_signals, valid_features)["total_points"].to_numpy()
+        others = [card.with_points(runs[col].to_numpy()).score(valid_signals, valid_features)["total_points"].to_numpy()
+                  for col in runs.columns]
         stability["rank_spearman"] = rank_stability(published, others)
     return stability
 
 
 def run(params: Params) -> dict[str, object]:
     """features + close rates -> models/weights.csv and models/weights.json (fit on training cohorts)."""
-    features = io.read_parquet(params.paths.features / "features.parquet")
-    evidence = spreadsheet.read_csv(params.paths.models / "close_rates.csv")
-    signals = build_signals(features, params, read_frequency_signals(params.paths.models))
+    features = io.read_parquet(params.paths.features / FEATURES)
+    evidence = spreadsheet.read_csv(params.paths.models / CLOSE_RATES)
+    signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
     train_mask, valid_mask = time_split(features, params.train.validation_months, params.outcome.horizon_days)
     rows = fit_rows(train_mask.to_numpy(), params.train.max_fit_leads, params.seed, signals.leads())
     fitted_leads, training_leads = count_leads(signals.leads(), rows), count_leads(signals.leads(), train_mask.to_numpy())
@@ -62,14 +58,13 @@ def run(params: Params) -> dict[str, object]:
                       min_support=params.signals.min_support, regularization_c=w.regularization_c, seed=params.seed)
     half_life_days = decay["days"]
     log.info("weights: half-life %s (%s)", f"{half_life_days:.1f} days" if half_life_days else "none", decay["source"])
-    decayed = decay_matrix(train_signals, train_features, half_life_days)
-    table, header = fit_points(decayed, closed, evidence, w.points_to_double_odds, w.regularization_c, params.seed,
-                               half_life_days is not None, params.signals.min_support)
-    header.update({"half_life_days": half_life_days, "caps": dict(w.caps),
-                   "numeric_attributes": sorted(params.signals.numeric_bins)})
-
-    stability = _spread(table, header, decayed, closed, evidence, features[valid_mask.to_numpy()],
-                        signals.take(valid_mask.to_numpy()), params)
+    card = PointsScorecard(w.points_to_double_odds, w.regularization_c, params.seed, params.signals.min_support,
+                           half_life_days, w.caps, params.signals.numeric_bins)
+    decayed = card.decay(train_signals, train_features)
+    card.fit(decayed, closed, evidence)
+    stability = _spread(card, decayed, closed, evidence, features[valid_mask.to_numpy()],
+                        signals.take(valid_mask.to_numpy()), w.bootstrap_samples)
+    table, header = card.table_, card.header_
     cohorts = features.loc[train_mask, "cohort"]
     header = {
         **header,
@@ -88,7 +83,7 @@ def run(params: Params) -> dict[str, object]:
     }
     models = params.paths.models
     spreadsheet.write_csv(models / "weights.csv", table)  # for people: formula-like names escaped
-    io.write_json(models / "weights.json", {**header, "signals": table.to_dict(orient="records")})
+    io.write_json(models / WEIGHTS, {**header, "signals": table.to_dict(orient="records")})
     io.write_json(models / "metrics" / "weights.json", {
         "half_life_days": half_life_days, "half_life_interval_95": decay.get("interval_95"),
         "signals_with_points": int((table["points"] != 0).sum()),
@@ -97,12 +92,3 @@ def run(params: Params) -> dict[str, object]:
     log.info("weights: %d signals scored, %d without points", int((table["status"] == STATUS_SCORED).sum()),
              int((table["status"] != STATUS_SCORED).sum()))
     return header
-
-
-def read_weights(models: Path) -> tuple[pd.DataFrame, dict[str, object]]:
-    """The published points table and its header (base log-odds, PDO, half-life, caps)."""
-    payload = io.read_json(models / "weights.json")
-    table = pd.DataFrame(payload["signals"])
-    header = {k: payload.get(k) for k in ("points_to_double_odds", "base_log_odds", "snapshot_log_odds",
-                                          "half_life_days", "caps", "numeric_attributes")}
-    return table, header
