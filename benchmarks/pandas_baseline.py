@@ -23,15 +23,14 @@ import sys
 import numpy as np
 import pandas as pd
 
-from pipeline.stages import close_rates
-
 from pipeline import io
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
+from pipeline.data.sources import TABLES, find_table, read_path
+from pipeline.params import Params, load_params
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
+from pipeline.stages import close_rates
 from pipeline.stages.extract import validate_tables, write_tables
 from pipeline.stages.features import label, leakage_screen
-from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
-from pipeline.params import Params, load_params
-from pipeline.data.sources import TABLES, find_table, read_path
 
 DAY_US = 86_400_000_000
 

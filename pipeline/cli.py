@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--params", "--config", dest="params", default=argparse.SUPPRESS,
                         help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for add in (_add_stages, _add_score, _add_plan, _add_push, _add_init):
+        add(sub, common)
+    return parser
+
+
+def _add_stages(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """One sub-command per stage, and `run` (every stage in order)."""
     for name, (_, help_text) in STAGES.items():
         stage_parser = sub.add_parser(name, help=help_text, parents=[common])
         if name == "generate":
@@ -153,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--keep-going", action="store_true",
                         help="after a failing stage, still run every stage that does not need it; list what failed and "
                              "what was skipped, exit 2")
+
+
+def _add_score(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`leadcal score`: new leads scored with the published model and points table."""
     scorer = sub.add_parser("score", parents=[common], help="score new leads with the published model and points table")
     scorer.add_argument("input", type=Path, help="folder with leads and activities (and optionally stages), CSV or Parquet")
     scorer.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
@@ -165,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=None, metavar="COLUMNS",
                         help="input lead columns to copy beside lead_id, comma-separated (e.g. email,hs_object_id), "
                              "to write the scores back to the CRM")
+
+
+def _add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`leadcal plan`: the leads needed to win a number of customers or a revenue."""
     planner = sub.add_parser("plan", parents=[common], help="leads (and MQLs, SQLs) needed to win a number of customers or a revenue")
     target = planner.add_mutually_exclusive_group(required=True)
     target.add_argument("--customers", type=int, help="customers to win")
@@ -172,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--average-deal", type=float, default=None,
                          help="average deal size for --revenue (default: mean amount of the customers in the data)")
     planner.add_argument("--out", type=Path, default=None, help="also write the plan as JSON")
+
+
+def _add_push(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`leadcal push`: the published points into a CRM through its API."""
     pusher = sub.add_parser("push", parents=[common],
                             help="put the published points into a CRM through its API (HubSpot, Mautic), a dry run first")
     pusher.add_argument("crm", choices=["hubspot", "mautic"],
@@ -186,13 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     pusher.add_argument("--contacts", type=Path, default=None, metavar="SCORES",
                         help="HubSpot: also write probability, grade and MQL flag to contacts from this `leadcal score` "
                              "output (scored with --keep hs_object_id or --keep email)")
+
+
+def _add_init(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`leadcal init`: a starter params file for an export."""
     starter = sub.add_parser("init", help="profile an export and write a commented starter params file for it")
     starter.add_argument("export", type=Path, metavar="EXPORT",
                          help="a CSV or Parquet file (one row per lead), or a folder of them")
     starter.add_argument("--out", type=Path, default=Path("params.init.yaml"),
                          help="params file to write (default: params.init.yaml)")
     starter.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,74 +242,95 @@ def _main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
     )
     if args.stage == "init":  # writes a params file, so it reads none
-        from pipeline.commands.init import init
-
-        try:
-            result = init(args.export, args.out, args.force)
-        except LeadcalError as exc:
-            print(f"leadcal init: error: {exc}", file=sys.stderr)
-            return 2
-        print(result.summary)
-        for warning in result.profile.warnings:
-            print(f"leadcal init: warning: {warning}", file=sys.stderr)
-        return 0
-    names = list(STAGES) if args.stage == "run" else [args.stage]
+        return _init(args)
     try:
         params = load_params(args.params)
-        if args.stage == "run" and (params.source.leads is not None or params.paths.raw != params.paths.sample):
-            names.remove("generate")  # a real export: nothing to generate
         limit_threads(params.threads)  # for the whole process: every fit and prediction
+        command = {"score": _score, "push": _push, "plan": _plan}.get(args.stage)
+        if command is not None:
+            return command(args, params)
         if args.stage == "generate" and (args.one_row_per_lead is not None or args.leads is not None):
-            if args.one_row_per_lead is None:
-                raise LeadcalError("--leads goes with --one-row-per-lead PATH (the contract tables take generate.n_leads)")
-            from pipeline.data.sample_export import write_one_row_per_lead
-
-            write_one_row_per_lead(params, args.one_row_per_lead, args.leads)
-            return 0
-        if args.stage == "score":
-            from pipeline.commands.score import score
-
-            models = Path(args.models or params.paths.models)
-            with staging.reading(models):  # no stage may rewrite the model while it scores
-                staging.refuse_interrupted(("weights", "train", "thresholds"), models, "leadcal score")
-                score(args.input, args.out, params, args.as_of, args.batch_size, models, args.keep)
-            return 0
-        if args.stage == "push":
-            from pipeline.exports.push_mautic import push_mautic
-            from pipeline.exports.push_hubspot import push_hubspot
-
-            models = Path(params.paths.models)
-            with staging.reading(models):  # the exports stage may not rewrite the file while it is pushed
-                staging.refuse_interrupted(("exports",), models, "leadcal push")
-                if args.crm == "hubspot":
-                    push_hubspot(models / "exports" / "hubspot_score_configuration.json", args.apply, args.publish,
-                                 args.include_unmapped, args.contacts)
-                else:
-                    push_mautic(models / "exports" / "mautic_point_actions.json", args.apply, args.include_unmapped)
-            return 0
-        if args.stage == "plan":
-            from pipeline.commands.planner import format_plan, plan
-
-            result = plan(for_stage("plan", params), customers=args.customers, revenue=args.revenue, average_deal=args.average_deal)
-            print(format_plan(result))
-            if args.out:
-                from pipeline import io
-
-                io.write_json(args.out, result)
-            return 0
-        with staging.locked_outputs(names, params.paths):  # one leadcal run per output folder
-            if args.stage == "run" and args.keep_going:
-                return run_keep_going(names, params)
-            for name in names:
-                started = time.perf_counter()
-                with staging.stage_outputs(name, params.paths, upstream(name, params.paths)):
-                    STAGES[name][0](for_stage(name, params))
-                log.info("%s done in %.1f s", name, time.perf_counter() - started)
+            return _one_row_per_lead(args, params)
+        return _run_stages(args, params)
     except LeadcalError as exc:
         print(f"leadcal {args.stage}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", staging.EXIT_USER_ERROR)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pipeline.commands.init import init
+
+    try:
+        result = init(args.export, args.out, args.force)
+    except LeadcalError as exc:
+        print(f"leadcal init: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary)
+    for warning in result.profile.warnings:
+        print(f"leadcal init: warning: {warning}", file=sys.stderr)
     return 0
 
+
+def _one_row_per_lead(args: argparse.Namespace, params: Params) -> int:
+    if args.one_row_per_lead is None:
+        raise LeadcalError("--leads goes with --one-row-per-lead PATH (the contract tables take generate.n_leads)")
+    from pipeline.data.sample_export import write_one_row_per_lead
+
+    write_one_row_per_lead(params, args.one_row_per_lead, args.leads)
+    return 0
+
+
+def _score(args: argparse.Namespace, params: Params) -> int:
+    from pipeline.commands.score import score
+
+    models = Path(args.models or params.paths.models)
+    with staging.reading(models):  # no stage may rewrite the model while it scores
+        staging.refuse_interrupted(("weights", "train", "thresholds"), models, "leadcal score")
+        score(args.input, args.out, params, args.as_of, args.batch_size, models, args.keep)
+    return 0
+
+
+def _push(args: argparse.Namespace, params: Params) -> int:
+    from pipeline.exports.push_hubspot import push_hubspot
+    from pipeline.exports.push_mautic import push_mautic
+
+    models = Path(params.paths.models)
+    with staging.reading(models):  # the exports stage may not rewrite the file while it is pushed
+        staging.refuse_interrupted(("exports",), models, "leadcal push")
+        if args.crm == "hubspot":
+            push_hubspot(models / "exports" / "hubspot_score_configuration.json", args.apply, args.publish,
+                         args.include_unmapped, args.contacts)
+        else:
+            push_mautic(models / "exports" / "mautic_point_actions.json", args.apply, args.include_unmapped)
+    return 0
+
+
+def _plan(args: argparse.Namespace, params: Params) -> int:
+    from pipeline.commands.planner import format_plan, plan
+
+    result = plan(for_stage("plan", params), customers=args.customers, revenue=args.revenue, average_deal=args.average_deal)
+    print(format_plan(result))
+    if args.out:
+        from pipeline import io
+
+        io.write_json(args.out, result)
+    return 0
+
+
+def _run_stages(args: argparse.Namespace, params: Params) -> int:
+    """`leadcal <stage>` or `leadcal run`: each stage under its output locks and manifest."""
+    names = list(STAGES) if args.stage == "run" else [args.stage]
+    if args.stage == "run" and (params.source.leads is not None or params.paths.raw != params.paths.sample):
+        names.remove("generate")  # a real export: nothing to generate
+    with staging.locked_outputs(names, params.paths):  # one leadcal run per output folder
+        if args.stage == "run" and args.keep_going:
+            return run_keep_going(names, params)
+        for name in names:
+            started = time.perf_counter()
+            with staging.stage_outputs(name, params.paths, upstream(name, params.paths)):
+                STAGES[name][0](for_stage(name, params))
+            log.info("%s done in %.1f s", name, time.perf_counter() - started)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.local_http import LocalHttpServer, Recorded, recorded
 from tests.hubspot_schema import CONTACTS_READ, CONTACTS_UPDATE, DRAFT_CREATE, DRAFT_UPDATE
+from tests.local_http import LocalHttpServer, Recorded, recorded
 from tests.mautic_server import validation_errors
 
 SCORES = "/marketing/lead-scoring/2026-09-beta/scores"

@@ -17,10 +17,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from pipeline.report import charts
-
 from pipeline import io
 from pipeline.params import Params
+from pipeline.report import charts
 from pipeline.report.charts import figure_bytes
 
 # Wilson 95 % interval of 10 customers out of 100 leads, by hand: z = 1.959964, p = 0.1,

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.artifacts import read_frequency_signals
 from pipeline import io
+from pipeline.artifacts import read_frequency_signals
+from pipeline.core.signals import build_signals, time_split
 from pipeline.exports import generic, salesforce
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX
-from pipeline.core.signals import build_signals, time_split
 
 GRADES = ["F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B", "B+", "A-", "A", "A+"]
 ONE_POINT = 0.01

@@ -7,16 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import io
 from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline.core import crm_scoring
-
-from pipeline import io
-
-from pipeline.stages import thresholds
 from pipeline.core.crm_scoring import DAYS_PER_MONTH, scoring_for
-from pipeline.params import Params
-from pipeline.core.signals import build_signals
 from pipeline.core.scorecard import score_features
+from pipeline.core.signals import build_signals
+from pipeline.params import Params
+from pipeline.stages import thresholds
 
 
 def test_decay_by_hand() -> None:

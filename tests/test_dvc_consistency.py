@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import cli, params as params_module
-from pipeline.stages import registry
+from pipeline import cli
+from pipeline import params as params_module
 from pipeline.params import Params
+from pipeline.stages import registry
 from tests.conftest import REPO, params_in
 
 PACKAGE = REPO / "pipeline"

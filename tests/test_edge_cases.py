@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from pipeline.artifacts import read_frequency_signals
-from pipeline.errors import LeadcalError
-from pipeline.stages.extract import extract
-from pipeline.stages.features import build_features
-from pipeline.params import Params
+from pipeline.core.scorecard import fit_points, half_life
 from pipeline.core.signals import SignalSet
 from pipeline.core.stats import wilson_interval
-from pipeline.core.scorecard import fit_points, half_life
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
+from pipeline.stages.extract import extract
+from pipeline.stages.features import build_features
 
 from .conftest import params_in
 
@@ -159,8 +159,8 @@ def test_boosting_trains_when_an_activity_never_occurs_in_training(default_run: 
 
 
 def test_an_activity_named_null_survives_the_round_trip(tmp_path: Path) -> None:
-    from pipeline.stages import close_rates
     from pipeline import io
+    from pipeline.stages import close_rates
     from pipeline.stages.features import write_features
 
     params = _small(tmp_path)

@@ -11,11 +11,11 @@ import shutil
 import pandas as pd
 import pytest
 
+from pipeline.data.generate import write_sample
 from pipeline.errors import LeadcalError
+from pipeline.params import Params, Spark
 from pipeline.stages.extract import extract
 from pipeline.stages.features import build_features
-from pipeline.data.generate import write_sample
-from pipeline.params import Params, Spark
 from tests.conftest import params_in
 
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.errors import LeadcalError
-from pipeline.stages.extract import extract
 from pipeline.data.generate import write_sample
+from pipeline.errors import LeadcalError
 from pipeline.params import Params
+from pipeline.stages.extract import extract
 from tests.conftest import params_in
 
 BAD_ROWS = pd.DataFrame({

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline import io
-from pipeline.stages import exports
-from pipeline.exports import criteria, generic, hubspot, mautic, salesforce
+from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.core.scorecard import score_features, score_leads
+from pipeline.core.signals import SignalSet, build_signals, decay_matrix
 from pipeline.errors import LeadcalError
+from pipeline.exports import criteria, generic, hubspot, mautic, salesforce
 from pipeline.params import ActivityMapping, CrmMapping
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
-from pipeline.core.signals import SignalSet, build_signals, decay_matrix
-from pipeline.core.scorecard import score_features, score_leads
+from pipeline.stages import exports
 
 FILES = ["weights.csv", "weights.json", "hubspot_score_properties.csv", "hubspot_score_settings.json",
          "hubspot_score_configuration.json",

@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
-from pipeline.stages.extract import extract
 from pipeline.params import Params
+from pipeline.stages.extract import extract
 
 # --------------------------------------------------------------------------- helpers
 

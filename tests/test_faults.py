@@ -14,9 +14,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.params import Params
-from pipeline.core.signals import SignalSet
 from pipeline.core.scorecard import fit_points
+from pipeline.core.signals import SignalSet
+from pipeline.params import Params
 
 
 def _files(folder: Path) -> dict[Path, bytes]:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.params import Params
 from pipeline.stages.extract import extract
 from pipeline.stages.features import build_features
-from pipeline.params import Params
 
 from .conftest import params_in
 

@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stages import funnel
-
 from pipeline import io
 from pipeline.core.funnel import common, conversion, feedback, planning, timing
-from pipeline.params import Params
 from pipeline.core.stats import wilson_interval
+from pipeline.params import Params
+from pipeline.stages import funnel
 
 BASE = pd.Timestamp("2024-01-01")
 

@@ -123,8 +123,8 @@ def test_generate_never_writes_into_the_users_export(tmp_path) -> None:
 
 
 def test_generate_refuses_a_folder_holding_someone_elses_export(tmp_path) -> None:
-    from pipeline.errors import LeadcalError
     from pipeline.data.generate import write_sample
+    from pipeline.errors import LeadcalError
 
     export = tmp_path / "raw"
     export.mkdir()

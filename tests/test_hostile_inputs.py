@@ -18,13 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import LeadcalError
-from pipeline.stages.extract import extract
 from pipeline.params import Params, load_params
+from pipeline.stages.extract import extract
 
 from .conftest import REPO
 from .test_extract_errors import (
-    ACTIVITIES_HEADER, LEADS_HEADER, STAGES_HEADER, extract_error, lead, lines_in, make_export,
-    valid_tables, write_table,
+    ACTIVITIES_HEADER,
+    LEADS_HEADER,
+    STAGES_HEADER,
+    extract_error,
+    lead,
+    lines_in,
+    make_export,
+    valid_tables,
+    write_table,
 )
 
 
@@ -246,9 +253,9 @@ def test_a_fit_attribute_with_a_value_per_lead_is_refused_at_extract(tmp_path):
 
 
 def test_more_validation_months_than_the_history_has_says_how_many_there_are(tmp_path):
+    from pipeline.data.generate import write_sample
     from pipeline.stages import close_rates
     from pipeline.stages.features import write_features
-    from pipeline.data.generate import write_sample
 
     from .conftest import params_in
 

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.exports import hubspot_api
-from pipeline.params import ActivityMapping, CrmMapping, Params
-from pipeline.exports.push_hubspot import body_to_push, update_body
-from pipeline.schema import AGE_PREFIX, COUNT_PREFIX
 from pipeline.core.signals import UNKNOWN, time_split
+from pipeline.exports import hubspot_api
+from pipeline.exports.push_hubspot import body_to_push, update_body
+from pipeline.params import ActivityMapping, CrmMapping, Params
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX
 from tests.hubspot_schema import DRAFT_CREATE, DRAFT_UPDATE
 from tests.mautic_server import validation_errors
 

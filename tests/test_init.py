@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.errors import LeadcalError
 from pipeline.commands.init import init, nice, propose_edges
+from pipeline.errors import LeadcalError
 from pipeline.params import load_params
 
 

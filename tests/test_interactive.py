@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.report import interactive
-
-from pipeline.stages import thresholds
 from pipeline.core.stats import wilson_interval
+from pipeline.report import interactive
+from pipeline.stages import thresholds
 
 
 def values(spec: dict) -> list[list[dict]]:

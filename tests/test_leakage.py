@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.stages.extract import extract
 from pipeline.params import Params
+from pipeline.stages.extract import extract
 
 from .conftest import params_in, run_stages
 

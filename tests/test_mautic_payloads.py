@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import io
 from pipeline.exports import generic, mautic
-from pipeline.params import ActivityMapping, CrmMapping, MAUTIC_POINT_TYPES, Params
+from pipeline.params import MAUTIC_POINT_TYPES, ActivityMapping, CrmMapping, Params
 
 IDS = {"type": "array", "items": {"type": ["integer", "string"]}}
 PROPERTIES_BY_TYPE = {

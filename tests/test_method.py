@@ -8,15 +8,14 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency
 
-from pipeline.artifacts import read_frequency_signals
 from pipeline import io
-from pipeline.stages.close_rates import close_rate_table
+from pipeline.artifacts import read_frequency_signals
 from pipeline.core.frequency import best_threshold, g_statistic
-from pipeline.params import Params
+from pipeline.core.scorecard import score_leads
 from pipeline.core.signals import SignalSet, band_labels, build_signals
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate
-from pipeline.core.scorecard import score_leads
-
+from pipeline.params import Params
+from pipeline.stages.close_rates import close_rate_table
 
 # --- shrinkage ---------------------------------------------------------------------------
 

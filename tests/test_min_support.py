@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.stages.extract import extract
-from pipeline.params import Params
 from pipeline.commands.score import score
+from pipeline.params import Params
+from pipeline.stages.extract import extract
 
 from .conftest import params_in, run_stages
 from .test_leakage import write_null_history

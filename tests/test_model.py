@@ -12,21 +12,20 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline import io
-from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator
-from pipeline.errors import LeadcalError
-from pipeline.core.explain import effects, global_factors, top_reasons
-from pipeline.core.scorecard import score_features
-from pipeline.core.lead_model import model_matrix
-from pipeline.stages.model import read_model, rolling_folds
-from pipeline.params import Params
+from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline.commands.score import score
+from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator
+from pipeline.core.explain import effects, global_factors, top_reasons
+from pipeline.core.lead_model import model_matrix
+from pipeline.core.scorecard import score_features
 from pipeline.core.signals import build_signals
 from pipeline.core.stats import expected_calibration_error
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
+from pipeline.stages.model import read_model, rolling_folds
 
 from .conftest import params_in, run_stages
-
 
 # --- calibration and explanations, by hand ---------------------------------------------------------
 

@@ -18,15 +18,13 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-
-from pipeline.stages import publish
-
-from pipeline.report import summary
 from pipeline.errors import LeadcalError
-from pipeline.report.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all
-from pipeline.stages.notebooks import run
-from pipeline.report.page import CSS, network_references, scripts, sortable_table, vega_chart
 from pipeline.params import Params
+from pipeline.report import summary
+from pipeline.report.notebooks import NOTEBOOKS, HoverChart, html_title, notebook_paths, render, render_all
+from pipeline.report.page import CSS, network_references, scripts, sortable_table, vega_chart
+from pipeline.stages import publish
+from pipeline.stages.notebooks import run
 
 STDERR_OUTPUT = 'data-mime-type="application/vnd.jupyter.stderr"'  # a warning or an error printed in a page
 

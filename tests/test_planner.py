@@ -8,9 +8,9 @@ import pytest
 
 from pipeline import io
 from pipeline.cli import main
+from pipeline.commands.planner import plan
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.commands.planner import plan
 
 
 def test_needed_leads_follow_from_the_measured_rates(default_run: Params) -> None:

@@ -7,9 +7,9 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.stages.close_rates import close_rate_table
 from pipeline.core.signals import SignalSet
 from pipeline.core.stats import top_fraction_lift, wilson_interval
+from pipeline.stages.close_rates import close_rate_table
 from pipeline.stages.thresholds import threshold_curve
 
 counts = st.integers(min_value=0, max_value=100_000)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from pipeline import io
-from pipeline.exports import generic
-from pipeline.exports.mautic import mautic_export
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
-from pipeline.params import ActivityMapping, CrmMapping, Params
+from pipeline.exports import generic
 from pipeline.exports.client import Client
+from pipeline.exports.mautic import mautic_export
 from pipeline.exports.push_mautic import push_mautic
+from pipeline.params import ActivityMapping, CrmMapping, Params
 from tests.mautic_server import mautic  # noqa: F401 - the fixture
 
 MAPPING = CrmMapping(activities={"demo_request": ActivityMapping(event="form.submit", ids=[3]),

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.exports import generic
-from pipeline.exports import hubspot_api
 from pipeline.cli import main
 from pipeline.errors import LeadcalError
-from pipeline.params import ActivityMapping, CrmMapping, Params
+from pipeline.exports import generic, hubspot_api
 from pipeline.exports.client import Client
 from pipeline.exports.push_hubspot import push_contacts, push_hubspot
+from pipeline.params import ActivityMapping, CrmMapping, Params
 from tests.hubspot_server import SCORES, TOKEN, Failure, hubspot  # noqa: F401 - the fixture
 
 MAPPING = CrmMapping(properties={"industry": "industry", "company_size": "numberofemployees"},

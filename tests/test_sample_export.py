@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from pipeline.data.generate import generate
-from pipeline.params import Params
 from pipeline.data.sample_export import COLUMNS, COUNTS, LEAKY_VALUE, one_row_per_lead, write_one_row_per_lead
+from pipeline.params import Params
 
 N = 2000
 

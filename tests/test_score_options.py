@@ -10,9 +10,9 @@ import pytest
 
 from pipeline import spreadsheet
 from pipeline.cli import main
+from pipeline.commands.score import check_options, score
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.commands.score import check_options, score
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.stages import close_rates
-
 from pipeline import io
+from pipeline.params import Params
+from pipeline.stages import close_rates
 from pipeline.stages.extract import extract
 from pipeline.stages.features import build_features
-from pipeline.params import Params
 
 from .conftest import params_in
 

@@ -16,10 +16,10 @@ import pytest
 
 from pipeline import io
 from pipeline.cli import STAGES, build_parser
-from pipeline.errors import LeadcalError
-from pipeline.stages.extract import extract
 from pipeline.data.generate import write_sample
+from pipeline.errors import LeadcalError
 from pipeline.params import Params, Source, load_params
+from pipeline.stages.extract import extract
 from tests.conftest import REPO, params_in, run_stages
 
 OLIST = REPO.parent / "shared" / "data" / "olist"

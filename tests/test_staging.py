@@ -22,9 +22,9 @@ import yaml
 
 from pipeline import cli, io, staging
 from pipeline.cli import main
+from pipeline.data.generate import write_sample
 from pipeline.stages.extract import extract
 from pipeline.stages.features import write_features
-from pipeline.data.generate import write_sample
 from tests.conftest import REPO, params_in, parquet_export
 
 

@@ -15,8 +15,8 @@ import pytest
 from pipeline import io
 from pipeline.design import SNAPSHOT, SNAPSHOT_COHORT, effective_params
 from pipeline.errors import LeadcalError
-from pipeline.stages.extract import extract
 from pipeline.params import Params
+from pipeline.stages.extract import extract
 from tests.conftest import params_in, run_stages
 
 SHEET = (

@@ -14,9 +14,9 @@ their close rate, and the leads and MQLs that target takes when only the MQLs ar
 from __future__ import annotations
 
 from pipeline import io
+from pipeline.core.funnel.planning import plan_volume
 from pipeline.data.contract import customer_amounts
 from pipeline.errors import LeadcalError
-from pipeline.core.funnel.planning import plan_volume
 from pipeline.params import Params
 
 

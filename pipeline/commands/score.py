@@ -34,17 +34,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.artifacts import read_scorecard
 from pipeline import io, spreadsheet
-from pipeline.errors import LeadcalError
+from pipeline.artifacts import read_scorecard
 from pipeline.core.explain import top_reasons
-from pipeline.stages.extract import read_export
-from pipeline.stages.features import build_features
 from pipeline.core.lead_model import model_matrix
-from pipeline.stages.model import SCHEMA_VERSION, read_model
+from pipeline.core.signals import SignalSet, build_signals
+from pipeline.errors import LeadcalError
 from pipeline.params import FrequencySignal, Params
 from pipeline.schema import AGE_PREFIX, NEVER_DAYS, peak_column
-from pipeline.core.signals import build_signals
+from pipeline.stages.extract import read_export
+from pipeline.stages.features import build_features
+from pipeline.stages.model import SCHEMA_VERSION, read_model
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,30 @@ def _grade(probability: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
                      ["A", "B", "C"], "D")
 
 
+def _model_inputs(features: pd.DataFrame, activities: pd.DataFrame, description: dict,
+                  params: Params) -> tuple[SignalSet, pd.DataFrame]:
+    """The signals and the model's matrix of the leads to score, built as in training (the model's
+    schema: its frequency signals, half-life, snapshots, columns). An activity the model never saw
+    is ignored (with a warning); a column this input cannot have (an activity absent from it) is
+    "never done"."""
+    schema = description["schema"]
+    unknown = sorted(set(activities["activity"]) - set(schema["activities"]))
+    if unknown:
+        log.warning("score: activities the model has never seen are ignored: %s", unknown)
+    frequency = [FrequencySignal(**{k: spec[k] for k in ("activity", "min_count", "window_days")}) for spec in schema["frequency"]]
+    for spec in frequency:  # a frequency signal on an activity absent from this input: never met
+        column = peak_column(spec.activity, spec.window_days)
+        if column not in features.columns:
+            features[column] = 0
+    signals = build_signals(features, params.signals, frequency)
+    X = model_matrix(features, signals, schema["model_type"], schema.get("half_life_days"), schema["snapshot_days"])
+    missing = [c for c in description["features"] if c not in X.columns]
+    X = X.reindex(columns=description["features"])
+    for column in missing:
+        X[column] = NEVER_DAYS if column.startswith(AGE_PREFIX) else 0.0
+    return signals, X
+
+
 def score(
     input_dir: Path, out: Path, params: Params, as_of: datetime | date | None = None, batch_size: int = 50_000,
     models: Path | None = None, keep: list[str] | None = None,
@@ -145,20 +169,7 @@ def score(
         log.warning("score: %d lead(s) not scored: already won or lost by %s, or created after it (only open "
                     "leads are scored)", skipped, "--as-of" if as_of else "the latest timestamp in the input")
 
-    unknown = sorted(set(tables["activities"]["activity"]) - set(schema["activities"]))
-    if unknown:
-        log.warning("score: activities the model has never seen are ignored: %s", unknown)
-    frequency = [FrequencySignal(**{k: spec[k] for k in ("activity", "min_count", "window_days")}) for spec in schema["frequency"]]
-    for spec in frequency:  # a frequency signal on an activity absent from this input: never met
-        column = peak_column(spec.activity, spec.window_days)
-        if column not in features.columns:
-            features[column] = 0
-    signals = build_signals(features, params.signals, frequency)
-    X = model_matrix(features, signals, schema["model_type"], schema.get("half_life_days"), schema["snapshot_days"])
-    missing = [c for c in description["features"] if c not in X.columns]
-    X = X.reindex(columns=description["features"])
-    for column in missing:
-        X[column] = NEVER_DAYS if column.startswith(AGE_PREFIX) else 0.0
+    signals, X = _model_inputs(features, tables["activities"], description, params)
     reference = description["reference_fit_values"]
 
     parts = []

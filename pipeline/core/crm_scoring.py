@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.schema import AGE_PREFIX
-from pipeline.core.signals import SignalSet
 from pipeline.core.scorecard import score_leads
+from pipeline.core.signals import SignalSet
+from pipeline.schema import AGE_PREFIX
 
 TARGETS = ("generic", "hubspot", "account_engagement", "mautic")
 LABELS = {"generic": "leadcal (generic export)", "hubspot": "HubSpot", "account_engagement": "Account Engagement (Pardot)",

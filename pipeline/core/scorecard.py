@@ -42,7 +42,14 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.core.signals import UNKNOWN as UNKNOWN_VALUE
-from pipeline.core.signals import SignalSet, decay_matrix, estimation_snapshot, lead_support, per_lead_max, resample_leads
+from pipeline.core.signals import (
+    SignalSet,
+    decay_matrix,
+    estimation_snapshot,
+    lead_support,
+    per_lead_max,
+    resample_leads,
+)
 from pipeline.errors import LeadcalError
 from pipeline.schema import AGE_PREFIX, snapshot_stratum
 

@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.design import is_snapshot, random_split
-from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.params import FrequencySignal, Signals
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
 UNKNOWN = "unknown"
 

@@ -6,7 +6,9 @@ Kept separate so each can be checked against hand-computed cases and reused on a
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri  # the normal quantile (what scipy.stats.norm.ppf calls), without scipy.stats' import cost
+from scipy.special import (
+    ndtri,  # the normal quantile (what scipy.stats.norm.ppf calls), without scipy.stats' import cost
+)
 
 
 def wilson_interval(customers: np.ndarray, leads: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

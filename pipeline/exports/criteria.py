@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.core.scorecard import STATUS_LOW_SUPPORT_FIT
+from pipeline.core.signals import UNKNOWN, band, band_labels
 from pipeline.errors import LeadcalError
 from pipeline.params import ActivityMapping, CrmMapping
-from pipeline.core.signals import UNKNOWN, band, band_labels
-from pipeline.core.scorecard import STATUS_LOW_SUPPORT_FIT
 
 GENERIC_COLUMNS = [
     "score_group", "criterion", "attribute", "operator", "value", "value_high", "window_days", "points",

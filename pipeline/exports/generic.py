@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
+from pipeline.core.signals import UNKNOWN
 from pipeline.errors import LeadcalError
 from pipeline.exports.criteria import GENERIC_COLUMNS, GROUP_ORDER, LIST_SEPARATOR, as_cell, is_missing, mql_figures
-from pipeline.core.signals import UNKNOWN
 
 FORMAT = "leadcal-points-export"
 FORMAT_VERSION = 1

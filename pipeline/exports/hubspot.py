@@ -13,7 +13,15 @@ import pandas as pd
 
 from pipeline.core.crm_scoring import DAYS_PER_MONTH, hubspot_decay_months
 from pipeline.exports.criteria import (
-    GROUP_ORDER, NO_MAPPING, activity_channel, activity_in_crm, as_text, in_crm_names, is_mapped, is_missing, mql_figures,
+    GROUP_ORDER,
+    NO_MAPPING,
+    activity_channel,
+    activity_in_crm,
+    as_text,
+    in_crm_names,
+    is_mapped,
+    is_missing,
+    mql_figures,
 )
 from pipeline.params import ActivityMapping, CrmMapping
 

@@ -41,8 +41,9 @@ import pandas as pd
 from pipeline import io
 from pipeline.data.contract import line_examples
 from pipeline.errors import LeadcalError
-from pipeline.exports.hubspot_api import API_VERSION, CONTACTS as CONTACTS_TYPE, FORMAT
 from pipeline.exports.client import Client, plan_line
+from pipeline.exports.hubspot_api import API_VERSION, FORMAT
+from pipeline.exports.hubspot_api import CONTACTS as CONTACTS_TYPE
 
 API = "https://api.hubapi.com"
 SCORES = f"/marketing/lead-scoring/{API_VERSION}/scores"

@@ -9,7 +9,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.core.crm_scoring import grade_change_text, grade_thirds
-from pipeline.exports.criteria import NO_MAPPING, activity_channel, activity_in_crm, as_text, in_crm_names, is_mapped, mql_figures
+from pipeline.exports.criteria import (
+    NO_MAPPING,
+    activity_channel,
+    activity_in_crm,
+    as_text,
+    in_crm_names,
+    is_mapped,
+    mql_figures,
+)
 from pipeline.params import CrmMapping
 
 SALESFORCE_COLUMNS = ["rule_type", "field", "operator", "value", "points", "grade_change", "leadcal_signal", "mapped",

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -201,6 +202,30 @@ def _differs(values: pd.Series | np.ndarray, average: float) -> np.ndarray:
 NOUNS = {"activity": "activities", "fit": "fit values", "frequency": "frequency signals", "recency": "recency signals"}
 
 
+def _close_rates_panel(ax: Axes, name: str | None, part: pd.DataFrame, average: float, average_of: str) -> None:
+    """One panel of close rates (an attribute's values, or every signal of the type): bars coloured
+    by verdict, whiskers, the expected rate's tick where it differs from the average line."""
+    y = np.arange(len(part))
+    expected = part["expected_close_rate"].to_numpy(dtype=float)
+    ax.barh(y, part["close_rate"], color=[VERDICT_COLOURS[v] for v in part["verdict"]], alpha=0.85)
+    below = (part["close_rate"] - part["low"]).clip(lower=0)
+    above = (part["high"] - part["close_rate"]).clip(lower=0)
+    ax.errorbar(part["close_rate"], y, xerr=[below, above], fmt="none", ecolor=WHISKER, elinewidth=1,
+                capsize=2)
+    moved = _differs(expected, average)
+    if moved.any():
+        ax.scatter(expected[moved], y[moved], marker="|", s=160, color=REFERENCE, zorder=3,
+                   label="expected: leads seen at the same ages")
+    ax.axvline(average, color=REFERENCE, linestyle="--", label=f"average of {average_of}: {_pct(average)}")
+    names = part["value"].astype(str) if name is not None and "value" in part.columns else part["signal"]
+    ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(names, part["leads"])])
+    ax.set_ylim(-0.6, len(part) - 0.4)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.tick_params(labelbottom=True)
+    if name is not None:
+        ax.set_title(name, loc="left", fontsize=10)
+
+
 def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "activity",
                       population: str | None = None, average_of: str = "all matured leads") -> Figure:
     """Close rate of each signal of one type with its 95 % interval, against the close rate to expect.
@@ -250,25 +275,7 @@ def close_rates_chart(table: pd.DataFrame, average: float, signal_type: str = "a
         fig, axes = plt.subplots(len(groups), 1, figsize=(9, frame.height(body)), sharex=True, squeeze=False,
                                  gridspec_kw={"height_ratios": [max(n, 1) + 1.2 for n in sizes]})
         for ax, (name, part) in zip(axes[:, 0], groups):
-            y = np.arange(len(part))
-            expected = part["expected_close_rate"].to_numpy(dtype=float)
-            ax.barh(y, part["close_rate"], color=[VERDICT_COLOURS[v] for v in part["verdict"]], alpha=0.85)
-            below = (part["close_rate"] - part["low"]).clip(lower=0)
-            above = (part["high"] - part["close_rate"]).clip(lower=0)
-            ax.errorbar(part["close_rate"], y, xerr=[below, above], fmt="none", ecolor=WHISKER, elinewidth=1,
-                        capsize=2)
-            moved = _differs(expected, average)
-            if moved.any():
-                ax.scatter(expected[moved], y[moved], marker="|", s=160, color=REFERENCE, zorder=3,
-                           label="expected: leads seen at the same ages")
-            ax.axvline(average, color=REFERENCE, linestyle="--", label=f"average of {average_of}: {_pct(average)}")
-            names = part["value"].astype(str) if name is not None and "value" in part.columns else part["signal"]
-            ax.set_yticks(y, [f"{s}  (n={n:,})" for s, n in zip(names, part["leads"])])
-            ax.set_ylim(-0.6, len(part) - 0.4)
-            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
-            ax.tick_params(labelbottom=True)
-            if name is not None:
-                ax.set_title(name, loc="left", fontsize=10)
+            _close_rates_panel(ax, name, part, average, average_of)
         axes[-1, 0].set_xlabel("close rate: share of these leads that became customers")
         frame.finish(fig)
     return fig
@@ -339,6 +346,58 @@ def calibration_table(part: pd.DataFrame) -> pd.DataFrame:
                          "inside": (low <= predicted) & (predicted <= high)})
 
 
+def _calibration_panel(ax: Axes, part: pd.DataFrame, scorer: str, limits: tuple[float, float],
+                       ticks: list[float]) -> None:
+    """One scorer's groups on log axes against the diagonal; a group with no customer sits on the floor."""
+    low, high = limits
+    colour = SCORER_COLOURS.get(scorer, DATA)
+    ax.plot([low, high], [low, high], color=REFERENCE, linestyle=":", label="perfect calibration")
+    shown = np.maximum(part["observed"], low)  # a group with no customer sits on the floor
+    ax.errorbar(part["predicted"], shown, yerr=[(shown - part["low"]).clip(lower=0),
+                                                (part["high"] - shown).clip(lower=0)],
+                fmt="none", ecolor=colour, elinewidth=1.2, capsize=3)
+    closed = part["observed"] > 0
+    ax.plot(part.loc[closed, "predicted"], part.loc[closed, "observed"], marker="o", linestyle="none",
+            color=colour, label=scorer)
+    if (~closed).any():
+        ax.plot(part.loc[~closed, "predicted"], shown[~closed], marker="v", linestyle="none",
+                markerfacecolor="white", color=colour, label=f"{scorer}: no customer")
+    for x, y, group in zip(part["predicted"], shown, part["bin"]):
+        ax.annotate(str(group), (x, y), xytext=(-5, 3), textcoords="offset points", ha="right",
+                    fontsize=7, color="#333333")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # set_*scale resets the locators
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(_percent_label))
+        axis.set_minor_locator(NullLocator())
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_box_aspect(1)
+    ax.set_anchor("N")
+    ax.set_title(scorer, loc="left", fontsize=11)
+    ax.set_xlabel("predicted chance of closing (group mean)")
+    ax.set_ylabel("share that actually closed")
+
+
+def _reliability_table(below: Axes, part: pd.DataFrame, unit: str, rows: int) -> None:
+    """The panel's groups as a table under it: n, customers, predicted, observed with its interval."""
+    below.set_axis_off()
+    cells = [[str(g), f"{n:,}", f"{k:,}", _pct(p, 2), f"{_pct(o, 2)} ({_pct(lo, 2)}–{_pct(hi, 2)})"]
+             for g, n, k, p, o, lo, hi in zip(part["bin"], part["leads"], part["customers"],
+                                               part["predicted"], part["observed"], part["low"], part["high"])]
+    drawn = below.table(cellText=cells, colLabels=["group", unit, "customers", "predicted",
+                                                   f"observed ({LEVEL} interval)"],
+                        colWidths=[0.1, 0.15, 0.16, 0.16, 0.43], loc="upper center", cellLoc="right")
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(8)
+    for (row, _), cell in drawn.get_celld().items():
+        cell.set_height(1 / (rows + 1.5))
+        cell.set_linewidth(0.3)
+        if row == 0:
+            cell.set_text_props(fontweight="bold")
+
+
 def calibration_chart(curves: dict[str, pd.DataFrame], population: str | None = None, unit: str = "leads") -> Figure:
     """Predicted against observed close rate on the held-out cohorts: one panel and one reliability table per scorer.
 
@@ -379,50 +438,8 @@ def calibration_chart(curves: dict[str, pd.DataFrame], population: str | None = 
         fig = plt.figure(figsize=(11, frame.height(4.6 + table_height)))
         grid = fig.add_gridspec(2, len(tables), height_ratios=[4.6, table_height])
         for column, (scorer, part) in enumerate(tables.items()):
-            ax = fig.add_subplot(grid[0, column])
-            colour = SCORER_COLOURS.get(scorer, DATA)
-            ax.plot([low, high], [low, high], color=REFERENCE, linestyle=":", label="perfect calibration")
-            shown = np.maximum(part["observed"], low)  # a group with no customer sits on the floor
-            ax.errorbar(part["predicted"], shown, yerr=[(shown - part["low"]).clip(lower=0),
-                                                        (part["high"] - shown).clip(lower=0)],
-                        fmt="none", ecolor=colour, elinewidth=1.2, capsize=3)
-            closed = part["observed"] > 0
-            ax.plot(part.loc[closed, "predicted"], part.loc[closed, "observed"], marker="o", linestyle="none",
-                    color=colour, label=scorer)
-            if (~closed).any():
-                ax.plot(part.loc[~closed, "predicted"], shown[~closed], marker="v", linestyle="none",
-                        markerfacecolor="white", color=colour, label=f"{scorer}: no customer")
-            for x, y, group in zip(part["predicted"], shown, part["bin"]):
-                ax.annotate(str(group), (x, y), xytext=(-5, 3), textcoords="offset points", ha="right",
-                            fontsize=7, color="#333333")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):  # set_*scale resets the locators
-                axis.set_major_locator(FixedLocator(ticks))
-                axis.set_major_formatter(FuncFormatter(_percent_label))
-                axis.set_minor_locator(NullLocator())
-            ax.set_xlim(low, high)
-            ax.set_ylim(low, high)
-            ax.set_box_aspect(1)
-            ax.set_anchor("N")
-            ax.set_title(scorer, loc="left", fontsize=11)
-            ax.set_xlabel("predicted chance of closing (group mean)")
-            ax.set_ylabel("share that actually closed")
-            below = fig.add_subplot(grid[1, column])
-            below.set_axis_off()
-            cells = [[str(g), f"{n:,}", f"{k:,}", _pct(p, 2), f"{_pct(o, 2)} ({_pct(lo, 2)}–{_pct(hi, 2)})"]
-                     for g, n, k, p, o, lo, hi in zip(part["bin"], part["leads"], part["customers"],
-                                                       part["predicted"], part["observed"], part["low"], part["high"])]
-            drawn = below.table(cellText=cells, colLabels=["group", unit, "customers", "predicted",
-                                                           f"observed ({LEVEL} interval)"],
-                                colWidths=[0.1, 0.15, 0.16, 0.16, 0.43], loc="upper center", cellLoc="right")
-            drawn.auto_set_font_size(False)
-            drawn.set_fontsize(8)
-            for (row, _), cell in drawn.get_celld().items():
-                cell.set_height(1 / (rows + 1.5))
-                cell.set_linewidth(0.3)
-                if row == 0:
-                    cell.set_text_props(fontweight="bold")
+            _calibration_panel(fig.add_subplot(grid[0, column]), part, scorer, (low, high), ticks)
+            _reliability_table(fig.add_subplot(grid[1, column]), part, unit, rows)
         frame.finish(fig)
     return fig
 
@@ -538,6 +555,30 @@ def _monthly_counts(counts: pd.DataFrame | list[dict] | None, months: Sequence[s
     return frame.pivot(index="month", columns="stage", values="leads").reindex(list(months))
 
 
+def _monthly_panel(ax: Axes, x: np.ndarray, rate: np.ndarray, n: np.ndarray | None, immature: np.ndarray,
+                   label: str) -> None:
+    """One conversion step by month: mature months as a line with their Wilson band (when the
+    counts `n` are known), immature ones grey and hollow over a hatched span."""
+    ax.plot(x, np.where(immature, np.nan, rate), marker="o", markersize=4, color=DATA, label=label)
+    if n is not None:
+        known = ~immature & ~np.isnan(rate) & (n > 0)
+        k = np.rint(np.nan_to_num(rate) * n)
+        band_low, band_high = wilson_interval(k[known], n[known], CONFIDENCE)
+        ax.fill_between(x[known], band_low, band_high, color=DATA, alpha=0.18, linewidth=0,
+                        label=f"{LEVEL} interval")
+    if immature.any():
+        start = int(np.argmax(immature))
+        ax.axvspan(start - 0.5, len(x) - 0.5, facecolor=UNCLEAR, alpha=0.15, hatch="//",
+                   edgecolor=UNCLEAR, linewidth=0, gid="immature")
+        joined = np.r_[max(start - 1, 0):len(x)]  # from the last mature month, so the line continues
+        ax.plot(x[joined], rate[joined], linestyle=":", color=UNCLEAR)
+        ax.plot(x[immature], rate[immature], marker="o", markersize=4, markerfacecolor="white",
+                linestyle="none", color=UNCLEAR, label=f"{label}: not mature yet")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_title(label, loc="left", fontsize=10)
+    ax.set_ylabel("conversion")
+
+
 def monthly_trend_chart(monthly: pd.DataFrame, counts: pd.DataFrame | list[dict] | None = None,
                         export_date: str | None = None, horizon_days: int = 90,
                         population: str | None = None) -> Figure:
@@ -587,25 +628,9 @@ def monthly_trend_chart(monthly: pd.DataFrame, counts: pd.DataFrame | list[dict]
         fig, axes = plt.subplots(len(STEPS), 1, figsize=(11, frame.height(6.6)), sharex=True)
         for ax, (column, source, target, label) in zip(axes, STEPS):
             rate = monthly[column].to_numpy(dtype=float) if column in monthly.columns else np.full(len(x), np.nan)
-            ax.plot(x, np.where(immature, np.nan, rate), marker="o", markersize=4, color=DATA, label=label)
-            if stage_counts is not None and source in stage_counts.columns:
-                n = stage_counts[source].fillna(0).to_numpy(dtype=float)
-                known = ~immature & ~np.isnan(rate) & (n > 0)
-                k = np.rint(np.nan_to_num(rate) * n)
-                band_low, band_high = wilson_interval(k[known], n[known], CONFIDENCE)
-                ax.fill_between(x[known], band_low, band_high, color=DATA, alpha=0.18, linewidth=0,
-                                label=f"{LEVEL} interval")
-            if unripe:
-                start = int(np.argmax(immature))
-                ax.axvspan(start - 0.5, len(x) - 0.5, facecolor=UNCLEAR, alpha=0.15, hatch="//",
-                           edgecolor=UNCLEAR, linewidth=0, gid="immature")
-                joined = np.r_[max(start - 1, 0):len(x)]  # from the last mature month, so the line continues
-                ax.plot(x[joined], rate[joined], linestyle=":", color=UNCLEAR)
-                ax.plot(x[immature], rate[immature], marker="o", markersize=4, markerfacecolor="white",
-                        linestyle="none", color=UNCLEAR, label=f"{label}: not mature yet")
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-            ax.set_title(label, loc="left", fontsize=10)
-            ax.set_ylabel("conversion")
+            n = (stage_counts[source].fillna(0).to_numpy(dtype=float)
+                 if stage_counts is not None and source in stage_counts.columns else None)
+            _monthly_panel(ax, x, rate, n, immature, label)
         if unripe:
             axes[0].text(int(np.argmax(immature)) - 0.4, 1.0, "not mature yet", transform=axes[0].get_xaxis_transform(),
                          va="bottom", ha="left", fontsize=8, color="#333333")

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from pipeline.core.stats import wilson_interval
 from pipeline.report import charts
 from pipeline.report.charts import ABOVE, BELOW, DATA, REFERENCE, UNCLEAR, WHISKER, rate_interval, verdicts
 from pipeline.report.page import pct
-from pipeline.core.stats import wilson_interval
 
 WIDTH = 640
 VERDICTS = {"above": ABOVE, "below": BELOW, "unclear": UNCLEAR}

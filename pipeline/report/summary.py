@@ -24,11 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.report import interactive
-
 from pipeline import io
-from pipeline.report.charts import population
 from pipeline.design import SNAPSHOT_NOTE
+from pipeline.report import interactive
+from pipeline.report.charts import population
 from pipeline.report.page import CSS, network_references, pct, scripts, sortable_table, vega_chart
 
 PAGE_NAME = "index.html"

@@ -23,14 +23,20 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
-from pipeline.errors import LeadcalError
-from pipeline.schema import PEAK_PREFIX
 from pipeline.core.frequency import FoundThreshold, discover
-from pipeline.params import FrequencySignal, Params
 from pipeline.core.signals import (
-    SignalSet, activities_in, build_signals, estimation_snapshot, first_shown, labelled, time_split,
+    SignalSet,
+    activities_in,
+    build_signals,
+    estimation_snapshot,
+    first_shown,
+    labelled,
+    time_split,
 )
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
+from pipeline.errors import LeadcalError
+from pipeline.params import FrequencySignal, Params
+from pipeline.schema import PEAK_PREFIX
 
 log = logging.getLogger(__name__)
 

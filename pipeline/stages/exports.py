@@ -35,8 +35,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.artifacts import read_scorecard
 from pipeline import io, spreadsheet
+from pipeline.artifacts import read_scorecard
 from pipeline.core.crm_scoring import points_per_third
 from pipeline.errors import LeadcalError
 from pipeline.exports import hubspot_api

@@ -13,18 +13,22 @@ import duckdb
 import pandas as pd
 
 from pipeline import io
-
 from pipeline.data import sources
 from pipeline.data.contract import (
-    KNOWN_ACTIVITIES, TableReport, dropped_lead_ids, identifier_attributes, validate_activities, validate_leads,
+    KNOWN_ACTIVITIES,
+    TableReport,
+    dropped_lead_ids,
+    identifier_attributes,
+    validate_activities,
+    validate_leads,
     validate_stages,
 )
-from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
 from pipeline.data.engine import sql_literal
-from pipeline.errors import LeadcalError
 from pipeline.data.event_log import write_event_log
-from pipeline.params import Params
 from pipeline.data.sources import TABLES, existing_table, find_table, read_path
+from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
 from pipeline.staging import staged_folder
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,8 @@ import pyarrow as pa
 
 from pipeline import io
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
-from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, read_mode, validation_folds
 from pipeline.data.engine import Engine, open_engine, timestamp_literal
+from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, read_mode, validation_folds
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stratum

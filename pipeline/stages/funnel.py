@@ -31,17 +31,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.artifacts import read_frequency_signals
 from pipeline import io
-from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE, is_snapshot
-from pipeline.errors import LeadcalError
-from pipeline.data.contract import WON_STAGE
+from pipeline.artifacts import read_frequency_signals
 from pipeline.core.funnel.common import FUNNEL, MONTH, PLAN_CHAIN
 from pipeline.core.funnel.conversion import conversion_counts, funnel_conversion, monthly_rates
 from pipeline.core.funnel.feedback import rejection_feedback, rows_at_mql
 from pipeline.core.funnel.timing import sla_follow_up, stage_durations
-from pipeline.params import Params
 from pipeline.core.signals import band, build_signals
+from pipeline.data.contract import WON_STAGE
+from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE, is_snapshot
+from pipeline.errors import LeadcalError
+from pipeline.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,17 @@ def _rejection(features: pd.DataFrame, stages: pd.DataFrame, params: Params) -> 
     return rejection_feedback(stages, matrix, signals.catalog, params.close_rates.confidence)
 
 
+def _read_inputs(paths: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp | None]:
+    """The canonical stages and leads, the features, and the export date (None for a snapshot
+    export: every lead in it is decided, and nothing in it has a date, pipeline.design)."""
+    stages = io.read_parquet(paths.extracted / "stages.parquet")
+    leads = io.read_parquet(paths.extracted / "leads.parquet")
+    features = io.read_parquet(paths.features / "features.parquet")
+    export_date = None if is_snapshot(features) else pd.Timestamp(
+        io.read_json(paths.features / "features_report.json")["export_date"])
+    return stages, leads, features, export_date
+
+
 def run(params: Params, sla_hours: list[int] | None = None) -> dict[str, Any]:
     """data/extracted (stages, leads) + data/features -> models/funnel.json and two plot CSVs.
 
@@ -139,12 +150,7 @@ def run(params: Params, sla_hours: list[int] | None = None) -> dict[str, Any]:
     horizon = params.outcome.horizon_days
     confidence = params.close_rates.confidence
     sla_hours = params.funnel.sla_hours if sla_hours is None else sla_hours
-    stages = io.read_parquet(paths.extracted / "stages.parquet")
-    leads = io.read_parquet(paths.extracted / "leads.parquet")
-    features = io.read_parquet(paths.features / "features.parquet")
-    snapshot = is_snapshot(features)
-    # a snapshot export: every lead in it is decided, and nothing in it has a date (pipeline.design)
-    export_date = None if snapshot else pd.Timestamp(io.read_json(paths.features / "features_report.json")["export_date"])
+    stages, leads, features, export_date = _read_inputs(paths)
     matured = _matured(leads, export_date, horizon)
     if not matured.any():
         raise LeadcalError(
@@ -164,16 +170,9 @@ def run(params: Params, sla_hours: list[int] | None = None) -> dict[str, Any]:
     rejection = _rejection(features, stages, params)
 
     payload = {
-        "population": {
-            "leads": int(len(leads)),
-            "matured_leads": int(matured.sum()),
-            "export_date": export_date,
-            "mode": SNAPSHOT if snapshot else DATED,
-            "horizon_days": horizon,
-            "confidence": confidence,
-            "funnel_order": list(FUNNEL),
-            "note": POPULATION_NOTE,
-        },
+        "population": {"leads": int(len(leads)), "matured_leads": int(matured.sum()), "export_date": export_date,
+                       "mode": SNAPSHOT if is_snapshot(features) else DATED, "horizon_days": horizon,
+                       "confidence": confidence, "funnel_order": list(FUNNEL), "note": POPULATION_NOTE},
         "funnel": _records(overall),
         "by_source": _records(by_source),
         "by_segment": {
@@ -193,8 +192,11 @@ def run(params: Params, sla_hours: list[int] | None = None) -> dict[str, Any]:
     io.write_json(paths.models / "funnel.json", payload)
     io.write_csv(paths.models / "plots" / "funnel.csv", overall[["stage", "leads", "rate_from_previous"]])
     io.write_csv(paths.models / "plots" / "funnel_by_month.csv", monthly)
+    _log_totals(overall, int(matured.sum()), rejection["overall"])
+    return payload
+
+
+def _log_totals(overall: pd.DataFrame, matured: int, rejection: dict[str, Any]) -> None:
     customers = int(overall.loc[overall["stage"] == WON_STAGE, "leads"].iloc[0])
     log.info("funnel: %d matured leads -> %d customers (%.2f %%); %d MQLs, %.0f %% rejected by sales",
-             int(matured.sum()), customers, 100 * customers / max(int(matured.sum()), 1),
-             rejection["overall"]["mqls"], 100 * (rejection["overall"]["rate"] or 0))
-    return payload
+             matured, customers, 100 * customers / max(matured, 1), rejection["mqls"], 100 * (rejection["rate"] or 0))

@@ -28,7 +28,15 @@ from pipeline.core.explain import global_factors, reference_values
 from pipeline.core.lead_model import LeadModel, model_matrix, supported_columns
 from pipeline.core.scorecard import PointsScorecard
 from pipeline.core.signals import (
-    SignalSet, activities_in, build_signals, count_leads, fit_rows, labelled, lead_starts, purge, time_split,
+    SignalSet,
+    activities_in,
+    build_signals,
+    count_leads,
+    fit_rows,
+    labelled,
+    lead_starts,
+    purge,
+    time_split,
     validation_cohorts,
 )
 from pipeline.core.stats import calibration_table, classification_metrics, gain_table, stratified_auc

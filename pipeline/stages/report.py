@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from pipeline import io, spreadsheet
 from pipeline.params import Params
@@ -60,14 +61,22 @@ def headline(details: dict) -> dict[str, object]:
 
 def run(params: Params) -> dict[str, object]:
     models = params.paths.models
-    close_rates = spreadsheet.read_csv(models / "close_rates.csv")
     rates = io.read_json(models / "metrics" / "close_rates.json")
     train = io.read_json(models / "metrics" / "train.json")
-    weights = io.read_json(models / "metrics" / "weights.json")
     thresholds = io.read_json(models / "thresholds.json")
-    funnel = io.read_json(models / "funnel.json")
-    points_table = io.read_json(models / "weights.json")
-    metrics = {
+    metrics = report_metrics(models, rates, train, io.read_json(models / "metrics" / "weights.json"), thresholds)
+    io.write_json(models / "metrics" / "report.json", metrics)
+    io.write_json(models / "metrics.json", headline(metrics))
+    figures = _figures(models, params.outcome.horizon_days, rates, train, thresholds)
+    for name, fig in figures.items():
+        io.write_bytes(models / "charts" / name, figure_bytes(fig))
+    log.info("report: %d charts in %s", len(figures), models / "charts")
+    return metrics
+
+
+def report_metrics(models: Path, rates: dict, train: dict, weights: dict, thresholds: dict) -> dict[str, object]:
+    """Every number of the run in one place (models/metrics/report.json), read from the stages' metrics."""
+    return {
         "close_rates": rates,
         "model": {"type": train["model"]["type"], "calibration": train["model"]["calibration"],
                   **train["model"]["mean"], **{f"{k}_sd": v for k, v in train["model"]["sd"].items()}},
@@ -82,11 +91,16 @@ def run(params: Params) -> dict[str, object]:
         "validation": train["validation"],
         "thresholds": {"threshold": thresholds["threshold"], **{f"validation_{k}": v for k, v in thresholds["validation"].items()}},
     }
-    io.write_json(models / "metrics" / "report.json", metrics)
-    io.write_json(models / "metrics.json", headline(metrics))
-    # every chart states its population and n (docs/chart-style.md): who the leads are, from the artifacts
-    matured = charts.matured_population(rates, params.outcome.horizon_days)
-    figures = {
+
+
+def _figures(models: Path, horizon_days: int, rates: dict, train: dict, thresholds: dict) -> dict[str, Figure]:
+    """Every chart of models/charts/, each stating its population and n (docs/chart-style.md):
+    who the leads are, from the artifacts."""
+    close_rates = spreadsheet.read_csv(models / "close_rates.csv")
+    funnel = io.read_json(models / "funnel.json")
+    points_table = io.read_json(models / "weights.json")
+    matured = charts.matured_population(rates, horizon_days)
+    return {
         "close_rate_by_activity.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "activity",
                                                                population=matured),
         "close_rate_by_fit.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "fit",
@@ -100,11 +114,11 @@ def run(params: Params) -> dict[str, object]:
             average_of="these training leads"),
         "funnel.png": charts.funnel_chart(
             funnel["funnel"],
-            population=f"matured leads (created at least {params.outcome.horizon_days} days before the export)"),
+            population=f"matured leads (created at least {horizon_days} days before the export)"),
         "funnel_by_month.png": charts.monthly_trend_chart(
             io.read_csv(models / "plots" / "funnel_by_month.csv"), counts=funnel["by_month"],
             export_date=funnel["population"].get("export_date"),
-            horizon_days=params.outcome.horizon_days,
+            horizon_days=horizon_days,
             population="all leads by month of creation (SQL → customer: matured leads only)"),
         "points_table.png": charts.points_table_chart(
             pd.DataFrame(points_table["signals"]),
@@ -118,7 +132,3 @@ def run(params: Params) -> dict[str, object]:
         }, population=charts.population("held-out months", train["validation"]),
             unit="rows" if train["validation"].get("rows", 0) != train["validation"]["leads"] else "leads"),
     }
-    for name, fig in figures.items():
-        io.write_bytes(models / "charts" / name, figure_bytes(fig))
-    log.info("report: %d charts in %s", len(figures), models / "charts")
-    return metrics

@@ -44,14 +44,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline import io
-from pipeline.data.contract import customer_amounts
+from pipeline.artifacts import read_frequency_signals, read_scorecard
 from pipeline.core.crm_scoring import TARGETS, crm_scores, grade_label, points_per_third, scoring_for
-from pipeline.design import SNAPSHOT_NOTE, is_snapshot
 from pipeline.core.frequency import best_split
-from pipeline.params import Params, Thresholds
 from pipeline.core.signals import SignalSet, build_signals, lead_starts, time_split
+from pipeline.data.contract import customer_amounts
+from pipeline.design import SNAPSHOT_NOTE, is_snapshot
+from pipeline.params import Params, Thresholds
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.data.contract import STAGES, WON_STAGE
 from pipeline.core.stats import wilson_interval
+from pipeline.data.contract import STAGES, WON_STAGE
 
 LOST = "lost"
 FUNNEL: tuple[str, ...] = tuple(s for s in STAGES if s != LOST)  # lead, mql, sal, sql, opportunity, customer

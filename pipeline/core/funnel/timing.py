@@ -10,9 +10,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.data.contract import WON_STAGE
+from pipeline.core.funnel.common import (
+    DAY,
+    FUNNEL,
+    HOUR,
+    LOST,
+    RANK,
+    UNKNOWN,
+    check_confidence,
+    check_leads,
+    check_stages,
+)
 from pipeline.core.stats import wilson_interval
-from pipeline.core.funnel.common import DAY, FUNNEL, HOUR, LOST, RANK, UNKNOWN, check_confidence, check_leads, check_stages
+from pipeline.data.contract import WON_STAGE
 
 
 def quantiles(values: np.ndarray) -> tuple[float, float]:
