@@ -158,6 +158,18 @@ def _timestamp_sql(kind: str) -> str:
     return "CAST(timezone('UTC', TRY_CAST(trim(CAST(occurred_at AS VARCHAR)) AS TIMESTAMPTZ)) AS TIMESTAMP)"
 
 
+def _coded_batch(lead: np.ndarray, name: np.ndarray, us: np.ndarray, lead_ids: pa.Array,
+                 names: pa.Array) -> pa.Table:
+    """One sorted batch as dictionary arrays (codes into a slice of the sorted lead ids, and into
+    the names): Parquet writes dictionary pages, and no string is built per row."""
+    first = int(lead[0])  # sorted: this batch's leads are the ranks first..lead[-1]
+    return pa.table([
+        pa.DictionaryArray.from_arrays(pa.array((lead - first).astype(np.int32)),
+                                       lead_ids.slice(first, int(lead[-1]) - first + 1)),
+        pa.DictionaryArray.from_arrays(pa.array(name), names),
+        pa.array(us.view("datetime64[us]"))], schema=SCHEMA)
+
+
 def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.Array, out: Path,
                   stops: np.ndarray) -> tuple[int, np.ndarray]:
     """Write the kept rows of (lead rank, activity rank, microseconds, verdict), sorted, as the event log.
@@ -203,12 +215,7 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
             previous = (lead[-1], us[-1], name[-1])
             if repeat.any():
                 lead, name, us = lead[~repeat], name[~repeat], us[~repeat]
-            first = int(lead[0])  # sorted: this batch's leads are the ranks first..lead[-1]
-            batches.put(pa.table([
-                pa.DictionaryArray.from_arrays(pa.array((lead - first).astype(np.int32)),
-                                               lead_ids.slice(first, int(lead[-1]) - first + 1)),
-                pa.DictionaryArray.from_arrays(pa.array(name), names),
-                pa.array(us.view("datetime64[us]"))], schema=SCHEMA))
+            batches.put(_coded_batch(lead, name, us, lead_ids, names))
             written += len(lead)
             if failure:
                 break
@@ -219,6 +226,175 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
     if failure:
         raise failure[0]
     return written, verdicts
+
+
+def _columns(con: duckdb.DuckDBPyConnection, file_list: str, shown: str) -> dict[str, str]:
+    """Column name (stripped, lower case) -> DuckDB type, read from the files' schema: a file that
+    is not Parquet, or lacks a required column, is refused before any row is read."""
+    try:
+        schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_list}, union_by_name=true)").fetchall()
+    except duckdb.Error as exc:
+        raise LeadcalError(f"{shown}: cannot read as Parquet: {exc}") from exc
+    types = {str(name).strip().lower(): str(kind) for name, kind, *_ in schema}
+    missing = [c for c in ACTIVITIES_REQUIRED if c not in types]
+    if missing:
+        raise LeadcalError(f"{shown}: missing required column(s) {missing}; found {list(types)}. "
+                           "See docs/data-contract.md for the expected columns.")
+    return types
+
+
+def _register_leads(con: duckdb.DuckDBPyConnection, leads: pd.DataFrame) -> pa.Table:
+    """The leads as `lead_table` (lead_id, created_at, lead_rank), in id order: a lead's rank then
+    sorts like its id, so the log is sorted on a small integer instead of the id's text."""
+    lead_table = pa.table({"lead_id": pa.array(leads["lead_id"], type=pa.string()),
+                           "created_at": pa.array(leads["created_at"], type=pa.timestamp("us"))}).sort_by("lead_id")
+    lead_table = lead_table.append_column("lead_rank", pa.array(np.arange(lead_table.num_rows, dtype=np.int32)))
+    con.register("lead_table", lead_table)
+    return lead_table
+
+
+def _create_parsed(con: duckdb.DuckDBPyConnection, file_list: str, types: dict[str, str]) -> None:
+    """The view `parsed`: every row of the files with its file and row number (read only for
+    messages), its id trimmed and its timestamp as UTC, whatever type the files store."""
+    # a typed timestamp needs no text (formatting 100M dates costs seconds): only its absence is checked
+    typed = not types["occurred_at"].startswith("VARCHAR")
+    text_sql = "CASE WHEN occurred_at IS NULL THEN NULL ELSE 'x' END" if typed else "CAST(occurred_at AS VARCHAR)"
+    # row numbers come from the files themselves (cheap); they are only read for messages
+    con.execute(f"""
+            CREATE TEMP VIEW parsed AS
+            SELECT filename, file_row_number + 1 AS row_number,
+                   CAST(lead_id AS VARCHAR) AS raw_lead_id, CAST(activity AS VARCHAR) AS raw_activity,
+                   {_trimmed('CAST(lead_id AS VARCHAR)')} AS lead_id,
+                   {text_sql} AS occurred_text,
+                   {_timestamp_sql(types['occurred_at'])} AS occurred_at
+            FROM read_parquet({file_list}, union_by_name=true, filename=true, file_row_number=true)
+        """)
+
+
+def _register_names(con: duckdb.DuckDBPyConnection, shown: str,
+                    files: int) -> tuple[list[tuple[str, str]], list[str], str]:
+    """Activity names: each spelling in the log (few) is normalised once, not each of 100M rows,
+    and registered as `name_table` (raw spelling -> rank among the names; -1 for a name too long).
+
+    Returns (raw spelling, normalised name) pairs, the names in rank order, and the SQL condition
+    of a row without a name. A NUL byte in a name is refused, as the pandas path refuses it."""
+    spellings = [(raw, raw.strip().lower()) for raw, in  # as the pandas path normalises them
+                 con.execute("SELECT DISTINCT raw_activity FROM parsed WHERE raw_activity IS NOT NULL").fetchall()]
+    if any("\x00" in raw for raw, _ in spellings):  # refused, as the pandas path refuses it
+        nul = "strpos(raw_activity, chr(0)) > 0"
+        count = con.execute(f"SELECT count(*) FROM parsed WHERE {nul}").fetchone()[0]
+        raise LeadcalError(f"{shown}: column 'activity': {count} value(s) hold a NUL byte (\\x00): the export is "
+                           f"damaged or not UTF-8 text; re-export it; "
+                           f"{_examples(con, nul, 'raw_activity', files, table='parsed')}")
+    # a name longer than MAX_TEXT is a bad row (rank -1: dropped, never a column)
+    names = sorted({name for _, name in spellings if len(name) <= MAX_TEXT} - {""})
+    rank = {name: position for position, name in enumerate(names)}
+    con.register("name_table", pa.table({
+        "raw": pa.array([raw for raw, name in spellings if name], type=pa.string()),
+        "name_rank": pa.array([rank.get(name, -1) for _, name in spellings if name], type=pa.int32())}))
+    blank = [raw for raw, name in spellings if not name]
+    no_name = "raw_activity IS NULL" + (f" OR raw_activity IN ({', '.join(map(sql_literal, blank))})" if blank else "")
+    return spellings, names, no_name
+
+
+def _create_judged(con: duckdb.DuckDBPyConnection, now: pd.Timestamp | None) -> None:
+    """The view `judged`: each parsed row with its lead's rank and creation (NULL: no such lead)
+    and the moment after which an event is in the future."""
+    limit = "TIMESTAMP '9999-12-31'" if now is None else f"TIMESTAMP '{pd.Timestamp(now).isoformat()}'"
+    con.execute(f"""
+            CREATE TEMP VIEW judged AS
+            SELECT p.*, COALESCE(l.created_at, t.created_at) AS created_at,
+                   COALESCE(l.lead_rank, t.lead_rank) AS lead_rank, {limit} AS now
+            FROM parsed p
+            LEFT JOIN lead_table l ON p.raw_lead_id = l.lead_id
+            -- ids are matched as written; only one that matches no lead is trimmed (trimming 100M costs seconds)
+            LEFT JOIN lead_table t ON CASE WHEN l.lead_id IS NULL THEN {_trimmed('p.raw_lead_id')} END = t.lead_id
+        """)
+
+
+def _stops(policy: str) -> np.ndarray:
+    """Per verdict, whether it stops the stream: a problem always, a rule's drop under
+    on_bad_rows: fail (the run will be refused, so writing on would be wasted)."""
+    stops = np.zeros(PROBLEM + 1, dtype=bool)
+    stops[PROBLEM] = True
+    stops[1:PROBLEM] = policy == "fail"
+    return stops
+
+
+def _sorted_sql(spellings: list[tuple[str, str]]) -> str:
+    """The one pass over the log: each row's (lead rank, name rank, microseconds, verdict), sorted
+    on those small fixed-width keys instead of the strings."""
+    rules = " ".join(f"WHEN {condition} THEN {verdict}"
+                     for verdict, (_, condition) in enumerate(RULES[:-1], start=1) if verdict > UNKNOWN)
+    # the long-name rule is only written into the query when a name is too long (a test per row costs 15 %)
+    long_names = any(len(name) > MAX_TEXT for _, name in spellings)
+    long_rule = f"WHEN n.name_rank < 0 THEN {LONG}" if long_names else ""
+    return f"""
+            SELECT COALESCE(j.lead_rank, -1) AS lead_rank, COALESCE(n.name_rank, -1) AS name_rank,
+                   COALESCE(epoch_us(j.occurred_at), 0) AS us,
+                   CAST(CASE WHEN j.occurred_at IS NULL OR n.name_rank IS NULL THEN {PROBLEM}
+                             WHEN j.lead_rank IS NULL THEN
+                                  CASE WHEN coalesce({_trimmed('j.raw_lead_id')}, '') = ''
+                                       THEN {PROBLEM} {long_rule} ELSE {UNKNOWN} END
+                             {long_rule}
+                             {rules} ELSE 0 END AS TINYINT) AS verdict
+            FROM judged j LEFT JOIN name_table n ON j.raw_activity = n.raw
+            ORDER BY lead_rank, us, name_rank
+        """
+
+
+def _report(con: duckdb.DuckDBPyConnection, shown: str, files: int, policy: str, verdicts: np.ndarray,
+            written: int, partial: Path, lead_table: pa.Table, dropped_ids: pd.Series | None,
+            leads_source: str | None) -> TableReport:
+    """The drop counts of a streamed log, from its verdicts and the rows written; a log that
+    matches no lead, or holds duplicates under on_bad_rows: fail, is refused (`partial` removed).
+
+    Events of leads dropped at extract are counted apart from unknown leads by a query that
+    runs only when leads were dropped and some events matched no lead."""
+    if not verdicts.sum():
+        raise LeadcalError(f"{shown}: the table has a header but no rows")
+    report = TableReport(rows_read=int(verdicts.sum()))
+    unknown = f"created_at IS NULL AND NOT ({RULES[LONG - 1][1]})"
+    of_dropped = 0
+    if dropped_ids is not None and len(dropped_ids) and verdicts[UNKNOWN]:  # only when leads were dropped
+        con.register("dropped_table", pa.table({"lead_id": pa.array(dropped_ids, type=pa.string())}))
+        of_dropped = con.execute(f"SELECT count(*) FROM judged WHERE {unknown} AND "
+                                 f"{_trimmed('raw_lead_id')} IN (SELECT lead_id FROM dropped_table)").fetchone()[0]
+        unknown += f" AND {_trimmed('raw_lead_id')} NOT IN (SELECT lead_id FROM dropped_table)"
+    reaching = int(verdicts.sum() - verdicts[LONG]) - of_dropped  # rows the unknown-lead rule sees
+    unmatched = int(verdicts[UNKNOWN]) - of_dropped
+    if reaching and unmatched == reaching:
+        partial.unlink()
+        raise unmatched_error(shown, "activities", reaching, _examples(con, unknown, "lead_id", files),
+                              lead_table.column("lead_id").to_pandas(), leads_source)
+    if unmatched > UNKNOWN_SHARE_WARNING * reaching:
+        report.warn(unmatched_warning(shown, "activities", reaching, unmatched, leads_source))
+    report.drop(RULES[LONG - 1][0], int(verdicts[LONG]))
+    report.drop(OF_DROPPED_LEAD, of_dropped)
+    report.drop(RULES[UNKNOWN - 1][0], unmatched)
+    for verdict, (reason, _) in enumerate(RULES[:-1], start=1):
+        if verdict > UNKNOWN:
+            report.drop(reason, int(verdicts[verdict]))
+    duplicates = int(verdicts[0]) - written
+    if duplicates and policy == "fail":
+        partial.unlink()
+        raise _refusal_of_duplicates(con, shown, duplicates, files)
+    report.drop(RULES[-1][0], duplicates)
+    report.rows_written = written
+    return report
+
+
+def _refusal_of_duplicates(con: duckdb.DuckDBPyConnection, shown: str, duplicates: int, files: int) -> LeadcalError:
+    """The error for duplicates under on_bad_rows: fail. The stream only counted them; their rows
+    are found here (a second pass, on this path only) so the message can name them."""
+    kept = _kept_before(len(RULES) - 1)
+    con.execute(f"""
+                CREATE TEMP TABLE copies AS SELECT j.* FROM judged j JOIN name_table n ON j.raw_activity = n.raw
+                WHERE {kept}
+                QUALIFY row_number() OVER (PARTITION BY j.lead_rank, n.name_rank, j.occurred_at
+                                           ORDER BY j.filename, j.row_number) > 1
+            """)
+    return _refusal(con, shown, RULES[-1][0], duplicates, "TRUE", files, table="copies")
 
 
 def write_event_log(
@@ -239,123 +415,21 @@ def write_event_log(
                             preserve_insertion_order=False)
     try:
         file_list = "[" + ", ".join(sql_literal(f.as_posix()) for f in files) + "]"  # a path may hold a quote
-        try:
-            schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_list}, union_by_name=true)").fetchall()
-        except duckdb.Error as exc:
-            raise LeadcalError(f"{shown}: cannot read as Parquet: {exc}") from exc
-        types = {str(name).strip().lower(): str(kind) for name, kind, *_ in schema}
-        missing = [c for c in ACTIVITIES_REQUIRED if c not in types]
-        if missing:
-            raise LeadcalError(f"{shown}: missing required column(s) {missing}; found {list(types)}. "
-                               "See docs/data-contract.md for the expected columns.")
-        # leads in id order: a lead's rank then sorts like its id
-        lead_table = pa.table({"lead_id": pa.array(leads["lead_id"], type=pa.string()),
-                               "created_at": pa.array(leads["created_at"], type=pa.timestamp("us"))}).sort_by("lead_id")
-        lead_table = lead_table.append_column("lead_rank", pa.array(np.arange(lead_table.num_rows, dtype=np.int32)))
-        con.register("lead_table", lead_table)
-        limit = "TIMESTAMP '9999-12-31'" if now is None else f"TIMESTAMP '{pd.Timestamp(now).isoformat()}'"
-        # a typed timestamp needs no text (formatting 100M dates costs seconds): only its absence is checked
-        typed = not types["occurred_at"].startswith("VARCHAR")
-        text_sql = "CASE WHEN occurred_at IS NULL THEN NULL ELSE 'x' END" if typed else "CAST(occurred_at AS VARCHAR)"
-        # row numbers come from the files themselves (cheap); they are only read for messages
-        con.execute(f"""
-            CREATE TEMP VIEW parsed AS
-            SELECT filename, file_row_number + 1 AS row_number,
-                   CAST(lead_id AS VARCHAR) AS raw_lead_id, CAST(activity AS VARCHAR) AS raw_activity,
-                   {_trimmed('CAST(lead_id AS VARCHAR)')} AS lead_id,
-                   {text_sql} AS occurred_text,
-                   {_timestamp_sql(types['occurred_at'])} AS occurred_at
-            FROM read_parquet({file_list}, union_by_name=true, filename=true, file_row_number=true)
-        """)
-        # activity names: each spelling in the file (few) is normalised once, not each of 100M rows
-        spellings = [(raw, raw.strip().lower()) for raw, in  # as the pandas path normalises them
-                     con.execute("SELECT DISTINCT raw_activity FROM parsed WHERE raw_activity IS NOT NULL").fetchall()]
-        if any("\x00" in raw for raw, _ in spellings):  # refused, as the pandas path refuses it
-            nul = "strpos(raw_activity, chr(0)) > 0"
-            count = con.execute(f"SELECT count(*) FROM parsed WHERE {nul}").fetchone()[0]
-            raise LeadcalError(f"{shown}: column 'activity': {count} value(s) hold a NUL byte (\\x00): the export is "
-                               f"damaged or not UTF-8 text; re-export it; "
-                               f"{_examples(con, nul, 'raw_activity', len(files), table='parsed')}")
-        # a name longer than MAX_TEXT is a bad row (rank -1: dropped, never a column)
-        names = sorted({name for _, name in spellings if len(name) <= MAX_TEXT} - {""})
-        rank = {name: position for position, name in enumerate(names)}
-        con.register("name_table", pa.table({
-            "raw": pa.array([raw for raw, name in spellings if name], type=pa.string()),
-            "name_rank": pa.array([rank.get(name, -1) for _, name in spellings if name], type=pa.int32())}))
-        blank = [raw for raw, name in spellings if not name]
-        no_name = "raw_activity IS NULL" + (f" OR raw_activity IN ({', '.join(map(sql_literal, blank))})" if blank else "")
-        con.execute(f"""
-            CREATE TEMP VIEW judged AS
-            SELECT p.*, COALESCE(l.created_at, t.created_at) AS created_at,
-                   COALESCE(l.lead_rank, t.lead_rank) AS lead_rank, {limit} AS now
-            FROM parsed p
-            LEFT JOIN lead_table l ON p.raw_lead_id = l.lead_id
-            -- ids are matched as written; only one that matches no lead is trimmed (trimming 100M costs seconds)
-            LEFT JOIN lead_table t ON CASE WHEN l.lead_id IS NULL THEN {_trimmed('p.raw_lead_id')} END = t.lead_id
-        """)
-        rules = " ".join(f"WHEN {condition} THEN {verdict}"
-                         for verdict, (_, condition) in enumerate(RULES[:-1], start=1) if verdict > UNKNOWN)
-        # the long-name rule is only written into the query when a name is too long (a test per row costs 15 %)
-        long_names = any(len(name) > MAX_TEXT for _, name in spellings)
-        long_rule = f"WHEN n.name_rank < 0 THEN {LONG}" if long_names else ""
-        stops = np.zeros(PROBLEM + 1, dtype=bool)
-        stops[PROBLEM] = True
-        stops[1:PROBLEM] = policy == "fail"
-        with con.sql(f"""
-            SELECT COALESCE(j.lead_rank, -1) AS lead_rank, COALESCE(n.name_rank, -1) AS name_rank,
-                   COALESCE(epoch_us(j.occurred_at), 0) AS us,
-                   CAST(CASE WHEN j.occurred_at IS NULL OR n.name_rank IS NULL THEN {PROBLEM}
-                             WHEN j.lead_rank IS NULL THEN
-                                  CASE WHEN coalesce({_trimmed('j.raw_lead_id')}, '') = ''
-                                       THEN {PROBLEM} {long_rule} ELSE {UNKNOWN} END
-                             {long_rule}
-                             {rules} ELSE 0 END AS TINYINT) AS verdict
-            FROM judged j LEFT JOIN name_table n ON j.raw_activity = n.raw
-            ORDER BY lead_rank, us, name_rank
-        """).to_arrow_reader(BATCH_ROWS) as ordered:  # closed even when the stream stops early
+        types = _columns(con, file_list, shown)
+        lead_table = _register_leads(con, leads)
+        _create_parsed(con, file_list, types)
+        spellings, names, no_name = _register_names(con, shown, len(files))
+        _create_judged(con, now)
+        stops = _stops(policy)
+        with con.sql(_sorted_sql(spellings)).to_arrow_reader(BATCH_ROWS) as ordered:  # closed even when it stops early
             written, verdicts = _write_sorted(ordered, lead_table.column("lead_id").combine_chunks(),
                                               pa.array(names, pa.string()), partial, stops)
         if verdicts[stops].any():
             partial.unlink()
             raise _refusal_of_log(con, shown, len(files), no_name, lead_table.column("lead_id").to_pandas(),
                                   leads_source)
-        if not verdicts.sum():
-            raise LeadcalError(f"{shown}: the table has a header but no rows")
-        report = TableReport(rows_read=int(verdicts.sum()))
-        unknown = f"created_at IS NULL AND NOT ({RULES[LONG - 1][1]})"
-        of_dropped = 0
-        if dropped_ids is not None and len(dropped_ids) and verdicts[UNKNOWN]:  # only when leads were dropped
-            con.register("dropped_table", pa.table({"lead_id": pa.array(dropped_ids, type=pa.string())}))
-            of_dropped = con.execute(f"SELECT count(*) FROM judged WHERE {unknown} AND "
-                                     f"{_trimmed('raw_lead_id')} IN (SELECT lead_id FROM dropped_table)").fetchone()[0]
-            unknown += f" AND {_trimmed('raw_lead_id')} NOT IN (SELECT lead_id FROM dropped_table)"
-        reaching = int(verdicts.sum() - verdicts[LONG]) - of_dropped  # rows the unknown-lead rule sees
-        unmatched = int(verdicts[UNKNOWN]) - of_dropped
-        if reaching and unmatched == reaching:
-            partial.unlink()
-            raise unmatched_error(shown, "activities", reaching, _examples(con, unknown, "lead_id", len(files)),
-                                  lead_table.column("lead_id").to_pandas(), leads_source)
-        if unmatched > UNKNOWN_SHARE_WARNING * reaching:
-            report.warn(unmatched_warning(shown, "activities", reaching, unmatched, leads_source))
-        report.drop(RULES[LONG - 1][0], int(verdicts[LONG]))
-        report.drop(OF_DROPPED_LEAD, of_dropped)
-        report.drop(RULES[UNKNOWN - 1][0], unmatched)
-        for verdict, (reason, _) in enumerate(RULES[:-1], start=1):
-            if verdict > UNKNOWN:
-                report.drop(reason, int(verdicts[verdict]))
-        duplicates = int(verdicts[0]) - written
-        if duplicates and policy == "fail":
-            partial.unlink()
-            kept = _kept_before(len(RULES) - 1)
-            con.execute(f"""
-                CREATE TEMP TABLE copies AS SELECT j.* FROM judged j JOIN name_table n ON j.raw_activity = n.raw
-                WHERE {kept}
-                QUALIFY row_number() OVER (PARTITION BY j.lead_rank, n.name_rank, j.occurred_at
-                                           ORDER BY j.filename, j.row_number) > 1
-            """)
-            raise _refusal(con, shown, RULES[-1][0], duplicates, "TRUE", len(files), table="copies")
-        report.drop(RULES[-1][0], duplicates)
-        report.rows_written = written
+        report = _report(con, shown, len(files), policy, verdicts, written, partial, lead_table, dropped_ids,
+                         leads_source)
     except duckdb.OutOfMemoryException as exc:
         partial.unlink(missing_ok=True)
         raise LeadcalError(
