@@ -551,22 +551,7 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
         table = getattr(source, name)
         if table is None:
             continue
-        raw, origin = _read(table, name, source, base)
-        raw, blanked = blank_placeholders(raw, source.missing_values)
-        mapped, report[name] = map_table(raw, table, name, origin)
-        if blanked:
-            report[name]["placeholders_blanked"] = blanked
-        date_column = DATE_COLUMNS[name]
-        if date_column in mapped.columns:
-            mapped[date_column] = parse_dates(mapped[date_column], table.date_format or source.date_format,
-                                              source.day_first, source.timezone, origin, date_column)
-        for column in ("activity", "stage"):
-            if column in mapped.columns:
-                before = mapped[column].astype("string").str.strip().str.lower()
-                mapped[column] = snake_case(mapped[column])
-                changed = int((before.fillna("") != mapped[column].fillna("")).sum())
-                report[name]["values_respelt_snake_case"] = changed
-        tables[name], origins[name] = mapped, origin
+        raw, tables[name], origins[name] = _read_mapped(table, name, source, base, report)
         if name == "leads":
             raw_leads = raw
     leads, origin = tables["leads"], origins["leads"]
@@ -590,12 +575,51 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
             report["outcome"]["open_leads_left_out"] = int((~keep).sum())
         _append(tables, "stages", stages)
         origins.setdefault("stages", f"{origin} (outcome column '{source.outcome.column}', source.outcome)")
+    tables["leads"] = _with_wide_numbers(leads, wide_leads, source, origin)
+    _add_wide_tables(tables, origins, report, wide_leads, source, origin, dated)
+    return tables, origins, report
+
+
+def _read_mapped(table: TableSource, name: str, source: Source, base: Path,
+                 report: dict[str, object]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """One table read and mapped onto the contract's names, its dates parsed to UTC and its activity
+    and stage names respelt in snake_case; what was normalised goes to report[name].
+
+    Returns (the table as read, placeholders blanked; the mapped table; where it came from): a wide
+    export's columns are read from the first, by their names in the source."""
+    raw, origin = _read(table, name, source, base)
+    raw, blanked = blank_placeholders(raw, source.missing_values)
+    mapped, report[name] = map_table(raw, table, name, origin)
+    if blanked:
+        report[name]["placeholders_blanked"] = blanked
+    date_column = DATE_COLUMNS[name]
+    if date_column in mapped.columns:
+        mapped[date_column] = parse_dates(mapped[date_column], table.date_format or source.date_format,
+                                          source.day_first, source.timezone, origin, date_column)
+    for column in ("activity", "stage"):
+        if column in mapped.columns:
+            before = mapped[column].astype("string").str.strip().str.lower()
+            mapped[column] = snake_case(mapped[column])
+            changed = int((before.fillna("") != mapped[column].fillna("")).sum())
+            report[name]["values_respelt_snake_case"] = changed
+    return raw, mapped, origin
+
+
+def _with_wide_numbers(leads: pd.DataFrame, wide_leads: pd.DataFrame, source: Source, origin: str) -> pd.DataFrame:
+    """The leads with a wide export's number columns as numeric attributes; a number column may
+    not take the name of another column of the data (it would replace it silently)."""
     for attribute, values in wide_numbers(wide_leads, source.wide, origin).items():
         if attribute in leads.columns and attribute not in {s.column.strip().lower() for s in source.wide.activities}:
             raise LeadcalError(f"{origin}: the number column becomes attribute '{attribute}', but the data already "
                                f"has a column of that name; give source.wide.activities another `activity` name")
         leads = leads.assign(**{attribute: values})
-    tables["leads"] = leads
+    return leads
+
+
+def _add_wide_tables(tables: dict[str, pd.DataFrame], origins: dict[str, str], report: dict[str, object],
+                     wide_leads: pd.DataFrame, source: Source, origin: str, dated: bool) -> None:
+    """A wide export's activity and stage columns as rows of the activities and stages tables
+    (added to any read from files), with their origins and counts for the report."""
     if source.wide.activities:
         events = wide_events(wide_leads, source.wide, source, origin, dated)
         _append(tables, "activities", events)
@@ -606,7 +630,6 @@ def load(source: Source, base: Path) -> tuple[dict[str, pd.DataFrame], dict[str,
         _append(tables, "stages", stages)
         origins.setdefault("stages", f"{origin} (date columns, source.wide.stages)")
         report["wide_stages"] = stages["stage"].value_counts().sort_index().to_dict()
-    return tables, origins, report
 
 
 def _snapshot_leads(leads: pd.DataFrame, source: Source, origin: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
