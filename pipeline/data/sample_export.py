@@ -177,50 +177,18 @@ def one_row_per_lead(sample: dict, params: Params) -> pd.DataFrame:
     tags_converted = _pick(rng, TAGS_CONVERTED, n)
     tags_others = _pick(rng, TAGS_OTHERS, n)
 
-    # Events before each lead's counting moment.
-    moment = counting_moments(sample).to_numpy()
-    index = position[activities["lead_id"]].to_numpy()
-    window = activities[activities["occurred_at"].to_numpy() < moment[index]]
-    window_index = position[window["lead_id"]].to_numpy()
     codes = {name: k for k, name in enumerate(ACTIVITY_NAMES)}
-    activity_code = window["activity"].map(codes).to_numpy()
-    per_activity = np.zeros((n, len(codes)), dtype=np.int64)
-    np.add.at(per_activity, (window_index, activity_code), 1)
+    window, activity_code, per_activity = _events_before_moment(sample, activities, position, codes)
 
     frame = pd.DataFrame({"Prospect ID": ids, "Lead Number": lead_number})
-    frame["Lead Source"] = leads["source"].map(SOURCE_NAMES).to_numpy()
-    frame["Country"] = leads["country"].map(COUNTRY_NAMES).to_numpy()
-    frame["Industry"] = leads["industry"].map(INDUSTRY_NAMES).to_numpy()
-    band = np.searchsorted(SIZE_EDGES, leads["company_size"].to_numpy(), side="right") - 1
-    frame["Company Size"] = np.array(SIZE_BANDS, dtype=object)[band]
-    frame["Seniority"] = leads["seniority"].map(SENIORITY_NAMES).to_numpy()
-    frame["Email Type"] = leads["email_type"].map(EMAIL_TYPE_NAMES).to_numpy()
-    for column, (select, blank) in CELL_GAPS.items():
-        draw = gaps[column]
-        frame.loc[draw < select, column] = "Select"
-        frame.loc[(draw >= select) & (draw < select + blank), column] = None
+    _fit_columns(frame, leads, gaps)
 
     customer_at = stages[stages["stage"] == "customer"].groupby("lead_id")["entered_at"].min()
     won = (customer_at.reindex(ids) <= created.to_numpy() + horizon).to_numpy()
     frame["Converted"] = won.astype(int)
 
-    counts = {column: per_activity[:, [codes[a] for a in names]].sum(axis=1) for column, names in COUNTS.items()}
-    for column, values in counts.items():
-        zero = values == 0
-        # blank a zero with the chance that makes the column's blank share BLANK_COUNT_SHARE
-        chance = min(1.0, BLANK_COUNT_SHARE / zero.mean()) if zero.any() else 0.0
-        frame[column] = pd.array(values, dtype="Int64")
-        frame.loc[zero & (blank_draws[column] < chance), column] = pd.NA
-
-    visits = counts["TotalVisits"]
-    visit_lead = np.repeat(np.arange(n), visits)
-    median, sigma = SECONDS_PER_VISIT
-    seconds = np.exp(rng.normal(np.log(median), sigma, size=len(visit_lead)))
-    pages = 1 + rng.poisson(EXTRA_PAGES_PER_VISIT, size=len(visit_lead))
-    frame["Total Time Spent on Website"] = np.round(np.bincount(visit_lead, seconds, minlength=n)).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_visit = np.bincount(visit_lead, pages, minlength=n) / visits
-    frame["Page Views Per Visit"] = np.where(visits > 0, np.round(per_visit, 2), np.nan)
+    counts = _count_columns(frame, per_activity, codes, blank_draws)
+    _visit_columns(frame, rng, counts["TotalVisits"])
 
     # The latest event before the moment (ties: the last name in a fixed order).
     ordered = window.assign(code=activity_code).sort_values(["lead_id", "occurred_at", "code"], kind="stable")
@@ -236,6 +204,64 @@ def one_row_per_lead(sample: dict, params: Params) -> pd.DataFrame:
     matured = (created + horizon <= export_date).to_numpy()
     frame = frame.loc[matured, COLUMNS].sort_values("Prospect ID", kind="stable").reset_index(drop=True)
     return frame
+
+
+def _events_before_moment(sample: dict, activities: pd.DataFrame, position: pd.Series,
+                          codes: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The events strictly before each lead's counting moment (so no counter sees its outcome), their
+    activity codes, and the leads x activities count of them (rows in leads-table order)."""
+    moment = counting_moments(sample).to_numpy()
+    index = position[activities["lead_id"]].to_numpy()
+    window = activities[activities["occurred_at"].to_numpy() < moment[index]]
+    window_index = position[window["lead_id"]].to_numpy()
+    activity_code = window["activity"].map(codes).to_numpy()
+    per_activity = np.zeros((len(position), len(codes)), dtype=np.int64)
+    np.add.at(per_activity, (window_index, activity_code), 1)
+    return window, activity_code, per_activity
+
+
+def _fit_columns(frame: pd.DataFrame, leads: pd.DataFrame, gaps: dict[str, np.ndarray]) -> None:
+    """The fit attributes, CRM-spelt, with the form's `Select` and blank cells drawn in `gaps`
+    (whatever the lead did, so the gaps carry no signal)."""
+    frame["Lead Source"] = leads["source"].map(SOURCE_NAMES).to_numpy()
+    frame["Country"] = leads["country"].map(COUNTRY_NAMES).to_numpy()
+    frame["Industry"] = leads["industry"].map(INDUSTRY_NAMES).to_numpy()
+    band = np.searchsorted(SIZE_EDGES, leads["company_size"].to_numpy(), side="right") - 1
+    frame["Company Size"] = np.array(SIZE_BANDS, dtype=object)[band]
+    frame["Seniority"] = leads["seniority"].map(SENIORITY_NAMES).to_numpy()
+    frame["Email Type"] = leads["email_type"].map(EMAIL_TYPE_NAMES).to_numpy()
+    for column, (select, blank) in CELL_GAPS.items():
+        draw = gaps[column]
+        frame.loc[draw < select, column] = "Select"
+        frame.loc[(draw >= select) & (draw < select + blank), column] = None
+
+
+def _count_columns(frame: pd.DataFrame, per_activity: np.ndarray, codes: dict[str, int],
+                   blank_draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The COUNTS columns, some zeros left blank as a CRM leaves a counter it never incremented;
+    returns the counts themselves (the visits drive the time and page columns)."""
+    counts = {column: per_activity[:, [codes[a] for a in names]].sum(axis=1) for column, names in COUNTS.items()}
+    for column, values in counts.items():
+        zero = values == 0
+        # blank a zero with the chance that makes the column's blank share BLANK_COUNT_SHARE
+        chance = min(1.0, BLANK_COUNT_SHARE / zero.mean()) if zero.any() else 0.0
+        frame[column] = pd.array(values, dtype="Int64")
+        frame.loc[zero & (blank_draws[column] < chance), column] = pd.NA
+    return counts
+
+
+def _visit_columns(frame: pd.DataFrame, rng: np.random.Generator, visits: np.ndarray) -> None:
+    """Time on the website and page views per visit, drawn per visit (measures, not counts: the
+    numbers an export holds beside its counters). Draws: every duration, then every page count."""
+    n = len(visits)
+    visit_lead = np.repeat(np.arange(n), visits)
+    median, sigma = SECONDS_PER_VISIT
+    seconds = np.exp(rng.normal(np.log(median), sigma, size=len(visit_lead)))
+    pages = 1 + rng.poisson(EXTRA_PAGES_PER_VISIT, size=len(visit_lead))
+    frame["Total Time Spent on Website"] = np.round(np.bincount(visit_lead, seconds, minlength=n)).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_visit = np.bincount(visit_lead, pages, minlength=n) / visits
+    frame["Page Views Per Visit"] = np.where(visits > 0, np.round(per_visit, 2), np.nan)
 
 
 def write_one_row_per_lead(params: Params, path: str | Path, n_leads: int | None = None) -> pd.DataFrame:
