@@ -270,6 +270,31 @@ def _solve_intercept(logit: np.ndarray, target: float) -> float:
     return (low + high) / 2
 
 
+def _deal_amount(rng: np.random.Generator, size_factor: float) -> float:
+    """A deal's amount: lognormal around 18,000, larger with the company, rounded to hundreds."""
+    return float(np.round(np.exp(rng.normal(np.log(18_000), 0.5)) * size_factor, -2))
+
+
+def _won_rows(
+    rng: np.random.Generator, rows: list[tuple[int, str, float, float]], i: int, mql: float, decision: float,
+    fast: bool, size_factor: float, horizon_days: int,
+) -> float:
+    """Append the stages of lead `i`, which closes: mql, sal, sql, opportunity, customer, in order.
+    Returns the win's offset (seconds after creation): a fast decider wins at its moment of
+    `decision`, any other lead on a day inside the horizon after the observation window."""
+    window = WINDOW_DAYS * DAY
+    # Every deal closes inside the horizon: a slow one after the observation window.
+    won = decision if fast else window + DAY + rng.uniform(5, horizon_days - WINDOW_DAYS - 6) * DAY
+    if np.isnan(mql):  # sales-sourced: became an MQL through an SDR
+        mql = rng.uniform(0.1, 0.6) * won if fast else rng.uniform(2, WINDOW_DAYS - 1) * DAY
+    mql = min(mql, won - 2 * 3600)  # a burst's visit hours before the deal: the MQL came a little earlier
+    sal, sql, opp = np.sort(rng.uniform(mql + 60, won - 60, size=3))
+    amount = _deal_amount(rng, size_factor)
+    rows += [(i, "mql", mql, np.nan), (i, "sal", sal, np.nan), (i, "sql", sql, np.nan),
+             (i, "opportunity", opp, amount), (i, "customer", won, amount)]
+    return won
+
+
 def _stages(
     rng: np.random.Generator, leads: pd.DataFrame, closed: np.ndarray, p_true: np.ndarray,
     legacy_mql_offset: np.ndarray, decision: np.ndarray, horizon_days: int,
@@ -289,16 +314,7 @@ def _stages(
         mql = legacy_mql_offset[i]
         fast = decision[i] < window
         if closed[i]:
-            # Every deal closes inside the horizon: a slow one after the observation window.
-            won = decision[i] if fast else window + DAY + rng.uniform(5, horizon_days - WINDOW_DAYS - 6) * DAY
-            if np.isnan(mql):  # sales-sourced: became an MQL through an SDR
-                mql = rng.uniform(0.1, 0.6) * won if fast else rng.uniform(2, WINDOW_DAYS - 1) * DAY
-            mql = min(mql, won - 2 * 3600)  # a burst's visit hours before the deal: the MQL came a little earlier
-            sal, sql, opp = np.sort(rng.uniform(mql + 60, won - 60, size=3))
-            amount = float(np.round(np.exp(rng.normal(np.log(18_000), 0.5)) * size_factor[i], -2))
-            rows += [(i, "mql", mql, np.nan), (i, "sal", sal, np.nan), (i, "sql", sql, np.nan),
-                     (i, "opportunity", opp, amount), (i, "customer", won, amount)]
-            customer_offset[i] = won
+            customer_offset[i] = _won_rows(rng, rows, i, mql, decision[i], fast, size_factor[i], horizon_days)
             continue
         if fast:  # disqualified after the burst of meetings: lost on the day of decision
             if not np.isnan(mql):
@@ -319,7 +335,7 @@ def _stages(
             reached.append(stage)
         times = np.sort(rng.uniform(mql + 3600, lost - 3600, size=len(reached) - 1))
         for stage, offset in zip(reached[1:], times):
-            amount = float(np.round(np.exp(rng.normal(np.log(18_000), 0.5)) * size_factor[i], -2)) if stage == "opportunity" else np.nan
+            amount = _deal_amount(rng, size_factor[i]) if stage == "opportunity" else np.nan
             rows.append((i, stage, offset, amount))
         if len(reached) > 1 or rng.random() < 0.8:  # rejected MQLs are closed lost, some are recycled silently
             rows.append((i, "lost", lost, np.nan))
@@ -385,18 +401,41 @@ def generate(params: Params) -> dict[str, pd.DataFrame | dict]:
     intercept = _solve_intercept(logit, g.target_close_rate)
     p_true = 1 / (1 + np.exp(-(intercept + logit)))
     closed = rng.random(n) < p_true
+    legacy = _legacy_mql_offsets(events, decision, n)
+    stages, customer_offset = _stages(rng, leads, closed, p_true, legacy, decision, o.horizon_days)
+    later = _later_events(rng, n, decision, customer_offset)
+
+    activities = _activity_log(leads, (events, later), end)
+    stages = stages[stages["entered_at"] < end].sort_values(["lead_id", "entered_at"], kind="stable").reset_index(drop=True)
+    probabilities = pd.DataFrame({"lead_id": leads["lead_id"], "p_close": p_true, "closed": closed.astype(int)})
+    return {
+        "leads": leads.drop(columns=["year2"]),
+        "activities": activities,
+        "stages": stages,
+        "truth": _truth(params, end, decision, closed, intercept, p_true),
+        "truth_probabilities": probabilities,
+    }
+
+
+def _legacy_mql_offsets(events: dict[str, tuple[np.ndarray, np.ndarray]], decision: np.ndarray, n: int) -> np.ndarray:
+    """When the legacy MQL rule fired for each lead (seconds after creation, NaN: never): ten
+    minutes after its first LEGACY_MQL_ACTIVITIES event before its moment of decision."""
     legacy = np.full(n, np.inf)
     for name in LEGACY_MQL_ACTIVITIES:
         lead_index, offsets = events[name]
         inside = offsets + 600 < decision[lead_index]
         np.minimum.at(legacy, lead_index[inside], offsets[inside] + 600)
     legacy[~np.isfinite(legacy)] = np.nan
-    stages, customer_offset = _stages(rng, leads, closed, p_true, legacy, decision, o.horizon_days)
-    later = _later_events(rng, n, decision, customer_offset)
+    return legacy
 
+
+def _activity_log(leads: pd.DataFrame, sources: tuple[dict[str, tuple[np.ndarray, np.ndarray]], ...],
+                  end: pd.Timestamp) -> pd.DataFrame:
+    """The events of every source as one log, as the export at `end` holds it: nothing after it
+    (it has not happened yet), in time order."""
     created = leads["created_at"].to_numpy()
     parts = []
-    for source in (events, later):
+    for source in sources:
         for name, (lead_index, offsets) in source.items():
             parts.append(pd.DataFrame({
                 "lead_id": leads["lead_id"].to_numpy()[lead_index],
@@ -406,10 +445,14 @@ def generate(params: Params) -> dict[str, pd.DataFrame | dict]:
     activities = pd.concat(parts, ignore_index=True)
     # The export is taken at `end`: nothing after it has happened yet.
     activities = activities[activities["occurred_at"] < end]
-    activities = activities.sort_values(["occurred_at", "lead_id", "activity"], kind="stable").reset_index(drop=True)
-    stages = stages[stages["entered_at"] < end].sort_values(["lead_id", "entered_at"], kind="stable").reset_index(drop=True)
+    return activities.sort_values(["occurred_at", "lead_id", "activity"], kind="stable").reset_index(drop=True)
 
-    truth = {
+
+def _truth(params: Params, end: pd.Timestamp, decision: np.ndarray, closed: np.ndarray, intercept: float,
+           p_true: np.ndarray) -> dict:
+    """truth.json: every planted effect and how the history was drawn, for tests to check the pipeline against."""
+    g, o = params.generate, params.outcome
+    return {
         "description": "Planted effects on the log-odds of becoming a customer; see pipeline/data/generate.py for the model.",
         "seed": params.seed,
         "export_date": end.date().isoformat(),
@@ -436,14 +479,6 @@ def generate(params: Params) -> dict[str, pd.DataFrame | dict]:
         "seasonality_by_month_created": SEASON,
         "drift": DRIFT,
         "legacy_mql_rule": list(LEGACY_MQL_ACTIVITIES),
-    }
-    probabilities = pd.DataFrame({"lead_id": leads["lead_id"], "p_close": p_true, "closed": closed.astype(int)})
-    return {
-        "leads": leads.drop(columns=["year2"]),
-        "activities": activities,
-        "stages": stages,
-        "truth": truth,
-        "truth_probabilities": probabilities,
     }
 
 
