@@ -43,7 +43,7 @@ from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.data.engine import Engine, open_engine, timestamp_literal
 from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, read_mode, validation_folds
 from pipeline.errors import LeadcalError
-from pipeline.params import Params
+from pipeline.params import Frequency, Outcome, Params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stratum
 from pipeline.staging import staged_folder
 
@@ -166,11 +166,22 @@ def _aggregate(
     day 30 that is none of them.
     """
     o, frequency = params.outcome, params.signals.frequency
-    us, name = engine.epoch_us, engine.quote
     moment = timestamp_literal(as_of)
     engine.create("lead_frame", _lead_frame_sql(o.horizon_days, moment))
     engine.create("snapshot_rows", _snapshot_rows_sql(o.snapshot_days, moment) if moments == "snapshots"
                   else _now_rows_sql(moment, max(o.snapshot_days[-1], 1)))
+    activities = _known_activities(engine, frequency)
+    windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
+    frame = _row_frame(engine, o, moments)
+    counts, blocks = _count_and_age_blocks(engine, activities, frame)
+    for window_days in windows:
+        blocks.append(_peak_block(engine, activities, frame, counts, window_days))
+    return pd.concat([frame, *blocks], axis=1), activities
+
+
+def _known_activities(engine: Engine, frequency: Frequency) -> list[str]:
+    """The activities in the event log, sorted; a fixed frequency signal on an activity the data
+    never has is a mistake in params (a typo, another CRM's name), refused before any work."""
     activities = sorted(engine.fetch("SELECT DISTINCT activity FROM activities")["activity"])
     for spec in frequency.fixed:
         if spec.activity not in activities:
@@ -178,7 +189,13 @@ def _aggregate(
                 f"params signals.frequency.fixed: activity '{spec.activity}' does not occur in the data; "
                 f"known activities: {activities}"
             )
-    windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
+    return activities
+
+
+def _row_frame(engine: Engine, outcome: Outcome, moments: Literal["snapshots", "now"]) -> pd.DataFrame:
+    """The lead columns of every row (lead and moment) in row-rank order; a scoring row ("now")
+    takes the snapshot of its lead's age, as its rows were trained on."""
+    name = engine.quote
     columns = [c for c in engine.fetch("SELECT * FROM lead_frame WHERE FALSE").columns if c != "first_outcome_at"]
     frame = engine.fetch(
         f"SELECT {', '.join('f.' + name(c) for c in columns)}, r.snapshot_days, r.cutoff_at "
@@ -186,7 +203,16 @@ def _aggregate(
     )
     if moments == "now":
         age_days = (frame["cutoff_at"] - frame["created_at"]).to_numpy() / np.timedelta64(1, "D")
-        frame["snapshot_days"] = snapshot_stratum(age_days, o.snapshot_days).astype(frame["snapshot_days"].dtype)
+        frame["snapshot_days"] = snapshot_stratum(age_days, outcome.snapshot_days).astype(frame["snapshot_days"].dtype)
+    return frame
+
+
+def _count_and_age_blocks(engine: Engine, activities: list[str],
+                          frame: pd.DataFrame) -> tuple[np.ndarray, list[pd.DataFrame]]:
+    """The one read of the event log: the table `pairs` (row x activity: events, first, latest),
+    placed into the count and age columns. Returns the counts (activities x rows; the peaks
+    start from them) and the two blocks of columns."""
+    us = engine.epoch_us
     engine.create("pairs", f"""
         SELECT r.{ROW_RANK}, a.activity, COUNT(*) AS n, MIN({us('a.occurred_at')}) AS first_us,
                MAX({us('a.occurred_at')}) AS last_us
@@ -204,12 +230,20 @@ def _aggregate(
         np.put(ages, cell, (cutoff_seconds[row] - last_us // 1_000_000) / 86400.0)
     blocks = [_block(counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
               _block(ages, [f"{AGE_PREFIX}{a}" for a in activities], frame.index)]
-    for window_days in windows:
-        peaks = counts
-        width = window_days * 86_400_000_000  # events less than this many microseconds apart share a window
-        spread = f"last_us - first_us >= {width}"
-        if int(engine.fetch(f"SELECT COUNT(*) AS n FROM pairs WHERE {spread}")["n"].iloc[0]):
-            engine.create(f"peaks_{window_days}", f"""
+    return counts, blocks
+
+
+def _peak_block(engine: Engine, activities: list[str], frame: pd.DataFrame, counts: np.ndarray,
+                window_days: int) -> pd.DataFrame:
+    """The peak columns of one window: most events within `window_days` (half-open). A row x
+    activity whose events all lie within the window has its count as its peak; the rolling
+    window (a sort of the events) runs only on the others, and only when there are any."""
+    us = engine.epoch_us
+    peaks = counts
+    width = window_days * 86_400_000_000  # events less than this many microseconds apart share a window
+    spread = f"last_us - first_us >= {width}"
+    if int(engine.fetch(f"SELECT COUNT(*) AS n FROM pairs WHERE {spread}")["n"].iloc[0]):
+        engine.create(f"peaks_{window_days}", f"""
                 SELECT {ROW_RANK}, activity, MAX(n) AS peak FROM (
                     SELECT r.{ROW_RANK}, a.activity, COUNT(*) OVER (
                         PARTITION BY r.{ROW_RANK}, a.activity ORDER BY {us('a.occurred_at')}
@@ -220,11 +254,10 @@ def _aggregate(
                     WHERE a.occurred_at < r.cutoff_at AND a.occurred_at >= r.window_start) w
                 GROUP BY {ROW_RANK}, activity
             """)
-            peaks = counts.copy()
-            for row, activity, (peak,) in _pairs(engine, "peak", f"peaks_{window_days}", activities):
-                np.put(peaks, _cells(activity, row, len(frame)), peak)
-        blocks.append(_block(peaks, [peak_column(a, window_days) for a in activities], frame.index))
-    return pd.concat([frame, *blocks], axis=1), activities
+        peaks = counts.copy()
+        for row, activity, (peak,) in _pairs(engine, "peak", f"peaks_{window_days}", activities):
+            np.put(peaks, _cells(activity, row, len(frame)), peak)
+    return _block(peaks, [peak_column(a, window_days) for a in activities], frame.index)
 
 
 def _cells(activity: np.ndarray, row: np.ndarray, rows: int) -> np.ndarray:
