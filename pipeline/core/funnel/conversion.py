@@ -55,15 +55,7 @@ def funnel_conversion(
     steps = pair_counts(reached, keys, mask, list(zip(FUNNEL[:-1], FUNNEL[1:])), confidence)
     from_lead = pair_counts(reached, keys, mask, [(FUNNEL[0], s) for s in FUNNEL[1:]], confidence)
     top = reached.astype(np.int64).groupby(keys)[FUNNEL[0]].sum()
-    step_rows = steps.rename(columns={
-        "successes": "leads", "trials": "previous", "rate": "rate_from_previous",
-        "low": "rate_from_previous_low", "high": "rate_from_previous_high", "to_stage": "stage",
-    })
-    lead_rows = from_lead.rename(columns={
-        "trials": "base", "rate": "rate_from_lead", "low": "rate_from_lead_low", "high": "rate_from_lead_high",
-        "to_stage": "stage",
-    })[["group", "stage", "base", "rate_from_lead", "rate_from_lead_low", "rate_from_lead_high"]]
-    later = step_rows.merge(lead_rows, on=["group", "stage"], how="left", validate="one_to_one")
+    later = _later_rows(steps, from_lead)
     first = pd.DataFrame({
         "group": top.index.to_numpy(), "stage": FUNNEL[0], "leads": top.to_numpy(), "previous": top.to_numpy(),
         "rate_from_previous": 1.0, "rate_from_previous_low": 1.0, "rate_from_previous_high": 1.0,
@@ -75,6 +67,20 @@ def funnel_conversion(
     table["_rank"] = table["stage"].map(RANK)
     table = table.sort_values(["group", "_rank"], kind="stable")[["group", *FUNNEL_COLUMNS]]
     return with_group(table, by)
+
+
+def _later_rows(steps: pd.DataFrame, from_lead: pd.DataFrame) -> pd.DataFrame:
+    """The rows of every stage after `lead`: each step's counts and rate from the previous stage,
+    joined with the rate from the top (two pair_counts tables, one row per group and stage)."""
+    step_rows = steps.rename(columns={
+        "successes": "leads", "trials": "previous", "rate": "rate_from_previous",
+        "low": "rate_from_previous_low", "high": "rate_from_previous_high", "to_stage": "stage",
+    })
+    lead_rows = from_lead.rename(columns={
+        "trials": "base", "rate": "rate_from_lead", "low": "rate_from_lead_low", "high": "rate_from_lead_high",
+        "to_stage": "stage",
+    })[["group", "stage", "base", "rate_from_lead", "rate_from_lead_low", "rate_from_lead_high"]]
+    return step_rows.merge(lead_rows, on=["group", "stage"], how="left", validate="one_to_one")
 
 
 def _note(row: Any) -> str:

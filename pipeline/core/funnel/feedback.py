@@ -52,6 +52,16 @@ def rows_at_mql(features: pd.DataFrame, stages: pd.DataFrame) -> np.ndarray:
     return picked[known[picked]]
 
 
+def _with_catalog(table: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """The table with the catalog's description of each signal (kind, type, attribute, value)
+    right after its name, so a reader sees what a signal is before its rates."""
+    if "signal" not in catalog.columns:
+        raise ValueError(f"catalog: missing column 'signal'; found {list(catalog.columns)}")
+    extra = [c for c in catalog.columns if c != "signal" and c not in table.columns]
+    table = table.merge(catalog[["signal", *extra]].drop_duplicates("signal"), on="signal", how="left")
+    return table[["signal", *extra, *(c for c in table.columns if c not in extra and c != "signal")]]
+
+
 def rejection_feedback(
     stages: pd.DataFrame, signal_matrix: pd.DataFrame, catalog: pd.DataFrame | None = None,
     confidence: float = 0.95,
@@ -100,11 +110,7 @@ def rejection_feedback(
         "relative_high": high * scale, "share_of_rejected": share,
     })
     if catalog is not None:
-        if "signal" not in catalog.columns:
-            raise ValueError(f"catalog: missing column 'signal'; found {list(catalog.columns)}")
-        extra = [c for c in catalog.columns if c != "signal" and c not in table.columns]
-        table = table.merge(catalog[["signal", *extra]].drop_duplicates("signal"), on="signal", how="left")
-        table = table[["signal", *extra, *(c for c in table.columns if c not in extra and c != "signal")]]
+        table = _with_catalog(table, catalog)
     table = table.sort_values(["low", "rejected", "signal"], ascending=[False, False, True], na_position="last",
                               kind="stable").reset_index(drop=True)
     overall_low, overall_high = wilson_interval(np.array([total_rejected]), np.array([total]), confidence)

@@ -93,6 +93,26 @@ def _plan_steps(rates: Any) -> list[tuple[str, str, int, int]]:
     return chain
 
 
+def _target(customers: Any, revenue: Any, average_deal: Any) -> tuple[int, float | None, float | None]:
+    """The customers to win, given as a number or as revenue / average_deal (rounded up: a part
+    of a customer is a whole one to find); returns (customers, revenue, average_deal) checked.
+    Exactly one way must be given, so a plan never silently prefers one of two targets."""
+    if (customers is None) == (revenue is None):
+        raise ValueError("give exactly one of customers or revenue (with average_deal)")
+    if customers is not None:
+        if average_deal is not None:
+            raise ValueError("average_deal is only used with revenue; with customers leave it out")
+        target = _whole(customers, "customers")
+        if target <= 0:
+            raise ValueError(f"customers must be a positive whole number, got {customers!r}")
+        return target, revenue, average_deal
+    if average_deal is None:
+        raise ValueError("revenue needs average_deal (revenue / average_deal = customers to win)")
+    revenue = _positive(revenue, "revenue")
+    average_deal = _positive(average_deal, "average_deal")
+    return _ceil(revenue / average_deal), revenue, average_deal
+
+
 def plan_volume(
     rates: Any, customers: Any = None, revenue: Any = None, average_deal: Any = None,
     confidence: float = 0.95, simulations: int = 2000, seed: int = 0,
@@ -116,20 +136,7 @@ def plan_volume(
              "volumes": [{stage, needed, needed_exact, low, high}] from the top of the funnel
              down to the target stage}.
     """
-    if (customers is None) == (revenue is None):
-        raise ValueError("give exactly one of customers or revenue (with average_deal)")
-    if customers is not None:
-        if average_deal is not None:
-            raise ValueError("average_deal is only used with revenue; with customers leave it out")
-        target = _whole(customers, "customers")
-        if target <= 0:
-            raise ValueError(f"customers must be a positive whole number, got {customers!r}")
-    else:
-        if average_deal is None:
-            raise ValueError("revenue needs average_deal (revenue / average_deal = customers to win)")
-        revenue = _positive(revenue, "revenue")
-        average_deal = _positive(average_deal, "average_deal")
-        target = _ceil(revenue / average_deal)
+    target, revenue, average_deal = _target(customers, revenue, average_deal)
     confidence = check_confidence(confidence)
     simulations = _whole(simulations, "simulations")
     if simulations < 100:
