@@ -84,6 +84,28 @@ def mautic_segment(row: Mapping[str, Any], numeric: Iterable[str]) -> dict[str, 
     return {"name": f"leadcal fit: {row['criterion']}"[:190], "isPublished": True, "filters": filters}
 
 
+def _campaign_how(row: Mapping[str, Any]) -> str:
+    """How to build in Mautic an engagement row no point action expresses (a recency, a count, an
+    activity without a core type): a campaign that adjusts the contact's points."""
+    return (
+        f"a segment of contacts active in the last {row['value']} days, with a campaign 'Adjust contact points'"
+        if row["type"] == "recency" else
+        f"a campaign decision on '{row['attribute']}'" + (f" ({row['value']} or more times within "
+                                                           f"{row['window_days']} days)" if row["type"] == "frequency" else "")
+        + " followed by the action 'Adjust contact points' by delta")
+
+
+def _point_trigger(threshold: Any, mql: Mapping[str, Any]) -> dict[str, Any]:
+    """The point trigger at the MQL threshold, with the body of POST /api/points/triggers/new; its
+    description names the threshold's figures so whoever reads it in Mautic knows where it came from."""
+    return {
+        "points": threshold,
+        "api": {"name": f"leadcal MQL: {threshold} points", "points": int(threshold), "triggerExistingLeads": True,
+                "isPublished": True, "color": "b8860b", "events": [],
+                "description": f"the MQL threshold chosen for Mautic's scoring (no decay, no caps); {mql_figures(mql)}"},
+    }
+
+
 def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any], mql: Mapping[str, Any] | None = None,
                   mapping: CrmMapping = NO_MAPPING, numeric: Iterable[str] = ()) -> dict[str, Any]:
     """Mautic's side of the points table: what to create through its REST API (or by hand), as request bodies.
@@ -112,24 +134,14 @@ def mautic_export(export_rows: list[dict[str, Any]], header: Mapping[str, Any], 
         if body is not None:
             actions.append({**entry, "api": body})
         else:
-            campaigns.append({**entry, "how": (
-                f"a segment of contacts active in the last {row['value']} days, with a campaign 'Adjust contact points'"
-                if row["type"] == "recency" else
-                f"a campaign decision on '{row['attribute']}'" + (f" ({row['value']} or more times within "
-                                                                   f"{row['window_days']} days)" if row["type"] == "frequency" else "")
-                + " followed by the action 'Adjust contact points' by delta")})
+            campaigns.append({**entry, "how": _campaign_how(row)})
     half_life = header.get("half_life_days")
     threshold = None if mql is None else mql.get("threshold")
     return {
         "point_actions": actions,
         "segments": segments,
         "by_campaign": campaigns,
-        "point_trigger": None if threshold is None else {
-            "points": threshold,
-            "api": {"name": f"leadcal MQL: {threshold} points", "points": int(threshold), "triggerExistingLeads": True,
-                    "isPublished": True, "color": "b8860b", "events": [],
-                    "description": f"the MQL threshold chosen for Mautic's scoring (no decay, no caps); {mql_figures(mql)}"},
-        },
+        "point_trigger": None if threshold is None else _point_trigger(threshold, mql),
         "mql": mql,
         "unmapped": unmapped_signals(export_rows, mapping),
         "notes": {
