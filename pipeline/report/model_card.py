@@ -57,11 +57,6 @@ def _validation_heading(snapshot: bool) -> str:
 def model_card(params: Params, metrics: dict, description: dict, factors: pd.DataFrame) -> str:
     model, points = metrics["model"], metrics["points_table"]
     training, validation = metrics["training"], metrics["validation"]
-    top = factors.head(8)
-    factor_lines = "\n".join(
-        f"| {row.signal} | {row.leads:,} | x{row.typical_odds_ratio:.2f} | {row.share_of_leads_raised:.0%} |"
-        for row in top.itertuples(index=False)
-    )
     losses = description["calibration"]["cross_validated_log_loss"]
     loss_text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items())) or "not compared"
     snapshot = metrics.get("validated_on") == SNAPSHOT_NOTE
@@ -103,11 +98,25 @@ every row. ECE is the average gap between predicted and observed close rates (0.
 
 | signal | leads with it | typical effect on the odds | share of those leads it raised |
 |---|---|---|---|
-{factor_lines}
+{_factor_lines(factors)}
 
 Effects are measured by occlusion: the change in the model's odds when the signal is taken away.
 
-## Known limits
+{_known_limits(params)}"""
+
+
+def _factor_lines(factors: pd.DataFrame) -> str:
+    """The table rows of the eight strongest factors (factors.csv is sorted strongest first)."""
+    top = factors.head(8)
+    return "\n".join(
+        f"| {row.signal} | {row.leads:,} | x{row.typical_odds_ratio:.2f} | {row.share_of_leads_raised:.0%} |"
+        for row in top.itertuples(index=False)
+    )
+
+
+def _known_limits(params: Params) -> str:
+    """The card's last section: what the validation above cannot show, said where the score is read."""
+    return f"""## Known limits
 - Trained on history: if campaigns, channels or the product change, rates drift; the folds above show how
   much the quality moves from period to period. Retrain regularly (`dvc repro`).
 - Leads younger than {params.outcome.horizon_days} days at the export date have no known outcome and are not used.
