@@ -408,22 +408,7 @@ def classify(name: str, values: pd.Series, min_support: int = MIN_SUPPORT, contr
         return Column(name, "flag", note, activity=snake_name(name))
     numbers = _numbers(filled)
     if numbers is not None:
-        whole = bool(np.all(numbers == np.round(numbers)))
-        if whole and len(counts) == len(filled) and len(filled) >= min_support:
-            return Column(name, "skip", f"id-like: a different whole number on every row ({_n(len(filled))})")
-        edges = propose_edges(numbers, min_support)
-        median = _number(_3(float(np.median(numbers))))
-        spread = (f"{_number(numbers.min())} .. {_number(numbers.max())}, median {median}"
-                  f"{blank_note}")
-        if (not contract and whole and numbers.min() >= 0 and numbers.max() <= MAX_COUNT
-                and not _tokens(name) & MEASURE_WORDS):
-            return Column(name, "count", f"whole numbers {spread} (a blank is 0)", activity=snake_name(name),
-                          edges=edges)
-        why = ("not whole numbers" if not whole else f"above {MAX_COUNT}" if numbers.max() > MAX_COUNT
-               else "below 0" if numbers.min() < 0 else "named like a measure")
-        # in leadcal's own shape the column is the attribute; in a wide export it becomes one, snake_case
-        return Column(name, "number", f"a measure ({why}): {spread}", activity=name if contract else snake_name(name),
-                      edges=edges)
+        return _classify_numbers(name, numbers, len(counts), blank_note, min_support, contract)
     if len(counts) > MAX_CATEGORIES:
         unique = " (unique on every row)" if len(counts) == len(filled) else ""
         return Column(name, "skip", f"{_n(len(counts))} distinct values{unique}: an id, free text, e-mail or name, "
@@ -437,6 +422,29 @@ def classify(name: str, values: pd.Series, min_support: int = MIN_SUPPORT, contr
     if not contract and tokens & {"activity", "activities"} and not tokens & NOT_EVENT_WORDS:
         return Column(name, "category", f"the value names the event: {note}", activity=snake_name(name))
     return Column(name, "fit", note)
+
+
+def _classify_numbers(name: str, numbers: np.ndarray, distinct: int, blank_note: str, min_support: int,
+                      contract: bool) -> Column:
+    """A column of numbers (`distinct` values among them): an id when every row has its own whole
+    number, a count (how many times) when whole, 0..MAX_COUNT and not named like a measure,
+    otherwise a number kept as a banded attribute; the note says which rule decided."""
+    whole = bool(np.all(numbers == np.round(numbers)))
+    if whole and distinct == len(numbers) and len(numbers) >= min_support:
+        return Column(name, "skip", f"id-like: a different whole number on every row ({_n(len(numbers))})")
+    edges = propose_edges(numbers, min_support)
+    median = _number(_3(float(np.median(numbers))))
+    spread = (f"{_number(numbers.min())} .. {_number(numbers.max())}, median {median}"
+              f"{blank_note}")
+    if (not contract and whole and numbers.min() >= 0 and numbers.max() <= MAX_COUNT
+            and not _tokens(name) & MEASURE_WORDS):
+        return Column(name, "count", f"whole numbers {spread} (a blank is 0)", activity=snake_name(name),
+                      edges=edges)
+    why = ("not whole numbers" if not whole else f"above {MAX_COUNT}" if numbers.max() > MAX_COUNT
+           else "below 0" if numbers.min() < 0 else "named like a measure")
+    # in leadcal's own shape the column is the attribute; in a wide export it becomes one, snake_case
+    return Column(name, "number", f"a measure ({why}): {spread}", activity=name if contract else snake_name(name),
+                  edges=edges)
 
 
 def leakage(column: Column, values: pd.Series, y: pd.Series, min_support: int = MIN_SUPPORT) -> str | None:
