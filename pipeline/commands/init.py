@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import LeadcalError
 from pipeline.core.leakage import MAX_CLOSE_RATE
-from pipeline.params import Signals, snake_name
-from pipeline.data.sources import FALSE_WORDS, TRUE_WORDS, existing_table, read_path
 from pipeline.core.stats import stratified_auc
+from pipeline.data.sources import FALSE_WORDS, TRUE_WORDS, existing_table, read_path
+from pipeline.errors import LeadcalError
+from pipeline.params import Signals, snake_name
 
 MIN_SUPPORT = Signals().min_support  # the default signals.min_support: fewer leads than this give no points
 MAX_CATEGORIES = 50  # more distinct values than this: an id, free text, an e-mail or a name, not a category

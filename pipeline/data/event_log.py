@@ -44,8 +44,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.data.contract import (
-    ACTIVITIES_REQUIRED, EXAMPLE_ROWS, FUTURE, LONG_NAME, MAX_TEXT, OF_DROPPED_LEAD, UNKNOWN_SHARE_WARNING, TableReport,
-    unmatched_error, unmatched_warning,
+    ACTIVITIES_REQUIRED,
+    EXAMPLE_ROWS,
+    FUTURE,
+    LONG_NAME,
+    MAX_TEXT,
+    OF_DROPPED_LEAD,
+    UNKNOWN_SHARE_WARNING,
+    TableReport,
+    unmatched_error,
+    unmatched_warning,
 )
 from pipeline.data.contract import shown as shown_value  # a value cut for messages (`shown` below names the file)
 from pipeline.data.engine import duckdb_connection, sql_literal

@@ -58,8 +58,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from pipeline import io
-from pipeline.errors import LeadcalError
 from pipeline.data.generate import SIZE_EDGES, WINDOW_DAYS, generate
+from pipeline.errors import LeadcalError
 from pipeline.params import Generate, Params
 
 log = logging.getLogger(__name__)

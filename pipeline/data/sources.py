@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.contract import SHORT_ROWS, line_examples
+from pipeline.design import SNAPSHOT_CREATED, SNAPSHOT_DECIDED
 from pipeline.errors import LeadcalError
 from pipeline.params import OutcomeColumn, Source, TableSource, Wide, snake_name
-from pipeline.design import SNAPSHOT_CREATED, SNAPSHOT_DECIDED
 
 TABLES = ("leads", "activities", "stages")
 DATE_COLUMNS = {"leads": "created_at", "activities": "occurred_at", "stages": "entered_at"}

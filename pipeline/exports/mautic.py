@@ -8,7 +8,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline.exports.criteria import (
-    NO_MAPPING, LIST_SEPARATOR, activity_channel, activity_in_crm, in_crm_names, is_mapped, mql_figures, unmapped_signals,
+    LIST_SEPARATOR,
+    NO_MAPPING,
+    activity_channel,
+    activity_in_crm,
+    in_crm_names,
+    is_mapped,
+    mql_figures,
+    unmapped_signals,
 )
 from pipeline.params import ActivityMapping, CrmMapping
 

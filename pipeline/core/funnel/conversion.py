@@ -10,7 +10,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.core.funnel.common import COUNT_COLUMNS, FUNNEL, FUNNEL_COLUMNS, MONTH, PLAN_CHAIN, RANK, as_mask, check_confidence, check_leads, group_keys, pair_counts, reached_stages, with_group
+from pipeline.core.funnel.common import (
+    COUNT_COLUMNS,
+    FUNNEL,
+    FUNNEL_COLUMNS,
+    MONTH,
+    PLAN_CHAIN,
+    RANK,
+    as_mask,
+    check_confidence,
+    check_leads,
+    group_keys,
+    pair_counts,
+    reached_stages,
+    with_group,
+)
 
 
 def funnel_conversion(

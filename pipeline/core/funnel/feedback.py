@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.core.funnel.common import LOST, RANK, check_confidence, check_stages
 from pipeline.core.signals import lead_starts
 from pipeline.core.stats import wilson_interval
-from pipeline.core.funnel.common import LOST, RANK, check_confidence, check_stages
 
 
 def mql_outcomes(stages: pd.DataFrame, lead_ids: Sequence[str] | pd.Index) -> pd.DataFrame:
