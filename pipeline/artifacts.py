@@ -11,12 +11,13 @@ models/ that the publish stage replaces only when a run passes its guard rails.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipeline import io
-from pipeline.core.scorecard import PointsScorecard
 from pipeline.params import FrequencySignal
+
+if TYPE_CHECKING:  # imported when a scorecard is read: the stages that only need the names stay light
+    from pipeline.core.scorecard import PointsScorecard
 
 FEATURES = "features.parquet"  # under paths.features: the point-in-time rows (features stage)
 CLOSE_RATES = "close_rates.csv"  # under paths.models: each signal's close rate and lift (close-rates stage)
@@ -29,6 +30,10 @@ PUBLISHED = "published"  # models/published/: the last run that passed the guard
 
 def read_scorecard(models: Path) -> PointsScorecard:
     """The points table in `models` (weights.json), as a scorecard ready to score leads."""
+    import pandas as pd
+
+    from pipeline.core.scorecard import PointsScorecard
+
     payload = io.read_json(models / WEIGHTS)
     header = {k: payload.get(k) for k in ("points_to_double_odds", "base_log_odds", "snapshot_log_odds",
                                           "half_life_days", "caps", "numeric_attributes")}

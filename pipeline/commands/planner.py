@@ -14,6 +14,7 @@ their close rate, and the leads and MQLs that target takes when only the MQLs ar
 from __future__ import annotations
 
 from pipeline import io
+from pipeline.artifacts import THRESHOLDS
 from pipeline.core.funnel.planning import plan_volume
 from pipeline.data.contract import customer_amounts
 from pipeline.errors import LeadcalError
@@ -44,7 +45,7 @@ def plan(params: Params, customers: int | None = None, revenue: float | None = N
                              confidence=params.close_rates.confidence, seed=params.seed)
     except ValueError as exc:
         raise LeadcalError(f"leadcal plan: {exc}") from exc
-    thresholds = params.paths.models / "thresholds.json"
+    thresholds = params.paths.models / THRESHOLDS
     if thresholds.exists():
         result["with_threshold"] = with_threshold(io.read_json(thresholds), int(result["customers"]))
     return result

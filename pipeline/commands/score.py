@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import read_scorecard
+from pipeline.artifacts import THRESHOLDS, read_scorecard
 from pipeline.core.explain import top_reasons
 from pipeline.core.lead_model import model_matrix
 from pipeline.core.signals import SignalSet, build_signals
@@ -159,7 +159,7 @@ def score(
     schema = description["schema"]
     check_schema(schema, params, models / "model.skops")
     card = read_scorecard(models)
-    threshold = io.read_json(models / "thresholds.json").get("threshold")
+    threshold = io.read_json(models / THRESHOLDS).get("threshold")
     tables, paths = _read_input(Path(input_dir), params)
     kept = kept_columns(tables["leads"], keep, paths["leads"]) if keep else None
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import io
+from pipeline.artifacts import PUBLICATION, THRESHOLDS, WEIGHTS
 from pipeline.design import SNAPSHOT_NOTE
 from pipeline.report import interactive
 from pipeline.report.charts import population
@@ -73,15 +74,15 @@ def _publication(folder: Path) -> Publication:
     def read(name: str) -> Mapping[str, object] | None:
         return io.read_json(folder / name) if (folder / name).exists() else None
 
-    return Publication(read("weights.json"), read("thresholds.json"))
+    return Publication(read(WEIGHTS), read(THRESHOLDS))
 
 
 def read(models: Path, pages: Sequence[tuple[str, str]]) -> Inputs:
     """The artifacts the page is drawn from (the notebooks stage depends on each)."""
     published = models / "published"
-    record = published / "publication.json"
+    record = published / PUBLICATION
     return Inputs(
-        weights=io.read_json(models / "weights.json"), thresholds=io.read_json(models / "thresholds.json"),
+        weights=io.read_json(models / WEIGHTS), thresholds=io.read_json(models / THRESHOLDS),
         train=io.read_json(models / "metrics" / "train.json"),
         distribution=io.read_csv(models / "plots" / "score_distribution.csv"),
         record=io.read_json(record) if record.exists() else None,

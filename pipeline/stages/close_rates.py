@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
+from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNALS
 from pipeline.core.frequency import FoundThreshold, discover
 from pipeline.core.signals import (
     SignalSet,
@@ -130,7 +131,7 @@ def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThre
 
 def run(params: Params) -> dict[str, object]:
     """features.parquet -> models/signals.json (frequency thresholds found) and models/close_rates.csv."""
-    features = io.read_parquet(params.paths.features / "features.parquet")
+    features = io.read_parquet(params.paths.features / FEATURES)
     known = labelled(features).to_numpy()
     found = discover_frequency(features, params)
     fixed = {(spec.activity, spec.window_days) for spec in params.signals.frequency.fixed}
@@ -145,20 +146,20 @@ def run(params: Params) -> dict[str, object]:
     first = known & (features["snapshot_days"] == params.outcome.snapshot_days[0]).to_numpy()  # one row per lead
     if average == 0:
         raise LeadcalError(
-            f"{params.paths.features / 'features.parquet'}: none of the {int(first.sum())} matured leads became a "
+            f"{params.paths.features / FEATURES}: none of the {int(first.sum())} matured leads became a "
             f"customer within {params.outcome.horizon_days} days: close rates and lifts are undefined. "
             f"Still available: the validated tables ({params.paths.extracted}) and each lead's signals "
-            f"({params.paths.features / 'features.parquet'}); `leadcal funnel` still measures the funnel"
+            f"({params.paths.features / FEATURES}); `leadcal funnel` still measures the funnel"
         )
     models = params.paths.models
-    io.write_json(models / "signals.json", {
+    io.write_json(models / SIGNALS, {
         "frequency": [
             *({**spec.model_dump(), "source": "params"} for spec in params.signals.frequency.fixed),
             *({**f.as_dict(), "source": "discovered"} for f in found),
         ],
         "recency_days": params.signals.recency_days,
     })
-    spreadsheet.write_csv(models / "close_rates.csv", table)  # for people: formula-like names escaped
+    spreadsheet.write_csv(models / CLOSE_RATES, table)  # for people: formula-like names escaped
     metrics = {
         "average_close_rate": average,
         "matured_leads": int(first.sum()),

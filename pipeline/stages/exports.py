@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import read_scorecard
+from pipeline.artifacts import PUBLICATION, THRESHOLDS, WEIGHTS, read_scorecard
 from pipeline.core.crm_scoring import points_per_third
 from pipeline.errors import LeadcalError
 from pipeline.exports import hubspot_api
@@ -100,13 +100,13 @@ def run(params: Params) -> dict[str, Any]:
     """
     models = params.paths.models
     published = models / "published"
-    if not (published / "weights.json").exists():
-        status = published / "publication.json"
+    if not (published / WEIGHTS).exists():
+        status = published / PUBLICATION
         why = io.read_json(status)["status"] if status.exists() else "the publish stage has not run"
-        raise LeadcalError(f"{published / 'weights.json'}: no published points table to export ({why}); "
-                           f"see {status} for the reasons; the candidate is in {models / 'weights.json'}")
+        raise LeadcalError(f"{published / WEIGHTS}: no published points table to export ({why}); "
+                           f"see {status} for the reasons; the candidate is in {models / WEIGHTS}")
     card = read_scorecard(published)
-    thresholds = io.read_json(published / "thresholds.json") if (published / "thresholds.json").exists() else None
+    thresholds = io.read_json(published / THRESHOLDS) if (published / THRESHOLDS).exists() else None
     summary = write_exports(models / "exports", card.table_, card.header_, params.signals.numeric_bins, thresholds,
                             params.exports.mapping)
     for tool, signals in summary["unmapped"].items():

@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import io
+from pipeline.artifacts import FEATURES
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.data.engine import Engine, open_engine, timestamp_literal
 from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, read_mode, validation_folds
@@ -405,7 +406,7 @@ def write_features(params: Params) -> dict[str, object]:
     else:
         report["mode"] = DATED
     with staged_folder(params.paths.features) as out:  # the table and its report replace the folder together
-        io.write_parquet(out / "features.parquet", features)
+        io.write_parquet(out / FEATURES, features)
         io.write_json(out / "features_report.json", report)
     log.info(
         "features: %d leads, %d matured, %d customers (average close rate %.2f %%); %d point-in-time rows (%s)",

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals
+from pipeline.artifacts import FEATURES, read_frequency_signals
 from pipeline.core.funnel.common import FUNNEL, MONTH, PLAN_CHAIN
 from pipeline.core.funnel.conversion import conversion_counts, funnel_conversion, monthly_rates
 from pipeline.core.funnel.feedback import rejection_feedback, rows_at_mql
@@ -129,7 +129,7 @@ def _read_inputs(paths: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
     export: every lead in it is decided, and nothing in it has a date, pipeline.design)."""
     stages = io.read_parquet(paths.extracted / "stages.parquet")
     leads = io.read_parquet(paths.extracted / "leads.parquet")
-    features = io.read_parquet(paths.features / "features.parquet")
+    features = io.read_parquet(paths.features / FEATURES)
     export_date = None if is_snapshot(features) else pd.Timestamp(
         io.read_json(paths.features / "features_report.json")["export_date"])
     return stages, leads, features, export_date
@@ -154,7 +154,7 @@ def run(params: Params, sla_hours: list[int] | None = None) -> dict[str, Any]:
     matured = _matured(leads, export_date, horizon)
     if not matured.any():
         raise LeadcalError(
-            f"{paths.features / 'features.parquet'}: no matured lead (older than horizon_days={horizon}); "
+            f"{paths.features / FEATURES}: no matured lead (older than horizon_days={horizon}); "
             f"funnel rates toward customer are unknown"
         )
     matured_leads = leads[matured].reset_index(drop=True)

@@ -23,7 +23,7 @@ import pandas as pd
 import skops.io as sio
 
 from pipeline import io, model_file, spreadsheet
-from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.artifacts import CLOSE_RATES, FEATURES, read_frequency_signals, read_scorecard
 from pipeline.core.explain import global_factors, reference_values
 from pipeline.core.lead_model import LeadModel, model_matrix, supported_columns
 from pipeline.core.scorecard import PointsScorecard
@@ -313,15 +313,15 @@ def _train_metrics(params: Params, features: pd.DataFrame, n_folds: int, fold_ro
 def run(params: Params) -> dict[str, object]:
     """Rolling-origin validation, the published (latest) model, explanations and the model card."""
     models = params.paths.models
-    features = io.read_parquet(params.paths.features / "features.parquet")
+    features = io.read_parquet(params.paths.features / FEATURES)
     frequency = read_frequency_signals(models)
     signals = build_signals(features, params.signals, frequency)
     card = read_scorecard(models)
-    evidence = spreadsheet.read_csv(models / "close_rates.csv")
+    evidence = spreadsheet.read_csv(models / CLOSE_RATES)
     folds = rolling_folds(features, params.train.validation_months, params.train.folds, params.outcome.horizon_days)
     if not folds[-1][1].any():
         raise LeadcalError(
-            f"{params.paths.features / 'features.parquet'}: only one month of matured leads: "
+            f"{params.paths.features / FEATURES}: only one month of matured leads: "
             "no later cohort to validate on; the model needs at least two months of history. "
             "Still available: close rates and the points table in models/; `dvc repro --keep-going` runs the "
             "stages that do not need the model"

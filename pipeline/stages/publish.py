@@ -27,11 +27,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import io
+from pipeline.artifacts import PUBLICATION, THRESHOLDS, WEIGHTS
 from pipeline.params import Params, Publish
 
 log = logging.getLogger(__name__)
 
-FILES = ("weights.csv", "weights.json", "thresholds.json")
+FILES = ("weights.csv", WEIGHTS, THRESHOLDS)
 
 
 def drift(previous: dict, candidate: dict, limits: Publish) -> dict[str, object]:
@@ -81,7 +82,7 @@ def no_threshold(thresholds: dict) -> list[str]:
 def _payload(folder: Path) -> dict | None:
     if not all((folder / name).exists() for name in FILES):
         return None
-    return {"weights": io.read_json(folder / "weights.json"), "thresholds": io.read_json(folder / "thresholds.json")}
+    return {"weights": io.read_json(folder / WEIGHTS), "thresholds": io.read_json(folder / THRESHOLDS)}
 
 
 def run(params: Params) -> dict[str, object]:
@@ -91,35 +92,35 @@ def run(params: Params) -> dict[str, object]:
     candidate = _payload(models)
     previous = _payload(published)
     metrics = io.read_json(models / "metrics" / "train.json")
-    reasons = below_floors(metrics, params.publish) + no_threshold(io.read_json(models / "thresholds.json"))
+    reasons = below_floors(metrics, params.publish) + no_threshold(io.read_json(models / THRESHOLDS))
     if reasons:
         rejected = published / "rejected"
         for name in FILES:
             io.write_bytes(rejected / name, (models / name).read_bytes())
         record = {"status": "rejected: the previous publication stays" if previous else "rejected: nothing published yet",
                   "reasons": reasons}
-        io.write_json(published / "publication.json", record)
+        io.write_json(published / PUBLICATION, record)
         log.warning("publish: %s: %s", record["status"], "; ".join(reasons))
         return record
     if previous is not None and all((models / n).read_bytes() == (published / n).read_bytes() for n in FILES):
-        last = io.read_json(published / "publication.json")
+        last = io.read_json(published / PUBLICATION)
         if last.get("status") == "published":
             log.info("publish: unchanged since the last publication")
             return last
         last = {"status": "published", "reasons": [],
                 "drift": {"flags": [], "note": "same as the last publication; the rejected run before it is discarded"}}
         shutil.rmtree(published / "rejected", ignore_errors=True)
-        io.write_json(published / "publication.json", last)
+        io.write_json(published / PUBLICATION, last)
         return last
     record: dict[str, object] = {"status": "published", "reasons": []}
     record["drift"] = drift(previous, candidate, params.publish) if previous else {"flags": [], "note": "first publication"}
     if previous is not None:
-        for name in (*FILES, "publication.json"):
+        for name in (*FILES, PUBLICATION):
             io.write_bytes(published / "previous" / name, (published / name).read_bytes())
     for name in FILES:
         io.write_bytes(published / name, (models / name).read_bytes())
     shutil.rmtree(published / "rejected", ignore_errors=True)
-    io.write_json(published / "publication.json", record)
+    io.write_json(published / PUBLICATION, record)
     for flag in record["drift"]["flags"]:
         log.warning("publish: drift: %s", flag)
     log.info("publish: %s (%d drift flag(s))", record["status"], len(record["drift"]["flags"]))

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline import io, spreadsheet
+from pipeline.artifacts import CLOSE_RATES, PUBLICATION, THRESHOLDS, WEIGHTS
 from pipeline.params import Params
 from pipeline.report import charts
 from pipeline.report.charts import figure_bytes
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _publication(models: Path) -> dict[str, object]:
-    record = io.read_json(models / "published" / "publication.json")
+    record = io.read_json(models / "published" / PUBLICATION)
     return {"status": record["status"], "drift_flags": len(record.get("drift", {}).get("flags", [])),
             "rejection_reasons": len(record.get("reasons", []))}
 
@@ -63,7 +64,7 @@ def run(params: Params) -> dict[str, object]:
     models = params.paths.models
     rates = io.read_json(models / "metrics" / "close_rates.json")
     train = io.read_json(models / "metrics" / "train.json")
-    thresholds = io.read_json(models / "thresholds.json")
+    thresholds = io.read_json(models / THRESHOLDS)
     metrics = report_metrics(models, rates, train, io.read_json(models / "metrics" / "weights.json"), thresholds)
     io.write_json(models / "metrics" / "report.json", metrics)
     io.write_json(models / "metrics.json", headline(metrics))
@@ -96,9 +97,9 @@ def report_metrics(models: Path, rates: dict, train: dict, weights: dict, thresh
 def _figures(models: Path, horizon_days: int, rates: dict, train: dict, thresholds: dict) -> dict[str, Figure]:
     """Every chart of models/charts/, each stating its population and n (docs/chart-style.md):
     who the leads are, from the artifacts."""
-    close_rates = spreadsheet.read_csv(models / "close_rates.csv")
+    close_rates = spreadsheet.read_csv(models / CLOSE_RATES)
     funnel = io.read_json(models / "funnel.json")
-    points_table = io.read_json(models / "weights.json")
+    points_table = io.read_json(models / WEIGHTS)
     matured = charts.matured_population(rates, horizon_days)
     return {
         "close_rate_by_activity.png": charts.close_rates_chart(close_rates, rates["average_close_rate"], "activity",

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.artifacts import FEATURES, THRESHOLDS, read_frequency_signals, read_scorecard
 from pipeline.core.crm_scoring import TARGETS, crm_scores, grade_label, points_per_third, scoring_for
 from pipeline.core.frequency import best_split
 from pipeline.core.signals import SignalSet, build_signals, lead_starts, time_split
@@ -559,7 +559,7 @@ def _warn(result: dict[str, object], t: Thresholds) -> None:
 
 def _write(models: Path, result: dict[str, object], curve: pd.DataFrame, distribution: pd.DataFrame) -> None:
     """thresholds.json and the plot data of the threshold curve, the score distribution and the matrix."""
-    io.write_json(models / "thresholds.json", result)
+    io.write_json(models / THRESHOLDS, result)
     io.write_csv(models / "plots" / "threshold_curve.csv", curve)
     io.write_csv(models / "plots" / "score_distribution.csv", distribution)
     # Empty cells (no training lead) have no close rate: they are left out, not written as NaN or 0.
@@ -570,7 +570,7 @@ def _write(models: Path, result: dict[str, object], curve: pd.DataFrame, distrib
 
 def run(params: Params) -> dict[str, object]:
     """features + weights -> models/thresholds.json (every policy, the matrix) and plot data."""
-    features = io.read_parquet(params.paths.features / "features.parquet")
+    features = io.read_parquet(params.paths.features / FEATURES)
     signals = build_signals(features, params.signals, read_frequency_signals(params.paths.models))
     card = read_scorecard(params.paths.models)
     scores = card.score(signals, features)

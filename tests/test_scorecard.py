@@ -1,0 +1,138 @@
+"""PointsScorecard and LeadModel as objects (issue 18): small hand-computed cases and planted
+effects, without running the pipeline."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.core.lead_model import LeadModel
+from pipeline.core.scorecard import STATUS_SCORED, PointsScorecard
+from pipeline.core.signals import SignalSet
+from pipeline.schema import AGE_PREFIX
+
+PDO = 20.0  # points to double the odds
+
+
+def planted(n: int = 4000, seed: int = 0) -> tuple[SignalSet, pd.DataFrame, np.ndarray]:
+    """A demo request that triples the odds, an industry that doubles them; one row per lead.
+    `features` holds the demo request's age (days), for the decay."""
+    rng = np.random.default_rng(seed)
+    demo = (rng.random(n) < 0.3).astype(np.uint8)
+    industry = rng.choice(["software", "retail"], size=n)
+    log_odds = -2.5 + math.log(3) * demo + math.log(2) * (industry == "software")
+    closed = (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
+    matrix = pd.DataFrame({"demo_request": demo, "industry = software": (industry == "software").astype(np.uint8),
+                           "industry = retail": (industry == "retail").astype(np.uint8)})
+    catalog = pd.DataFrame({"signal": matrix.columns, "kind": ["engagement", "fit", "fit"],
+                            "type": ["activity", "fit", "fit"], "attribute": ["demo_request", "industry", "industry"],
+                            "value": ["yes", "software", "retail"]})
+    features = pd.DataFrame({AGE_PREFIX + "demo_request": np.where(demo == 1, 10.0, np.nan)})
+    return SignalSet(matrix, catalog), features, closed
+
+
+def evidence_for(signals: SignalSet) -> pd.DataFrame:
+    return pd.DataFrame({"signal": signals.matrix.columns, "leads": 0, "customers": 0, "close_rate": 0.0,
+                         "ci_low": 0.0, "ci_high": 0.0, "lift": 0.0, "shrunk_lift": 0.0})
+
+
+def test_the_points_are_the_regressions_coefficients_on_the_pdo_scale() -> None:
+    signals, features, closed = planted()
+    card = PointsScorecard(PDO, regularization_c=1.0, seed=0)
+    card.fit(card.decay(signals, features), closed, evidence_for(signals))
+    exact = LogisticRegression(C=1.0, solver="newton-cholesky", tol=1e-10).fit(signals.matrix, closed)
+    points = card.table_.set_index("signal")["points"]
+    # centring the industry on its average lead moves both values alike: their difference is the model's
+    software_minus_retail = exact.coef_[0][1] - exact.coef_[0][2]
+    assert points["industry = software"] - points["industry = retail"] == pytest.approx(
+        software_minus_retail * PDO / math.log(2), abs=1)
+    assert points["demo_request"] == round(exact.coef_[0][0] * PDO / math.log(2))
+    # and near the planted effects: x3 odds is log2(3) * PDO = 31.7 points, x2 is PDO = 20
+    assert abs(points["demo_request"] - math.log2(3) * PDO) < 6
+    assert abs(software_minus_retail * PDO / math.log(2) - PDO) < 6
+    assert set(card.table_["status"]) == {STATUS_SCORED}
+
+
+def test_probability_follows_the_published_formula() -> None:
+    """P = 1 / (1 + exp(-(base + snapshot offset + points * ln2 / PDO))), by hand."""
+    header = {"points_to_double_odds": PDO, "base_log_odds": -2.0, "snapshot_log_odds": {"0": 0.0, "30": -0.5},
+              "half_life_days": None, "caps": {}, "numeric_attributes": []}
+    card = PointsScorecard.from_published(pd.DataFrame({"signal": [], "points": []}), header)
+    p = card.probability(np.array([0, 20, 40]), snapshot=np.array([0, 0, 30]))
+    expected = [1 / (1 + math.exp(2.0)), 1 / (1 + math.exp(2.0 - math.log(2))),
+                1 / (1 + math.exp(2.0 + 0.5 - 2 * math.log(2)))]
+    assert p == pytest.approx(expected)
+
+
+def test_scores_decay_and_caps_by_hand() -> None:
+    """A demo request worth 40 points, done 10 days ago with a 10-day half-life, counts 20; the
+    engagement cap of 15 then cuts it to 15; the fit points are untouched. Three leads: a demo
+    request and software, a demo request and retail, nothing and retail."""
+    matrix = pd.DataFrame({"demo_request": [1, 1, 0], "industry = software": [1, 0, 0], "industry = retail": [0, 1, 1]},
+                          dtype=np.uint8)
+    catalog = pd.DataFrame({"signal": matrix.columns, "kind": ["engagement", "fit", "fit"],
+                            "type": ["activity", "fit", "fit"], "attribute": ["demo_request", "industry", "industry"],
+                            "value": ["yes", "software", "retail"]})
+    signals, features = SignalSet(matrix, catalog), pd.DataFrame({AGE_PREFIX + "demo_request": [10.0, 0.0, np.nan]})
+    table = catalog.assign(points=[40, 7, -3])
+    header = {"points_to_double_odds": PDO, "base_log_odds": -2.0, "half_life_days": 10.0,
+              "caps": {"engagement": 15}, "numeric_attributes": []}
+    scores = PointsScorecard.from_published(table, header).score(signals, features)
+    assert scores["engagement_points"].tolist() == [15, 15, 0]  # 20 and 40, capped at 15
+    assert scores["fit_points"].tolist() == [7, -3, -3]
+    assert scores["total_points"].tolist() == [22, 12, -3]
+    uncapped = PointsScorecard.from_published(table, {**header, "caps": {}}).score(signals, features)
+    assert uncapped["engagement_points"].tolist() == [20, 40, 0]
+    halved = PointsScorecard.from_published(table, {**header, "caps": {}}).with_points(np.array([20, 7, -3]))
+    assert halved.score(signals, features)["engagement_points"].tolist() == [10, 20, 0]
+
+
+def test_the_bootstrap_is_seeded_and_spreads_around_the_fit() -> None:
+    signals, features, closed = planted(n=1500)
+    card = PointsScorecard(PDO, seed=3).fit(signals, closed, evidence_for(signals))
+    runs = card.bootstrap(signals, closed, evidence_for(signals), samples=8)
+    assert runs.shape == (3, 8)
+    pd.testing.assert_frame_equal(runs, PointsScorecard(PDO, seed=3).fit(signals, closed, evidence_for(signals))
+                                  .bootstrap(signals, closed, evidence_for(signals), samples=8))
+    published = card.table_.set_index("signal")["points"]
+    assert (runs.min(axis=1) <= published + 1).all() and (runs.max(axis=1) >= published - 1).all()
+    assert runs.loc["demo_request"].std() > 0  # resampled leads move the points
+
+
+def test_lead_model_is_calibrated_and_round_trips_through_its_bundle() -> None:
+    signals, _, closed = planted(n=3000)
+    X = signals.matrix.astype(float)
+    lead = np.arange(len(X))
+    model = LeadModel("logistic", seed=0).fit(X, closed, lead)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(proba[:, 1], model.probability(X))
+    assert not model.method_.startswith("none")  # enough customers to calibrate
+    # calibrated on out-of-fold scores: the mean prediction is the observed close rate, near enough
+    assert model.probability(X).mean() == pytest.approx(closed.mean(), abs=0.01)
+    again = LeadModel.from_bundle(model.bundle())
+    assert np.array_equal(again.probability(X), model.probability(X))
+
+
+def test_lead_model_with_few_customers_stays_uncalibrated_and_says_so() -> None:
+    signals, _, closed = planted(n=3000)
+    few = np.zeros_like(closed)
+    few[:6] = 1  # 6 customer leads: fewer than two per calibration fold
+    model = LeadModel("logistic").fit(signals.matrix.astype(float), few, np.arange(len(few)))
+    assert model.calibrator_ is None and model.method_.startswith("none")
+
+
+def test_explain_gives_each_signals_effect_on_the_log_odds() -> None:
+    """For a logistic base model and a lead that differs from the reference only by a demo
+    request, the demo request's effect is its coefficient."""
+    signals, _, closed = planted(n=3000)
+    X = signals.matrix.astype(float)
+    model = LeadModel("logistic").fit(X, closed, np.arange(len(X)))
+    lead = X.iloc[[int(np.flatnonzero((X["demo_request"] == 1).to_numpy())[0])]]
+    reference = {"industry": "software" if lead["industry = software"].iloc[0] == 1 else "retail"}
+    effects = model.explain(lead, signals.catalog, reference)
+    assert effects["demo_request"].iloc[0] == pytest.approx(model.base_.coef_[0][0], rel=1e-6)
