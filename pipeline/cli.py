@@ -6,8 +6,8 @@ never as a traceback.
 
 `leadcal run` runs the stages in order and stops at the first that fails; with
 `--keep-going` it runs every stage that does not need the failed one (a stage needs those that
-write what it reads: pipeline.stages.registry, which dvc.yaml is checked against), prints each failure as one line, then what failed and what was skipped
-because of it, and exits 2.
+write what it reads: pipeline.stages.registry, which dvc.yaml is checked against), prints each
+failure as one line, then what failed and what was skipped because of it, and exits 2.
 
 Exit codes (pipeline.staging): 0 done; 2 a problem the user can fix (LeadcalError: bad input or
 params, too little data, a full disk, a read-only or forbidden folder); 64 a mistyped command
@@ -70,8 +70,8 @@ def for_stage(name: str, params: Params) -> Params:
 
 # Each stage's command, summary and function, declared once in pipeline.stages.registry (with the
 # params it reads and the artifacts it reads and writes, which dvc.yaml must match).
-STAGES: dict[str, tuple[Callable[[Params], object], str]] = {stage.name: (stage.run, stage.summary)
-                                                               for stage in registry.STAGES}
+STAGES: dict[str, tuple[Callable[[Params], object], str]] = {
+    stage.name: (stage.run, stage.summary) for stage in registry.STAGES}
 
 
 def run_keep_going(names: list[str], params: Params, command: str = "run") -> int:
@@ -331,6 +331,7 @@ def _run_stages(args: argparse.Namespace, params: Params) -> int:
                 STAGES[name][0](for_stage(name, params))
             log.info("%s done in %.1f s", name, time.perf_counter() - started)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -345,7 +345,6 @@ def points_probability(total_points: np.ndarray, header: dict, snapshot: np.ndar
     return 1.0 / (1.0 + np.exp(-log_odds))
 
 
-
 class PointsScorecard:
     """A points table, fitted scikit-learn style: set the method's settings, `fit` on the
     training leads, then `score`, `probability` and `bootstrap`.
