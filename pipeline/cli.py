@@ -63,7 +63,7 @@ def for_stage(name: str, params: Params) -> Params:
     """params as stage `name` reads them: after extract, adjusted for a snapshot export (pipeline.design)."""
     if name in ("generate", "extract"):
         return params
-    from pipeline.design import effective_params
+    from pipeline.stages.mode import effective_params
 
     return effective_params(params)
 

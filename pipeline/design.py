@@ -19,18 +19,15 @@ Internally a snapshot export is placed on a fixed, synthetic timeline (`SNAPSHOT
 the decision a day after the snapshot) so the point-in-time machinery runs unchanged: its
 dates mean nothing and are never shown as dates. Extract decides the mode (the export has
 creation and outcome dates, or not) and records it in extract_report.json; the later
-stages read it there (`effective_params`).
+stages read it there (pipeline.stages.mode.effective_params). This module holds what the
+statistics need to know about the two shapes (the synthetic timeline, the random folds): no
+file, no Params.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-
-from pipeline import io
-from pipeline.params import Params
 
 DATED = "dated"
 SNAPSHOT = "snapshot"
@@ -43,34 +40,6 @@ SNAPSHOT_DECIDED = SNAPSHOT_CREATED + pd.Timedelta(days=2)
 SNAPSHOT_COHORT = "snapshot"  # the cohort of every row: there are no months
 FOLD_COLUMN = "validation_fold"  # a snapshot row's random validation fold (features.parquet)
 SNAPSHOT_NOTE = "validated on random folds of leads, not on the future: the export has no dates"
-
-
-def read_mode(extracted: Path) -> str:
-    """The mode extract recorded ('dated' when there is no report yet: the contract's default)."""
-    report = extracted / "extract_report.json"
-    return io.read_json(report).get("mode", DATED) if report.exists() else DATED
-
-
-def snapshot_params(params: Params) -> Params:
-    """The settings a snapshot export implies, whatever params.yaml says about time.
-
-    One snapshot a day after the synthetic creation, the export date past every horizon (every
-    outcome in the sheet is known), no decay (every activity has the same, meaningless age), no
-    recency signals (every activity would be 'recent').
-    """
-    o = params.outcome
-    outcome = o.model_copy(update={
-        "snapshot_days": [SNAPSHOT_AGE_DAYS],
-        "as_of": (SNAPSHOT_CREATED + pd.Timedelta(days=o.horizon_days)).tz_localize(None).to_pydatetime(),
-    })
-    weights = params.weights.model_copy(update={"decay": False, "half_life_days": None})
-    signals = params.signals.model_copy(update={"recency_days": []})
-    return params.model_copy(update={"outcome": outcome, "weights": weights, "signals": signals})
-
-
-def effective_params(params: Params) -> Params:
-    """params as the stages after extract must read them: adjusted when the export is a snapshot."""
-    return snapshot_params(params) if read_mode(params.paths.extracted) == SNAPSHOT else params
 
 
 def is_snapshot(features: pd.DataFrame) -> bool:

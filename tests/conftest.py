@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def default_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Par
     params = params_in(shared)
     with FileLock(str(shared) + ".lock"):
         done = shared / ".complete"
-        if not done.exists():
+        if not done.exists():  # a build that failed part-way is started again from nothing
+            shutil.rmtree(shared, ignore_errors=True)
             run_stages(params)
             done.touch()
     return params

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals
+from pipeline.artifacts.readers import read_frequency_signals
 from pipeline.core.signals import build_signals, time_split
 from pipeline.exports import generic, salesforce
 from pipeline.params import Params

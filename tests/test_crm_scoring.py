@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.artifacts.readers import read_frequency_signals, read_scorecard
 from pipeline.core import crm_scoring
 from pipeline.core.crm_scoring import DAYS_PER_MONTH, scoring_for
 from pipeline.core.scorecard import score_features

@@ -6,16 +6,19 @@ those, and they are checked here against what each stage really uses:
 - **code**: every module of `pipeline/` in the stage's import closure (imports inside functions
   included) is a dep: a change to any of them can change the stage's outputs. The CLI itself
   (argument parsing, dispatch) is left out; the parts of it that shape a stage's params
-  (`for_stage` -> pipeline.design) are followed.
-- **params**: every setting a stage reads while it runs (recorded on a small sample) is listed,
-  as the key or as its whole section.
+  (`for_stage` -> pipeline.stages.mode) are followed.
+- **params**: every setting a stage reads while it runs (recorded on a small sample) is declared,
+  as the key or as its whole section;
+- **data**: every file a stage reads or writes while it runs (recorded on the same sample) lies in
+  one of its declared reads or writes.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,8 +58,12 @@ def imported_modules(path: Path) -> set[Path]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            module = node.module or ""
+            if node.level:  # `from .x import y`: relative to the file's package
+                package = path.relative_to(REPO).with_suffix("").parts[:-node.level]
+                module = ".".join([*package, *([module] if module else [])])
+            names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
         else:
             continue
         found.update(f for f in map(_module_file, names) if f is not None)
@@ -85,11 +92,15 @@ def _docstring_only(path: Path) -> bool:
 
 
 def stage_entry(stage: str) -> set[Path]:
-    """The modules `leadcal <stage>` calls: the module of its declared entry, and pipeline.design
-    (cli.for_stage adjusts every stage's params after extract)."""
+    """The modules `leadcal <stage>` calls: the module of its declared entry, pipeline.stages.mode
+    (cli.for_stage adjusts every stage's params after extract), and for the notebooks stage every
+    module the notebooks import (they run in their own kernels)."""
     modules = {_module_file(registry.BY_NAME[stage].entry.split(":")[0])}
     if stage not in ("generate", "extract"):
-        modules.add(PACKAGE / "design.py")
+        modules.add(PACKAGE / "stages" / "mode.py")
+    if stage == "notebooks":
+        for notebook in sorted((REPO / "notebooks").glob("*.py")):
+            modules |= imported_modules(notebook)
     return modules
 
 
@@ -191,17 +202,74 @@ def _covered(read: str, listed: set[str]) -> bool:
 IN_PROCESS = [s for s in cli.STAGES if s != "notebooks"]  # notebooks run in their own kernels
 
 
+@contextlib.contextmanager
+def recording_files() -> Iterator[set[tuple[str, Path]]]:
+    """Record every file read or written through pipeline.io and pipeline.spreadsheet (the
+    stages' only ways to their artifacts, DuckDB's scans of whole folders aside) as
+    ('read' | 'write', absolute path)."""
+    from pipeline import io as io_module
+    from pipeline import spreadsheet
+
+    seen: set[tuple[str, Path]] = set()
+    originals = [(module, name, getattr(module, name)) for module in (io_module, spreadsheet)
+                 for name in dir(module) if name.startswith(("read_", "write_"))]
+
+    def recorded(function: Callable, mode: str) -> Callable:
+        def call(path: object, *args: object, **kwargs: object) -> object:
+            seen.add((mode, Path(path).resolve()))
+            return function(path, *args, **kwargs)
+        return call
+
+    for module, name, function in originals:
+        setattr(module, name, recorded(function, name.split("_")[0]))
+    try:
+        yield seen
+    finally:
+        for module, name, function in originals:
+            setattr(module, name, function)
+
+
 @pytest.fixture(scope="module")
-def reads_per_stage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    """Every in-process stage run once on a small sample, recording the settings it reads."""
+def recorded_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Every in-process stage run once on a small sample, recording the settings it reads and
+    the files it opens."""
     params = params_in(tmp_path_factory.mktemp("reads"), generate={"n_leads": 3000},
                        train={"min_customers": 30}, weights={"bootstrap_samples": 3})
-    found = {}
+    settings, files = {}, {}
     for stage in IN_PROCESS:
-        with recording_reads() as reads:
-            cli.STAGES[stage][0](cli.for_stage(stage, params))
-        found[stage] = reads
-    return found
+        stage_params = cli.for_stage(stage, params)
+        with recording_reads() as reads, recording_files() as opened:
+            cli.STAGES[stage][0](stage_params)
+        settings[stage], files[stage] = reads, opened
+    return {"params": params, "settings": settings, "files": files}
+
+
+@pytest.fixture(scope="module")
+def reads_per_stage(recorded_runs: dict[str, object]) -> dict[str, set[str]]:
+    return recorded_runs["settings"]
+
+
+def _published_as(path: Path) -> Path:
+    """A file written into a folder's staging copy (`.<folder>.leadcal-staging-<pid>/`, swapped
+    in whole when the stage ends, pipeline.staging) as the path it ends up at."""
+    parts = [re.sub(r"^\.(.+)\.leadcal-staging-\d+$", r"\1", part) for part in path.parts]
+    return Path(*parts)
+
+
+@pytest.mark.parametrize("stage", IN_PROCESS)
+def test_every_file_a_stage_opens_is_one_it_declares(stage: str, recorded_runs: dict[str, object]) -> None:
+    """The registry's reads and writes hold the files the stage really opens: one it reads must
+    lie in a declared read (or in what it writes itself: the publish stage reads its previous
+    publication), one it writes in a declared write."""
+    paths, declared = recorded_runs["params"].paths, registry.BY_NAME[stage]
+    reads = [Path(registry.resolved(r, paths)).resolve() for r in declared.reads]
+    writes = [Path(registry.resolved(w, paths)).resolve() for w in declared.writes]
+    opened = {(mode, _published_as(path)) for mode, path in recorded_runs["files"][stage]}
+    undeclared = sorted(f"{mode} {path}" for mode, path in opened
+                        if not any(path == root or root in path.parents
+                                   for root in (writes if mode == "write" else reads + writes)))
+    assert recorded_runs["files"][stage], f"nothing recorded for {stage!r}: the recorder missed its I/O"
+    assert not undeclared, f"stage {stage!r} opens files pipeline/stages/registry.py does not declare: {undeclared}"
 
 
 def test_recording_sees_keys_sections_and_top_level_values() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.artifacts import read_frequency_signals
+from pipeline.artifacts.readers import read_frequency_signals
 from pipeline.core.scorecard import fit_points, half_life
 from pipeline.core.signals import SignalSet
 from pipeline.core.stats import wilson_interval

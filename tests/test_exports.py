@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.artifacts.readers import read_frequency_signals, read_scorecard
 from pipeline.core.scorecard import score_features, score_leads
 from pipeline.core.signals import SignalSet, build_signals, decay_matrix
 from pipeline.errors import LeadcalError

@@ -31,7 +31,6 @@ from .test_extract_errors import (
     lines_in,
     make_export,
     valid_tables,
-    write_table,
 )
 
 

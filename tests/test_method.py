@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals
+from pipeline.artifacts.readers import read_frequency_signals
 from pipeline.core.frequency import best_threshold, g_statistic
 from pipeline.core.scorecard import score_leads
 from pipeline.core.signals import SignalSet, band_labels, build_signals

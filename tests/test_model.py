@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from pipeline import io
-from pipeline.artifacts import read_frequency_signals, read_scorecard
+from pipeline.artifacts.readers import read_frequency_signals, read_scorecard
 from pipeline.commands.score import score
 from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator
 from pipeline.core.explain import effects, global_factors, top_reasons

@@ -4,6 +4,7 @@ effects, without running the pipeline."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from pipeline.core.lead_model import LeadModel
 from pipeline.core.scorecard import STATUS_SCORED, PointsScorecard
 from pipeline.core.signals import SignalSet
 from pipeline.schema import AGE_PREFIX
+from pipeline.stages.model import load_model, model_bytes
 
 PDO = 20.0  # points to double the odds
 
@@ -103,7 +105,7 @@ def test_the_bootstrap_is_seeded_and_spreads_around_the_fit() -> None:
     assert runs.loc["demo_request"].std() > 0  # resampled leads move the points
 
 
-def test_lead_model_is_calibrated_and_round_trips_through_its_bundle() -> None:
+def test_lead_model_is_calibrated_and_round_trips_through_its_file(tmp_path: Path) -> None:
     signals, _, closed = planted(n=3000)
     X = signals.matrix.astype(float)
     lead = np.arange(len(X))
@@ -114,7 +116,10 @@ def test_lead_model_is_calibrated_and_round_trips_through_its_bundle() -> None:
     assert not model.method_.startswith("none")  # enough customers to calibrate
     # calibrated on out-of-fold scores: the mean prediction is the observed close rate, near enough
     assert model.probability(X).mean() == pytest.approx(closed.mean(), abs=0.01)
-    again = LeadModel.from_bundle(model.bundle())
+    saved = tmp_path / "model.skops"  # through the model file, as the train stage writes it and score reads it
+    saved.write_bytes(model_bytes(model.bundle()))
+    again = LeadModel.from_bundle(load_model(saved), model.method_)
+    assert again.kind == "logistic" and again.method_ == model.method_
     assert np.array_equal(again.probability(X), model.probability(X))
 
 
@@ -136,3 +141,14 @@ def test_explain_gives_each_signals_effect_on_the_log_odds() -> None:
     reference = {"industry": "software" if lead["industry = software"].iloc[0] == 1 else "retail"}
     effects = model.explain(lead, signals.catalog, reference)
     assert effects["demo_request"].iloc[0] == pytest.approx(model.base_.coef_[0][0], rel=1e-6)
+
+
+def test_a_boosting_model_comes_back_as_one(tmp_path: Path) -> None:
+    signals, _, closed = planted(n=2000)
+    X = signals.matrix.astype(float)
+    model = LeadModel("hgb", seed=0).fit(X, closed, np.arange(len(X)))
+    saved = tmp_path / "model.skops"
+    saved.write_bytes(model_bytes(model.bundle()))
+    again = LeadModel.from_bundle(load_model(saved))
+    assert again.kind == "hgb"
+    assert np.array_equal(again.probability(X), model.probability(X))

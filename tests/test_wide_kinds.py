@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from pipeline import io
-from pipeline.design import SNAPSHOT, SNAPSHOT_COHORT, effective_params
+from pipeline.design import SNAPSHOT, SNAPSHOT_COHORT
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
 from pipeline.stages.extract import extract
+from pipeline.stages.mode import effective_params
 from tests.conftest import params_in, run_stages
 
 SHEET = (

@@ -35,7 +35,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import THRESHOLDS, read_scorecard
+from pipeline.artifacts import THRESHOLDS
+from pipeline.artifacts.readers import read_scorecard
 from pipeline.core.explain import top_reasons
 from pipeline.core.lead_model import model_matrix
 from pipeline.core.signals import SignalSet, build_signals

@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, NEVER_DAYS
 
 EPS = 1e-9
-INTERACTION_MARK = "@ day"  # "<signal> @ day 7": the signal's extra effect at that snapshot (pipeline.stages.model)
+INTERACTION_MARK = "@ day"  # "<signal> @ day 7": the signal's extra effect at that snapshot (pipeline.core.lead_model)
 
 
 def logit(p: np.ndarray) -> np.ndarray:

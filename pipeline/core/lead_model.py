@@ -132,11 +132,12 @@ class LeadModel:
         return self
 
     @classmethod
-    def from_bundle(cls, bundle: Mapping[str, object]) -> LeadModel:
-        """The model a saved bundle holds ({"base", "calibrator"}, as model.skops stores it)."""
+    def from_bundle(cls, bundle: Mapping[str, object], method: str | None = None) -> LeadModel:
+        """The model a saved bundle holds ({"base", "calibrator"}, as model.skops stores it);
+        `method`: its calibration method, from model.json."""
         model = cls("hgb" if isinstance(bundle["base"], HistGradientBoostingClassifier) else "logistic")
         model.base_, model.calibrator_ = bundle["base"], bundle["calibrator"]
-        model.method_, model.losses_ = None, {}
+        model.method_, model.losses_ = method, {}
         return model
 
     def bundle(self) -> dict[str, object]:

@@ -369,8 +369,10 @@ class PointsScorecard:
 
     @classmethod
     def from_published(cls, table: pd.DataFrame, header: Mapping[str, object]) -> PointsScorecard:
-        """The scorecard a weights.json describes (its table and header), ready to score."""
-        card = cls(float(header["points_to_double_odds"]), half_life_days=header.get("half_life_days"),
+        """The scorecard a weights.json describes (its table and header), ready to score and to
+        turn totals into probabilities. The fitting settings (regularization, seed, minimum
+        support) are not in the file: refit a published table with a new, configured scorecard."""
+        card = cls(header.get("points_to_double_odds"), half_life_days=header.get("half_life_days"),
                    caps=header.get("caps"), numeric_attributes=header.get("numeric_attributes") or ())
         card.table_, card.header_ = table, dict(header)
         return card

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import io
-from pipeline.artifacts import PUBLICATION, THRESHOLDS, WEIGHTS
+from pipeline.artifacts import PUBLICATION, PUBLISHED, THRESHOLDS, WEIGHTS
 from pipeline.design import SNAPSHOT_NOTE
 from pipeline.report import interactive
 from pipeline.report.charts import population
@@ -79,7 +79,7 @@ def _publication(folder: Path) -> Publication:
 
 def read(models: Path, pages: Sequence[tuple[str, str]]) -> Inputs:
     """The artifacts the page is drawn from (the notebooks stage depends on each)."""
-    published = models / "published"
+    published = models / PUBLISHED
     record = published / PUBLICATION
     return Inputs(
         weights=io.read_json(models / WEIGHTS), thresholds=io.read_json(models / THRESHOLDS),

@@ -36,7 +36,8 @@ from typing import Any
 import pandas as pd
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import PUBLICATION, THRESHOLDS, WEIGHTS, read_scorecard
+from pipeline.artifacts import PUBLICATION, PUBLISHED, THRESHOLDS, WEIGHTS
+from pipeline.artifacts.readers import read_scorecard
 from pipeline.core.crm_scoring import points_per_third
 from pipeline.errors import LeadcalError
 from pipeline.exports import hubspot_api
@@ -99,7 +100,7 @@ def run(params: Params) -> dict[str, Any]:
     so a run rejected by the publish stage never reaches a CRM sheet.
     """
     models = params.paths.models
-    published = models / "published"
+    published = models / PUBLISHED
     if not (published / WEIGHTS).exists():
         status = published / PUBLICATION
         why = io.read_json(status)["status"] if status.exists() else "the publish stage has not run"

@@ -42,10 +42,11 @@ from pipeline import io
 from pipeline.artifacts import FEATURES
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.data.engine import Engine, open_engine, timestamp_literal
-from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, read_mode, validation_folds
+from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, validation_folds
 from pipeline.errors import LeadcalError
 from pipeline.params import Frequency, Outcome, Params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stratum
+from pipeline.stages.mode import read_mode
 from pipeline.staging import staged_folder
 
 log = logging.getLogger(__name__)

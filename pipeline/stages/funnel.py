@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.artifacts import FEATURES, read_frequency_signals
+from pipeline.artifacts import FEATURES
+from pipeline.artifacts.readers import read_frequency_signals
 from pipeline.core.funnel.common import FUNNEL, MONTH, PLAN_CHAIN
 from pipeline.core.funnel.conversion import conversion_counts, funnel_conversion, monthly_rates
 from pipeline.core.funnel.feedback import rejection_feedback, rows_at_mql

@@ -23,7 +23,8 @@ import pandas as pd
 import skops.io as sio
 
 from pipeline import io, model_file, spreadsheet
-from pipeline.artifacts import CLOSE_RATES, FEATURES, read_frequency_signals, read_scorecard
+from pipeline.artifacts import CLOSE_RATES, FEATURES
+from pipeline.artifacts.readers import read_frequency_signals, read_scorecard
 from pipeline.core.explain import global_factors, reference_values
 from pipeline.core.lead_model import LeadModel, model_matrix, supported_columns
 from pipeline.core.scorecard import PointsScorecard
@@ -379,4 +380,4 @@ def read_model(models: Path) -> tuple[LeadModel, dict[str, object]]:
     bundle = load_model(model_path)
     description = model_file.read_description(description_path, SCHEMA_VERSION)
     model_file.check_pair(bundle, description, model_path, description_path)
-    return LeadModel.from_bundle(bundle), description
+    return LeadModel.from_bundle(bundle, (description.get("calibration") or {}).get("method")), description

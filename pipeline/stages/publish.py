@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import io
-from pipeline.artifacts import PUBLICATION, THRESHOLDS, WEIGHTS
+from pipeline.artifacts import PUBLICATION, PUBLISHED, THRESHOLDS, WEIGHTS
 from pipeline.params import Params, Publish
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _payload(folder: Path) -> dict | None:
 
 def run(params: Params) -> dict[str, object]:
     models = params.paths.models
-    published = models / "published"
+    published = models / PUBLISHED
     published.mkdir(parents=True, exist_ok=True)
     candidate = _payload(models)
     previous = _payload(published)

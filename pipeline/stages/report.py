@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import CLOSE_RATES, PUBLICATION, THRESHOLDS, WEIGHTS
+from pipeline.artifacts import CLOSE_RATES, PUBLICATION, PUBLISHED, THRESHOLDS, WEIGHTS
 from pipeline.params import Params
 from pipeline.report import charts
 from pipeline.report.charts import figure_bytes
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _publication(models: Path) -> dict[str, object]:
-    record = io.read_json(models / "published" / PUBLICATION)
+    record = io.read_json(models / PUBLISHED / PUBLICATION)
     return {"status": record["status"], "drift_flags": len(record.get("drift", {}).get("flags", [])),
             "rejection_reasons": len(record.get("reasons", []))}
 
@@ -66,9 +66,11 @@ def run(params: Params) -> dict[str, object]:
     train = io.read_json(models / "metrics" / "train.json")
     thresholds = io.read_json(models / THRESHOLDS)
     metrics = report_metrics(models, rates, train, io.read_json(models / "metrics" / "weights.json"), thresholds)
+    # every input is read (and every chart drawn) before anything is written: a missing or bad
+    # artifact stops the stage with the previous report intact
+    figures = _figures(models, params.outcome.horizon_days, rates, train, thresholds)
     io.write_json(models / "metrics" / "report.json", metrics)
     io.write_json(models / "metrics.json", headline(metrics))
-    figures = _figures(models, params.outcome.horizon_days, rates, train, thresholds)
     for name, fig in figures.items():
         io.write_bytes(models / "charts" / name, figure_bytes(fig))
     log.info("report: %d charts in %s", len(figures), models / "charts")

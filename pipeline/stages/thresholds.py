@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.artifacts import FEATURES, THRESHOLDS, read_frequency_signals, read_scorecard
+from pipeline.artifacts import FEATURES, THRESHOLDS
+from pipeline.artifacts.readers import read_frequency_signals, read_scorecard
 from pipeline.core.crm_scoring import TARGETS, crm_scores, grade_label, points_per_third, scoring_for
 from pipeline.core.frequency import best_split
 from pipeline.core.signals import SignalSet, build_signals, lead_starts, time_split

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import CLOSE_RATES, FEATURES, WEIGHTS, read_frequency_signals
+from pipeline.artifacts import CLOSE_RATES, FEATURES, WEIGHTS
+from pipeline.artifacts.readers import read_frequency_signals
 from pipeline.core.scorecard import STATUS_SCORED, PointsScorecard, check_outcomes, half_life, rank_stability
 from pipeline.core.signals import SignalSet, build_signals, count_leads, fit_rows, time_split
 from pipeline.params import Params
