@@ -403,7 +403,7 @@ class Train(_Strict):
 class Thresholds(_Strict):
     """How the MQL threshold is chosen; every policy is computed and reported, `policy` is published.
 
-    When `policy` finds no threshold, the first policy of pipeline.stages.thresholds.FALLBACK_ORDER that
+    When `policy` finds no threshold, the first policy of pipeline.core.thresholds.FALLBACK_ORDER that
     finds one is published, named in thresholds.json with the reason; when none does, the run is
     not published (a null threshold never is).
     """

@@ -1,5 +1,5 @@
 """Each CRM's scoring rules (pipeline.core.crm_scoring) and the thresholds chosen under them
-(pipeline.stages.thresholds.two_axis_rule), against hand-computed cases and the pipeline's own scoring."""
+(pipeline.core.thresholds.two_axis_rule), against hand-computed cases and the pipeline's own scoring."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.core.crm_scoring import DAYS_PER_MONTH, scoring_for
 from pipeline.core.scorecard import score_features
 from pipeline.core.signals import build_signals
 from pipeline.params import Params
-from pipeline.stages import thresholds
+from pipeline.core import thresholds
 
 
 def test_decay_by_hand() -> None:

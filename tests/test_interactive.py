@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.core.stats import wilson_interval
 from pipeline.report import interactive
-from pipeline.stages import thresholds
+from pipeline.core import thresholds
 
 
 def values(spec: dict) -> list[list[dict]]:

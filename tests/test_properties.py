@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipeline.core.signals import SignalSet
 from pipeline.core.stats import top_fraction_lift, wilson_interval
 from pipeline.stages.close_rates import close_rate_table
-from pipeline.stages.thresholds import threshold_curve
+from pipeline.core.thresholds import threshold_curve
 
 counts = st.integers(min_value=0, max_value=100_000)
 

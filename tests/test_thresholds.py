@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import io
 from pipeline.params import Params, Thresholds
-from pipeline.stages.thresholds import choose_by_policy, grade, policy_results, quadrant, threshold_curve
+from pipeline.core.thresholds import choose_by_policy, grade, policy_results, quadrant, threshold_curve
 
 
 @pytest.fixture()
@@ -102,7 +102,7 @@ def test_matrix_orders_the_quadrants_like_the_truth(default_run: Params) -> None
 
 
 def test_each_lead_is_judged_at_its_peak_row() -> None:
-    from pipeline.stages.thresholds import peak_rows
+    from pipeline.core.thresholds import peak_rows
 
     lead = np.array([0, 0, 0, 1, 2, 2])
     total = np.array([10, 40, 25, -5, 7, 7])  # lead 0 peaks on its second row; lead 2 ties: its first
@@ -110,7 +110,7 @@ def test_each_lead_is_judged_at_its_peak_row() -> None:
 
 
 def test_grade_cutoffs_keep_the_lowest_grade_when_scores_tie_at_the_minimum() -> None:
-    from pipeline.stages.thresholds import grade_cutoffs
+    from pipeline.core.thresholds import grade_cutoffs
 
     engagement = np.array([0] * 60 + [5, 10, 15, 20, 30, 40, 50, 60, 70, 80] * 4)  # 60 % never engaged
     cuts = grade_cutoffs(engagement)
@@ -178,7 +178,7 @@ def test_cost_benefit_without_a_deal_value_says_what_it_needs() -> None:
 
 
 def test_the_fallback_is_the_first_policy_of_the_fixed_order_that_finds_a_threshold() -> None:
-    from pipeline.stages.thresholds import FALLBACK_ORDER, published_policy
+    from pipeline.core.thresholds import FALLBACK_ORDER, published_policy
 
     found = {name: {"threshold": 10 + i, "note": None} for i, name in enumerate(FALLBACK_ORDER)}
     assert published_policy("cost_benefit", found) == ("cost_benefit", None)

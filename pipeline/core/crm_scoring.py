@@ -12,7 +12,7 @@ applies the caps. The tools that take the exports do not all do that:
 
 A threshold chosen under leadcal's scoring is therefore wrong inside the others: without
 decay, old activity keeps its points and many more leads pass. `CrmScoring` describes one
-tool's rules; `crm_scores` scores leads as that tool would; pipeline.stages.thresholds chooses
+tool's rules; `crm_scores` scores leads as that tool would; pipeline.core.thresholds chooses
 each tool's own threshold with the same policy and validates it on the held-out months, and
 the exports carry it (docs/crm-exports.md).
 
