@@ -114,16 +114,30 @@ class LogisticFit:
 
 
 def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapshot: np.ndarray | None = None,
-                 columns: list[str] | None = None, start: LogisticFit | None = None) -> LogisticFit:
-    """The L2 logistic regression of the outcomes on X, with an unpenalised baseline per snapshot.
+                 columns: list[str] | None = None, start: LogisticFit | None = None,
+                 usable: np.ndarray | None = None) -> LogisticFit:
+    """The L2 logistic regression of the outcomes on X (on its `usable` columns, a mask, if given),
+    with an unpenalised baseline per snapshot.
 
     `start`: a fit of nearly the same data (the published table, for its bootstrap refits) to
     start the solver from, matched by column name: the same optimum in fewer steps.
     """
     snapshot = np.zeros(len(closed), dtype=np.int64) if snapshot is None else np.asarray(snapshot)
     ages = [int(a) for a in np.unique(snapshot)]
-    strata = np.column_stack([(snapshot == a) * SNAPSHOT_SCALE for a in ages[1:]]) if len(ages) > 1 else None
-    design = X if strata is None else np.hstack([X, strata])
+    if usable is not None or len(ages) > 1:
+        # X's (usable) columns, then one scaled indicator per later snapshot, written once into one
+        # C-ordered array: the same matrix as np.hstack([X[:, usable], strata]) without the copies
+        # in between (half a second per fit at a million rows)
+        X = np.asarray(X)
+        picked = np.arange(X.shape[1]) if usable is None else np.flatnonzero(usable)
+        design = np.empty((len(closed), len(picked) + len(ages) - 1))
+        for position, column in enumerate(picked):
+            design[:, position] = X[:, column]
+        for position, a in enumerate(ages[1:], start=len(picked)):
+            design[:, position] = (snapshot == a) * SNAPSHOT_SCALE
+        X = design[:, :len(picked)]
+    else:
+        design = X
     model = LogisticRegression(C=c, l1_ratio=0, solver=SOLVER, max_iter=200, tol=SOLVER_TOLERANCE,
                                random_state=seed, warm_start=start is not None)
     if start is not None:  # scikit-learn starts a warm_start fit from coef_ and intercept_
@@ -232,8 +246,8 @@ def fit_points(
     if not usable.any():
         raise LeadcalError("cannot fit points: every signal is below the minimum support or the same for every lead")
     columns = signals.matrix.columns
-    fit = fit_logistic(signals.matrix.loc[:, usable].to_numpy(dtype=float), closed, c, seed, signals.snapshots(),
-                       list(columns[usable]), start)
+    fit = fit_logistic(signals.matrix.to_numpy(), closed, c, seed, signals.snapshots(), list(columns[usable]), start,
+                       usable)
     coefficient = pd.Series(0.0, index=columns)
     coefficient[columns[usable]] = fit.coefficients
     coefficient, intercept = _centred(coefficient, fit.intercept, signals)
@@ -287,25 +301,46 @@ def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, flo
     """
     table = weights.set_index("signal")
     values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float) * table["points"].to_numpy(dtype=float)
-    contributions = pd.DataFrame(values, columns=table.index, index=matrix.index)
-    contributions = contributions.assign(**_other_values(matrix, table, numeric))
+    others = _other_values(matrix, table, numeric)
+    columns = list(np.ascontiguousarray(values.T)) + list(others.values())  # one row per signal
+    kinds = list(table["kind"]) + ["fit"] * len(others)
+    attributes = list(table["attribute"]) + [name.split(" = ")[0] for name in others]
     caps = caps or {}
     scores = {}
-    kinds = pd.concat([table["kind"], pd.Series("fit", index=contributions.columns[len(table):])])
-    attributes = pd.concat([table["attribute"], pd.Series([c.split(" = ")[0] for c in contributions.columns[len(table):]],
-                                                          index=contributions.columns[len(table):], dtype=object)])
     for kind in ("fit", "engagement"):
-        in_kind = kinds == kind
-        grouped = contributions.loc[:, in_kind.to_numpy()].T.groupby(attributes[in_kind]).sum().T
+        in_kind = [j for j, k in enumerate(kinds) if k == kind]
+        grouped = {attribute: _group_sum([columns[j] for j in in_kind if attributes[j] == attribute], len(matrix))
+                   for attribute in sorted({attributes[j] for j in in_kind})}
         for attribute, cap in caps.items():
-            if attribute in grouped.columns:
-                grouped[attribute] = grouped[attribute].clip(upper=cap)
-        total = grouped.sum(axis=1).to_numpy() if len(grouped.columns) else np.zeros(len(matrix))
+            if attribute in grouped:
+                grouped[attribute] = np.minimum(grouped[attribute], cap)
+        total = np.zeros(len(matrix))
+        for column in grouped.values():  # attribute by attribute, in name order
+            total = total + column
         if kind in caps:
             total = np.minimum(total, caps[kind])
         scores[f"{kind}_points"] = np.round(total).astype(np.int64)
     scores["total_points"] = scores["fit_points"] + scores["engagement_points"]
     return pd.DataFrame(scores, index=matrix.index)
+
+
+def _group_sum(columns: list[np.ndarray], length: int) -> np.ndarray:
+    """The sum of an attribute's contribution columns, row by row, with the arithmetic pandas'
+    groupby sum does (compensated, Kahan, summation in column order, missing values skipped):
+    score_leads once summed with `frame.T.groupby(attribute).sum()`, and the same additions in
+    the same order keep every score the same to the last bit, at a tenth of the cost."""
+    total, compensation = np.zeros(length), np.zeros(length)
+    for column in columns:
+        present = ~np.isnan(column)
+        y = column - compensation
+        t = total + y
+        fresh = (t - total) - y
+        fresh[np.isnan(fresh)] = 0.0
+        if present.all():
+            total, compensation = t, fresh
+        else:
+            total, compensation = np.where(present, t, total), np.where(present, fresh, compensation)
+    return total
 
 
 def _other_values(matrix: pd.DataFrame, table: pd.DataFrame, numeric: Iterable[str]) -> dict[str, np.ndarray]:
