@@ -61,11 +61,17 @@ def _average_over_values(
     predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, shares: dict[str, float]
 ) -> np.ndarray:
     """Share-weighted mean log-odds of `rows` with each value of one attribute in turn."""
+    # One copy of the rows, its attribute's columns rewritten for each value (a frame copied and
+    # edited per value cost pandas a block consolidation each time: 27 s of the train stage at 1M
+    # leads). Column-major, as the edited frame handed its values to the model, so predictions are
+    # the same to the last bit.
+    values = np.array(rows.to_numpy(dtype=float), order="F")  # a copy: to_numpy may hand out a read-only view
+    attribute = [rows.columns.get_loc(name) for name in shares]
     total = np.zeros(len(rows))
     for value, share in shares.items():
-        swapped = rows.copy()
-        swapped[list(shares)] = 0.0
-        swapped[value] = 1.0
+        values[:, attribute] = 0.0
+        values[:, rows.columns.get_loc(value)] = 1.0
+        swapped = pd.DataFrame(values, index=rows.index, columns=rows.columns, copy=False)
         total += share * logit(predict(swapped))
     return total
 
