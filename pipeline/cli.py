@@ -82,14 +82,15 @@ def run_keep_going(names: list[str], params: Params, command: str = "run") -> in
     failed: dict[str, str] = {}
     skipped: dict[str, list[str]] = {}  # stage: the stages it needs that failed or were skipped
     for name in names:
-        missing = [up for up in upstream(name, params.paths) if up in failed or up in skipped]
+        needs = upstream(name, params.paths)
+        missing = [up for up in needs if up in failed or up in skipped]
         if missing:
             skipped[name] = missing
             log.info("%s skipped: it needs %s", name, ", ".join(missing))
             continue
         started = time.perf_counter()
         try:
-            with staging.stage_outputs(name, params.paths, upstream(name, params.paths)):
+            with staging.stage_outputs(name, params.paths, needs):
                 STAGES[name][0](for_stage(name, params))
         except LeadcalError as exc:
             failed[name] = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line each

@@ -70,8 +70,8 @@ def imported_modules(path: Path) -> set[Path]:
     return found
 
 
-def import_closure(start: set[Path]) -> set[str]:
-    """Every package module reachable from `start`, as repository-relative paths."""
+def reachable(start: set[Path] | list[Path]) -> set[Path]:
+    """`start` and every package module it imports, directly or through others."""
     seen: set[Path] = set()
     todo = list(start)
     while todo:
@@ -80,7 +80,12 @@ def import_closure(start: set[Path]) -> set[str]:
             continue
         seen.add(path)
         todo.extend(imported_modules(path) - seen)
-    return {p.relative_to(REPO).as_posix() for p in seen if not _docstring_only(p)} - NOT_STAGE_CODE
+    return seen
+
+
+def import_closure(start: set[Path]) -> set[str]:
+    """Every package module reachable from `start`, as repository-relative paths."""
+    return {p.relative_to(REPO).as_posix() for p in reachable(start) if not _docstring_only(p)} - NOT_STAGE_CODE
 
 
 def _docstring_only(path: Path) -> bool:

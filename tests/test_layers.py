@@ -20,7 +20,7 @@ import ast
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.test_dvc_consistency import imported_modules
+from tests.test_dvc_consistency import imported_modules, reachable
 
 PACKAGE = REPO / "pipeline"
 ORDER = ["", "data", "core", "artifacts", "report", "exports", "stages", "commands", "cli"]
@@ -74,15 +74,3 @@ def test_the_statistics_take_explicit_settings_and_read_no_file() -> None:
                 found += [f"{path.relative_to(REPO)}: {a.name}" for a in node.names if a.name == "pipeline.params"]
     found += [f"core/ reaches {p.relative_to(REPO)}" for p in sorted(reachable(core) & files)]
     assert not found, "core/ modules that take Params or do I/O:\n" + "\n".join(found)
-
-
-def reachable(start: list[Path]) -> set[Path]:
-    """Every package module imported by `start`, directly or through others."""
-    seen: set[Path] = set()
-    todo = list(start)
-    while todo:
-        path = todo.pop()
-        for imported in imported_modules(path) - seen:
-            seen.add(imported)
-            todo.append(imported)
-    return seen

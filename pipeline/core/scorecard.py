@@ -441,6 +441,11 @@ class PointsScorecard:
         """fit_points, engagement_points and total_points of each row, decay and caps included."""
         return score_features(features, signals, self.table_, self.header_)
 
+    def score_decayed(self, matrix: pd.DataFrame) -> pd.DataFrame:
+        """The same scores from signals already decayed (`decay`): to score one set of leads with
+        several tables (the bootstrap's) without decaying them again."""
+        return score_leads(matrix, self.table_, self.header_.get("caps"), self.header_.get("numeric_attributes") or ())
+
     def probability(self, total_points: np.ndarray, snapshot: np.ndarray | None = None) -> np.ndarray:
         """P(close) implied by a points total, at each row's snapshot."""
         return points_probability(total_points, self.header_, snapshot)

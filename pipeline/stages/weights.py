@@ -18,7 +18,6 @@ from pipeline.core.scorecard import (
     check_outcomes,
     half_life,
     rank_stability,
-    score_leads,
 )
 from pipeline.core.signals import SignalSet, build_signals, count_leads, fit_rows, time_split
 from pipeline.params import Params
@@ -40,13 +39,10 @@ def _spread(card: PointsScorecard, decayed: SignalSet, closed: np.ndarray, evide
     table["points_p975"] = runs.quantile(0.975, axis=1).round(1).to_numpy()
     table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
     if len(valid_features):
-        # the held-out leads' signals decayed once, then scored with each table (as card.score does)
-        decayed_valid = card.decay(valid_signals, valid_features).matrix
-        header = card.header_
-        caps, numeric = header.get("caps"), header.get("numeric_attributes") or ()
-        published = score_leads(decayed_valid, table, caps, numeric)["total_points"].to_numpy()
-        others = [score_leads(decayed_valid, table.assign(points=runs[col].to_numpy()), caps, numeric)["total_points"]
-                  .to_numpy() for col in runs.columns]
+        decayed_valid = card.decay(valid_signals, valid_features).matrix  # once, for every table
+        published = card.score_decayed(decayed_valid)["total_points"].to_numpy()
+        others = [card.with_points(runs[col].to_numpy()).score_decayed(decayed_valid)["total_points"].to_numpy()
+                  for col in runs.columns]
         stability["rank_spearman"] = rank_stability(published, others)
     return stability
 
