@@ -325,12 +325,15 @@ def identifier_attributes(leads: pd.DataFrame, attributes: list[str], source: st
         if len(values) < IDENTIFIER_MIN_LEADS:
             continue
         counts = values.value_counts()
-        single = values.map(counts).to_numpy() == 1
-        if single.sum() >= IDENTIFIER_SHARE * len(values):
-            examples = ", ".join(shown(v) for v in values[single].head(EXAMPLE_ROWS))
+        # a value seen once is one lead: counted on the few distinct values (mapping the counts back
+        # onto a million leads took a second per attribute), the leads themselves looked up on refusal only
+        singles = int((counts.to_numpy() == 1).sum())
+        if singles >= IDENTIFIER_SHARE * len(values):
+            unique = counts.index[counts.to_numpy() == 1]
+            examples = ", ".join(shown(v) for v in values[values.isin(unique)].head(EXAMPLE_ROWS))
             raise LeadcalError(
                 f"{source}: fit attribute '{attribute}' (params signals.fit_attributes) has a value no other lead "
-                f"shares on {int(single.sum())} of {len(values)} leads (e.g. {examples}): one signal per lead says "
+                f"shares on {singles} of {len(values)} leads (e.g. {examples}): one signal per lead says "
                 "nothing about the next lead. An id, an e-mail, a date or free text is not a fit attribute: remove "
                 "it from signals.fit_attributes (a number is banded with signals.numeric_bins)")
 
