@@ -59,6 +59,26 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(threads)
 
 
+def use_jemalloc_for_arrow() -> None:
+    """Arrow's buffers (Parquet reads and writes, DuckDB results) from jemalloc, not the wheel's
+    default mimalloc, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
+
+    On a 30M-event run mimalloc handed pages back to the kernel and faulted them in again
+    between batches: the close-rates stage spent more CPU in the kernel than in Python
+    (14.4 s of CPU, 8.8 s of it system); with jemalloc it took 9.8 s and the features stage
+    11 % less (medians of runs paired one against the other). The allocator changes no result.
+    Where pyarrow is built without jemalloc (Windows), its default stays.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow as pa
+
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pass
+
+
 def for_stage(name: str, params: Params) -> Params:
     """params as stage `name` reads them: after extract, adjusted for a snapshot export (pipeline.design)."""
     if name in ("generate", "extract"):
@@ -247,6 +267,7 @@ def _main(argv: list[str]) -> int:
     try:
         params = load_params(args.params)
         limit_threads(params.threads)  # for the whole process: every fit and prediction
+        use_jemalloc_for_arrow()
         command = {"score": _score, "push": _push, "plan": _plan}.get(args.stage)
         if command is not None:
             return command(args, params)

@@ -244,3 +244,21 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
     expected = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["version"]
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip() == f"leadcal {expected}"
+
+
+def test_arrow_buffers_come_from_jemalloc_unless_the_environment_names_a_pool(monkeypatch):
+    import pyarrow as pa
+
+    from pipeline.cli import use_jemalloc_for_arrow
+
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.system_memory_pool())
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+        use_jemalloc_for_arrow()
+        assert pa.default_memory_pool().backend_name == "system"  # the user's choice stands
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        use_jemalloc_for_arrow()
+        assert pa.default_memory_pool().backend_name == "jemalloc"
+    finally:
+        pa.set_memory_pool(before)
