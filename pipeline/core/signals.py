@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.design import is_snapshot, random_split
 from pipeline.params import FrequencySignal, Signals
@@ -68,8 +69,16 @@ def _new_lead(values: np.ndarray) -> np.ndarray:
 
 
 def lead_codes(lead_ids: pd.Series) -> np.ndarray:
-    """0, 0, 1, 2, 2, 2, ...: a new code wherever a new lead's rows begin."""
-    return (np.cumsum(_new_lead(lead_ids.to_numpy())) - 1).astype(np.int64)
+    """0, 0, 1, 2, 2, 2, ...: a new code wherever a new lead's rows begin.
+
+    Neighbouring ids are compared in Arrow: as a NumPy array, text ids become a million
+    Python strings first."""
+    ids = pa.array(lead_ids)
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.ones(len(ids), dtype=bool)
+    new[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    return (np.cumsum(new) - 1).astype(np.int64)
 
 
 def lead_starts(lead: np.ndarray) -> np.ndarray:
@@ -181,9 +190,8 @@ def fit_values(features: pd.DataFrame, settings: Signals) -> pd.DataFrame:
     return pd.DataFrame(columns, index=features.index)
 
 
-def _category_order(attribute: str, values: pd.Series, settings: Signals) -> list[str]:
-    """Bands in numeric order, categories alphabetically, 'unknown' last."""
-    present = set(values.unique())
+def _category_order(attribute: str, present: set[str], settings: Signals) -> list[str]:
+    """The values present: bands in numeric order, categories alphabetically, 'unknown' last."""
     if attribute in settings.numeric_bins:
         edges = settings.numeric_bins[attribute]
         ordered = [f"<{_human(edges[0])}", *band_labels(edges)]
@@ -225,8 +233,9 @@ def build_signals(features: pd.DataFrame, settings: Signals, frequency: list[Fre
             "signal": name, "kind": "engagement", "type": "frequency", "attribute": spec.activity,
             "value": f">= {spec.min_count} in {spec.window_days} days",
         })
-    ages = features[[AGE_PREFIX + a for a in activities_in(features)]].to_numpy(dtype=float)
-    latest = np.min(np.where(np.isnan(ages), np.inf, ages), axis=1, initial=np.inf)
+    latest = np.full(len(features), np.inf)  # days since the latest activity of any kind (inf: none)
+    for activity in activities_in(features):  # column by column: a row-wise minimum strides across columns
+        latest = np.fmin(latest, features[AGE_PREFIX + activity].to_numpy(dtype=float))  # NaN: never done
     for days in settings.recency_days:
         name = recency_name(days)
         columns[name] = latest <= days
@@ -238,7 +247,7 @@ def build_signals(features: pd.DataFrame, settings: Signals, frequency: list[Fre
         encoded = (text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).dictionary_encode()
         code = {value: position for position, value in enumerate(encoded.dictionary.to_pylist())}
         codes = encoded.indices.to_numpy()
-        for value in _category_order(attribute, values[attribute], settings):
+        for value in _category_order(attribute, set(code), settings):
             name = f"{attribute} = {value}"
             columns[name] = codes == code[value]
             rows.append({"signal": name, "kind": "fit", "type": "fit", "attribute": attribute, "value": value})
