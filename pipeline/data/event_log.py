@@ -35,6 +35,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -78,6 +79,13 @@ LONG, UNKNOWN = 1, 2  # verdicts: RULES[verdict - 1]
 WHITESPACE = " \t\n\r\x0b\x0c"  # what Python's str.strip() (the pandas path) trims, in ASCII
 BATCH_ROWS = 1_000_000  # sorted rows asked for at a time (DuckDB hands back up to 122,880); a row group each
 PROBLEM = len(RULES)  # verdict of a row no policy may drop (no id, no date, no name); 1..4: RULES[verdict - 1]
+# The problems that stop the run whatever the policy, as SQL over the judged rows (DuckDB's and
+# Spark's alike): `lead_id` is the trimmed id, `occurred_text` the date as written ('x' when typed).
+NO_ID = "lead_id IS NULL OR lead_id = ''"
+BAD_DATE = "occurred_at IS NULL AND trim(occurred_text) <> ''"
+NO_DATE = "occurred_text IS NULL OR trim(occurred_text) = ''"
+NO_ROWS = "the table has a header but no rows"
+Examples = Callable[[str, str], str]  # (SQL condition over the judged rows, column shown) -> "row 3: 'x', ..."
 # written from dictionary arrays, stored as plain strings (store_schema=False): readers see text
 CODED = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema([pa.field("lead_id", CODED, nullable=False), pa.field("activity", CODED, nullable=False),
@@ -104,18 +112,54 @@ def _kept_before(index: int) -> str:
     return " AND ".join(["TRUE", *(f"NOT ({condition})" for _, condition in RULES[:index])])
 
 
-def _examples(con: duckdb.DuckDBPyConnection, condition: str, column: str, files: int, table: str = "judged") -> str:
-    """A few offending rows: 'row N' counts data rows from 1 (per file, named when there are several)."""
-    rows = con.execute(f"SELECT filename, row_number, {column} FROM {table} WHERE {condition} "
-                       f"ORDER BY filename, row_number LIMIT {EXAMPLE_ROWS}").fetchall()
+def example_list(rows: Sequence[tuple[str, int, object]], files: int) -> str:
+    """(file name, row number, value) rows as a message names them: 'row N' counts data rows from 1
+    (per file; the file is named when there are several)."""
     return ", ".join(f"{Path(name).name + ' ' if files > 1 else ''}row {int(number)}: {shown_value(value)}"
                      for name, number, value in rows)
 
 
+def _examples(con: duckdb.DuckDBPyConnection, condition: str, column: str, files: int, table: str = "judged") -> str:
+    """A few offending rows: 'row N' counts data rows from 1 (per file, named when there are several)."""
+    rows = con.execute(f"SELECT filename, row_number, {column} FROM {table} WHERE {condition} "
+                       f"ORDER BY filename, row_number LIMIT {EXAMPLE_ROWS}").fetchall()
+    return example_list(rows, files)
+
+
+def rule_refusal(shown: str, reason: str, count: int, examples: str) -> LeadcalError:
+    """A recoverable rule's rows under on_bad_rows: fail (the message of contract.TableReport.remove)."""
+    return LeadcalError(f"{shown}: {count} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
+                        f"'drop' drops and counts them); {examples}")
+
+
 def _refusal(con: duckdb.DuckDBPyConnection, shown: str, reason: str, count: int, condition: str, files: int,
              table: str = "judged") -> LeadcalError:
-    return LeadcalError(f"{shown}: {count} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
-                        f"'drop' drops and counts them); {_examples(con, condition, 'lead_id', files, table)}")
+    return rule_refusal(shown, reason, count, _examples(con, condition, "lead_id", files, table))
+
+
+def nul_error(shown: str, count: int, examples: str) -> LeadcalError:
+    """A NUL byte in an activity name: refused, as the pandas path refuses it (contract.refuse_nul)."""
+    return LeadcalError(f"{shown}: column 'activity': {count} value(s) hold a NUL byte (\\x00): the export is "
+                        f"damaged or not UTF-8 text; re-export it; {examples}")
+
+
+def problem_error(shown: str, counts: Sequence[int], no_name: str, examples: Examples) -> LeadcalError | None:
+    """The first problem that stops the run whatever the policy, in the order the pandas path checks
+    them: empty ids, dates that are not dates, empty dates, empty names. `counts`: the rows with each."""
+    empty_ids, bad_dates, empty_dates, empty_names = counts
+    if empty_ids:
+        return LeadcalError(f"{shown}: column 'lead_id': {empty_ids} empty id(s); {examples(NO_ID, 'lead_id')}")
+    if bad_dates:
+        return LeadcalError(
+            f"{shown}: column 'occurred_at': {bad_dates} value(s) are not ISO-8601 dates (expected e.g. "
+            f"2024-03-01 or 2024-03-01T14:05:00Z); {examples(BAD_DATE, 'occurred_text')}")
+    if empty_dates:
+        return LeadcalError(f"{shown}: column 'occurred_at': {empty_dates} empty value(s); every row needs a date; "
+                            f"{examples(NO_DATE, 'occurred_text')}")
+    if empty_names:
+        return LeadcalError(f"{shown}: column 'activity': {empty_names} empty activity name(s); "
+                            f"{examples(no_name, 'lead_id')}")
+    return None
 
 
 def _refusal_of_log(con: duckdb.DuckDBPyConnection, shown: str, files: int, no_name: str, lead_ids: pd.Series,
@@ -124,30 +168,18 @@ def _refusal_of_log(con: duckdb.DuckDBPyConnection, shown: str, files: int, no_n
     the whole log (a second pass, on this path only), the first that fails named as the pandas
     path orders them (empty ids, dates, names, then the rules under on_bad_rows: fail; no row
     matching any lead is a mapping error before the unknown-lead rule)."""
-    bad_date = "occurred_at IS NULL AND trim(occurred_text) <> ''"
-    no_date = "occurred_text IS NULL OR trim(occurred_text) = ''"
-    no_id = "lead_id IS NULL OR lead_id = ''"
     rule_counts = ", ".join(f"count(*) FILTER (WHERE {_kept_before(i)} AND ({condition}))"
                             for i, (_, condition) in enumerate(RULES[:-1]))
     empty_ids, bad_dates, empty_dates, empty_names, reaching, *dropped = con.execute(f"""
-        SELECT count(*) FILTER (WHERE {no_id}), count(*) FILTER (WHERE {bad_date}),
-               count(*) FILTER (WHERE {no_date}), count(*) FILTER (WHERE {no_name}),
+        SELECT count(*) FILTER (WHERE {NO_ID}), count(*) FILTER (WHERE {BAD_DATE}),
+               count(*) FILTER (WHERE {NO_DATE}), count(*) FILTER (WHERE {no_name}),
                count(*) FILTER (WHERE {_kept_before(UNKNOWN - 1)}), {rule_counts}
         FROM judged
     """).fetchall()[0]
-    if empty_ids:
-        return LeadcalError(f"{shown}: column 'lead_id': {empty_ids} empty id(s); "
-                            f"{_examples(con, no_id, 'lead_id', files)}")
-    if bad_dates:
-        return LeadcalError(
-            f"{shown}: column 'occurred_at': {bad_dates} value(s) are not ISO-8601 dates (expected e.g. "
-            f"2024-03-01 or 2024-03-01T14:05:00Z); {_examples(con, bad_date, 'occurred_text', files)}")
-    if empty_dates:
-        return LeadcalError(f"{shown}: column 'occurred_at': {empty_dates} empty value(s); every row needs a date; "
-                            f"{_examples(con, no_date, 'occurred_text', files)}")
-    if empty_names:
-        return LeadcalError(f"{shown}: column 'activity': {empty_names} empty activity name(s); "
-                            f"{_examples(con, no_name, 'lead_id', files)}")
+    problem = problem_error(shown, (empty_ids, bad_dates, empty_dates, empty_names), no_name,
+                            lambda condition, column: _examples(con, condition, column, files))
+    if problem is not None:
+        return problem
     index, (reason, condition), hit = next((i, rule, hit) for i, (rule, hit) in enumerate(zip(RULES, dropped)) if hit)
     if index == UNKNOWN - 1 and hit == reaching:
         unknown = f"{_kept_before(index)} AND ({condition})"
@@ -244,11 +276,16 @@ def _columns(con: duckdb.DuckDBPyConnection, file_list: str, shown: str) -> dict
     except duckdb.Error as exc:
         raise LeadcalError(f"{shown}: cannot read as Parquet: {exc}") from exc
     types = {str(name).strip().lower(): str(kind) for name, kind, *_ in schema}
-    missing = [c for c in ACTIVITIES_REQUIRED if c not in types]
-    if missing:
-        raise LeadcalError(f"{shown}: missing required column(s) {missing}; found {list(types)}. "
-                           "See docs/data-contract.md for the expected columns.")
+    require_columns(list(types), shown)
     return types
+
+
+def require_columns(names: list[str], shown: str) -> None:
+    """A log without a required column is refused before any row is read. `names`: stripped, lower case."""
+    missing = [c for c in ACTIVITIES_REQUIRED if c not in names]
+    if missing:
+        raise LeadcalError(f"{shown}: missing required column(s) {missing}; found {names}. "
+                           "See docs/data-contract.md for the expected columns.")
 
 
 def _register_leads(con: duckdb.DuckDBPyConnection, leads: pd.DataFrame) -> pa.Table:
@@ -286,23 +323,32 @@ def _register_names(con: duckdb.DuckDBPyConnection, shown: str,
 
     Returns (raw spelling, normalised name) pairs, the names in rank order, and the SQL condition
     of a row without a name. A NUL byte in a name is refused, as the pandas path refuses it."""
-    spellings = [(raw, raw.strip().lower()) for raw, in  # as the pandas path normalises them
+    spellings = [(raw, normalised(raw)) for raw, in  # as the pandas path normalises them
                  con.execute("SELECT DISTINCT raw_activity FROM parsed WHERE raw_activity IS NOT NULL").fetchall()]
     if any("\x00" in raw for raw, _ in spellings):  # refused, as the pandas path refuses it
         nul = "strpos(raw_activity, chr(0)) > 0"
         count = con.execute(f"SELECT count(*) FROM parsed WHERE {nul}").fetchone()[0]
-        raise LeadcalError(f"{shown}: column 'activity': {count} value(s) hold a NUL byte (\\x00): the export is "
-                           f"damaged or not UTF-8 text; re-export it; "
-                           f"{_examples(con, nul, 'raw_activity', files, table='parsed')}")
-    # a name longer than MAX_TEXT is a bad row (rank -1: dropped, never a column)
-    names = sorted({name for _, name in spellings if len(name) <= MAX_TEXT} - {""})
-    rank = {name: position for position, name in enumerate(names)}
+        raise nul_error(shown, count, _examples(con, nul, "raw_activity", files, table="parsed"))
+    names, ranks = name_ranks(spellings)
     con.register("name_table", pa.table({
         "raw": pa.array([raw for raw, name in spellings if name], type=pa.string()),
-        "name_rank": pa.array([rank.get(name, -1) for _, name in spellings if name], type=pa.int32())}))
+        "name_rank": pa.array(ranks, type=pa.int32())}))
     blank = [raw for raw, name in spellings if not name]
     no_name = "raw_activity IS NULL" + (f" OR raw_activity IN ({', '.join(map(sql_literal, blank))})" if blank else "")
     return spellings, names, no_name
+
+
+def normalised(raw: str) -> str:
+    """An activity spelling as the pandas path normalises it (contract.text, lower=True)."""
+    return raw.strip().lower()
+
+
+def name_ranks(spellings: list[tuple[str, str]]) -> tuple[list[str], list[int]]:
+    """The names in rank order, and the rank of each spelling that has a name (in `spellings`' order;
+    -1 for a name longer than MAX_TEXT: a bad row, dropped, never a column). Blank ones have none."""
+    names = sorted({name for _, name in spellings if len(name) <= MAX_TEXT} - {""})
+    rank = {name: position for position, name in enumerate(names)}
+    return names, [rank.get(name, -1) for _, name in spellings if name]
 
 
 def _create_judged(con: duckdb.DuckDBPyConnection, now: pd.Timestamp | None) -> None:
@@ -360,8 +406,7 @@ def _report(con: duckdb.DuckDBPyConnection, shown: str, files: int, policy: str,
     Events of leads dropped at extract are counted apart from unknown leads by a query that
     runs only when leads were dropped and some events matched no lead."""
     if not verdicts.sum():
-        raise LeadcalError(f"{shown}: the table has a header but no rows")
-    report = TableReport(rows_read=int(verdicts.sum()))
+        raise LeadcalError(f"{shown}: {NO_ROWS}")
     unknown = f"created_at IS NULL AND NOT ({RULES[LONG - 1][1]})"
     of_dropped = 0
     if dropped_ids is not None and len(dropped_ids) and verdicts[UNKNOWN]:  # only when leads were dropped
@@ -369,12 +414,32 @@ def _report(con: duckdb.DuckDBPyConnection, shown: str, files: int, policy: str,
         of_dropped = con.execute(f"SELECT count(*) FROM judged WHERE {unknown} AND "
                                  f"{_trimmed('raw_lead_id')} IN (SELECT lead_id FROM dropped_table)").fetchone()[0]
         unknown += f" AND {_trimmed('raw_lead_id')} NOT IN (SELECT lead_id FROM dropped_table)"
-    reaching = int(verdicts.sum() - verdicts[LONG]) - of_dropped  # rows the unknown-lead rule sees
-    unmatched = int(verdicts[UNKNOWN]) - of_dropped
+    reaching, unmatched = matching(verdicts, of_dropped)
     if reaching and unmatched == reaching:
         partial.unlink()
         raise unmatched_error(shown, "activities", reaching, _examples(con, unknown, "lead_id", files),
                               lead_table.column("lead_id").to_pandas(), leads_source)
+    duplicates = int(verdicts[0]) - written
+    if duplicates and policy == "fail":
+        partial.unlink()
+        raise _refusal_of_duplicates(con, shown, duplicates, files)
+    return verdict_report(shown, verdicts, written, of_dropped, leads_source)
+
+
+def matching(verdicts: np.ndarray, of_dropped: int) -> tuple[int, int]:
+    """(rows the unknown-lead rule sees, rows of them that match no lead): events of leads dropped
+    at extract are neither (the pandas path drops them under their own reason first)."""
+    reaching = int(verdicts.sum() - verdicts[LONG]) - of_dropped
+    return reaching, int(verdicts[UNKNOWN]) - of_dropped
+
+
+def verdict_report(shown: str, verdicts: np.ndarray, written: int, of_dropped: int,
+                   leads_source: str | None) -> TableReport:
+    """The report of a log judged row by row (`verdicts`: rows per verdict) once nothing refused it:
+    drops by reason in the pandas path's order, duplicates (kept rows - rows written) last, and the
+    warning when most events match no lead. Shared by the DuckDB and the Spark path."""
+    report = TableReport(rows_read=int(verdicts.sum()))
+    reaching, unmatched = matching(verdicts, of_dropped)
     if unmatched > UNKNOWN_SHARE_WARNING * reaching:
         report.warn(unmatched_warning(shown, "activities", reaching, unmatched, leads_source))
     report.drop(RULES[LONG - 1][0], int(verdicts[LONG]))
@@ -383,11 +448,7 @@ def _report(con: duckdb.DuckDBPyConnection, shown: str, files: int, policy: str,
     for verdict, (reason, _) in enumerate(RULES[:-1], start=1):
         if verdict > UNKNOWN:
             report.drop(reason, int(verdicts[verdict]))
-    duplicates = int(verdicts[0]) - written
-    if duplicates and policy == "fail":
-        partial.unlink()
-        raise _refusal_of_duplicates(con, shown, duplicates, files)
-    report.drop(RULES[-1][0], duplicates)
+    report.drop(RULES[-1][0], int(verdicts[0]) - written)
     report.rows_written = written
     return report
 
