@@ -503,7 +503,9 @@ class Exports(_Strict):
 class Spark(_Strict):
     """Where Spark runs when `engine: spark`: local[N] on this machine, or a cluster's master URL."""
 
-    master: str = "local[2]"
+    # local[N], a cluster URL (spark://host:7077, yarn, k8s://...), or null: the master the launcher
+    # gives (spark-submit --master, a Databricks cluster), whose running session is then used as is
+    master: str | None = "local[2]"
     config: dict[str, str] = {}  # any spark.* setting, e.g. spark.driver.memory: 8g
 
 

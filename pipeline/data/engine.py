@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,28 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet file, or the folder's Parquet files in name order (Spark writes a table as a
+    folder of part files: extract's event log under `engine: spark`)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".parquet")
+        if not files:
+            raise LeadcalError(f"{path}: the folder holds no .parquet file")
+        return files
+    return [path]
+
+
+def parquet_scan(path: Path) -> str:
+    """DuckDB's read of a Parquet file or folder (its files listed: a path may hold a quote or a '*')."""
+    return "read_parquet([" + ", ".join(sql_literal(f.as_posix()) for f in parquet_files(path)) + "])"
+
+
+def hadoop_path(path: Path) -> str:
+    """A local path as Spark takes it: absolute, its glob characters escaped (Spark reads '[', '*',
+    '?' and '{' in a path as a pattern)."""
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", path.resolve().as_posix())
+
+
 def timestamp_literal(value: pd.Timestamp) -> str:
     return f"TIMESTAMP '{pd.Timestamp(value).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
@@ -100,7 +123,7 @@ class DuckDBEngine:
         return sql_literal(text)
 
     def view_parquet(self, name: str, path: Path) -> None:
-        self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(path.as_posix())})")
+        self._con.execute(f"CREATE VIEW {name} AS SELECT * FROM {parquet_scan(path)}")
 
     def view_frame(self, name: str, frame: pd.DataFrame) -> None:
         # as Arrow, the types a Parquet file of the frame would have (pipeline.io.write_parquet): the same SQL results
@@ -129,32 +152,46 @@ class DuckDBEngine:
         self._con.close()
 
 
+def spark_session(master: str | None, config: dict[str, str]):  # noqa: ANN201 - a pyspark SparkSession
+    """The one way leadcal starts Spark (features' SparkEngine, extract's event log): a session on
+    `master` with leadcal's settings, `config` (params spark.config) over them.
+
+    `master` None: the master the launcher gives (spark-submit --master, a Databricks cluster);
+    a session already running there is reused, only its SQL settings set. The session time zone
+    is always UTC: the contract's timestamps are UTC without a zone, and Spark reads and writes
+    them through it."""
+    try:
+        from pyspark.sql import SparkSession
+    except ModuleNotFoundError as exc:
+        raise LeadcalError("params engine is 'spark' but PySpark is not installed: pip install 'leadcal[spark]'") \
+            from exc
+    active = SparkSession.getActiveSession()
+    if master is not None and active is not None and active.sparkContext.master != master:
+        active.stop()  # getOrCreate would silently reuse a session on another master
+    builder = SparkSession.builder.appName("leadcal")
+    if master is not None:
+        builder = builder.master(master)
+    settings = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                "spark.sql.shuffle.partitions": "8", "spark.sql.ansi.enabled": "false", **config,
+                "spark.sql.session.timeZone": "UTC"}
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # the JVM could not start: no Java, bad master URL...
+        raise LeadcalError(f"cannot start Spark (master {master!r}): {str(exc).splitlines()[0]}; "
+                           "Spark needs Java 17 or later") from exc
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 class SparkEngine:
     """Spark SQL through PySpark: `spark.master` local[N] on one machine, or a cluster URL."""
 
     name = "spark"
 
-    def __init__(self, master: str, config: dict[str, str]) -> None:
-        try:
-            from pyspark.sql import SparkSession
-        except ModuleNotFoundError as exc:
-            raise LeadcalError("params engine is 'spark' but PySpark is not installed: pip install 'leadcal[spark]'") \
-                from exc
-        active = SparkSession.getActiveSession()
-        if active is not None and active.sparkContext.master != master:
-            active.stop()  # getOrCreate would silently reuse a session on another master
-        builder = SparkSession.builder.master(master).appName("leadcal")
-        settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false",
-                    "spark.ui.showConsoleProgress": "false",
-                    "spark.sql.shuffle.partitions": "8", "spark.sql.ansi.enabled": "false", **config}
-        for key, value in settings.items():
-            builder = builder.config(key, value)
-        try:
-            self._spark = builder.getOrCreate()
-        except Exception as exc:  # the JVM could not start: no Java, bad master URL...
-            raise LeadcalError(f"cannot start Spark (master {master!r}): {str(exc).splitlines()[0]}; "
-                               "Spark needs Java 17 or later") from exc
-        self._spark.sparkContext.setLogLevel("ERROR")
+    def __init__(self, master: str | None, config: dict[str, str]) -> None:
+        self._spark = spark_session(master, config)
         self._created: list[str] = []
 
     def epoch_us(self, expression: str) -> str:
@@ -167,7 +204,7 @@ class SparkEngine:
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     def view_parquet(self, name: str, path: Path) -> None:
-        self._spark.read.parquet(str(path.resolve())).createOrReplaceTempView(name)
+        self._spark.read.parquet(hadoop_path(path)).createOrReplaceTempView(name)
         self._created.append(name)
 
     def view_frame(self, name: str, frame: pd.DataFrame) -> None:

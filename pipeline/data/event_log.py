@@ -57,7 +57,7 @@ from pipeline.data.contract import (
     unmatched_warning,
 )
 from pipeline.data.contract import shown as shown_value  # a value cut for messages (`shown` below names the file)
-from pipeline.data.engine import duckdb_connection, sql_literal
+from pipeline.data.engine import duckdb_connection, parquet_files, sql_literal
 from pipeline.errors import LeadcalError
 from pipeline.staging import os_error
 
@@ -90,16 +90,6 @@ Examples = Callable[[str, str], str]  # (SQL condition over the judged rows, col
 CODED = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema([pa.field("lead_id", CODED, nullable=False), pa.field("activity", CODED, nullable=False),
                     pa.field("occurred_at", pa.timestamp("us"), nullable=False)])
-
-
-def parquet_files(path: Path) -> list[Path]:
-    """The Parquet file, or the folder's Parquet files in name order."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix == ".parquet")
-        if not files:
-            raise LeadcalError(f"{path}: the folder holds no .parquet file")
-        return files
-    return [path]
 
 
 def _trimmed(text: str) -> str:

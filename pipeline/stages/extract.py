@@ -25,6 +25,7 @@ from pipeline.data.contract import (
     validate_leads,
     validate_stages,
 )
+from pipeline.data.engine import open_engine, parquet_files, spark_session
 from pipeline.data.event_log import write_event_log
 from pipeline.data.sources import TABLES, existing_table, find_table, read_path
 from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
@@ -41,8 +42,9 @@ def validate_tables(
     """Raw tables (contract column names, values still text) -> validated canonical tables.
 
     A missing stages table gives an empty one (new leads to score have no funnel history).
-    Activities given as a Parquet path are validated and written to `event_log_out` by
-    DuckDB, streaming (pipeline.data.event_log); their table is then None here.
+    Activities given as a Parquet path are validated and written to `event_log_out` by the
+    engine params ask for (`engine:`): DuckDB, streaming (pipeline.data.event_log), or Spark's
+    executors (pipeline.data.event_log_spark); their table is then None here.
     """
     fit_attributes = params.signals.fit_attributes
     numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
@@ -54,8 +56,8 @@ def validate_tables(
         if event_log_out is None:
             raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
         activities = None
-        activities_report = write_event_log(raw["activities"], leads, event_log_out, policy, now,
-                                            params.duckdb_memory_gb, dropped, origins["leads"])
+        activities_report = _write_event_log(raw["activities"], leads, event_log_out, params, policy, now, dropped,
+                                             origins["leads"])
     else:
         activities, activities_report = validate_activities(
             raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now, dropped,
@@ -74,6 +76,18 @@ def validate_tables(
     tables = {"leads": leads, "activities": activities, "stages": stages}
     reports = {"leads": leads_report, "activities": activities_report, "stages": stages_report}
     return tables, reports
+
+
+def _write_event_log(source: Path, leads: pd.DataFrame, out: Path, params: Params, policy: str,
+                     now: pd.Timestamp | None, dropped: pd.Series | None, leads_source: str) -> TableReport:
+    """The Parquet event log validated and written by the configured engine: the same rules,
+    counts and report either way (tests/test_event_log_spark.py)."""
+    if params.engine == "spark":
+        session = spark_session(params.spark.master, params.spark.config)  # a clear error without PySpark
+        from pipeline.data.event_log_spark import write_event_log_spark
+
+        return write_event_log_spark(session, source, leads, out, policy, now, dropped, leads_source)
+    return write_event_log(source, leads, out, policy, now, params.duckdb_memory_gb, dropped, leads_source)
 
 
 def read_export(
@@ -115,13 +129,15 @@ def read_source(params: Params, policy: str, now: pd.Timestamp | None, out: Path
     return tables, reports, origins, normalisation
 
 
-def activity_summary(path: Path) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
+def activity_summary(path: Path, params: Params) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
     """Events per activity name (in name order) and the first and last event of the written table.
 
-    Read from the file's dictionary pages and row-group statistics (the streamed log writes
+    Under `engine: spark` the table (every event) is read by Spark's executors. Otherwise it
+    comes from the file's dictionary pages and row-group statistics (the streamed log writes
     both): counting the codes of one column takes a fifth of the time a DuckDB scan of it took
     on 30M events. A table without statistics (the pandas path's) has its dates read."""
-    file = pq.ParquetFile(path)
+    if params.engine == "spark":
+        return _summary_by_engine(path, params)
     seen: dict[str, int] = {}
     for chunk in pq.read_table(path, columns=["activity"], read_dictionary=["activity"]).column("activity").chunks:
         counts = np.bincount(chunk.indices.to_numpy(zero_copy_only=False), minlength=len(chunk.dictionary))
@@ -132,8 +148,9 @@ def activity_summary(path: Path) -> tuple[pd.Series, pd.Timestamp | None, pd.Tim
     counts = pd.Series([seen[name] for name in names], index=names, dtype="int64")
     if not names:
         return counts, None, None
-    first, last = _date_span(file)
-    return counts, first, last
+    files = [pq.ParquetFile(part) for part in parquet_files(path)]
+    spans = [_date_span(file) for file in files if file.metadata.num_rows]  # an empty part file has no dates
+    return counts, min(first for first, _ in spans), max(last for _, last in spans)
 
 
 def _date_span(file: pq.ParquetFile) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -145,6 +162,21 @@ def _date_span(file: pq.ParquetFile) -> tuple[pd.Timestamp, pd.Timestamp]:
         return pd.Timestamp(min(s.min for s in stats)), pd.Timestamp(max(s.max for s in stats))
     span = pc.min_max(file.read(columns=["occurred_at"]).column("occurred_at"))
     return pd.Timestamp(span["min"].as_py()), pd.Timestamp(span["max"].as_py())
+
+
+def _summary_by_engine(path: Path, params: Params) -> tuple[pd.Series, pd.Timestamp | None, pd.Timestamp | None]:
+    """activity_summary by the configured engine: one scan, per activity its events, first and last."""
+    engine = open_engine(params)
+    try:
+        engine.view_parquet("written_events", path)
+        counts = engine.fetch("SELECT activity, count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last "
+                              "FROM written_events GROUP BY activity ORDER BY activity")
+    finally:
+        engine.close()
+    seen = pd.Series(counts["n"].to_numpy(), index=counts["activity"].to_numpy(), dtype="int64")
+    if counts.empty:
+        return seen, None, None
+    return seen, counts["first"].min(), counts["last"].max()
 
 
 def write_tables(tables: dict[str, pd.DataFrame | None], out: Path, fit_attributes: list[str]
@@ -179,7 +211,7 @@ def _extract_to(params: Params, out: Path) -> dict[str, object]:
 
     tables = write_tables(tables, out, params.signals.fit_attributes)
 
-    seen, first_event, last_event = activity_summary(out / "activities.parquet")
+    seen, first_event, last_event = activity_summary(out / "activities.parquet", params)
     timestamps = pd.concat([tables["leads"]["created_at"], tables["stages"]["entered_at"],
                             pd.Series([first_event, last_event], dtype="datetime64[us]")]).dropna()
     unknown = {name: int(count) for name, count in seen.items() if name not in KNOWN_ACTIVITIES}

@@ -41,7 +41,7 @@ import pyarrow as pa
 from pipeline import io
 from pipeline.artifacts import FEATURES
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
-from pipeline.data.engine import Engine, open_engine, timestamp_literal
+from pipeline.data.engine import Engine, open_engine, parquet_files, timestamp_literal
 from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, validation_folds
 from pipeline.errors import LeadcalError
 from pipeline.params import Frequency, Outcome, Params
@@ -389,7 +389,8 @@ def _require_events(params: Params) -> None:
     import pyarrow.parquet as pq
 
     path = params.paths.extracted / "activities.parquet"
-    if not path.exists() or pq.read_metadata(path).num_rows:
+    # a file, or a folder of part files (written by Spark: README "Scale")
+    if not path.exists() or any(pq.read_metadata(part).num_rows for part in parquet_files(path)):
         return  # a missing table is named by the engine's own check
     report = params.paths.extracted / "extract_report.json"
     dropped = io.read_json(report).get("tables", {}).get("activities", {}).get("dropped") if report.exists() else None

@@ -56,7 +56,8 @@ STAGES: tuple[Stage, ...] = (
           persist=("${paths.sample}",)),  # generate refuses to overwrite a folder that holds someone's export
     Stage("extract", "pipeline.stages.extract:extract",
           "validate the raw export and write the canonical tables as Parquet",
-          params=("extract", "source", "duckdb_memory_gb", "signals.fit_attributes", "signals.numeric_bins"),
+          params=("extract", "source", "engine", "duckdb_memory_gb", "spark", "signals.fit_attributes",
+                  "signals.numeric_bins"),
           reads=("${paths.raw}",), writes=("${paths.extracted}",)),
     Stage("features", "pipeline.stages.features:write_features",
           "each lead as it was at fixed ages while still open (point-in-time rows), and its outcome",
