@@ -526,7 +526,8 @@ class Params(_Strict):
     # faster and steadier: two threads spin-wait whenever another process holds a core.
     threads: int = Field(1, ge=1)
     paths: Paths = Paths()
-    # where the per-lead aggregation (features) runs: DuckDB in process, or Spark (pip install 'leadcal[spark]')
+    # where a Parquet event log is validated (extract) and the per-lead aggregation (features) runs:
+    # DuckDB in process, or Spark (pip install 'leadcal[spark]'; README "Scale")
     engine: Literal["duckdb", "spark"] = "duckdb"
     # DuckDB's memory (event-log validation, features); beyond it DuckDB spills to disk. 3 GB keeps
     # 30M events under 4 GiB in all; hundreds of millions of events need more (README "Scale").
