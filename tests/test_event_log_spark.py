@@ -51,7 +51,8 @@ def _events(export: Path) -> pd.DataFrame:
 
 def _raw(export: Path, root: Path, events: pd.DataFrame, layout: str, leads: pd.DataFrame | None) -> Path:
     """root/raw: the export's leads (or `leads`) and stages, and `events` as Parquet: one file
-    (timestamps as text), a folder of two files (text), or a folder of monthly files (typed)."""
+    (timestamps as text), a folder of two files (text), a folder of monthly files (typed, in
+    microseconds), or one file typed in nanoseconds without a zone (pandas' default before 3.0)."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     shutil.copy(export / "stages.csv", raw / "stages.csv")
@@ -69,6 +70,11 @@ def _raw(export: Path, root: Path, events: pd.DataFrame, layout: str, leads: pd.
         events.iloc[half:].to_parquet(raw / "activities" / "part-b.parquet", index=False)
         return raw
     typed = events.assign(occurred_at=pd.to_datetime(events["occurred_at"], utc=True, format="ISO8601"))
+    if layout == "nanoseconds":
+        # without a zone: DuckDB cannot cast a zoned nanosecond timestamp (TIMESTAMPTZ_NS) yet
+        naive = typed["occurred_at"].dt.tz_convert(None).astype("datetime64[ns]")
+        typed.assign(occurred_at=naive).to_parquet(raw / "activities" / "all.parquet", index=False)
+        return raw
     for month, part in typed.groupby(typed["occurred_at"].dt.strftime("%Y-%m")):
         part.to_parquet(raw / "activities" / f"{month}.parquet", index=False)
     return raw
@@ -143,16 +149,17 @@ def test_spark_keeps_and_drops_what_duckdb_does(export: Path, tmp_path: Path, ca
     assert report["dropped"] == dropped
 
 
-def test_every_rule_at_once_in_a_folder_of_typed_files(export: Path, tmp_path: Path) -> None:
-    """Monthly files with typed (zoned) timestamps, every drop rule in them, a lead dropped at
-    extract (created in the future) with an event of its own."""
+@pytest.mark.parametrize("layout", ["typed folder", "nanoseconds"])
+def test_every_rule_at_once_in_typed_files(export: Path, tmp_path: Path, layout: str) -> None:
+    """Typed (zoned) timestamps, in monthly files or in nanoseconds, every drop rule in them, a
+    lead dropped at extract (created in the future) with an event of its own."""
     events = _events(export)
     for change, _ in DROPS.values():
         events = change(events)
     events = _plus({"lead_id": ["L999999"], "activity": ["blog_read"], "occurred_at": ["2024-03-01"]})(events)
     leads = pd.read_csv(export / "leads.csv", dtype=str, keep_default_na=False)
     leads = pd.concat([leads, pd.DataFrame({"lead_id": ["L999999"], "created_at": ["2099-01-01"]})]).fillna("")
-    report = _assert_same_extract(*_both(export, tmp_path, events, layout="typed folder", leads=leads))
+    report = _assert_same_extract(*_both(export, tmp_path, events, layout=layout, leads=leads))
     assert report["dropped"] == {LONG_NAME: 1, OF_DROPPED_LEAD: 1, "unknown lead_id": 2,
                                  "occurred before the lead was created": 1, FUTURE: 2, "duplicate event": 3}
 

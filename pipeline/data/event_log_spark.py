@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, DateType, TimestampNTZType, TimestampType
+from pyspark.sql.types import DataType, DateType, LongType, TimestampNTZType, TimestampType
 
 from pipeline.data.contract import EXAMPLE_ROWS, TableReport, unmatched_error
 from pipeline.data.engine import hadoop_path, parquet_files
@@ -92,40 +92,64 @@ ISO_DATE = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 ORDER = ("lead_id", "occurred_at", "activity")  # the canonical table's order (DuckDB's: lead, time, name)
 
 
-def _read(spark: SparkSession, files: list[Path], shown: str) -> tuple[DataFrame, dict[str, str]]:
-    """The files as one table (columns merged by name, as DuckDB's union_by_name) and its columns:
-    stripped, lower-case name -> name in the files. A log without a required column is refused."""
+def _in_nanoseconds(files: list[Path]) -> bool:
+    """Whether a file stores a timestamp in nanoseconds (pandas before 3.0 does by default). Spark
+    refuses those unless it reads them as integers (spark.sql.legacy.parquet.nanosAsLong), which
+    _timestamp turns back into timestamps; DuckDB reads them as they are. Footers only."""
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except (OSError, pa.ArrowException):
+            continue  # not Parquet: Spark's read names it
+        if any(pa.types.is_timestamp(field.type) and field.type.unit == "ns" for field in schema):
+            return True
+    return False
+
+
+def _read(spark: SparkSession, files: list[Path], shown: str) -> tuple[DataFrame, dict[str, str], bool]:
+    """The files as one table (columns merged by name, as DuckDB's union_by_name), its columns
+    (stripped, lower-case name -> name in the files), and whether nanosecond timestamps are read
+    as integers. A log without a required column is refused."""
+    nanos = _in_nanoseconds(files)
+    # set on each run: it changes only how files that Spark would otherwise refuse are read
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", str(nanos).lower())
     try:
         frame = spark.read.option("mergeSchema", "true").parquet(*map(hadoop_path, files))
     except Exception as exc:  # noqa: BLE001 - any reading failure is the file's: named, one line
         raise LeadcalError(f"{shown}: cannot read as Parquet: {_first_line(exc)}") from exc
     columns = {name.strip().lower(): name for name in frame.columns}
     require_columns(list(columns), shown)
-    return frame, columns
+    return frame, columns, nanos
 
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _timestamp(column: Column, kind: DataType) -> Column:
+def _timestamp(column: Column, kind: DataType, nanos: bool, column_sql: str) -> Column:
     """occurred_at as UTC without a zone (TIMESTAMP_NTZ), whatever type the files store it as.
     A zoned timestamp is converted in the session's time zone, which spark_session sets to UTC."""
     if isinstance(kind, TimestampNTZType):
         return column
     if isinstance(kind, (TimestampType, DateType)):
         return column.cast("timestamp_ntz")
+    if isinstance(kind, LongType) and nanos:  # nanoseconds since 1970 (_in_nanoseconds), cut to microseconds
+        return F.timestamp_micros(F.expr(f"{column_sql} div 1000")).cast("timestamp_ntz")
     text = F.trim(column.cast("string"))
     return F.when(text.rlike(ISO_DATE), text.try_cast("timestamp").cast("timestamp_ntz"))
 
 
-def _parsed(frame: DataFrame, columns: dict[str, str]) -> DataFrame:
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _parsed(frame: DataFrame, columns: dict[str, str], nanos: bool) -> DataFrame:
     """Every row with its file and row number (read only for messages), its id trimmed and its
     timestamp as UTC: DuckDB's view `parsed`, column for column."""
-    lead, activity, occurred = (F.col("`" + columns[name].replace("`", "``") + "`")
-                                for name in ("lead_id", "activity", "occurred_at"))
+    lead, activity, occurred = (F.col(_quoted(columns[name])) for name in ("lead_id", "activity", "occurred_at"))
     kind = frame.schema[columns["occurred_at"]].dataType
-    typed = isinstance(kind, (TimestampType, TimestampNTZType, DateType))
+    nanos = nanos and isinstance(kind, LongType)
+    typed = nanos or isinstance(kind, (TimestampType, TimestampNTZType, DateType))
     raw_lead = lead.cast("string")
     return frame.select(
         F.col("_metadata.file_name").alias("file_name"), (F.col("_metadata.row_index") + 1).alias("row_number"),
@@ -133,7 +157,7 @@ def _parsed(frame: DataFrame, columns: dict[str, str]) -> DataFrame:
         F.trim(raw_lead, F.lit(WHITESPACE)).alias("lead_id"),
         # a typed timestamp needs no text: only its absence is checked
         (F.when(occurred.isNotNull(), F.lit("x")) if typed else occurred.cast("string")).alias("occurred_text"),
-        _timestamp(occurred, kind).alias("occurred_at"))
+        _timestamp(occurred, kind, nanos, _quoted(columns["occurred_at"])).alias("occurred_at"))
 
 
 def _examples(rows: DataFrame, column: str, files: int) -> str:
@@ -242,8 +266,8 @@ def _refusal_of_duplicates(judged: DataFrame, shown: str, duplicates: int, files
 def _validate(spark: SparkSession, files: list[Path], shown: str, leads: pd.DataFrame, partial: Path, policy: str,
               now: pd.Timestamp | None, dropped_ids: pd.Series | None, leads_source: str | None) -> TableReport:
     """Judge every row, refuse what the DuckDB path refuses, write the kept rows to `partial`."""
-    frame, columns = _read(spark, files, shown)
-    parsed = _parsed(frame, columns)
+    frame, columns, nanos = _read(spark, files, shown)
+    parsed = _parsed(frame, columns, nanos)
     judged = _judged(parsed, _name_table(spark, parsed, shown, len(files)), _lead_table(spark, leads), now)
     verdicts, problems = _counts(judged)
     _refuse_stopping(judged, shown, len(files), policy, verdicts, problems, leads, leads_source)
