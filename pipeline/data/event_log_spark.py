@@ -30,7 +30,9 @@ characters a URI escapes.
 Dates given as text are read as DuckDB reads them (ISO 8601, with or without a zone or offset,
 UTC without one), with one known difference: DuckDB reads an hour of 24 ('2024-03-01T24:00:00')
 as the next midnight, Spark refuses it as not a date. A Spark-only form, a date without a day
-('2024', '2024-03'), is refused here as DuckDB refuses it.
+('2024', '2024-03'), is refused here as DuckDB refuses it. Files of one folder whose columns
+differ in type (dates as text in one, typed in another) are refused by Spark's schema merge
+(a one-line error naming the folder); DuckDB's union_by_name reads them together.
 """
 
 from __future__ import annotations
