@@ -152,3 +152,29 @@ def test_a_boosting_model_comes_back_as_one(tmp_path: Path) -> None:
     again = LeadModel.from_bundle(load_model(saved))
     assert again.kind == "hgb"
     assert np.array_equal(again.probability(X), model.probability(X))
+
+
+def test_the_weighted_bootstrap_equals_refits_on_copied_rows() -> None:
+    """A lead drawn k times enters its refit once with weight k: the same points as fitting k copies
+    of its rows (support, centring and the regression all count it k times)."""
+    import dataclasses
+
+    from pipeline.core.scorecard import bootstrap_points, fit_points
+    from pipeline.core.signals import resample_leads
+
+    signals, _, closed = planted(n=1500, seed=3)
+    # two snapshots per lead (rows consecutive), the later with the signal more often
+    lead = np.repeat(np.arange(len(closed)), 2)
+    matrix = signals.matrix.iloc[lead // 1].reset_index(drop=True)
+    matrix.iloc[1::2, 0] = np.maximum(matrix.iloc[1::2, 0].to_numpy(), (np.arange(len(closed)) % 7 == 0))
+    two = SignalSet(matrix, signals.catalog, lead=lead, snapshot=np.tile([0, 30], len(closed)))
+    y = closed[lead]
+    full, _ = fit_points(two, y, evidence_for(two), PDO, 1.0, 0, min_support=30)
+    runs = bootstrap_points(two, y, evidence_for(two), PDO, 1.0, seed=5, samples=6, min_support=30,
+                            start=full.attrs["fit"])
+    rng = np.random.default_rng(5)
+    for index in range(6):
+        rows, drawn = resample_leads(rng, lead)
+        copied = dataclasses.replace(two.take(rows), lead=drawn)
+        table, _ = fit_points(copied, y[rows], evidence_for(two), PDO, 1.0, 0, min_support=30)
+        assert (runs[f"sample_{index}"].to_numpy() == table["points"].to_numpy()).all()

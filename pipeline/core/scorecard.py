@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression
+from scipy.special import expit
 
+from pipeline.core.logistic import fit_newton, fit_newton_many
 from pipeline.core.signals import UNKNOWN as UNKNOWN_VALUE
 from pipeline.core.signals import (
     SignalSet,
@@ -48,7 +49,7 @@ from pipeline.core.signals import (
     estimation_snapshot,
     lead_support,
     per_lead_max,
-    resample_leads,
+    lead_starts,
 )
 from pipeline.errors import LeadcalError
 from pipeline.schema import AGE_PREFIX, snapshot_stratum
@@ -95,11 +96,13 @@ def check_outcomes(closed: np.ndarray) -> None:
 # a baseline of -1 costs 1 / (2 C SNAPSHOT_SCALE^2) = 0.005 nats next to a log-likelihood summed
 # over thousands of rows: unpenalised in effect, with no solver of our own.
 SNAPSHOT_SCALE = 10.0
-# The regressions are solved by Newton's method with a Cholesky solve (scikit-learn's
-# newton-cholesky): a few dozen columns and many rows is its case, it converges in about 7
-# steps to any precision asked. L-BFGS with scikit-learn's default tolerance stopped the
-# sample's points regression 4 log-likelihood units short of its optimum (single points off
-# by 6, bootstrap spreads partly where the solver stopped), and 10x slower to get it right.
+# The regressions are solved by Newton's method with a Cholesky solve (pipeline.core.logistic,
+# scikit-learn's LogisticRegression objective): a few dozen columns and many rows is its case, it
+# converges in a few steps to any precision asked, and a fit next to an earlier one (a bootstrap
+# refit, the next half-life) keeps the earlier Hessian and pays only for gradients. L-BFGS with
+# scikit-learn's default tolerance stopped the sample's points regression 4 log-likelihood units
+# short of its optimum (single points off by 6, bootstrap spreads partly where the solver stopped).
+# The predictive model (pipeline.core.lead_model) names scikit-learn's equivalent solver and tolerance.
 SOLVER = "newton-cholesky"
 SOLVER_TOLERANCE = 1e-8
 
@@ -111,46 +114,52 @@ class LogisticFit:
     log_likelihood: float  # of the fitted rows
     snapshot_log_odds: dict[int, float]  # each snapshot's baseline relative to the first (0 for the first)
     columns: tuple[str, ...] = ()  # the names of X's columns, when given
+    hessian: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # the solver's last
+
+
+def logistic_design(X: np.ndarray, snapshot: np.ndarray, usable: np.ndarray | None = None) -> np.ndarray:
+    """X's (usable) columns, then one indicator per later snapshot scaled by SNAPSHOT_SCALE, written
+    once into one C-ordered float array: the same matrix as np.hstack([X[:, usable], strata]) without
+    the copies in between (half a second per fit at a million rows)."""
+    X = np.asarray(X)
+    ages = np.unique(snapshot)
+    picked = np.arange(X.shape[1]) if usable is None else np.flatnonzero(usable)
+    design = np.empty((len(snapshot), len(picked) + len(ages) - 1))
+    for position, column in enumerate(picked):
+        design[:, position] = X[:, column]
+    for position, a in enumerate(ages[1:], start=len(picked)):
+        design[:, position] = (snapshot == a) * SNAPSHOT_SCALE
+    return design
 
 
 def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapshot: np.ndarray | None = None,
                  columns: list[str] | None = None, start: LogisticFit | None = None,
-                 usable: np.ndarray | None = None) -> LogisticFit:
+                 usable: np.ndarray | None = None, weight: np.ndarray | None = None) -> LogisticFit:
     """The L2 logistic regression of the outcomes on X (on its `usable` columns, a mask, if given),
-    with an unpenalised baseline per snapshot.
+    with an unpenalised baseline per snapshot; `weight`: each row's weight (a count of copies).
 
-    `start`: a fit of nearly the same data (the published table, for its bootstrap refits) to
-    start the solver from, matched by column name: the same optimum in fewer steps.
+    `start`: a fit of nearly the same data (the previous half-life's) to start the solver from,
+    matched by column name, its Hessian kept if its columns are these: the same optimum in fewer
+    steps. `seed` is unused (Newton's method draws nothing); it stays for the callers' symmetry.
     """
     snapshot = np.zeros(len(closed), dtype=np.int64) if snapshot is None else np.asarray(snapshot)
     ages = [int(a) for a in np.unique(snapshot)]
-    if usable is not None or len(ages) > 1:
-        # X's (usable) columns, then one scaled indicator per later snapshot, written once into one
-        # C-ordered array: the same matrix as np.hstack([X[:, usable], strata]) without the copies
-        # in between (half a second per fit at a million rows)
-        X = np.asarray(X)
-        picked = np.arange(X.shape[1]) if usable is None else np.flatnonzero(usable)
-        design = np.empty((len(closed), len(picked) + len(ages) - 1))
-        for position, column in enumerate(picked):
-            design[:, position] = X[:, column]
-        for position, a in enumerate(ages[1:], start=len(picked)):
-            design[:, position] = (snapshot == a) * SNAPSHOT_SCALE
-        X = design[:, :len(picked)]
-    else:
-        design = X
-    model = LogisticRegression(C=c, l1_ratio=0, solver=SOLVER, max_iter=200, tol=SOLVER_TOLERANCE,
-                               random_state=seed, warm_start=start is not None)
-    if start is not None:  # scikit-learn starts a warm_start fit from coef_ and intercept_
+    design = logistic_design(X, snapshot, usable)
+    width = design.shape[1] - (len(ages) - 1)
+    theta, H = None, None
+    if start is not None:
         known = dict(zip(start.columns, start.coefficients))
-        model.coef_ = np.array([[known.get(name, 0.0) for name in columns or []]
-                                + [start.snapshot_log_odds.get(a, 0.0) / SNAPSHOT_SCALE for a in ages[1:]]])
-        model.intercept_ = np.array([start.intercept])
-    model.fit(design, closed)
-    p = np.clip(model.predict_proba(design)[:, 1], 1e-12, 1 - 1e-12)
-    log_likelihood = float(np.sum(closed * np.log(p) + (1 - closed) * np.log(1 - p)))
-    width = X.shape[1]
-    offsets = {ages[0]: 0.0, **{a: float(w * SNAPSHOT_SCALE) for a, w in zip(ages[1:], model.coef_[0][width:])}}
-    return LogisticFit(model.coef_[0][:width], float(model.intercept_[0]), log_likelihood, offsets, tuple(columns or ()))
+        theta = np.array([known.get(name, 0.0) for name in columns or []]
+                         + [start.snapshot_log_odds.get(a, 0.0) / SNAPSHOT_SCALE for a in ages[1:]] + [start.intercept])
+        if start.hessian is not None and tuple(columns or ()) == start.columns and len(theta) == len(start.hessian):
+            H = start.hessian
+    fit = fit_newton(design, closed, c, weight, theta, H)
+    p = np.clip(expit(design @ fit.coefficients + fit.intercept), 1e-12, 1 - 1e-12)
+    terms = closed * np.log(p) + (1 - closed) * np.log(1 - p)
+    log_likelihood = float(np.sum(terms) if weight is None else np.asarray(weight, dtype=float) @ terms)
+    offsets = {ages[0]: 0.0, **{a: float(w * SNAPSHOT_SCALE) for a, w in zip(ages[1:], fit.coefficients[width:])}}
+    return LogisticFit(fit.coefficients[:width], fit.intercept, log_likelihood, offsets, tuple(columns or ()),
+                       fit.hessian)
 
 
 def estimate_half_life(
@@ -170,12 +179,16 @@ def estimate_half_life(
     Returns (h, (low, high), profile).
     """
     evaluated: dict[float, float] = {}
-    snapshot = signals.snapshots()
+    fits: dict[float, LogisticFit] = {}
+    snapshot, names = signals.snapshots(), list(signals.matrix.columns[usable])
 
     def log_likelihood(h: float) -> float:
         if h not in evaluated:
             X = decay_matrix(signals, features, h).matrix.loc[:, usable].to_numpy(dtype=float)
-            evaluated[h] = fit_logistic(X, closed, c, seed, snapshot).log_likelihood
+            # from the fit at the nearest half-life tried so far: its optimum and Hessian are close
+            nearest = min(fits, key=lambda tried: abs(math.log(tried / h)), default=None)
+            fits[h] = fit_logistic(X, closed, c, seed, snapshot, names, fits.get(nearest))
+            evaluated[h] = fits[h].log_likelihood
         return evaluated[h]
 
     grid = np.exp(np.linspace(np.log(bounds[0]), np.log(bounds[1]), grid_points))
@@ -201,23 +214,32 @@ def estimate_half_life(
     return h_best, interval, profile
 
 
-def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet) -> tuple[pd.Series, float]:
+def fit_prevalence(signals: SignalSet) -> pd.Series:
+    """Each fit value's share of the leads (not rows): what `_centred` averages over."""
+    catalog = signals.catalog
+    fit_names = list(catalog.loc[catalog["type"] == "fit", "signal"])
+    values = signals.matrix[fit_names].to_numpy()
+    per_lead = values if signals.lead is None else per_lead_max(values, signals.lead)
+    return pd.Series(per_lead.mean(axis=0), index=fit_names)
+
+
+def _centred(coefficient: pd.Series, intercept: float, signals: SignalSet,
+             prevalence: pd.Series | None = None) -> tuple[pd.Series, float]:
     """Centre each fit attribute on its average lead, so 0 fit points reads "average fit".
 
     Every lead has exactly one value per attribute ('unknown' included), so subtracting
     the same amount from all of the attribute's values and adding it to the intercept
     leaves every prediction unchanged. Values left out of the fit (too rare) have
     coefficient 0, the reference, and move with the others: they are scored like the
-    reference, not like the average. Shares are counted in leads, not rows.
+    reference, not like the average. Shares are counted in leads, not rows (`fit_prevalence`;
+    `prevalence`: given, for a bootstrap resample's leads).
     """
     coefficient = coefficient.copy()
     catalog = signals.catalog.set_index("signal")
     fit_names = list(catalog.index[catalog["type"] == "fit"])
     if not fit_names:
         return coefficient, intercept
-    values = signals.matrix[fit_names].to_numpy()
-    per_lead = values if signals.lead is None else per_lead_max(values, signals.lead)
-    prevalence = pd.Series(per_lead.mean(axis=0), index=fit_names)
+    prevalence = fit_prevalence(signals) if prevalence is None else prevalence
     for _, group in catalog.loc[fit_names].groupby("attribute", sort=False):
         names = list(group.index)
         share = prevalence[names]
@@ -269,25 +291,73 @@ def fit_points(
     return table, header
 
 
+def _resample_counts(rng: np.random.Generator, lead: np.ndarray, samples: int) -> np.ndarray:
+    """leads x samples: how often each bootstrap resample draws each lead, from the same draws as
+    pipeline.core.signals.resample_leads (a lead drawn twice counts as two leads)."""
+    n = len(lead_starts(lead))
+    return np.column_stack([np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(samples)]
+                           ).reshape(n, samples)
+
+
+def _usable_in_resamples(signals: SignalSet, counts: np.ndarray, min_support: int, decayed: bool) -> np.ndarray:
+    """samples x signals: `usable_signals` of each resample, from its lead counts (leads x samples)
+    instead of copied rows: support is the resample's count of leads showing the signal, a signal is
+    constant if the drawn rows of each snapshot all have it or all lack it."""
+    lead = signals.leads()
+    present = signals.matrix.to_numpy() > 0
+    support = counts.T.astype(np.float32) @ per_lead_max(present, lead).astype(np.float32)
+    drawn = np.repeat(counts > 0, np.diff(np.append(lead_starts(lead), len(lead))), axis=0)  # rows x samples
+    snapshot = signals.snapshots()
+    constant = np.ones(support.shape, dtype=bool)
+    for age in np.unique(snapshot):
+        at = snapshot == age
+        count = drawn[at].T.astype(np.float32) @ present[at].astype(np.float32)  # exact: counts < 2^24
+        constant &= (count == 0) | (count == drawn[at].sum(axis=0)[:, None])
+    covered = (signals.catalog["type"] == "recency").to_numpy() & decayed
+    return (support >= min_support) & ~constant & ~covered
+
+
 def bootstrap_points(
     signals: SignalSet, closed: np.ndarray, evidence: pd.DataFrame, points_to_double_odds: float, c: float,
     seed: int, samples: int, decayed: bool = False, min_support: int = 30, start: LogisticFit | None = None,
 ) -> pd.DataFrame:
     """Points refitted on `samples` resamples (with replacement) of the leads, each drawn with
     all its rows: one column per resample. `start`: the fit on all the leads, where each refit's
-    solver starts."""
-    rng = np.random.default_rng(seed)
+    solver starts (required).
+
+    A lead drawn k times enters its refit once with weight k: the same likelihood, support and
+    centring as k copies of its rows (tests/test_scorecard.py), and all refits share each pass
+    over the rows (pipeline.core.logistic.fit_newton_many). `evidence` is unused: a refit keeps
+    only its points."""
     closed = np.asarray(closed, dtype=int)
+    lead, snapshot, columns = signals.leads(), signals.snapshots(), signals.matrix.columns
+    counts = _resample_counts(np.random.default_rng(seed), lead, samples)
+    weights = np.repeat(counts, np.diff(np.append(lead_starts(lead), len(lead))), axis=0).astype(float)
+    usable = _usable_in_resamples(signals, counts, min_support, decayed)
+    customers, rows = closed @ weights, weights.sum(axis=0)
+    fitted = [j for j in range(samples) if 0 < customers[j] < rows[j] and usable[j].any()]
+    if not fitted:
+        return pd.DataFrame(index=columns)
+    union = usable[fitted].any(axis=0)
+    later = len(np.unique(snapshot)) - 1  # the snapshot baselines' columns
+    known = dict(zip(start.columns, start.coefficients))
+    theta = np.array([known.get(name, 0.0) for name in columns[union]]
+                     + [start.snapshot_log_odds[a] / SNAPSHOT_SCALE for a in sorted(start.snapshot_log_odds)[1:]]
+                     + [start.intercept])
+    mask = np.hstack([usable[fitted][:, union], np.ones((len(fitted), later), dtype=bool)])
+    thetas = fit_newton_many(logistic_design(signals.matrix.to_numpy(), snapshot, union), closed,
+                             weights[:, fitted], c, mask, theta)
+    fit_names = list(signals.catalog.loc[signals.catalog["type"] == "fit", "signal"])
+    per_lead = per_lead_max(signals.matrix[fit_names].to_numpy(), lead).astype(float)
+    scale = points_to_double_odds / math.log(2)
     runs = {}
-    for index in range(samples):
-        rows, drawn = resample_leads(rng, signals.leads())
-        resampled = dataclasses.replace(signals.take(rows), lead=drawn)
-        if closed[rows].sum() in (0, len(rows)):
-            continue
-        table, _ = fit_points(resampled, closed[rows], evidence, points_to_double_odds, c, seed, decayed, min_support,
-                              start)
-        runs[f"sample_{index}"] = table.set_index("signal")["points"]
-    return pd.DataFrame(runs, index=signals.matrix.columns)
+    for position, j in enumerate(fitted):
+        coefficient = pd.Series(0.0, index=columns)
+        coefficient[columns[union]] = thetas[:int(union.sum()), position]
+        prevalence = pd.Series(counts[:, j] @ per_lead / counts[:, j].sum(), index=fit_names)
+        coefficient, _ = _centred(coefficient, 0.0, signals, prevalence)
+        runs[f"sample_{j}"] = np.round(coefficient.to_numpy() * scale).astype(int)
+    return pd.DataFrame(runs, index=columns)
 
 
 def score_leads(matrix: pd.DataFrame, weights: pd.DataFrame, caps: dict[str, float] | None = None,

@@ -1,0 +1,56 @@
+"""The Newton solver (pipeline.core.logistic) reaches scikit-learn's optimum, from any start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.core.logistic import fit_newton, fit_newton_many
+
+
+def problem(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.random(n) < 0.3, rng.random(n) < 0.05, rng.random(n), rng.random(n) < 0.01])
+    log_odds = -2.0 + 1.2 * X[:, 0] + 0.8 * X[:, 1] - 0.5 * X[:, 2] + 1.5 * X[:, 3]
+    return X.astype(float), (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
+
+
+def exact(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    model = LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-12, max_iter=500)
+    model.fit(X, y, sample_weight=weight)
+    return np.append(model.coef_[0], model.intercept_[0])
+
+
+def test_newton_reaches_scikit_learns_optimum_with_and_without_weights() -> None:
+    X, y = problem()
+    fit = fit_newton(X, y, 0.5)
+    assert np.append(fit.coefficients, fit.intercept) == pytest.approx(exact(X, y), abs=1e-7)
+    weight = np.random.default_rng(1).poisson(1.0, len(y)).astype(float)
+    fit = fit_newton(X, y, 0.5, weight)
+    assert np.append(fit.coefficients, fit.intercept) == pytest.approx(exact(X, y, weight), abs=1e-7)
+
+
+def test_a_warm_start_with_another_fits_hessian_reaches_the_same_optimum() -> None:
+    X, y = problem()
+    other = fit_newton(X[:1000], y[:1000], 0.5)  # a different fit: its optimum and Hessian are only near
+    warm = fit_newton(X, y, 0.5, start=np.append(other.coefficients, other.intercept), start_hessian=other.hessian)
+    cold = fit_newton(X, y, 0.5)
+    assert np.append(warm.coefficients, warm.intercept) == pytest.approx(
+        np.append(cold.coefficients, cold.intercept), abs=1e-9)
+    assert warm.hessians <= cold.hessians
+
+
+def test_many_weighted_fits_at_once_equal_each_fit_alone() -> None:
+    X, y = problem()
+    rng = np.random.default_rng(2)
+    weights = rng.poisson(1.0, (len(y), 4)).astype(float)
+    usable = np.ones((4, X.shape[1]), dtype=bool)
+    usable[1, 3] = False  # a fit without the rare column: its coefficient stays 0
+    full = fit_newton(X, y, 0.5)
+    thetas = fit_newton_many(X, y, weights, 0.5, usable, np.append(full.coefficients, full.intercept))
+    for j in range(4):
+        columns = usable[j]
+        alone = exact(X[:, columns], y, weights[:, j])
+        assert thetas[np.append(columns, True), j] == pytest.approx(alone, abs=1e-7)
+        assert (thetas[:-1, j][~columns] == 0).all()
