@@ -54,3 +54,20 @@ def test_many_weighted_fits_at_once_equal_each_fit_alone() -> None:
         alone = exact(X[:, columns], y, weights[:, j])
         assert thetas[np.append(columns, True), j] == pytest.approx(alone, abs=1e-7)
         assert (thetas[:-1, j][~columns] == 0).all()
+
+
+def test_the_lead_models_cross_fitted_scores_equal_scikit_learns_cross_val_predict() -> None:
+    import pandas as pd
+    from sklearn.model_selection import cross_val_predict
+
+    from pipeline.core.calibration import lead_folds
+    from pipeline.core.lead_model import LeadModel
+
+    X, y = problem(4000, seed=4)
+    frame, lead = pd.DataFrame(X, columns=list("abcd")), np.arange(len(y))
+    model = LeadModel("logistic", logistic_c=0.5, seed=0)
+    model.base_ = model.estimator().fit(frame, y)
+    cv = lead_folds(y, lead, 5, 0)
+    expected = cross_val_predict(LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-12, max_iter=500),
+                                 frame, y, cv=cv, method="predict_proba")[:, 1]
+    assert model._cross_fitted_logistic(frame, y, cv) == pytest.approx(expected, abs=1e-9)

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
+from scipy.special import expit
+from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds
 from pipeline.core.explain import INTERACTION_MARK, effects
+from pipeline.core.logistic import fit_newton, hessian
 from pipeline.core.scorecard import SOLVER, SOLVER_TOLERANCE
 from pipeline.core.signals import SignalSet, decay_matrix, lead_support
 from pipeline.params import HGBParams
@@ -125,11 +127,32 @@ class LeadModel:
         self.calibrator_, self.method_, self.losses_ = None, "none (too few customers to calibrate)", {}
         if len(np.unique(lead[y == 1])) < folds * 2:  # customer leads, not rows: the folds split leads
             return self
-        raw = cross_val_predict(self.estimator(), X, y, cv=lead_folds(y, lead, folds, self.seed),
-                                method="predict_proba")[:, 1]
+        cv = lead_folds(y, lead, folds, self.seed)
+        if self.kind == "logistic":
+            raw = self._cross_fitted_logistic(X, y, cv)
+        else:
+            raw = cross_val_predict(self.estimator(), X, y, cv=cv, method="predict_proba")[:, 1]
         self.method_, self.losses_ = choose_method(raw, y, self.seed, groups=lead)
         self.calibrator_ = fit_calibrator(raw, y, self.method_)
         return self
+
+    def _cross_fitted_logistic(self, X: pd.DataFrame, y: np.ndarray, cv: PredefinedSplit) -> np.ndarray:
+        """Each row's P(close) from the logistic model fitted without its fold: what
+        cross_val_predict gives, with each fold's fit started at the base model's optimum and its
+        Hessian (scaled to the fold's share of the rows). Four fifths of the rows lie next to the
+        optimum of all of them: Newton's method then needs gradients, not Hessians
+        (pipeline.core.logistic; the same optimum as scikit-learn's, to its tolerance)."""
+        values = np.ascontiguousarray(X.to_numpy(dtype=float))
+        start = np.append(self.base_.coef_[0], self.base_.intercept_[0])
+        fitted = expit(values @ start[:-1] + start[-1])
+        penalty = np.diag(np.append(np.full(values.shape[1], 1.0 / self.logistic_c), 0.0))
+        data = hessian(values, fitted * (1 - fitted), self.logistic_c) - penalty
+        raw = np.zeros(len(y))
+        for train, test in cv.split():
+            fold = fit_newton(values[train], y[train], self.logistic_c, start=start,
+                              start_hessian=data * (len(train) / len(y)) + penalty)
+            raw[test] = expit(values[test] @ fold.coefficients + fold.intercept)
+        return raw
 
     @classmethod
     def from_bundle(cls, bundle: Mapping[str, object], method: str | None = None) -> LeadModel:
