@@ -257,16 +257,18 @@ def measure_training(n_leads: int, root: Path, max_fit_leads: int | None) -> dic
     for name in ("close_rates.csv", "signals.json"):  # the close-rates stage's outputs, measured above
         (models / name).write_bytes((data / "models" / name).read_bytes())
     env = stage_env()
-    stages, peak = {}, 0.0
+    stages, cpu, peak = {}, {}, 0.0
     for stage in ("weights", "train"):
-        seconds, mib, _, _ = peak_mib_of(["leadcal", "-q", "--params", str(params_path), stage], data, env)
+        seconds, mib, _, cpu_seconds = peak_mib_of(["leadcal", "-q", "--params", str(params_path), stage], data, env)
         stages[stage] = round(seconds, 1)
+        cpu[stage] = round(cpu_seconds, 1)
         peak = max(peak, mib)
         print(f"  {n_leads:>10,} leads  {stage:<12} {seconds:7.1f} s  peak {mib:7.0f} MiB  "
               f"(max_fit_leads {max_fit_leads})", flush=True)
     metrics = json.loads((models / "metrics" / "train.json").read_text())
     return {"leads": n_leads, "max_fit_leads": max_fit_leads, "stages_seconds": stages,
-            "seconds": round(sum(stages.values()), 1), "peak_mib": round(peak),
+            "seconds": round(sum(stages.values()), 1), "cpu_stages_seconds": cpu,
+            "cpu_seconds": round(sum(cpu.values()), 1), "peak_mib": round(peak),
             "model_auc": round(metrics["model"]["mean"]["auc"], 4),
             "points_auc": round(metrics["points_table"]["mean"]["auc"], 4)}
 
@@ -305,10 +307,11 @@ def main() -> None:
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "targets": {"30M_events_seconds": 60, "30M_events_peak_mib": 4096, "max_time_ratio_for_10x_events": 12,
-                    "min_speedup_vs_pandas_at_30M": 5, "max_cpu_ratio_to_reference_at_30M": 1.5},
+                    "min_speedup_vs_pandas_at_30M": 5, "max_cpu_ratio_to_reference_at_30M": 1.5,
+                    "300M_events_seconds": 180, "300M_events_peak_mib": 4096},
         "runs": runs,
         "training": training,
-        "training_target_seconds": 300,
+        "training_target_seconds": 60,  # weights + train at 1M leads (issue 21), the AUC unchanged
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
