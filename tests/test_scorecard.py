@@ -178,3 +178,28 @@ def test_the_weighted_bootstrap_equals_refits_on_copied_rows() -> None:
         copied = dataclasses.replace(two.take(rows), lead=drawn)
         table, _ = fit_points(copied, y[rows], evidence_for(two), PDO, 1.0, 0, min_support=30)
         assert (runs[f"sample_{index}"].to_numpy() == table["points"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("caps", [{}, {"email_open": 30.5, "engagement": 60.0, "industry": 5.0, "fit": 12.0}])
+def test_many_tables_at_once_score_every_lead_as_score_leads_does_to_the_last_bit(caps) -> None:
+    from pipeline.core.scorecard import STATUS_LOW_SUPPORT_FIT, SCORE_BLOCK_ROWS, score_leads, total_points_many
+
+    rng = np.random.default_rng(7)
+    rows = [(a, "engagement", "activity", a, "yes") for a in ["demo_request", "email_open", "webinar"]]
+    rows.append(("email_open 3+ in 30 days", "engagement", "frequency", "email_open", ">= 3 in 30 days"))
+    rows += [(f"industry = {v}", "fit", "fit", "industry", v) for v in ["retail", "software", "unknown", "media"]]
+    rows += [(f"seniority = {v}", "fit", "fit", "seniority", v) for v in ["vp", "intern"]]
+    table = pd.DataFrame(rows, columns=["signal", "kind", "type", "attribute", "value"])
+    table["status"] = np.where(table["signal"] == "industry = media", STATUS_LOW_SUPPORT_FIT, STATUS_SCORED)
+    n = SCORE_BLOCK_ROWS + 1000  # more than one block of rows
+    matrix = pd.DataFrame({s: rng.integers(0, 2, n).astype(float) for s in table["signal"]})
+    for name in ["demo_request", "email_open", "webinar"]:  # decayed activities, a missing value or two
+        matrix[name] = matrix[name] * rng.uniform(0, 1, n)
+    matrix.loc[::97, "webinar"] = np.nan
+    matrix = matrix.drop(columns=["industry = media"])  # a value never seen: the "any other value" rule
+    matrix.loc[::5, ["industry = retail", "industry = software", "industry = unknown"]] = 0.0
+    points = rng.integers(-40, 60, (len(table), 6)).astype(float)
+    many = total_points_many(matrix, table, points, caps)
+    for j in range(points.shape[1]):
+        alone = score_leads(matrix, table.assign(points=points[:, j].astype(int)), caps)["total_points"].to_numpy()
+        assert np.array_equal(many[:, j], alone)

@@ -18,6 +18,7 @@ from pipeline.core.scorecard import (
     check_outcomes,
     half_life,
     rank_stability,
+    total_points_many,
 )
 from pipeline.core.signals import SignalSet, build_signals, count_leads, fit_rows, time_split
 from pipeline.params import Params
@@ -40,10 +41,10 @@ def _spread(card: PointsScorecard, decayed: SignalSet, closed: np.ndarray, evide
     table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
     if len(valid_features):
         decayed_valid = card.decay(valid_signals, valid_features).matrix  # once, for every table
-        published = card.score_decayed(decayed_valid)["total_points"].to_numpy()
-        others = [card.with_points(runs[col].to_numpy()).score_decayed(decayed_valid)["total_points"].to_numpy()
-                  for col in runs.columns]
-        stability["rank_spearman"] = rank_stability(published, others)
+        # the published table and every bootstrap table at once (score_leads' arithmetic, bit for bit)
+        points = np.column_stack([table["points"].to_numpy(), runs.to_numpy()])
+        totals = total_points_many(decayed_valid, table, points, card.caps, card.numeric_attributes)
+        stability["rank_spearman"] = rank_stability(totals[:, 0], list(np.ascontiguousarray(totals[:, 1:].T)))
     return stability
 
 
