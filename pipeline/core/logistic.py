@@ -200,6 +200,7 @@ def fit_newton_many(X: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float,
             last[j], fresh[j] = size, False
     for j in np.flatnonzero(active | astray):  # still moving after max_iter steps, or moving away
         columns, begin = keep[:p, j], (start if astray[j] else thetas[:, j])[keep[:, j]]
-        fit = fit_newton(X[:, columns], y, c, weights[:, j], begin)
+        # X itself when the fit uses every column: X[:, columns] copies all the rows (13 s for 14 such fits at 1M leads)
+        fit = fit_newton(X if columns.all() else X[:, columns], y, c, weights[:, j], begin)
         thetas[keep[:, j], j] = np.append(fit.coefficients, fit.intercept)
     return thetas
