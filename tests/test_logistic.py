@@ -71,3 +71,29 @@ def test_the_lead_models_cross_fitted_scores_equal_scikit_learns_cross_val_predi
     expected = cross_val_predict(LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-12, max_iter=500),
                                  frame, y, cv=cv, method="predict_proba")[:, 1]
     assert model._cross_fitted_logistic(frame, y, cv) == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_lead_models_base_fit_is_scikit_learns_object_and_predicts_like_its_own_fit(tmp_path) -> None:
+    import pandas as pd
+
+    from pipeline.core.lead_model import LeadModel
+    from pipeline.stages.model import load_model, model_bytes
+
+    X, y = problem(4000, seed=5)
+    frame, lead = pd.DataFrame(X, columns=["a = 1", "b", "c", "d"]), np.arange(len(y))
+    model = LeadModel("logistic", logistic_c=0.5, seed=0).fit(frame, y, lead)
+    own = LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-12, max_iter=500).fit(frame, y)
+    base = model.base_
+    assert type(base) is LogisticRegression
+    for name in ("classes_", "feature_names_in_", "n_features_in_"):
+        assert np.array_equal(getattr(base, name), getattr(own, name))
+    assert base.classes_.dtype == own.classes_.dtype and base.coef_.shape == own.coef_.shape
+    assert base.n_iter_.dtype == own.n_iter_.dtype and base.n_iter_.shape == own.n_iter_.shape
+    assert base.predict_proba(frame) == pytest.approx(own.predict_proba(frame), abs=1e-9)
+    path = tmp_path / "model.skops"
+    path.write_bytes(model_bytes(model.bundle()))
+    loaded = load_model(path)["base"]
+    assert np.array_equal(loaded.predict_proba(frame), base.predict_proba(frame))
+    assert np.array_equal(loaded.predict(frame), own.predict(frame))
+    with pytest.raises(ValueError, match="feature names"):  # scikit-learn's own check of the columns
+        loaded.predict_proba(frame[["b", "a = 1", "c", "d"]])
