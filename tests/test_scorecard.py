@@ -182,7 +182,7 @@ def test_the_weighted_bootstrap_equals_refits_on_copied_rows() -> None:
 
 @pytest.mark.parametrize("caps", [{}, {"email_open": 30.5, "engagement": 60.0, "industry": 5.0, "fit": 12.0}])
 def test_many_tables_at_once_score_every_lead_as_score_leads_does_to_the_last_bit(caps) -> None:
-    from pipeline.core.scorecard import STATUS_LOW_SUPPORT_FIT, SCORE_BLOCK_ROWS, score_leads, total_points_many
+    from pipeline.core.scorecard import SCORE_BLOCK_ROWS, STATUS_LOW_SUPPORT_FIT, score_leads, total_points_many
 
     rng = np.random.default_rng(7)
     rows = [(a, "engagement", "activity", a, "yes") for a in ["demo_request", "email_open", "webinar"]]

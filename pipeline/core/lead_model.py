@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from scipy.special import expit
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds

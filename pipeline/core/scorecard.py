@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
-from scipy.stats import spearmanr
 from scipy.special import expit
+from scipy.stats import spearmanr
 
 from pipeline.core.logistic import fit_newton, fit_newton_many
 from pipeline.core.signals import UNKNOWN as UNKNOWN_VALUE
@@ -47,9 +47,9 @@ from pipeline.core.signals import (
     SignalSet,
     decay_matrix,
     estimation_snapshot,
+    lead_starts,
     lead_support,
     per_lead_max,
-    lead_starts,
 )
 from pipeline.errors import LeadcalError
 from pipeline.schema import AGE_PREFIX, snapshot_stratum
