@@ -562,10 +562,12 @@ class PointsScorecard:
         """fit_points, engagement_points and total_points of each row, decay and caps included."""
         return score_features(features, signals, self.table_, self.header_)
 
-    def score_decayed(self, matrix: pd.DataFrame) -> pd.DataFrame:
-        """The same scores from signals already decayed (`decay`): to score one set of leads with
-        several tables (the bootstrap's) without decaying them again."""
-        return score_leads(matrix, self.table_, self.header_.get("caps"), self.header_.get("numeric_attributes") or ())
+    def score_decayed_many(self, matrix: pd.DataFrame, points: np.ndarray) -> np.ndarray:
+        """rows x k: each row's total_points, from signals already decayed (`decay`), under this
+        scorecard with each column of `points` (signals x k, e.g. its own points and the
+        bootstrap's) as its points, caps included: one set of leads scored with several tables,
+        neither decayed again nor passed over once per table (total_points_many)."""
+        return total_points_many(matrix, self.table_, points, self.caps, self.numeric_attributes)
 
     def probability(self, total_points: np.ndarray, snapshot: np.ndarray | None = None) -> np.ndarray:
         """P(close) implied by a points total, at each row's snapshot."""

@@ -106,12 +106,15 @@ class TableReport:
         mask = np.asarray(mask, dtype=bool)
         if mask.any() and policy == "fail":
             rows = pd.Series(mask, index=frame.index)
-            raise LeadcalError(
-                f"{source}: {int(mask.sum())} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
-                f"'drop' drops and counts them); {_examples(frame, rows, column)}"
-            )
+            raise rule_refusal(source, reason, int(mask.sum()), _examples(frame, rows, column))
         self.drop(reason, int(mask.sum()))
         return frame[~mask]
+
+
+def rule_refusal(source: str, reason: str, count: int, examples: str) -> LeadcalError:
+    """A recoverable rule's rows under on_bad_rows: fail, one message on every path (pandas, DuckDB, Spark)."""
+    return LeadcalError(f"{source}: {count} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
+                        f"'drop' drops and counts them); {examples}")
 
 
 def shown(value: object) -> str:
@@ -327,10 +330,10 @@ def identifier_attributes(leads: pd.DataFrame, attributes: list[str], source: st
         counts = values.value_counts()
         # a value seen once is one lead: counted on the few distinct values (mapping the counts back
         # onto a million leads took a second per attribute), the leads themselves looked up on refusal only
-        singles = int((counts.to_numpy() == 1).sum())
+        once = counts.index[counts.to_numpy() == 1]
+        singles = len(once)
         if singles >= IDENTIFIER_SHARE * len(values):
-            unique = counts.index[counts.to_numpy() == 1]
-            examples = ", ".join(shown(v) for v in values[values.isin(unique)].head(EXAMPLE_ROWS))
+            examples = ", ".join(shown(v) for v in values[values.isin(once)].head(EXAMPLE_ROWS))
             raise LeadcalError(
                 f"{source}: fit attribute '{attribute}' (params signals.fit_attributes) has a value no other lead "
                 f"shares on {singles} of {len(values)} leads (e.g. {examples}): one signal per lead says "

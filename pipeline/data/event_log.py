@@ -53,6 +53,7 @@ from pipeline.data.contract import (
     OF_DROPPED_LEAD,
     UNKNOWN_SHARE_WARNING,
     TableReport,
+    rule_refusal,
     unmatched_error,
     unmatched_warning,
 )
@@ -114,12 +115,6 @@ def _examples(con: duckdb.DuckDBPyConnection, condition: str, column: str, files
     rows = con.execute(f"SELECT filename, row_number, {column} FROM {table} WHERE {condition} "
                        f"ORDER BY filename, row_number LIMIT {EXAMPLE_ROWS}").fetchall()
     return example_list(rows, files)
-
-
-def rule_refusal(shown: str, reason: str, count: int, examples: str) -> LeadcalError:
-    """A recoverable rule's rows under on_bad_rows: fail (the message of contract.TableReport.remove)."""
-    return LeadcalError(f"{shown}: {count} row(s): {reason} (params extract.on_bad_rows is 'fail'; "
-                        f"'drop' drops and counts them); {examples}")
 
 
 def _refusal(con: duckdb.DuckDBPyConnection, shown: str, reason: str, count: int, condition: str, files: int,

@@ -51,7 +51,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DateType, LongType, TimestampNTZType, TimestampType
 
-from pipeline.data.contract import EXAMPLE_ROWS, TableReport, unmatched_error
+from pipeline.data.contract import EXAMPLE_ROWS, TableReport, rule_refusal, unmatched_error
 from pipeline.data.engine import hadoop_path, parquet_files
 from pipeline.data.event_log import (
     BAD_DATE,
@@ -70,7 +70,6 @@ from pipeline.data.event_log import (
     nul_error,
     problem_error,
     require_columns,
-    rule_refusal,
     verdict_report,
 )
 from pipeline.errors import LeadcalError

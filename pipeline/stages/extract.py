@@ -140,8 +140,8 @@ def activity_summary(path: Path, params: Params) -> tuple[pd.Series, pd.Timestam
         return _summary_by_engine(path, params)
     seen: dict[str, int] = {}
     for chunk in pq.read_table(path, columns=["activity"], read_dictionary=["activity"]).column("activity").chunks:
-        counts = np.bincount(chunk.indices.to_numpy(zero_copy_only=False), minlength=len(chunk.dictionary))
-        for name, count in zip(chunk.dictionary.to_pylist(), counts.tolist()):
+        per_code = np.bincount(chunk.indices.to_numpy(zero_copy_only=False), minlength=len(chunk.dictionary))
+        for name, count in zip(chunk.dictionary.to_pylist(), per_code.tolist()):
             if count:
                 seen[name] = seen.get(name, 0) + count
     names = sorted(seen)

@@ -18,7 +18,6 @@ from pipeline.core.scorecard import (
     check_outcomes,
     half_life,
     rank_stability,
-    total_points_many,
 )
 from pipeline.core.signals import SignalSet, build_signals, count_leads, fit_rows, time_split
 from pipeline.params import Params
@@ -43,7 +42,7 @@ def _spread(card: PointsScorecard, decayed: SignalSet, closed: np.ndarray, evide
         decayed_valid = card.decay(valid_signals, valid_features).matrix  # once, for every table
         # the published table and every bootstrap table at once (score_leads' arithmetic, bit for bit)
         points = np.column_stack([table["points"].to_numpy(), runs.to_numpy()])
-        totals = total_points_many(decayed_valid, table, points, card.caps, card.numeric_attributes)
+        totals = card.score_decayed_many(decayed_valid, points)
         stability["rank_spearman"] = rank_stability(totals[:, 0], list(np.ascontiguousarray(totals[:, 1:].T)))
     return stability
 
