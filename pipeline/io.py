@@ -138,3 +138,39 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
     if not path.exists():
         raise LeadcalError(f"{path}: not found (run the stage that produces it first, e.g. `dvc repro`)")
     return pd.read_parquet(path, columns=columns, engine="pyarrow")
+
+
+def parquet_columns(path: str | Path) -> list[str]:
+    """The column names of a Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise LeadcalError(f"{path}: not found (run the stage that produces it first, e.g. `dvc repro`)")
+    return list(pq.read_schema(path).names)
+
+
+def read_parquet_by_lead(path: str | Path, columns: list[str], rows: int = 500_000,
+                         lead_column: str = "lead_id") -> Iterator[pd.DataFrame]:
+    """The table as frames of about `rows` rows each, in file order, a lead's consecutive rows
+    never split between two: what counts leads can be added up frame by frame, in the memory
+    of one frame, however long the table. At least one frame, empty for an empty table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    columns = columns if lead_column in columns else [lead_column, *columns]
+    file = pq.ParquetFile(path)
+    carry: pa.Table | None = None
+    for batch in file.iter_batches(batch_size=rows, columns=columns):
+        table = pa.Table.from_batches([batch]) if carry is None else pa.concat_tables([carry, pa.Table.from_batches([batch])])
+        ids = table[lead_column]
+        changes = pc.not_equal(ids[1:], ids[:-1]) if len(ids) > 1 else pa.array([], pa.bool_())
+        starts = pc.indices_nonzero(changes)  # position - 1 of each row that begins a lead, but the first
+        last_start = int(starts[-1].as_py()) + 1 if len(starts) else 0
+        if last_start == 0:  # one lead so far: keep reading
+            carry = table
+            continue
+        yield table.slice(0, last_start).to_pandas()
+        carry = table.slice(last_start)
+    yield (carry if carry is not None else file.read(columns=columns)).to_pandas()

@@ -12,6 +12,7 @@ from pipeline import io
 from pipeline.artifacts.readers import read_frequency_signals
 from pipeline.core.frequency import best_threshold, g_statistic
 from pipeline.core.scorecard import score_leads
+from pipeline.core.signal_counts import count_signals
 from pipeline.core.signals import SignalSet, band_labels, build_signals
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate
 from pipeline.params import Params
@@ -46,7 +47,7 @@ def test_shrinkage_pulls_a_two_lead_signal_towards_the_average(default_run: Para
     matrix = signals.matrix.assign(rare_signal=rare)
     catalog = pd.concat([signals.catalog, pd.DataFrame([{"signal": "rare_signal", "kind": "engagement",
                                                          "type": "activity", "attribute": "rare", "value": "yes"}])])
-    table, average = close_rate_table(SignalSet(matrix, catalog), closed)
+    table, average = close_rate_table(count_signals(SignalSet(matrix, catalog), closed))
     rows = table.set_index("signal")
     assert rows.loc["rare_signal", "close_rate"] == 1.0 and bool(rows.loc["rare_signal", "low_support"])
     assert abs(rows.loc["rare_signal", "shrunk_close_rate"] - average) < 0.1 * (1.0 - average)

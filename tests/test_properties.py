@@ -7,10 +7,11 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.signal_counts import count_signals
 from pipeline.core.signals import SignalSet
 from pipeline.core.stats import top_fraction_lift, wilson_interval
-from pipeline.stages.close_rates import close_rate_table
 from pipeline.core.thresholds import threshold_curve
+from pipeline.stages.close_rates import close_rate_table
 
 counts = st.integers(min_value=0, max_value=100_000)
 
@@ -40,10 +41,10 @@ def lead_tables(draw: st.DrawFn) -> tuple[SignalSet, np.ndarray]:
 @settings(max_examples=200, deadline=None)
 def test_a_lead_that_never_closes_never_raises_a_close_rate(data: tuple[SignalSet, np.ndarray], extra: list[int]) -> None:
     signals, closed = data
-    before, average_before = close_rate_table(signals, closed, min_support=1)
+    before, average_before = close_rate_table(count_signals(signals, closed), min_support=1)
     row = pd.DataFrame([extra[: signals.matrix.shape[1]]], columns=signals.matrix.columns, dtype=np.uint8)
     grown = SignalSet(pd.concat([signals.matrix, row], ignore_index=True), signals.catalog)
-    after, average_after = close_rate_table(grown, np.append(closed, 0), min_support=1)
+    after, average_after = close_rate_table(count_signals(grown, np.append(closed, 0)), min_support=1)
     assert (after["close_rate"].to_numpy() <= before["close_rate"].to_numpy() + 1e-12).all()
     assert average_after <= average_before
     assert after["close_rate"].between(0, 1).all() and (after["ci_low"] <= after["close_rate"] + 1e-12).all()

@@ -56,17 +56,22 @@ def best_split(values: np.ndarray, closed: np.ndarray, min_support: int) -> tupl
     with at least `min_support` leads on each side and the high side closing more."""
     values, closed = np.asarray(values), np.asarray(closed, dtype=int)
     order = np.sort(np.unique(values))
+    index = np.searchsorted(order, values)
+    leads = np.bincount(index, minlength=len(order))
+    won = np.bincount(index, weights=closed, minlength=len(order)).astype(np.int64)
+    return _best_cut(order, leads, won, min_support)
+
+
+def _best_cut(order: np.ndarray, leads: np.ndarray, won: np.ndarray, min_support: int) -> tuple[float, float] | None:
+    """`best_split` from its counts: `leads` and `won` (customers) at each distinct value of `order` (ascending)."""
     if len(order) < 2:
         return None
-    # leads and customers at or above each candidate, from the top down
-    index = np.searchsorted(order, values)
-    leads_at = np.bincount(index, minlength=len(order))[::-1].cumsum()[::-1]
-    won_at = np.bincount(index, weights=closed, minlength=len(order))[::-1].cumsum()[::-1]
-    total, total_won = len(values), closed.sum()
+    leads_at, won_at = leads[::-1].cumsum()[::-1], won[::-1].cumsum()[::-1]  # at or above each candidate
+    total, total_won = int(leads.sum()), int(won.sum())
     best: tuple[float, float] | None = None
     for i in range(1, len(order)):
         high, high_won = int(leads_at[i]), int(won_at[i])
-        low, low_won = total - high, int(total_won - high_won)
+        low, low_won = total - high, total_won - high_won
         if high < min_support or low < min_support or high_won / high <= low_won / low:
             continue
         g = g_statistic(np.array([[high_won, high - high_won], [low_won, low - low_won]]))
@@ -77,33 +82,57 @@ def best_split(values: np.ndarray, closed: np.ndarray, min_support: int) -> tupl
 
 def best_threshold(peak: np.ndarray, closed: np.ndarray, min_support: int) -> tuple[int, float] | None:
     """(N, G) of the strongest split of the doers (peak >= 1) with heavy users closing more."""
-    doers = np.asarray(peak) >= 1
-    found = best_split(np.asarray(peak)[doers], np.asarray(closed)[doers], min_support)
+    return _threshold_of(count_peak(peak, closed), min_support)
+
+
+def count_peak(peak: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """(2, largest peak + 1): leads and customers at each peak count. Counts of disjoint sets of
+    leads add up (`add_peak_counts`), so a table can be counted part by part."""
+    peak = np.asarray(peak, dtype=np.int64)
+    size = int(peak.max()) + 1 if len(peak) else 1
+    won = np.asarray(closed, dtype=np.int64) == 1
+    return np.stack([np.bincount(peak, minlength=size), np.bincount(peak[won], minlength=size)])
+
+
+def add_peak_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    size = max(a.shape[1], b.shape[1])
+    return np.pad(a, ((0, 0), (0, size - a.shape[1]))) + np.pad(b, ((0, 0), (0, size - b.shape[1])))
+
+
+def _threshold_of(counts: np.ndarray, min_support: int) -> tuple[int, float] | None:
+    order = np.flatnonzero(counts[0]) # the peak counts some lead has
+    order = order[order >= 1]  # the doers
+    found = _best_cut(order, counts[0][order], counts[1][order], min_support)
     return None if found is None else (int(found[0]), found[1])
 
 
+def count_peaks(features: pd.DataFrame, closed: np.ndarray, activities: list[str],
+                windows_days: list[int]) -> dict[tuple[str, int], np.ndarray]:
+    """`count_peak` of each activity and window: what `discover` needs of the rows searched."""
+    return {(activity, window_days): count_peak(features[peak_column(activity, window_days)].to_numpy(), closed)
+            for window_days in windows_days for activity in activities}
+
+
 def discover(
-    features: pd.DataFrame, closed: np.ndarray, activities: list[str], windows_days: list[int],
+    counts: dict[tuple[str, int], np.ndarray], activities: list[str], windows_days: list[int],
     min_support: int, max_p_value: float,
 ) -> list[FoundThreshold]:
-    """Every significant frequency threshold, one at most per activity and window."""
-    closed = np.asarray(closed, dtype=int)
+    """Every significant frequency threshold, one at most per activity and window, from `count_peaks`."""
     found = []
     for window_days in windows_days:
         for activity in activities:
-            peak = features[peak_column(activity, window_days)].to_numpy()
-            result = best_threshold(peak, closed, min_support)
+            leads, won = counts[(activity, window_days)]
+            result = _threshold_of(counts[(activity, window_days)], min_support)
             if result is None:
                 continue
             n, g = result
             p_value = float(chdtrc(1, g))
             if p_value >= max_p_value:
                 continue
-            heavy, light = peak >= n, (peak >= 1) & (peak < n)
+            heavy, heavy_won = int(leads[n:].sum()), int(won[n:].sum())
+            light, light_won = int(leads[1:n].sum()), int(won[1:n].sum())
             found.append(FoundThreshold(
                 activity=activity, window_days=window_days, min_count=n, g_statistic=g, p_value=p_value,
-                leads_at_or_above=int(heavy.sum()),
-                close_rate_at_or_above=float(closed[heavy].mean()),
-                close_rate_below=float(closed[light].mean()),
+                leads_at_or_above=heavy, close_rate_at_or_above=heavy_won / heavy, close_rate_below=light_won / light,
             ))
     return found

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.core.signals import SignalSet, first_shown
+from pipeline.core.signal_counts import SignalCounts
 
 MIN_LEADS = 30
 MAX_CLOSE_RATE = 0.99
@@ -26,31 +26,26 @@ MAX_AUC = 0.95
 MAX_SHARE_AFTER_OUTCOME = 0.5
 
 
-def single_signal_auc(present: np.ndarray, closed: np.ndarray, strata: np.ndarray) -> np.ndarray:
+def single_signal_auc(counts: SignalCounts) -> np.ndarray:
     """AUC of each 0/1 signal as a score of its own, comparing rows of the same snapshot
     (pipeline.core.stats.stratified_auc): per stratum (1 + true positive rate - false positive rate) / 2,
     weighted by its customer x other pairs. Computed in closed form: a signal is one cut."""
-    present, closed, strata = np.asarray(present, dtype=bool), np.asarray(closed, dtype=bool), np.asarray(strata)
-    total, pairs = np.zeros(present.shape[1]), 0.0
-    for stratum in np.unique(strata):
-        inside = strata == stratum
-        won, lost = inside & closed, inside & ~closed
-        if won.any() and lost.any():
-            weight = float(won.sum()) * float(lost.sum())
-            total += 0.5 * (1 + present[won].mean(axis=0) - present[lost].mean(axis=0)) * weight
+    total, pairs = np.zeros(len(counts.catalog)), 0.0
+    for k in range(len(counts.snapshots)):
+        won, lost = int(counts.customers[k]), int(counts.rows[k] - counts.customers[k])
+        if won and lost:
+            weight = float(won) * float(lost)
+            total += 0.5 * (1 + counts.present_won[k] / won - counts.present_lost[k] / lost) * weight
             pairs += weight
-    return total / pairs if pairs else np.full(present.shape[1], np.nan)
+    return total / pairs if pairs else np.full(len(counts.catalog), np.nan)
 
 
-def suspicious_signals(signals: SignalSet, closed: np.ndarray) -> list[dict[str, object]]:
-    """Signals that look too good to be true, on labelled rows (`closed` 1 / 0 per row)."""
-    closed = np.asarray(closed, dtype=np.int64)
-    present = signals.matrix.to_numpy() > 0
-    first = first_shown(present, signals.lead, len(np.unique(signals.snapshots())) or 1)
-    leads, customers = first.sum(axis=0), first[closed == 1].sum(axis=0)
-    auc = single_signal_auc(present, closed == 1, signals.snapshots())
+def suspicious_signals(counts: SignalCounts) -> list[dict[str, object]]:
+    """Signals that look too good to be true, from their counts over labelled rows."""
+    leads, customers = counts.leads(), counts.leads_customers()
+    auc = single_signal_auc(counts)
     found = []
-    for j, name in enumerate(signals.catalog["signal"]):
+    for j, name in enumerate(counts.catalog["signal"]):
         if leads[j] < MIN_LEADS:
             continue
         rate = customers[j] / leads[j]

@@ -12,6 +12,7 @@ lead, never by row: `SignalSet.lead` says which rows belong together.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,18 +191,19 @@ def fit_values(features: pd.DataFrame, settings: Signals) -> pd.DataFrame:
     return pd.DataFrame(columns, index=features.index)
 
 
-def _category_order(attribute: str, present: set[str], settings: Signals) -> list[str]:
+def _category_order(attribute: str, present: set[str], numeric_bins: dict[str, list[float]]) -> list[str]:
     """The values present: bands in numeric order, categories alphabetically, 'unknown' last."""
-    if attribute in settings.numeric_bins:
-        edges = settings.numeric_bins[attribute]
+    if attribute in numeric_bins:
+        edges = numeric_bins[attribute]
         ordered = [f"<{_human(edges[0])}", *band_labels(edges)]
     else:
         ordered = sorted(present - {UNKNOWN})
     return [v for v in ordered if v in present] + ([UNKNOWN] if UNKNOWN in present else [])
 
 
-def activities_in(features: pd.DataFrame) -> list[str]:
-    return [c[len(COUNT_PREFIX):] for c in features.columns if c.startswith(COUNT_PREFIX)]
+def activities_in(columns: Iterable[str]) -> list[str]:
+    """The activities of a features table, from its columns (or the table: it iterates over them)."""
+    return [c[len(COUNT_PREFIX):] for c in columns if c.startswith(COUNT_PREFIX)]
 
 
 def frequency_name(spec: FrequencySignal) -> str:
@@ -247,13 +249,33 @@ def build_signals(features: pd.DataFrame, settings: Signals, frequency: list[Fre
         encoded = (text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).dictionary_encode()
         code = {value: position for position, value in enumerate(encoded.dictionary.to_pylist())}
         codes = encoded.indices.to_numpy()
-        for value in _category_order(attribute, set(code), settings):
-            name = f"{attribute} = {value}"
-            columns[name] = codes == code[value]
-            rows.append({"signal": name, "kind": "fit", "type": "fit", "attribute": attribute, "value": value})
+        for value in _category_order(attribute, set(code), settings.numeric_bins):
+            row = _fit_signal(attribute, value)
+            columns[row["signal"]] = codes == code[value]
+            rows.append(row)
     matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
     return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows), lead=lead_codes(features["lead_id"]),
                      snapshot=features["snapshot_days"].to_numpy(dtype=np.int64))
+
+
+def _fit_signal(attribute: str, value: str) -> dict[str, str]:
+    """The catalog row of "attribute = value"."""
+    return {"signal": f"{attribute} = {value}", "kind": "fit", "type": "fit", "attribute": attribute, "value": value}
+
+
+def merged_catalog(catalogs: list[pd.DataFrame], fit_attributes: list[str],
+                   numeric_bins: dict[str, list[float]]) -> pd.DataFrame:
+    """The catalog `build_signals` gives a table from the catalogs it gives that table's parts.
+
+    Activity, frequency and recency signals come from columns and params, the same in every
+    part; a fit attribute's values are those of any part, in `build_signals`' order."""
+    first = catalogs[0]
+    rows = first.loc[first["type"] != "fit"].to_dict("records")
+    for attribute in fit_attributes:
+        present = {value for catalog in catalogs
+                   for value in catalog.loc[(catalog["type"] == "fit") & (catalog["attribute"] == attribute), "value"]}
+        rows.extend(_fit_signal(attribute, value) for value in _category_order(attribute, present, numeric_bins))
+    return pd.DataFrame(rows, columns=first.columns)
 
 
 def estimation_snapshot(snapshot: np.ndarray, closed: np.ndarray, min_count: int) -> int:

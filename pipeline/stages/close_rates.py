@@ -18,28 +18,26 @@ rate: that of every lead still open then (all of them, unless some were won or l
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
 from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNALS
-from pipeline.core.frequency import FoundThreshold, discover
-from pipeline.core.signals import (
-    SignalSet,
-    activities_in,
-    build_signals,
-    estimation_snapshot,
-    first_shown,
-    labelled,
-    time_split,
-)
+from pipeline.core.frequency import FoundThreshold, add_peak_counts, count_peaks, discover
+from pipeline.core.signal_counts import SignalCounts, add_counts, count_signals
+from pipeline.core.signals import activities_in, build_signals, estimation_snapshot, labelled, time_split
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
+from pipeline.design import FOLD_COLUMN
 from pipeline.errors import LeadcalError
 from pipeline.params import FrequencySignal, Params
-from pipeline.schema import PEAK_PREFIX
+from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
 log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 100_000  # rows of features.parquet counted at a time: ~0.6 GiB peak at any length, and faster than larger parts
+SPLIT_COLUMNS = ("closed", "cohort", "created_at", "snapshot_days", FOLD_COLUMN)  # what time_split reads, held whole
 
 COLUMNS = [
     "signal", "kind", "type", "attribute", "value", "leads", "customers", "close_rate", "ci_low", "ci_high",
@@ -47,21 +45,13 @@ COLUMNS = [
 ]
 
 
-def close_rate_by_snapshot(closed: np.ndarray, snapshot: np.ndarray) -> dict[int, float]:
-    """Close rate of the labelled rows at each snapshot age: of the leads still open then, how many closed."""
-    closed = np.asarray(closed, dtype=np.int64)
-    return {int(s): float(closed[snapshot == s].mean()) for s in np.unique(snapshot)}
-
-
-def close_rate_table(
-    signals: SignalSet, closed: np.ndarray, confidence: float = 0.95, min_support: int = 30
-) -> tuple[pd.DataFrame, float]:
-    """(table, average close rate) over the given rows (matured ones only; `closed`: 1 for a customer, else 0).
+def close_rate_table(counts: SignalCounts, confidence: float = 0.95, min_support: int = 30) -> tuple[pd.DataFrame, float]:
+    """(table, average close rate) from the signals' counts over matured rows (pipeline.core.signal_counts).
 
     Each signal counts a lead once, at its first row showing the signal; `expected_close_rate`
     is the mean, over those leads, of the close rate of every row at that row's snapshot
-    (`close_rate_by_snapshot`), and lift = close rate / expected. The average close rate is
-    that of the first snapshot, where every lead is seen once.
+    (`SignalCounts.close_rate_by_snapshot`), and lift = close rate / expected. The average close
+    rate is that of the first snapshot, where every lead is seen once.
 
     The lift interval divides the signal's interval by the expected rate, treating it (estimated
     from every lead) as known; with thousands of leads its own uncertainty is small next to that
@@ -69,22 +59,18 @@ def close_rate_table(
     (pipeline.core.stats.shrink_close_rate): rare signals are pulled towards their expected rate,
     common ones keep their own. The prior strength is in `table.attrs["prior_strength"]`.
     """
-    closed = np.asarray(closed, dtype=np.int64)
-    if len(closed) == 0:
+    if int(counts.rows.sum()) == 0:
         raise ValueError("no matured leads to compute close rates on")
-    snapshot = signals.snapshots()
-    by_snapshot = close_rate_by_snapshot(closed, snapshot)
-    first = first_shown(signals.matrix.to_numpy() > 0, signals.lead, len(by_snapshot))
-    leads = first.sum(axis=0, dtype=np.int64)
-    customers = first[closed == 1].sum(axis=0, dtype=np.int64)
+    by_snapshot = counts.close_rate_by_snapshot()
+    leads, customers = counts.leads(), counts.leads_customers()
     average = by_snapshot[min(by_snapshot)]
-    expected_customers = sum(first[snapshot == s].sum(axis=0, dtype=np.int64) * rate for s, rate in by_snapshot.items())
+    expected_customers = sum(counts.first[k] * rate for k, rate in enumerate(by_snapshot.values()))
     with np.errstate(divide="ignore", invalid="ignore"):
         close_rate = np.where(leads > 0, customers / np.maximum(leads, 1), 0.0)
         expected = np.where(leads > 0, expected_customers / np.maximum(leads, 1), average)
         scale = np.where(expected > 0, 1.0 / expected, np.nan)
     low, high = wilson_interval(customers, leads, confidence)
-    table = signals.catalog.copy()
+    table = counts.catalog.copy()
     table["leads"] = leads
     table["customers"] = customers
     table["close_rate"] = close_rate
@@ -104,52 +90,78 @@ def close_rate_table(
     return table, average
 
 
-def discover_frequency(features: pd.DataFrame, params: Params) -> list[FoundThreshold]:
+def discover_frequency(path: Path, split: pd.DataFrame, train: np.ndarray, activities: list[str],
+                       params: Params) -> list[FoundThreshold]:
     """Frequency thresholds found on the training cohorts (never on the held-out ones).
 
     Searched on one snapshot's rows (`estimation_snapshot`: the last one, day 30, unless it
     holds too few customers): one row per lead (independent units for the G-test), each with
-    its whole window of activity.
+    its whole window of activity. `split`: the table's closed and snapshot columns; `train`:
+    its training rows. Only the peak columns are read, part by part.
     """
     settings = params.signals.frequency
     if not settings.discover:
         return []
-    train = time_split(features, params.train.validation_months, params.outcome.horizon_days)[0].to_numpy()
-    snapshot = features["snapshot_days"].to_numpy()
-    at = estimation_snapshot(snapshot[train], features["closed"].to_numpy()[train], params.signals.min_support)
+    snapshot, closed = split["snapshot_days"].to_numpy(), split["closed"].to_numpy()
+    at = estimation_snapshot(snapshot[train], closed[train], params.signals.min_support)
     rows = train & (snapshot == at)
-    peaks = [c for c in features.columns if c.startswith(PEAK_PREFIX)]  # only these are read: no copy of the rest
-    found = discover(
-        features.loc[rows, peaks], features.loc[rows, "closed"].to_numpy(), activities_in(features),
-        settings.windows_days, params.signals.min_support, settings.max_p_value,
-    )
+    peaks = [peak_column(a, w) for w in settings.windows_days for a in activities]
+    counts: dict[tuple[str, int], np.ndarray] = {}
+    start = 0
+    for part in io.read_parquet_by_lead(path, peaks, CHUNK_ROWS):
+        inside = rows[start:start + len(part)]
+        counted = count_peaks(part.loc[inside], closed[start:start + len(part)][inside], activities, settings.windows_days)
+        counts = {key: add_peak_counts(counts[key], value) if key in counts else value for key, value in counted.items()}
+        start += len(part)
+    found = discover(counts, activities, settings.windows_days, params.signals.min_support, settings.max_p_value)
     for f in found:
         log.info("close_rates: found %s %d+ in %d days (close rate %.1f %% vs %.1f %% below, p = %.1e)",
                  f.activity, f.min_count, f.window_days, 100 * f.close_rate_at_or_above, 100 * f.close_rate_below, f.p_value)
     return found
 
 
+def count_table(path: Path, params: Params, frequency: list[FrequencySignal]) -> tuple[SignalCounts, int]:
+    """(the signals' counts over the matured rows, matured leads that became customers at any time)
+    of features.parquet, read part by part: memory grows with a part, not with the table."""
+    columns = io.parquet_columns(path)
+    fit = set(params.signals.fit_attributes)
+    peaks = {peak_column(spec.activity, spec.window_days) for spec in frequency}
+    wanted = [c for c in columns if c in ("lead_id", "snapshot_days", "closed", "customer_at") or c in fit or c in peaks
+              or c.startswith((COUNT_PREFIX, AGE_PREFIX))]
+    first_snapshot = params.outcome.snapshot_days[0]
+    parts, any_time = [], 0
+    for part in io.read_parquet_by_lead(path, wanted, CHUNK_ROWS):
+        known = labelled(part).to_numpy()
+        signals = build_signals(part, params.signals, frequency).take(known)
+        parts.append(count_signals(signals, part.loc[known, "closed"].to_numpy()))
+        first = known & (part["snapshot_days"] == first_snapshot).to_numpy()  # one row per lead
+        any_time += int((first & part["customer_at"].notna().to_numpy()).sum())
+    return add_counts(parts, params.signals.fit_attributes, params.signals.numeric_bins), any_time
+
+
 def run(params: Params) -> dict[str, object]:
-    """features.parquet -> models/signals.json (frequency thresholds found) and models/close_rates.csv."""
-    features = io.read_parquet(params.paths.features / FEATURES)
-    known = labelled(features).to_numpy()
-    found = discover_frequency(features, params)
+    """features.parquet -> models/signals.json (frequency thresholds found) and models/close_rates.csv.
+
+    The table is read part by part (`io.read_parquet_by_lead`): only its split columns are held
+    whole, so a table of tens of millions of rows fits in a small machine's memory."""
+    path = params.paths.features / FEATURES
+    columns = io.parquet_columns(path)
+    split = io.read_parquet(path, columns=[c for c in columns if c in SPLIT_COLUMNS])
+    train = time_split(split, params.train.validation_months, params.outcome.horizon_days)[0].to_numpy()
+    found = discover_frequency(path, split, train, activities_in(columns), params)
     fixed = {(spec.activity, spec.window_days) for spec in params.signals.frequency.fixed}
     found = [f for f in found if (f.activity, f.window_days) not in fixed]  # a fixed signal wins
     frequency = [*params.signals.frequency.fixed,
                  *(FrequencySignal(activity=f.activity, min_count=f.min_count, window_days=f.window_days) for f in found)]
-    signals = build_signals(features, params.signals, frequency)
-    table, average = close_rate_table(
-        signals.take(known), features.loc[known, "closed"].to_numpy(), params.close_rates.confidence,
-        params.signals.min_support,
-    )
-    first = known & (features["snapshot_days"] == params.outcome.snapshot_days[0]).to_numpy()  # one row per lead
+    counts, any_time = count_table(path, params, frequency)
+    table, average = close_rate_table(counts, params.close_rates.confidence, params.signals.min_support)
+    matured, customers = counts.rows_at(params.outcome.snapshot_days[0])  # one row per lead
     if average == 0:
         raise LeadcalError(
-            f"{params.paths.features / FEATURES}: none of the {int(first.sum())} matured leads became a "
+            f"{path}: none of the {matured} matured leads became a "
             f"customer within {params.outcome.horizon_days} days: close rates and lifts are undefined. "
             f"Still available: the validated tables ({params.paths.extracted}) and each lead's signals "
-            f"({params.paths.features / FEATURES}); `leadcal funnel` still measures the funnel"
+            f"({path}); `leadcal funnel` still measures the funnel"
         )
     models = params.paths.models
     io.write_json(models / SIGNALS, {
@@ -162,11 +174,11 @@ def run(params: Params) -> dict[str, object]:
     spreadsheet.write_csv(models / CLOSE_RATES, table)  # for people: formula-like names escaped
     metrics = {
         "average_close_rate": average,
-        "matured_leads": int(first.sum()),
-        "customers": int(features.loc[first, "closed"].sum()),
+        "matured_leads": matured,
+        "customers": customers,
         # the number a CRM report shows ("customers / leads", no time limit), beside the
         # horizon's: a marketer comparing the two sees how many deals take longer
-        "close_rate_any_time": float(features.loc[first, "customer_at"].notna().mean()),
+        "close_rate_any_time": any_time / matured,
         # of the leads still open at each snapshot, the share that closed: the expected close rates
         "close_rate_by_snapshot": {str(k): v for k, v in table.attrs["close_rate_by_snapshot"].items()},
         "signals": int(len(table)),

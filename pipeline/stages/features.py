@@ -314,12 +314,13 @@ def build_features(
 def leakage_screen(features: pd.DataFrame, params: Params, after_outcome: pd.DataFrame) -> dict[str, object]:
     """Signals too good to be true and activities logged after the outcome (pipeline.core.leakage)."""
     from pipeline.core.leakage import activities_after_outcome, suspicious_signals
+    from pipeline.core.signal_counts import count_signals
     from pipeline.core.signals import build_signals
 
     known = (features["closed"] >= 0).to_numpy()
     signals = build_signals(features, params.signals).take(known)
     return {
-        "signals": suspicious_signals(signals, features.loc[known, "closed"].to_numpy()),
+        "signals": suspicious_signals(count_signals(signals, features.loc[known, "closed"].to_numpy())),
         "activities_after_outcome": activities_after_outcome(after_outcome),
         "rule": "flagged: a signal closing at 99 % or more on 30+ leads, a single signal with AUC >= 0.95 (or <= 0.05), "
                 "an activity half or more of whose events (of won or lost leads) come at or after the outcome",
