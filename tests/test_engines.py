@@ -9,11 +9,13 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.data.generate import write_sample
 from pipeline.errors import LeadcalError
 from pipeline.params import Params, Spark
+from pipeline.stages import features as features_stage
 from pipeline.stages.extract import extract
 from pipeline.stages.features import build_features
 from tests.conftest import params_in
@@ -88,3 +90,33 @@ def test_tables_in_memory_give_the_features_of_their_parquet_files(extracted: Pa
         in_memory, _ = build_features(params, require_outcomes=False, moments="now", tables=tables, as_of=as_of)
         pd.testing.assert_frame_equal(in_memory, from_files)  # dtypes included
         assert len(in_memory) > 50
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_features_written_part_by_part_are_the_table_built_at_once(extracted: Params, engine: str, tmp_path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The features stage builds, labels, screens and writes a few leads at a time
+    (LEADS_PER_PART): the file and the report are those of the whole table built at once. A lead
+    column of whole numbers missing in one part only (integer in the others, as pandas reads
+    them) is written as one column."""
+    if engine == "spark":
+        pytest.importorskip("pyspark", reason="the spark extra is not installed")
+        if shutil.which("java") is None:
+            pytest.skip("no Java on this machine: Spark cannot start")
+    root = tmp_path / "parts"
+    shutil.copytree(extracted.paths.extracted, root / "extracted")
+    leads = pd.read_parquet(root / "extracted" / "leads.parquet")
+    leads["employees"] = pd.array(range(len(leads)), dtype="Int64")
+    leads.loc[len(leads) - 3, "employees"] = pd.NA  # missing in the last part only
+    leads.to_parquet(root / "extracted" / "leads.parquet", index=False)
+    params = extracted.model_copy(update={
+        "engine": engine, "spark": Spark(master="local[1]"),
+        "paths": extracted.paths.model_copy(update={"extracted": root / "extracted", "features": root / "features"})})
+    whole, report = build_features(params)
+    monkeypatch.setattr(features_stage, "LEADS_PER_PART", 400)
+    written = features_stage.write_features(params)
+    table = pd.read_parquet(root / "features" / "features.parquet")
+    assert pq.ParquetFile(root / "features" / "features.parquet").metadata.num_row_groups >= 4  # 1,500 leads
+    pd.testing.assert_frame_equal(table, whole)  # dtypes included
+    assert whole["employees"].dtype == "float64"
+    assert {k: v for k, v in written.items() if k != "mode"} == report

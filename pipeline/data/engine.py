@@ -130,7 +130,7 @@ class DuckDBEngine:
         self._con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
 
     def create(self, name: str, sql: str) -> None:
-        self._run(lambda: self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}"))
+        self._run(lambda: self._con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}"))
 
     def fetch(self, sql: str) -> pd.DataFrame:
         # through Arrow: a million-row, 60-column result converts in a third of the time .df() takes
@@ -193,6 +193,7 @@ class SparkEngine:
     def __init__(self, master: str | None, config: dict[str, str]) -> None:
         self._spark = spark_session(master, config)
         self._created: list[str] = []
+        self._cached: dict[str, object] = {}
 
     def epoch_us(self, expression: str) -> str:
         return f"unix_micros({expression})"
@@ -214,6 +215,9 @@ class SparkEngine:
     def create(self, name: str, sql: str) -> None:
         frame = self._spark.sql(sql).cache()
         frame.createOrReplaceTempView(name)
+        if name in self._cached:  # a table made again (the next part of the leads): the last one's cache goes
+            self._cached[name].unpersist()
+        self._cached[name] = frame
         self._created.append(name)
 
     def fetch(self, sql: str) -> pd.DataFrame:

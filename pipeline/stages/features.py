@@ -31,8 +31,10 @@ activity comes back, and the table is built from those.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Literal
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,8 +51,12 @@ from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stra
 from pipeline.stages.mode import read_mode
 from pipeline.staging import staged_folder
 
+if TYPE_CHECKING:
+    from pipeline.core.signal_counts import SignalCounts
+
 log = logging.getLogger(__name__)
 
+LEADS_PER_PART = 100_000  # leads aggregated, labelled and written at a time: memory grows with this, not the table
 ROW_RANK = "row_rank__"  # a row's position in (lead id, snapshot) order: the integer key of the aggregation
 
 
@@ -73,19 +79,19 @@ def _moment(days: int) -> str:
     return f"created_at + INTERVAL '{days}' DAY"
 
 
-def _snapshot_rows_sql(snapshot_days: list[int], as_of: str) -> str:
-    """One row per lead and snapshot age it reached, open, by the export date; it sees every event
-    from the lead's creation (`window_start`) to its moment."""
+def _snapshot_rows_sql(snapshot_days: list[int], as_of: str, leads: str = "TRUE") -> str:
+    """One row per lead (of those `leads` selects) and snapshot age it reached, open, by the export
+    date; it sees every event from the lead's creation (`window_start`) to its moment."""
     branches = [
         f"SELECT lead_id, {days} AS snapshot_days, {_moment(days)} AS cutoff_at, created_at AS window_start "
         f"FROM lead_frame "
-        f"WHERE {_moment(days)} <= {as_of} AND (first_outcome_at IS NULL OR first_outcome_at > {_moment(days)})"
+        f"WHERE {leads} AND {_moment(days)} <= {as_of} AND (first_outcome_at IS NULL OR first_outcome_at > {_moment(days)})"
         for days in snapshot_days
     ]
     return _ranked(" UNION ALL ".join(branches))
 
 
-def _now_rows_sql(as_of: str, window_days: int) -> str:
+def _now_rows_sql(as_of: str, window_days: int, leads: str = "TRUE") -> str:
     """One row per lead still open at the export date (scoring); its snapshot is set from its age afterwards.
 
     A row sees the last `window_days` of the lead's life (the span a training row sees: its
@@ -96,7 +102,7 @@ def _now_rows_sql(as_of: str, window_days: int) -> str:
     return _ranked(
         f"SELECT lead_id, 0 AS snapshot_days, {as_of} AS cutoff_at, "
         f"GREATEST(created_at, {as_of} - INTERVAL '{window_days}' DAY) AS window_start FROM lead_frame "
-        f"WHERE created_at <= {as_of} AND (first_outcome_at IS NULL OR first_outcome_at > {as_of})")
+        f"WHERE {leads} AND created_at <= {as_of} AND (first_outcome_at IS NULL OR first_outcome_at > {as_of})")
 
 
 def _ranked(rows_sql: str) -> str:
@@ -152,33 +158,48 @@ def export_date(engine: Engine) -> pd.Timestamp:
     return pd.Timestamp(value)
 
 
+def _lead_ranges(engine: Engine, leads_per_part: int | None) -> list[str]:
+    """SQL conditions on `lead_id` that split the leads into consecutive ranges of `leads_per_part`
+    (in id order, the order of the rows); ["TRUE"] for one part."""
+    if leads_per_part is None or int(engine.fetch("SELECT COUNT(*) AS n FROM lead_frame")["n"].iloc[0]) <= leads_per_part:
+        return ["TRUE"]
+    bounds = [engine.literal(b) for b in engine.fetch(
+        f"SELECT lead_id FROM (SELECT lead_id, ROW_NUMBER() OVER (ORDER BY lead_id) - 1 AS k FROM lead_frame) "
+        f"WHERE k > 0 AND k % {int(leads_per_part)} = 0 ORDER BY lead_id")["lead_id"]]
+    return [" AND ".join(([f"lead_id >= {low}"] if low else []) + ([f"lead_id < {high}"] if high else []))
+            for low, high in zip([None, *bounds], [*bounds, None])]
+
+
 def _aggregate(
-    engine: Engine, params: Params, as_of: pd.Timestamp, moments: Literal["snapshots", "now"] = "snapshots",
-) -> tuple[pd.DataFrame, list[str]]:
+    engine: Engine, params: Params, activities: list[str], as_of: str,
+    moments: Literal["snapshots", "now"] = "snapshots", leads_per_part: int | None = None,
+) -> Iterator[pd.DataFrame]:
     """One row per lead and moment, computed by the engine: the long event table never reaches pandas.
 
-    The engine reads the event log once into one row per row x activity (events, first,
-    latest); those rows stream back as Arrow batches and are placed straight into per-row
-    arrays (a pivot in SQL keeps 48 aggregates per row in memory: at 10M leads it spilled
-    for minutes). Ages are whole seconds between the latest event and the row's moment (floor
-    of each timestamp's seconds), in days. Peaks count events in half-open rolling windows, like
-    the cut-off: events exactly W days apart are not "within W days". A row x activity whose
-    events all lie within W days has its count as its peak, so the rolling window (a sort of
-    the events) only runs on the others; with the default 30-day window and snapshots up to
-    day 30 that is none of them.
+    Yields the rows of `leads_per_part` leads at a time (all at once: None), in lead id order,
+    so memory grows with a part, not with the table. Needs the table `lead_frame`; `as_of` is
+    the export date as an SQL literal.
+
+    For each part the engine reads the part's events once into one row per row x activity
+    (events, first, latest); those rows stream back as Arrow batches and are placed straight
+    into per-row arrays (a pivot in SQL keeps 48 aggregates per row in memory: at 10M leads it
+    spilled for minutes). Ages are whole seconds between the latest event and the row's moment
+    (floor of each timestamp's seconds), in days. Peaks count events in half-open rolling
+    windows, like the cut-off: events exactly W days apart are not "within W days". A row x
+    activity whose events all lie within W days has its count as its peak, so the rolling
+    window (a sort of the events) only runs on the others; with the default 30-day window and
+    snapshots up to day 30 that is none of them.
     """
     o, frequency = params.outcome, params.signals.frequency
-    moment = timestamp_literal(as_of)
-    engine.create("lead_frame", _lead_frame_sql(o.horizon_days, moment))
-    engine.create("snapshot_rows", _snapshot_rows_sql(o.snapshot_days, moment) if moments == "snapshots"
-                  else _now_rows_sql(moment, max(o.snapshot_days[-1], 1)))
-    activities = _known_activities(engine, frequency)
     windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
-    frame = _row_frame(engine, o, moments)
-    counts, blocks = _count_and_age_blocks(engine, activities, frame)
-    for window_days in windows:
-        blocks.append(_peak_block(engine, activities, frame, counts, window_days))
-    return pd.concat([frame, *blocks], axis=1), activities
+    for leads in _lead_ranges(engine, leads_per_part):
+        engine.create("snapshot_rows", _snapshot_rows_sql(o.snapshot_days, as_of, leads) if moments == "snapshots"
+                      else _now_rows_sql(as_of, max(o.snapshot_days[-1], 1), leads))
+        frame = _row_frame(engine, o, moments, leads)
+        counts, blocks = _count_and_age_blocks(engine, activities, frame, leads)
+        for window_days in windows:
+            blocks.append(_peak_block(engine, activities, frame, counts, window_days, leads))
+        yield pd.concat([frame, *blocks], axis=1)
 
 
 def _known_activities(engine: Engine, frequency: Frequency) -> list[str]:
@@ -194,14 +215,15 @@ def _known_activities(engine: Engine, frequency: Frequency) -> list[str]:
     return activities
 
 
-def _row_frame(engine: Engine, outcome: Outcome, moments: Literal["snapshots", "now"]) -> pd.DataFrame:
+def _row_frame(engine: Engine, outcome: Outcome, moments: Literal["snapshots", "now"], leads: str = "TRUE") -> pd.DataFrame:
     """The lead columns of every row (lead and moment) in row-rank order; a scoring row ("now")
     takes the snapshot of its lead's age, as its rows were trained on."""
     name = engine.quote
     columns = [c for c in engine.fetch("SELECT * FROM lead_frame WHERE FALSE").columns if c != "first_outcome_at"]
     frame = engine.fetch(
         f"SELECT {', '.join('f.' + name(c) for c in columns)}, r.snapshot_days, r.cutoff_at "
-        f"FROM snapshot_rows r JOIN lead_frame f ON r.lead_id = f.lead_id ORDER BY r.{ROW_RANK}"
+        f"FROM snapshot_rows r JOIN (SELECT * FROM lead_frame WHERE {leads}) f ON r.lead_id = f.lead_id "
+        f"ORDER BY r.{ROW_RANK}"
     )
     if moments == "now":
         age_days = (frame["cutoff_at"] - frame["created_at"]).to_numpy() / np.timedelta64(1, "D")
@@ -209,8 +231,8 @@ def _row_frame(engine: Engine, outcome: Outcome, moments: Literal["snapshots", "
     return frame
 
 
-def _count_and_age_blocks(engine: Engine, activities: list[str],
-                          frame: pd.DataFrame) -> tuple[np.ndarray, list[pd.DataFrame]]:
+def _count_and_age_blocks(engine: Engine, activities: list[str], frame: pd.DataFrame,
+                          leads: str = "TRUE") -> tuple[np.ndarray, list[pd.DataFrame]]:
     """The one read of the event log: the table `pairs` (row x activity: events, first, latest),
     placed into the count and age columns. Returns the counts (activities x rows; the peaks
     start from them) and the two blocks of columns."""
@@ -218,7 +240,7 @@ def _count_and_age_blocks(engine: Engine, activities: list[str],
     engine.create("pairs", f"""
         SELECT r.{ROW_RANK}, a.activity, COUNT(*) AS n, MIN({us('a.occurred_at')}) AS first_us,
                MAX({us('a.occurred_at')}) AS last_us
-        FROM activities a JOIN snapshot_rows r ON a.lead_id = r.lead_id
+        FROM (SELECT * FROM activities WHERE {leads}) a JOIN snapshot_rows r ON a.lead_id = r.lead_id
         WHERE a.occurred_at < r.cutoff_at AND a.occurred_at >= r.window_start
         GROUP BY r.{ROW_RANK}, a.activity
     """)
@@ -236,7 +258,7 @@ def _count_and_age_blocks(engine: Engine, activities: list[str],
 
 
 def _peak_block(engine: Engine, activities: list[str], frame: pd.DataFrame, counts: np.ndarray,
-                window_days: int) -> pd.DataFrame:
+                window_days: int, leads: str = "TRUE") -> pd.DataFrame:
     """The peak columns of one window: most events within `window_days` (half-open). A row x
     activity whose events all lie within the window has its count as its peak; the rolling
     window (a sort of the events) runs only on the others, and only when there are any."""
@@ -250,7 +272,7 @@ def _peak_block(engine: Engine, activities: list[str], frame: pd.DataFrame, coun
                     SELECT r.{ROW_RANK}, a.activity, COUNT(*) OVER (
                         PARTITION BY r.{ROW_RANK}, a.activity ORDER BY {us('a.occurred_at')}
                         RANGE BETWEEN {width - 1} PRECEDING AND CURRENT ROW) AS n
-                    FROM activities a JOIN snapshot_rows r ON a.lead_id = r.lead_id
+                    FROM (SELECT * FROM activities WHERE {leads}) a JOIN snapshot_rows r ON a.lead_id = r.lead_id
                     JOIN (SELECT {ROW_RANK}, activity FROM pairs WHERE {spread}) s
                       ON r.{ROW_RANK} = s.{ROW_RANK} AND a.activity = s.activity
                     WHERE a.occurred_at < r.cutoff_at AND a.occurred_at >= r.window_start) w
@@ -293,38 +315,73 @@ def build_features(
 
     `moments="now"` with `require_outcomes=False` is for scoring leads as they are today.
     `tables` (leads, activities, stages, validated) replaces paths.extracted, and `as_of` params
-    outcome.as_of: `leadcal score` passes the leads it read.
+    outcome.as_of: `leadcal score` passes the leads it read. The whole table at once; the
+    features stage writes it part by part (`write_features`).
     """
+    parts: list[pd.DataFrame] = []
+    report = _build(params, parts.append, require_outcomes, moments, tables, as_of)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0], report
+
+
+def _build(
+    params: Params, sink: Callable[[pd.DataFrame], None], require_outcomes: bool = True,
+    moments: Literal["snapshots", "now"] = "snapshots", tables: Mapping[str, pd.DataFrame] | None = None,
+    as_of: object = None, leads_per_part: int | None = None,
+) -> dict[str, object]:
+    """Hand the labelled rows to `sink`, `leads_per_part` leads at a time (all at once: None), in
+    row order, and return the stage's report, added up over the parts."""
+    from pipeline.core.signal_counts import add_counts
+
     engine = _open(params, tables)
     try:
         as_of = as_of or params.outcome.as_of
         as_of = pd.Timestamp(as_of) if as_of else export_date(engine)
-        features, activities = _aggregate(engine, params, as_of, moments)
-        snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, timestamp_literal(as_of))) \
+        moment = timestamp_literal(as_of)
+        engine.create("lead_frame", _lead_frame_sql(params.outcome.horizon_days, moment))
+        activities = _known_activities(engine, params.signals.frequency)
+        tally, screened = Tally(), []
+        for rows in _aggregate(engine, params, activities, moment, moments, leads_per_part):
+            rows = label_rows(rows)
+            tally.add(rows)
+            if moments == "snapshots":
+                screened.append(_signal_counts(rows, params))
+            sink(rows)
+        snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, moment)) \
             if moments == "snapshots" else None
         after_outcome = engine.fetch(_after_outcome_sql()) if moments == "snapshots" else None
     finally:
         engine.close()
-    features, report = label(features, activities, as_of, params, require_outcomes, snapshots)
+    report = tally.report(activities, as_of, params, require_outcomes, snapshots)
     if after_outcome is not None:
-        report["leakage_screen"] = leakage_screen(features, params, after_outcome)
-    return features, report
+        signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
+        report["leakage_screen"] = _screen(signals, after_outcome)
+    return report
 
 
-def leakage_screen(features: pd.DataFrame, params: Params, after_outcome: pd.DataFrame) -> dict[str, object]:
-    """Signals too good to be true and activities logged after the outcome (pipeline.core.leakage)."""
-    from pipeline.core.leakage import activities_after_outcome, suspicious_signals
+def _signal_counts(features: pd.DataFrame, params: Params) -> SignalCounts:
+    """The counts the leakage screen needs of these rows' signals (pipeline.core.signal_counts)."""
     from pipeline.core.signal_counts import count_signals
     from pipeline.core.signals import build_signals
 
     known = (features["closed"] >= 0).to_numpy()
-    signals = build_signals(features, params.signals).take(known)
+    return count_signals(build_signals(features, params.signals).take(known), features.loc[known, "closed"].to_numpy())
+
+
+def _screen(signals: SignalCounts, after_outcome: pd.DataFrame) -> dict[str, object]:
+    """Signals too good to be true and activities logged after the outcome (pipeline.core.leakage)."""
+    from pipeline.core.leakage import activities_after_outcome, suspicious_signals
+
     return {
-        "signals": suspicious_signals(count_signals(signals, features.loc[known, "closed"].to_numpy())),
+        "signals": suspicious_signals(signals),
         "activities_after_outcome": activities_after_outcome(after_outcome),
         "rule": "flagged: a signal closing at 99 % or more on 30+ leads, a single signal with AUC >= 0.95 (or <= 0.05), "
                 "an activity half or more of whose events (of won or lost leads) come at or after the outcome",
     }
+
+
+def leakage_screen(features: pd.DataFrame, params: Params, after_outcome: pd.DataFrame) -> dict[str, object]:
+    """The leakage screen of a whole labelled table (the pandas baseline's)."""
+    return _screen(_signal_counts(features, params), after_outcome)
 
 
 def cohort_of(created_at: pd.Series) -> pd.Series:
@@ -335,53 +392,76 @@ def cohort_of(created_at: pd.Series) -> pd.Series:
     return pd.Series(labels, index=created_at.index, dtype="str")
 
 
-def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, params: Params,
-          require_outcomes: bool = True, snapshots: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
-    """The engine's rows -> cohort and closed label, and the stage's report.
-
-    `snapshots`: per snapshot age, the leads old enough to be seen there and those already
-    decided by then (from `_snapshot_counts_sql`), for the report.
-    """
-    o = params.outcome
+def label_rows(features: pd.DataFrame) -> pd.DataFrame:
+    """The engine's rows -> their cohort and closed label (-1 until the lead matured)."""
     features["cohort"] = cohort_of(features["created_at"])
     features["closed"] = np.where(features["matured"], features["won_in_horizon"].astype(int), -1).astype("int8")
-    features = features.drop(columns=["won_in_horizon"])
+    return features.drop(columns=["won_in_horizon"])
 
-    labelled = features["closed"] >= 0
-    # every lead with a row has one at the first snapshot (open later means open earlier): one row per lead
-    first = features["snapshot_days"] == o.snapshot_days[0]
-    per_lead = features.loc[first & labelled, "closed"]
-    report: dict[str, object] = {
-        "export_date": as_of,
-        "leads": int(features["lead_id"].nunique()),
-        "rows": len(features),
-        "snapshot_days": list(o.snapshot_days),
-        "matured_leads": int(len(per_lead)),
-        "customers_in_horizon": int(per_lead.sum()),
-        "average_close_rate": float(per_lead.mean()) if len(per_lead) else None,
-        "activities": activities,
-    }
-    if snapshots is not None:
-        by_snapshot = features[labelled].groupby("snapshot_days")["closed"].agg(["size", "sum"])
-        rows = features.groupby("snapshot_days").size()
-        # won or lost before the first snapshot (at creation, with the default day 0): in no statistic,
-        # though the funnel counts them
-        report["leads_decided_before_first_snapshot"] = int(snapshots.sort_values("snapshot_days")["decided_before"].iloc[0] or 0)
-        report["snapshots"] = [
-            {"snapshot_days": int(s.snapshot_days), "rows": int(rows.get(s.snapshot_days, 0)),
-             "leads_old_enough": int(s.leads_old_enough), "decided_before": int(s.decided_before or 0),
-             "won_before": int(s.won_before or 0),
-             "matured_rows": int(by_snapshot["size"].get(s.snapshot_days, 0)),
-             "close_rate": float(by_snapshot["sum"][s.snapshot_days] / by_snapshot["size"][s.snapshot_days])
-             if by_snapshot["size"].get(s.snapshot_days, 0) else None}
-            for s in snapshots.sort_values("snapshot_days").itertuples(index=False)
-        ]
-    if require_outcomes and not labelled.any():
-        raise LeadcalError(
-            f"{params.paths.extracted}: no lead is older than horizon_days={o.horizon_days} at the export date "
-            f"{as_of.date()}, so no outcome is known yet; lower outcome.horizon_days or add older leads"
-        )
-    return features, report
+
+@dataclass
+class Tally:
+    """What the stage's report counts, added up over parts of the table (parts hold disjoint leads)."""
+
+    leads: int = 0
+    rows: Counter[int] = field(default_factory=Counter)  # per snapshot age
+    matured: Counter[int] = field(default_factory=Counter)  # labelled rows per snapshot age
+    customers: Counter[int] = field(default_factory=Counter)  # of them, customers
+
+    def add(self, features: pd.DataFrame) -> None:
+        snapshot, closed = features["snapshot_days"].to_numpy(), features["closed"].to_numpy()
+        self.leads += int(features["lead_id"].nunique())
+        for age in np.unique(snapshot):
+            at = snapshot == age
+            self.rows[int(age)] += int(at.sum())
+            self.matured[int(age)] += int((at & (closed >= 0)).sum())
+            self.customers[int(age)] += int((at & (closed == 1)).sum())
+
+    def report(self, activities: list[str], as_of: pd.Timestamp, params: Params, require_outcomes: bool = True,
+               snapshots: pd.DataFrame | None = None) -> dict[str, object]:
+        """The report; `snapshots`: per snapshot age, the leads old enough to be seen there and those
+        already decided by then (from `_snapshot_counts_sql`)."""
+        o = params.outcome
+        # every lead with a row has one at the first snapshot (open later means open earlier): one row per lead
+        matured, customers = self.matured[o.snapshot_days[0]], self.customers[o.snapshot_days[0]]
+        report: dict[str, object] = {
+            "export_date": as_of,
+            "leads": self.leads,
+            "rows": sum(self.rows.values()),
+            "snapshot_days": list(o.snapshot_days),
+            "matured_leads": matured,
+            "customers_in_horizon": customers,
+            "average_close_rate": customers / matured if matured else None,
+            "activities": activities,
+        }
+        if snapshots is not None:
+            # won or lost before the first snapshot (at creation, with the default day 0): in no statistic,
+            # though the funnel counts them
+            report["leads_decided_before_first_snapshot"] = int(snapshots.sort_values("snapshot_days")["decided_before"].iloc[0] or 0)
+            report["snapshots"] = [
+                {"snapshot_days": int(s.snapshot_days), "rows": self.rows[int(s.snapshot_days)],
+                 "leads_old_enough": int(s.leads_old_enough), "decided_before": int(s.decided_before or 0),
+                 "won_before": int(s.won_before or 0),
+                 "matured_rows": self.matured[int(s.snapshot_days)],
+                 "close_rate": self.customers[int(s.snapshot_days)] / self.matured[int(s.snapshot_days)]
+                 if self.matured[int(s.snapshot_days)] else None}
+                for s in snapshots.sort_values("snapshot_days").itertuples(index=False)
+            ]
+        if require_outcomes and not sum(self.matured.values()):
+            raise LeadcalError(
+                f"{params.paths.extracted}: no lead is older than horizon_days={o.horizon_days} at the export date "
+                f"{as_of.date()}, so no outcome is known yet; lower outcome.horizon_days or add older leads"
+            )
+        return report
+
+
+def label(features: pd.DataFrame, activities: list[str], as_of: pd.Timestamp, params: Params,
+          require_outcomes: bool = True, snapshots: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
+    """A whole table of the engine's rows -> labelled rows and the stage's report (the pandas baseline's)."""
+    features = label_rows(features)
+    tally = Tally()
+    tally.add(features)
+    return features, tally.report(activities, as_of, params, require_outcomes, snapshots)
 
 
 def _require_events(params: Params) -> None:
@@ -400,16 +480,26 @@ def _require_events(params: Params) -> None:
 
 
 def write_features(params: Params) -> dict[str, object]:
+    """The point-in-time rows of paths.extracted -> features.parquet and features_report.json.
+
+    Built and written `LEADS_PER_PART` leads at a time (`parquet_parts`: the same file as one
+    write); a snapshot export's random folds are dealt over all its leads at once, so it is one part.
+    """
     _require_events(params)
-    features, report = build_features(params)
-    if read_mode(params.paths.extracted) == SNAPSHOT:  # one row per lead, no months: pipeline.design
-        features["cohort"] = SNAPSHOT_COHORT
-        features[FOLD_COLUMN] = validation_folds(features["closed"].to_numpy(), params.train.folds, params.seed)
-        report.update(mode=SNAPSHOT, export_date=None, validation=SNAPSHOT_NOTE)
-    else:
-        report["mode"] = DATED
+    snapshot = read_mode(params.paths.extracted) == SNAPSHOT  # one row per lead, no months: pipeline.design
     with staged_folder(params.paths.features) as out:  # the table and its report replace the folder together
-        io.write_parquet(out / FEATURES, features)
+        with io.parquet_parts(out / FEATURES) as write:
+            def sink(features: pd.DataFrame) -> None:
+                if snapshot:
+                    features["cohort"] = SNAPSHOT_COHORT
+                    features[FOLD_COLUMN] = validation_folds(features["closed"].to_numpy(), params.train.folds, params.seed)
+                write(features)
+
+            report = _build(params, sink, leads_per_part=None if snapshot else LEADS_PER_PART)
+        if snapshot:
+            report.update(mode=SNAPSHOT, export_date=None, validation=SNAPSHOT_NOTE)
+        else:
+            report["mode"] = DATED
         io.write_json(out / "features_report.json", report)
     log.info(
         "features: %d leads, %d matured, %d customers (average close rate %.2f %%); %d point-in-time rows (%s)",
