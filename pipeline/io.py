@@ -166,10 +166,14 @@ def parquet_parts(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
         writer.close()
 
 
-def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_parquet(path: str | Path, columns: list[str] | None = None, categories: list[str] | None = None) -> pd.DataFrame:
+    """`categories`: text columns to read as pandas categories (a few distinct values over many
+    rows: a code per row instead of a string)."""
     path = Path(path)
     if not path.exists():
         raise LeadcalError(f"{path}: not found (run the stage that produces it first, e.g. `dvc repro`)")
+    if categories:
+        return pd.read_parquet(path, columns=columns, engine="pyarrow", read_dictionary=categories)
     return pd.read_parquet(path, columns=columns, engine="pyarrow")
 
 

@@ -146,7 +146,7 @@ def run(params: Params) -> dict[str, object]:
     whole, so a table of tens of millions of rows fits in a small machine's memory."""
     path = params.paths.features / FEATURES
     columns = io.parquet_columns(path)
-    split = io.read_parquet(path, columns=[c for c in columns if c in SPLIT_COLUMNS])
+    split = io.read_parquet(path, columns=[c for c in columns if c in SPLIT_COLUMNS], categories=["cohort"])
     train = time_split(split, params.train.validation_months, params.outcome.horizon_days)[0].to_numpy()
     found = discover_frequency(path, split, train, activities_in(columns), params)
     fixed = {(spec.activity, spec.window_days) for spec in params.signals.frequency.fixed}
