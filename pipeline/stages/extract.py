@@ -44,14 +44,18 @@ def validate_tables(
     A missing stages table gives an empty one (new leads to score have no funnel history).
     Activities given as a Parquet path are validated and written to `event_log_out` by the
     engine params ask for (`engine:`): DuckDB, streaming (pipeline.data.event_log), or Spark's
-    executors (pipeline.data.event_log_spark); their table is then None here.
+    executors (pipeline.data.event_log_spark); their table is then None here. Leads given as
+    a path are read here and let go once validated: at 10M leads the raw table takes about
+    2 GB, which the event log's sort needs.
     """
     fit_attributes = params.signals.fit_attributes
     numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
-    leads, leads_report = validate_leads(raw["leads"], origins["leads"], fit_attributes, numeric, policy, now,
+    raw_leads = _read(raw["leads"])
+    leads, leads_report = validate_leads(raw_leads, origins["leads"], fit_attributes, numeric, policy, now,
                                          params.extract.min_date)
     # the events and stages of a lead dropped here are dropped with it, under their own reason
-    dropped = dropped_lead_ids(raw["leads"], leads) if leads_report.dropped else None
+    dropped = dropped_lead_ids(raw_leads, leads) if leads_report.dropped else None
+    del raw_leads
     if isinstance(raw["activities"], Path):
         if event_log_out is None:
             raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
@@ -78,6 +82,11 @@ def validate_tables(
     return tables, reports
 
 
+def _read(table: pd.DataFrame | Path) -> pd.DataFrame:
+    """A raw table, read now if it is given as its file."""
+    return read_path(table)[0] if isinstance(table, Path) else table
+
+
 def _write_event_log(source: Path, leads: pd.DataFrame, out: Path, params: Params, policy: str,
                      now: pd.Timestamp | None, dropped: pd.Series | None, leads_source: str) -> TableReport:
     """The Parquet event log validated and written by the configured engine: the same rules,
@@ -102,9 +111,11 @@ def read_export(
     paths: dict[str, Path | None] = {"leads": find_table(folder, "leads"), "activities": find_table(folder, "activities"),
                                      "stages": find_table(folder, "stages") if stages_required else existing_table(folder, "stages")}
     streamed = event_log_out is not None and streams(paths["activities"])
+    # the leads stay a path, read as they are validated (validate_tables); so does a streamed
+    # event log (DuckDB reads it in row groups)
     raw: dict[str, pd.DataFrame | Path | None] = {
-        name: None if path is None else path if streamed and name == "activities" else read_path(path)[0]
-        for name, path in paths.items()}  # a streamed event log stays a path: DuckDB reads it in row groups
+        name: path if path is None or name == "leads" or (streamed and name == "activities") else read_path(path)[0]
+        for name, path in paths.items()}
     tables, reports = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params, policy, now,
                                       event_log_out)
     return tables, reports, paths
