@@ -203,3 +203,51 @@ def test_many_tables_at_once_score_every_lead_as_score_leads_does_to_the_last_bi
     for j in range(points.shape[1]):
         alone = score_leads(matrix, table.assign(points=points[:, j].astype(int)), caps)["total_points"].to_numpy()
         assert np.array_equal(many[:, j], alone)
+
+
+def _compensated_totals(matrix: pd.DataFrame, table: pd.DataFrame, caps: dict[str, float]) -> np.ndarray:
+    """total_points by the compensated sum alone (pipeline.core.scorecard._group_sum for every
+    group), written out here: what the whole-number path must give to the last bit."""
+    from pipeline.core.scorecard import _group_sum
+
+    points = table.set_index("signal")["points"].astype(float)
+    unlisted = matrix[[s for s in table["signal"] if s.startswith("industry = ") and s in matrix]].sum(axis=1) == 0
+    total = np.zeros(len(matrix))
+    for kind in ("fit", "engagement"):
+        kind_total = np.zeros(len(matrix))
+        for attribute, group in sorted(table[table["kind"] == kind].groupby("attribute")):
+            columns = [matrix[s].to_numpy() * points[s] for s in group["signal"] if s in matrix]
+            if attribute == "industry":  # the "any other value" rule: the rare value's points
+                columns.append(np.where(unlisted, points["industry = media"], 0.0))
+            grouped = _group_sum(columns, len(matrix))
+            kind_total = kind_total + (np.minimum(grouped, caps[attribute]) if attribute in caps else grouped)
+        total = total + np.round(np.minimum(kind_total, caps[kind]) if kind in caps else kind_total)
+    return total.astype(np.int64)
+
+
+@pytest.mark.parametrize("caps", [{}, {"email_open": 30.5, "engagement": 60.0, "industry": 5.0, "fit": 12.0}])
+def test_whole_number_groups_score_as_the_compensated_sum_does(caps) -> None:
+    """Undecayed 0/1 signals and whole points sum exactly, so their groups take a matrix product
+    (`_exact_groups`); a group with a decayed value keeps the compensated sum. Both give the bits
+    of the compensated sum everywhere (negative points, caps, the "any other value" rule)."""
+    from pipeline.core.scorecard import (SCORE_BLOCK_ROWS, STATUS_LOW_SUPPORT_FIT, _exact_groups, _ScoringLayout,
+                                         score_leads)
+
+    rng = np.random.default_rng(11)
+    rows = [(a, "engagement", "activity", a, "yes") for a in ["demo_request", "email_open"]]
+    rows += [(f"industry = {v}", "fit", "fit", "industry", v) for v in ["retail", "software", "unknown", "media"]]
+    rows += [(f"seniority = {v}", "fit", "fit", "seniority", v) for v in ["vp", "intern"]]
+    table = pd.DataFrame(rows, columns=["signal", "kind", "type", "attribute", "value"])
+    table["status"] = np.where(table["signal"] == "industry = media", STATUS_LOW_SUPPORT_FIT, STATUS_SCORED)
+    table["points"] = rng.integers(-40, 60, len(table))
+    n = SCORE_BLOCK_ROWS + 1000
+    matrix = pd.DataFrame({s: rng.integers(0, 2, n).astype(float) for s in table["signal"]})
+    matrix["demo_request"] = matrix["demo_request"] * rng.uniform(0, 1, n)  # decayed: not whole
+    matrix = matrix.drop(columns=["industry = media"])
+    matrix.loc[::5, ["industry = retail", "industry = software", "industry = unknown"]] = 0.0
+    layout = _ScoringLayout(matrix, table.set_index("signal"), ())
+    exact = _exact_groups(layout, table["points"].to_numpy(dtype=float)[:, None])
+    assert exact == {("fit", "industry"), ("fit", "seniority"), ("engagement", "email_open")}
+    assert not _exact_groups(layout, np.full((len(table), 1), 0.5))  # points that are not whole
+    scored = score_leads(matrix, table, caps)["total_points"].to_numpy()
+    assert np.array_equal(scored, _compensated_totals(matrix, table, caps))

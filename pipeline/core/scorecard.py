@@ -391,14 +391,18 @@ def total_points_many(matrix: pd.DataFrame, weights: pd.DataFrame, points: np.nd
 
 class _ScoringLayout:
     """What scoring a matrix with a table needs apart from the points: the matrix's values in the
-    table's signal order (n x p, a signal it lacks as 0), each group's columns (a signal's row of
-    the table, or an "any other value" rule: `_other_values`), in score_leads' order of addition."""
+    table's signal order (a signal it lacks as 0), then one 0/1 column per "any other value" rule
+    (`_other_values`), each column's table row (whose points it gets), each group's columns in
+    score_leads' order of addition, and which columns hold whole numbers only (`_exact_groups`)."""
 
     def __init__(self, matrix: pd.DataFrame, table: pd.DataFrame, numeric: Iterable[str]) -> None:
-        self.values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float)
+        values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float)
         others = _other_values(matrix, table, numeric)
-        self.others = list(others.values())  # (rows without a listed value, the table row whose points they get)
-        self.signals = len(table)
+        self.values = np.column_stack([values] + [unlisted for unlisted, _ in others.values()]) if others else values
+        self.sources = np.array(list(range(len(table))) + [position for _, position in others.values()], dtype=int)
+        whole = np.isfinite(self.values) & (self.values == np.round(self.values))
+        self.whole = whole.all(axis=0)
+        self.largest = np.where(self.whole, np.abs(np.where(whole, self.values, 0.0)).max(axis=0, initial=0.0), np.inf)
         kinds = list(table["kind"]) + ["fit"] * len(others)
         attributes = list(table["attribute"]) + [name.split(" = ")[0] for name in others]
         self.groups: dict[str, dict[str, list[int]]] = {"fit": {}, "engagement": {}}
@@ -408,6 +412,18 @@ class _ScoringLayout:
         self.groups = {kind: dict(sorted(grouped.items())) for kind, grouped in self.groups.items()}
 
 
+def _exact_groups(layout: _ScoringLayout, points: np.ndarray) -> set[tuple[str, str]]:
+    """The (kind, attribute) groups whose sums are exact in floating point under `points`: whole
+    values times whole points, no partial sum beyond 2^53. Every order of addition gives the same
+    bits there, so a matrix product can replace `_group_sum`'s compensated loop (the 0/1 fit values
+    always; undecayed activities too)."""
+    table_points = points[layout.sources]
+    whole_points = np.all(table_points == np.round(table_points), axis=1)
+    bound = layout.largest * np.abs(table_points).max(axis=1, initial=0.0)
+    return {(kind, name) for kind, grouped in layout.groups.items() for name, members in grouped.items()
+            if layout.whole[members].all() and whole_points[members].all() and bound[members].sum() < 2.0 ** 53}
+
+
 SCORE_BLOCK_ROWS = 1 << 14  # rows per block: a block's (rows x tables) temporaries stay in cache
 
 
@@ -415,31 +431,28 @@ def _scores(layout: _ScoringLayout, points: np.ndarray, caps: dict[str, float] |
     """fit_points and engagement_points (rows x k, int64) under each column of `points`, block by
     block of rows: every element sees the arithmetic score_leads always did (a signal's value times
     its points, each group summed by `_group_sum` in column order, groups added in name order, caps,
-    rounding), so a block, or k tables at once, changes no bit."""
+    rounding), so a block, or k tables at once, changes no bit. A group of whole numbers
+    (`_exact_groups`) is summed by a matrix product: exact, so the same bits, at a tenth of the cost."""
     caps = caps or {}
     n, k = len(layout.values), points.shape[1]
+    exact = _exact_groups(layout, points)
     out = {f"{kind}_points": np.empty((n, k), dtype=np.int64) for kind in ("fit", "engagement")}
     for begin in range(0, n, SCORE_BLOCK_ROWS):
-        block = slice(begin, begin + SCORE_BLOCK_ROWS)
-        values = layout.values[block]
+        values = layout.values[begin:begin + SCORE_BLOCK_ROWS]
         rows = len(values)
-
-        def column(j: int) -> np.ndarray:
-            if j < layout.signals:
-                return values[:, j, None] * points[j]
-            unlisted, position = layout.others[j - layout.signals]
-            return np.where(unlisted[block, None], points[position], 0.0)
-
         for kind in ("fit", "engagement"):
             total = np.zeros((rows, k))
             for name, members in layout.groups[kind].items():
-                grouped = _group_sum([column(j) for j in members], (rows, k))
+                if (kind, name) in exact:
+                    grouped = values[:, members] @ points[layout.sources[members]]
+                else:
+                    grouped = _group_sum([values[:, j, None] * points[layout.sources[j]] for j in members], (rows, k))
                 if name in caps:
                     grouped = np.minimum(grouped, caps[name])
                 total = total + grouped  # attribute by attribute, in name order
             if kind in caps:
                 total = np.minimum(total, caps[kind])
-            out[f"{kind}_points"][block] = np.round(total).astype(np.int64)
+            out[f"{kind}_points"][begin:begin + SCORE_BLOCK_ROWS] = np.round(total).astype(np.int64)
     return out
 
 
