@@ -56,6 +56,27 @@ def test_many_weighted_fits_at_once_equal_each_fit_alone() -> None:
         assert (thetas[:-1, j][~columns] == 0).all()
 
 
+def test_a_fit_the_shared_hessian_misleads_gets_its_own_and_stays_in_the_batch(monkeypatch) -> None:
+    """A weighting far from the rows' own (the 5 % column's rows nearly dropped): its second step
+    under the shared Hessian grows. It gets its own Hessian there, the step not taken, and reaches
+    scikit-learn's optimum in the batch, without fit_newton finishing it alone."""
+    from pipeline.core import logistic
+
+    X, y = problem()
+    full = fit_newton(X, y, 0.5)
+    weights = np.ones((len(y), 1))
+    rare = X[:, 1] == 1
+    weights[rare & (y == 1), 0], weights[rare & (y == 0), 0] = 0.2, 0.3
+
+    def alone(*args, **kwargs):
+        raise AssertionError("the fit left the batch for fit_newton")
+
+    monkeypatch.setattr(logistic, "fit_newton", alone)
+    thetas = fit_newton_many(X, y, weights, 0.5, np.ones((1, X.shape[1]), dtype=bool),
+                             np.append(full.coefficients, full.intercept))
+    assert thetas[:, 0] == pytest.approx(exact(X, y, weights[:, 0]), abs=1e-7)
+
+
 def test_the_lead_models_cross_fitted_scores_equal_scikit_learns_cross_val_predict() -> None:
     import pandas as pd
     from sklearn.model_selection import cross_val_predict
