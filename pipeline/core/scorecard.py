@@ -396,13 +396,18 @@ class _ScoringLayout:
     score_leads' order of addition, and which columns hold whole numbers only (`_exact_groups`)."""
 
     def __init__(self, matrix: pd.DataFrame, table: pd.DataFrame, numeric: Iterable[str]) -> None:
-        values = matrix.reindex(columns=table.index, fill_value=0).to_numpy(dtype=float)
+        frame = matrix.reindex(columns=table.index, fill_value=0)
         others = _other_values(matrix, table, numeric)
+        values = frame.to_numpy(dtype=float)
         self.values = np.column_stack([values] + [unlisted for unlisted, _ in others.values()]) if others else values
         self.sources = np.array(list(range(len(table))) + [position for _, position in others.values()], dtype=int)
-        whole = np.isfinite(self.values) & (self.values == np.round(self.values))
-        self.whole = whole.all(axis=0)
-        self.largest = np.where(self.whole, np.abs(np.where(whole, self.values, 0.0)).max(axis=0, initial=0.0), np.inf)
+        # NumPy integer columns (the 0/1 signals) are whole; a float one (decayed) only if every value
+        # is (NaN never is; an infinite value fails the bound of _exact_groups)
+        self.whole = np.array([isinstance(dtype, np.dtype) and dtype.kind in "iub" for dtype in frame.dtypes]
+                              + [True] * len(others))
+        for j in np.flatnonzero(~self.whole):
+            self.whole[j] = bool(np.all(self.values[:, j] == np.round(self.values[:, j])))
+        self.largest = np.maximum(self.values.max(axis=0, initial=0.0), -self.values.min(axis=0, initial=0.0))
         kinds = list(table["kind"]) + ["fit"] * len(others)
         attributes = list(table["attribute"]) + [name.split(" = ")[0] for name in others]
         self.groups: dict[str, dict[str, list[int]]] = {"fit": {}, "engagement": {}}
