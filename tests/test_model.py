@@ -277,6 +277,21 @@ def test_fit_rows_samples_uniformly_and_reproducibly() -> None:
     assert 0.45 < halves.mean() < 0.55
 
 
+@pytest.mark.parametrize("kind", ["codes", "repeated positions", "empty", "negative", "ids"])
+def test_distinct_leads_are_numpys_unique(kind: str) -> None:
+    """Lead codes are counted by marking them; the result is np.unique's, element and type, for
+    codes picked by a mask or by repeated, unsorted positions (a bootstrap), and for anything else."""
+    from pipeline.core.signals import count_leads, distinct
+
+    rng = np.random.default_rng(3)
+    lead = np.repeat(np.arange(5_000), rng.integers(1, 4, 5_000))
+    picked = {"codes": lead[rng.random(len(lead)) < 0.3], "repeated positions": lead[rng.integers(0, len(lead), 900)],
+              "empty": lead[:0], "negative": lead - 7, "ids": np.array([f"lead-{c}" for c in lead[::-37]])}[kind]
+    expected = np.unique(picked)
+    assert distinct(picked).dtype == expected.dtype and np.array_equal(distinct(picked), expected)
+    assert count_leads(lead, lead % 3 == 0) == len(np.unique(lead[lead % 3 == 0]))
+
+
 def test_points_fitted_on_a_sample_stay_close_to_the_full_fit(default_run: Params, tmp_path: Path) -> None:
     """train.max_fit_leads: the sampled fit says so in weights.json and keeps the points' order."""
     from pipeline.stages import weights

@@ -87,9 +87,21 @@ def lead_starts(lead: np.ndarray) -> np.ndarray:
     return np.flatnonzero(_new_lead(lead))
 
 
+def distinct(lead: np.ndarray) -> np.ndarray:
+    """np.unique(lead), sorted; lead codes (non-negative integers) are marked in a table of every
+    code instead of sorted: np.unique took 0.9 s for 2.8M rows (a million leads), and the train
+    stage counts the leads of its folds some twenty times. Ids of other kinds are sorted."""
+    lead = np.asarray(lead)
+    if lead.dtype.kind not in "iu" or (len(lead) and lead.min() < 0):
+        return np.unique(lead)
+    seen = np.zeros(int(lead.max(initial=-1)) + 1, dtype=bool)
+    seen[lead] = True
+    return np.flatnonzero(seen).astype(lead.dtype)
+
+
 def count_leads(lead: np.ndarray, rows: np.ndarray) -> int:
     """Distinct leads among the selected rows (a mask or positions)."""
-    return int(len(np.unique(np.asarray(lead)[rows])))
+    return int(len(distinct(np.asarray(lead)[rows])))
 
 
 def per_lead_max(values: np.ndarray, lead: np.ndarray) -> np.ndarray:
@@ -326,7 +338,7 @@ def fit_rows(train: np.ndarray, max_leads: int | None, seed: int, lead: np.ndarr
     """
     train = np.asarray(train, dtype=bool)
     lead = np.arange(len(train)) if lead is None else np.asarray(lead)
-    leads = np.unique(lead[train])
+    leads = distinct(lead[train])
     if max_leads is None or len(leads) <= max_leads:
         return train
     chosen = np.random.default_rng(seed).choice(leads, size=max_leads, replace=False)
