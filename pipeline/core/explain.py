@@ -46,7 +46,8 @@ def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, dict[s
 
 
 def _without(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
-    rows = rows.copy()
+    """`rows` (a frame of their own, edited in place: a copy of the rows cost 2 s of the train stage
+    at a million leads) with `signal` taken away."""
     rows[signal] = 0.0
     for column in rows.columns:  # its per-snapshot columns too
         if column.startswith(f"{signal} {INTERACTION_MARK} "):
@@ -88,7 +89,7 @@ def effects(
             continue
         has = X[row.signal].to_numpy() > 0
         if has.any():
-            out.loc[has, row.signal] = base[has] - logit(predict(_without(X.loc[has], row.signal)))
+            out.loc[has, row.signal] = base[has] - logit(predict(_without(X.loc[has], row.signal)))  # .loc: a copy
     for attribute, shares in reference.items():
         names = [s for s in shares if s in X.columns]
         has_value = X[names].to_numpy().sum(axis=1) > 0
