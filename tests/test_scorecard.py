@@ -251,3 +251,36 @@ def test_whole_number_groups_score_as_the_compensated_sum_does(caps) -> None:
     assert not _exact_groups(layout, np.full((len(table), 1), 0.5))  # points that are not whole
     scored = score_leads(matrix, table, caps)["total_points"].to_numpy()
     assert np.array_equal(scored, _compensated_totals(matrix, table, caps))
+
+
+def test_the_half_life_profile_is_the_likelihood_of_decay_matrixs_values() -> None:
+    """estimate_half_life decays the activities itself, once per half-life tried: each point of its
+    profile is the likelihood of the matrix decay_matrix gives at that half-life (fitted cold here,
+    warm there: the same optimum to the solver's tolerance)."""
+    from pipeline.core.scorecard import estimate_half_life, fit_logistic
+    from pipeline.core.signals import decay_matrix
+
+    signals, features, closed = planted(n=3000, seed=4)
+    ages = np.random.default_rng(4).uniform(0, 60, len(closed))
+    features[AGE_PREFIX + "demo_request"] = np.where(signals.matrix["demo_request"] == 1, ages, np.nan)
+    usable = np.array([True, True, False])  # retail: the reference
+    _, _, profile = estimate_half_life(signals, features, closed, usable, 1.0, 0, grid_points=5)
+    names = list(signals.matrix.columns[usable])
+    for point in profile[:3]:
+        X = decay_matrix(signals, features, point["half_life_days"]).matrix.loc[:, usable].to_numpy(dtype=float)
+        assert fit_logistic(X, closed, 1.0, 0, columns=names).log_likelihood == pytest.approx(point["log_likelihood"], rel=1e-9)
+
+
+def test_rank_stability_is_scipys_spearman_to_the_last_bit() -> None:
+    """The published scores ranked once give each table's rho exactly as scipy's spearmanr does
+    (ties included); a constant table is left out, a constant published ranking has no stability."""
+    from scipy.stats import spearmanr
+
+    from pipeline.core.scorecard import rank_stability
+
+    rng = np.random.default_rng(9)
+    scores = rng.integers(-20, 60, 5_000)
+    tables = [scores + rng.integers(-15, 15, len(scores)) for _ in range(6)] + [np.full(len(scores), 3)]
+    rhos = [spearmanr(scores, other).statistic for other in tables[:-1]]
+    assert rank_stability(scores, tables) == {"median": float(np.median(rhos)), "min": float(np.min(rhos))}
+    assert rank_stability(np.full(len(scores), 3), tables) == {"median": None, "min": None}

@@ -33,6 +33,7 @@ from pipeline.core.signals import (
     activities_in,
     build_signals,
     count_leads,
+    decay_inputs,
     fit_rows,
     labelled,
     lead_starts,
@@ -88,16 +89,17 @@ def lead_model(params: Params) -> LeadModel:
 
 
 def fold_points(
-    features: pd.DataFrame, signals: SignalSet, train: np.ndarray, valid: np.ndarray, evidence: pd.DataFrame,
-    published: PointsScorecard, params: Params,
+    ages: pd.DataFrame, signals: SignalSet, closed: np.ndarray, train: np.ndarray, valid: np.ndarray,
+    evidence: pd.DataFrame, published: PointsScorecard, params: Params,
 ) -> tuple[np.ndarray, PointsScorecard]:
     """The points table refitted on one fold's training leads (same signals, half-life and scale),
-    and the held-out rows' totals: the fair comparison with a model trained on the same leads."""
+    and the held-out rows' totals: the fair comparison with a model trained on the same leads.
+    `ages`: every row's decay inputs (decay_inputs), `closed`: every row's outcome."""
     w = params.weights
     card = PointsScorecard(w.points_to_double_odds, w.regularization_c, params.seed, params.signals.min_support,
                            published.half_life_days, published.caps, published.numeric_attributes)
-    card.fit(card.decay(signals.take(train), features[train]), features.loc[train, "closed"].to_numpy(), evidence)
-    return card.score(signals.take(valid), features[valid])["total_points"].to_numpy(), card
+    card.fit(card.decay(signals.take(train), ages[train]), closed[train], evidence)
+    return card.score(signals.take(valid), ages[valid])["total_points"].to_numpy(), card
 
 
 def summarise_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -219,6 +221,7 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
     (the published model, trained on everything before the latest block), None if none could run."""
     lead, snapshot = signals.leads(), signals.snapshots()
     snapshot_export = is_snapshot(features)
+    ages = decay_inputs(features)
     fold_rows, points_rows, published = [], [], None
     for index, (train, valid) in enumerate(folds, start=1):
         rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed, lead), valid.to_numpy()
@@ -232,11 +235,11 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
         model = lead_model(params).fit(take(X, rows, columns), y[rows], lead[rows])
         probability = model.probability(take(X, held, columns))
         if index == len(folds):
-            points, points_card = card.score(signals.take(held), features[held])["total_points"].to_numpy(), card
+            points, points_card = card.score(signals.take(held), ages[held])["total_points"].to_numpy(), card
             published = {"model": model, "columns": columns, "rows": rows, "held": held,
                          "probability": probability, "points": points}
         else:
-            points, points_card = fold_points(features, signals, rows, held, evidence, card, params)
+            points, points_card = fold_points(ages, signals, y, rows, held, evidence, card, params)
         cohorts = features.loc[valid, "cohort"]
         if snapshot_export:  # no months: the fold is a random share of the leads (pipeline.design)
             cohorts = pd.Series([f"random fold {index} of {len(folds)}"])

@@ -19,16 +19,17 @@ from pipeline.core.scorecard import (
     half_life,
     rank_stability,
 )
-from pipeline.core.signals import SignalSet, build_signals, count_leads, fit_rows, time_split
+from pipeline.core.signals import SignalSet, build_signals, count_leads, decay_inputs, fit_rows, time_split
 from pipeline.params import Params
 
 log = logging.getLogger(__name__)
 
 
 def _spread(card: PointsScorecard, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame,
-            valid_features: pd.DataFrame, valid_signals: SignalSet, samples: int) -> dict[str, object]:
+            valid_ages: pd.DataFrame, valid_signals: SignalSet, samples: int) -> dict[str, object]:
     """The bootstrap's spread of each signal's points (points_p025, points_p975, points_sd: added to
-    `card.table_` in place) and how the held-out leads' ranking holds across the refits (rank_spearman)."""
+    `card.table_` in place) and how the held-out leads' ranking holds across the refits (rank_spearman).
+    `valid_ages`: the held-out rows' decay inputs (decay_inputs)."""
     stability: dict[str, object] = {"samples": samples}
     if not samples:
         return stability
@@ -38,8 +39,8 @@ def _spread(card: PointsScorecard, decayed: SignalSet, closed: np.ndarray, evide
     table["points_p025"] = runs.quantile(0.025, axis=1).round(1).to_numpy()
     table["points_p975"] = runs.quantile(0.975, axis=1).round(1).to_numpy()
     table["points_sd"] = runs.std(axis=1).round(2).to_numpy()
-    if len(valid_features):
-        decayed_valid = card.decay(valid_signals, valid_features).matrix  # once, for every table
+    if len(valid_ages):
+        decayed_valid = card.decay(valid_signals, valid_ages).matrix  # once, for every table
         # the published table and every bootstrap table at once (score_leads' arithmetic, bit for bit)
         points = np.column_stack([table["points"].to_numpy(), runs.to_numpy()])
         totals = card.score_decayed_many(decayed_valid, points)
@@ -60,17 +61,18 @@ def run(params: Params) -> dict[str, object]:
                  fitted_leads, training_leads)
     w = params.weights
     train_signals = signals.take(rows)
-    train_features, closed = features[rows], features.loc[rows, "closed"].to_numpy()
+    ages = decay_inputs(features)
+    train_ages, closed = ages[rows], features.loc[rows, "closed"].to_numpy()
     check_outcomes(closed)
-    decay = half_life(train_signals, train_features, closed, decay=w.decay, fixed_days=w.half_life_days,
+    decay = half_life(train_signals, train_ages, closed, decay=w.decay, fixed_days=w.half_life_days,
                       min_support=params.signals.min_support, regularization_c=w.regularization_c, seed=params.seed)
     half_life_days = decay["days"]
     log.info("weights: half-life %s (%s)", f"{half_life_days:.1f} days" if half_life_days else "none", decay["source"])
     card = PointsScorecard(w.points_to_double_odds, w.regularization_c, params.seed, params.signals.min_support,
                            half_life_days, w.caps, params.signals.numeric_bins)
-    decayed = card.decay(train_signals, train_features)
+    decayed = card.decay(train_signals, train_ages)
     card.fit(decayed, closed, evidence)
-    stability = _spread(card, decayed, closed, evidence, features[valid_mask.to_numpy()],
+    stability = _spread(card, decayed, closed, evidence, ages[valid_mask.to_numpy()],
                         signals.take(valid_mask.to_numpy()), w.bootstrap_samples)
     table, header = card.table_, card.header_
     cohorts = features.loc[train_mask, "cohort"]
