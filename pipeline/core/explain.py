@@ -128,10 +128,12 @@ def global_factors(lead_effects: pd.DataFrame, lead: np.ndarray | None = None) -
         seen = np.zeros((int(np.max(lead)) + 1 if len(lead) else 0, values.shape[1]), dtype=bool)
         np.logical_or.at(seen, np.asarray(lead), present)
         leads = seen.sum(axis=0)
+    filled = np.array(values, copy=True)  # np.nansum's own copy with 0 for NaN (its layout too: the same
+    np.copyto(filled, 0.0, where=~present)  # sums, bit for bit), made once for the three sums below
     with np.errstate(invalid="ignore"):
-        mean = np.where(rows > 0, np.nansum(values, axis=0) / np.maximum(rows, 1), np.nan)
-        mean_abs = np.where(rows > 0, np.nansum(np.abs(values), axis=0) / np.maximum(rows, 1), np.nan)
-        raising = np.where(rows > 0, np.nansum(values > 0, axis=0) / np.maximum(rows, 1), np.nan)
+        mean = np.where(rows > 0, filled.sum(axis=0) / np.maximum(rows, 1), np.nan)
+        mean_abs = np.where(rows > 0, np.abs(filled).sum(axis=0) / np.maximum(rows, 1), np.nan)
+        raising = np.where(rows > 0, (filled > 0).sum(axis=0) / np.maximum(rows, 1), np.nan)
     table = pd.DataFrame({
         "signal": lead_effects.columns,
         "leads": leads,
