@@ -59,20 +59,23 @@ def _without(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
 
 
 def _average_over_values(
-    predict: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, shares: dict[str, float]
+    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, has: np.ndarray, shares: dict[str, float]
 ) -> np.ndarray:
-    """Share-weighted mean log-odds of `rows` with each value of one attribute in turn."""
+    """Share-weighted mean log-odds of X's rows `has` (a mask) with each value of one attribute in turn."""
     # One copy of the rows, its attribute's columns rewritten for each value (a frame copied and
     # edited per value cost pandas a block consolidation each time: 27 s of the train stage at 1M
     # leads). Column-major, as the edited frame handed its values to the model, so predictions are
-    # the same to the last bit.
-    values = np.array(rows.to_numpy(dtype=float), order="F")  # a copy: to_numpy may hand out a read-only view
-    attribute = [rows.columns.get_loc(name) for name in shares]
-    total = np.zeros(len(rows))
+    # the same to the last bit; gathered straight into that order (X.loc[has] first was a second
+    # copy of the held-out rows per attribute).
+    index = np.flatnonzero(has)
+    values = np.empty((len(index), X.shape[1]), order="F")
+    np.take(X.to_numpy(dtype=float), index, axis=0, out=values)
+    attribute = [X.columns.get_loc(name) for name in shares]
+    total = np.zeros(len(index))
     for value, share in shares.items():
         values[:, attribute] = 0.0
-        values[:, rows.columns.get_loc(value)] = 1.0
-        swapped = pd.DataFrame(values, index=rows.index, columns=rows.columns, copy=False)
+        values[:, X.columns.get_loc(value)] = 1.0
+        swapped = pd.DataFrame(values, index=X.index[index], columns=X.columns, copy=False)
         total += share * logit(predict(swapped))
     return total
 
@@ -95,7 +98,7 @@ def effects(
         has_value = X[names].to_numpy().sum(axis=1) > 0
         if not has_value.any():
             continue
-        delta = base[has_value] - _average_over_values(predict, X.loc[has_value], {s: shares[s] for s in names})
+        delta = base[has_value] - _average_over_values(predict, X, has_value, {s: shares[s] for s in names})
         own = X.loc[has_value, names].to_numpy().argmax(axis=1)
         for position, name in enumerate(names):
             chosen = own == position
