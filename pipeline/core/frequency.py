@@ -100,7 +100,7 @@ def add_peak_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _threshold_of(counts: np.ndarray, min_support: int) -> tuple[int, float] | None:
-    order = np.flatnonzero(counts[0]) # the peak counts some lead has
+    order = np.flatnonzero(counts[0])  # the peak counts some lead has
     order = order[order >= 1]  # the doers
     found = _best_cut(order, counts[0][order], counts[1][order], min_support)
     return None if found is None else (int(found[0]), found[1])

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.core.signals import SignalSet, first_shown, merged_catalog
+from pipeline.core.signals import SignalSet, build_signals, first_shown, labelled, merged_catalog
+from pipeline.params import FrequencySignal, Signals
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ def count_signals(signals: SignalSet, closed: np.ndarray) -> SignalCounts:
         per_signal["present_lost"][k] = present[lost].sum(axis=0, dtype=np.int64)
     return SignalCounts(catalog=signals.catalog.reset_index(drop=True), snapshots=ages.astype(np.int64), rows=rows,
                         customers=customers, **per_signal)
+
+
+def count_labelled(features: pd.DataFrame, settings: Signals, frequency: list[FrequencySignal] | None = None) -> SignalCounts:
+    """The counts of the signals (pipeline.core.signals.build_signals) over a features table's
+    labelled rows: what close rates and the leakage screen add up part by part."""
+    known = labelled(features).to_numpy()
+    return count_signals(build_signals(features, settings, frequency).take(known), features.loc[known, "closed"].to_numpy())
 
 
 def add_counts(parts: list[SignalCounts], fit_attributes: list[str], numeric_bins: dict[str, list[float]]) -> SignalCounts:

@@ -26,8 +26,8 @@ import pandas as pd
 from pipeline import io, spreadsheet
 from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNALS
 from pipeline.core.frequency import FoundThreshold, add_peak_counts, count_peaks, discover
-from pipeline.core.signal_counts import SignalCounts, add_counts, count_signals
-from pipeline.core.signals import activities_in, build_signals, estimation_snapshot, labelled, time_split
+from pipeline.core.signal_counts import SignalCounts, add_counts, count_labelled
+from pipeline.core.signals import activities_in, estimation_snapshot, labelled, time_split
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
 from pipeline.design import FOLD_COLUMN
 from pipeline.errors import LeadcalError
@@ -131,10 +131,8 @@ def count_table(path: Path, params: Params, frequency: list[FrequencySignal]) ->
     first_snapshot = params.outcome.snapshot_days[0]
     parts, any_time = [], 0
     for part in io.read_parquet_by_lead(path, wanted, CHUNK_ROWS):
-        known = labelled(part).to_numpy()
-        signals = build_signals(part, params.signals, frequency).take(known)
-        parts.append(count_signals(signals, part.loc[known, "closed"].to_numpy()))
-        first = known & (part["snapshot_days"] == first_snapshot).to_numpy()  # one row per lead
+        parts.append(count_labelled(part, params.signals, frequency))
+        first = labelled(part).to_numpy() & (part["snapshot_days"] == first_snapshot).to_numpy()  # one row per lead
         any_time += int((first & part["customer_at"].notna().to_numpy()).sum())
     return add_counts(parts, params.signals.fit_attributes, params.signals.numeric_bins), any_time
 

@@ -319,8 +319,9 @@ def build_features(
     features stage writes it part by part (`write_features`).
     """
     parts: list[pd.DataFrame] = []
-    report = _build(params, parts.append, require_outcomes, moments, tables, as_of)
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0], report
+    report = _build(params, parts.append, require_outcomes, moments, tables, as_of)  # one part: every lead
+    (features,) = parts
+    return features, report
 
 
 def _build(
@@ -330,7 +331,7 @@ def _build(
 ) -> dict[str, object]:
     """Hand the labelled rows to `sink`, `leads_per_part` leads at a time (all at once: None), in
     row order, and return the stage's report, added up over the parts."""
-    from pipeline.core.signal_counts import add_counts
+    from pipeline.core.signal_counts import add_counts, count_labelled
 
     engine = _open(params, tables)
     try:
@@ -344,7 +345,7 @@ def _build(
             rows = label_rows(rows)
             tally.add(rows)
             if moments == "snapshots":
-                screened.append(_signal_counts(rows, params))
+                screened.append(count_labelled(rows, params.signals))
             sink(rows)
         snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, moment)) \
             if moments == "snapshots" else None
@@ -356,15 +357,6 @@ def _build(
         signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
         report["leakage_screen"] = _screen(signals, after_outcome)
     return report
-
-
-def _signal_counts(features: pd.DataFrame, params: Params) -> SignalCounts:
-    """The counts the leakage screen needs of these rows' signals (pipeline.core.signal_counts)."""
-    from pipeline.core.signal_counts import count_signals
-    from pipeline.core.signals import build_signals
-
-    known = (features["closed"] >= 0).to_numpy()
-    return count_signals(build_signals(features, params.signals).take(known), features.loc[known, "closed"].to_numpy())
 
 
 def _screen(signals: SignalCounts, after_outcome: pd.DataFrame) -> dict[str, object]:
@@ -381,7 +373,9 @@ def _screen(signals: SignalCounts, after_outcome: pd.DataFrame) -> dict[str, obj
 
 def leakage_screen(features: pd.DataFrame, params: Params, after_outcome: pd.DataFrame) -> dict[str, object]:
     """The leakage screen of a whole labelled table (the pandas baseline's)."""
-    return _screen(_signal_counts(features, params), after_outcome)
+    from pipeline.core.signal_counts import count_labelled
+
+    return _screen(count_labelled(features, params.signals), after_outcome)
 
 
 def cohort_of(created_at: pd.Series) -> pd.Series:
