@@ -149,9 +149,7 @@ def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapsho
     width = design.shape[1] - (len(ages) - 1)
     theta, H = None, None
     if start is not None:
-        known = dict(zip(start.columns, start.coefficients))
-        theta = np.array([known.get(name, 0.0) for name in columns or []]
-                         + [start.snapshot_log_odds.get(a, 0.0) / SNAPSHOT_SCALE for a in ages[1:]] + [start.intercept])
+        theta = _start_parameters(start, columns or [], ages)
         if start.hessian is not None and tuple(columns or ()) == start.columns and len(theta) == len(start.hessian):
             H = start.hessian
     fit = fit_newton(design, closed, c, weight, theta, H)
@@ -161,6 +159,14 @@ def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapsho
     offsets = {ages[0]: 0.0, **{a: float(w * SNAPSHOT_SCALE) for a, w in zip(ages[1:], fit.coefficients[width:])}}
     return LogisticFit(fit.coefficients[:width], fit.intercept, log_likelihood, offsets, tuple(columns or ()),
                        fit.hessian)
+
+
+def _start_parameters(start: LogisticFit, columns: list[str], ages: list[int]) -> np.ndarray:
+    """`start`'s parameters laid out for a design of `columns` and snapshot `ages` (logistic_design):
+    matched by column name (0 for a column it lacks), the snapshot baselines, the intercept last."""
+    known = dict(zip(start.columns, start.coefficients))
+    return np.array([known.get(name, 0.0) for name in columns]
+                    + [start.snapshot_log_odds.get(a, 0.0) / SNAPSHOT_SCALE for a in ages[1:]] + [start.intercept])
 
 
 def estimate_half_life(
@@ -222,12 +228,17 @@ def estimate_half_life(
     return h_best, interval, profile
 
 
-def fit_prevalence(signals: SignalSet) -> pd.Series:
-    """Each fit value's share of the leads (not rows): what `_centred` averages over."""
+def _fit_values_per_lead(signals: SignalSet) -> tuple[list[str], np.ndarray]:
+    """(the fit values' names, leads x fit values: whether each lead has each value at one of its rows)."""
     catalog = signals.catalog
     fit_names = list(catalog.loc[catalog["type"] == "fit", "signal"])
     values = signals.matrix[fit_names].to_numpy()
-    per_lead = values if signals.lead is None else per_lead_max(values, signals.lead)
+    return fit_names, values if signals.lead is None else per_lead_max(values, signals.lead)
+
+
+def fit_prevalence(signals: SignalSet) -> pd.Series:
+    """Each fit value's share of the leads (not rows): what `_centred` averages over."""
+    fit_names, per_lead = _fit_values_per_lead(signals)
     return pd.Series(per_lead.mean(axis=0), index=fit_names)
 
 
@@ -347,16 +358,13 @@ def bootstrap_points(
     if not fitted:
         return pd.DataFrame(index=columns)
     union = usable[fitted].any(axis=0)
-    later = len(np.unique(snapshot)) - 1  # the snapshot baselines' columns
-    known = dict(zip(start.columns, start.coefficients))
-    theta = np.array([known.get(name, 0.0) for name in columns[union]]
-                     + [start.snapshot_log_odds[a] / SNAPSHOT_SCALE for a in sorted(start.snapshot_log_odds)[1:]]
-                     + [start.intercept])
-    mask = np.hstack([usable[fitted][:, union], np.ones((len(fitted), later), dtype=bool)])
+    ages = [int(a) for a in np.unique(snapshot)]
+    theta = _start_parameters(start, list(columns[union]), ages)
+    mask = np.hstack([usable[fitted][:, union], np.ones((len(fitted), len(ages) - 1), dtype=bool)])
     thetas = fit_newton_many(logistic_design(signals.matrix.to_numpy(), snapshot, union), closed,
                              weights[:, fitted], c, mask, theta)
-    fit_names = list(signals.catalog.loc[signals.catalog["type"] == "fit", "signal"])
-    per_lead = per_lead_max(signals.matrix[fit_names].to_numpy(), lead).astype(float)
+    fit_names, per_lead = _fit_values_per_lead(signals)
+    per_lead = per_lead.astype(float)
     scale = points_to_double_odds / math.log(2)
     runs = {}
     for position, j in enumerate(fitted):
