@@ -182,3 +182,53 @@ def test_streaming_names_a_bad_date_before_an_unknown_lead_as_the_pandas_path_do
     for activities_as in ("csv", "parquet"):
         with pytest.raises(LeadcalError, match=r"column 'occurred_at': 1 value\(s\) are not ISO-8601 dates.*'soon'"):
             _extract_from(export, tmp_path / activities_as, activities_as, policy="fail", events=events)
+
+
+def test_the_sort_holds_only_the_leads_ids_and_dates_and_the_leads_table_is_already_written(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 10M leads the validated leads frame (1.3 GB) and the raw stages (1-2 GB) pushed the
+    event log's sort past 4 GiB: the leads are written before it, the stages read after it."""
+    from pipeline.data import sources
+    from pipeline.stages import extract as extract_stage
+
+    seen: dict[str, object] = {}
+    write_log, read_path = extract_stage._write_event_log, sources.read_path
+
+    def spying_log(source, leads, out, *args):  # noqa: ANN001, ANN202 - the stage's own signature
+        seen["columns"] = list(leads.columns)
+        seen["leads written"] = (out.parent / "leads.parquet").exists()
+        seen["ids as Python strings"] = leads["lead_id"].dtype == object
+        return write_log(source, leads, out, *args)
+
+    def reading(path: Path):  # noqa: ANN202
+        seen.setdefault("read", []).append((path.name, "columns" in seen))
+        return read_path(path)
+
+    monkeypatch.setattr(extract_stage, "_write_event_log", spying_log)
+    monkeypatch.setattr(extract_stage, "read_path", reading)
+    _extract_from(export, tmp_path, "parquet")
+
+    assert seen["columns"] == ["lead_id", "created_at"] and seen["leads written"]
+    assert not seen["ids as Python strings"]
+    assert ("stages.csv", True) in seen["read"] and ("stages.csv", False) not in seen["read"]
+
+
+def test_a_fit_attribute_that_is_an_id_is_refused_before_the_event_log_is_read(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused on the leads alone: no pass over what may be 300M events first."""
+    from pipeline.stages import extract as extract_stage
+
+    def no_log(*args: object) -> None:
+        raise AssertionError("the event log was read before the leads were refused")
+
+    monkeypatch.setattr(extract_stage, "_write_event_log", no_log)
+    raw = _raw_folder(export, tmp_path)
+    pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False).to_parquet(raw / "activities.parquet")
+    params = params_in(tmp_path)
+    params = params.model_copy(update={"signals": params.signals.model_copy(
+        update={"fit_attributes": [*params.signals.fit_attributes, "lead_id_copy"]})})
+    leads = pd.read_csv(raw / "leads.csv", dtype=str, keep_default_na=False)
+    leads.assign(lead_id_copy=leads["lead_id"]).to_csv(raw / "leads.csv", index=False)
+
+    with pytest.raises(LeadcalError, match=r"fit attribute 'lead_id_copy' .* no other lead"):
+        extract(params)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -37,16 +38,19 @@ log = logging.getLogger(__name__)
 
 def validate_tables(
     raw: dict[str, pd.DataFrame | Path | None], origins: dict[str, str], params: Params, policy: str,
-    now: pd.Timestamp | None, event_log_out: Path | None = None,
+    now: pd.Timestamp | None, out: Path | None = None,
 ) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport]]:
     """Raw tables (contract column names, values still text) -> validated canonical tables.
 
     A missing stages table gives an empty one (new leads to score have no funnel history).
-    Activities given as a Parquet path are validated and written to `event_log_out` by the
-    engine params ask for (`engine:`): DuckDB, streaming (pipeline.data.event_log), or Spark's
-    executors (pipeline.data.event_log_spark); their table is then None here. Leads given as
-    a path are read here and let go once validated: at 10M leads the raw table takes about
-    2 GB, which the event log's sort needs.
+
+    With `out` (the extract stage's folder) each table is written there as soon as it is
+    validated, and only what later steps read is kept: the leads' ids (as Arrow text) and
+    creation dates; no activities. Activities given as a Parquet path are validated and
+    written by the engine params ask for (`engine:`): DuckDB, streaming (pipeline.data.event_log),
+    or Spark's executors (pipeline.data.event_log_spark). Leads and stages given as paths are
+    read here, the stages only after the event log is written. At 10M leads the raw leads,
+    the validated ones and the raw stages each take 1-2 GB, which the event log's sort needs.
     """
     fit_attributes = params.signals.fit_attributes
     numeric = [a for a in fit_attributes if a in params.signals.numeric_bins]
@@ -56,30 +60,50 @@ def validate_tables(
     # the events and stages of a lead dropped here are dropped with it, under their own reason
     dropped = dropped_lead_ids(raw_leads, leads) if leads_report.dropped else None
     del raw_leads
+    if out is not None:
+        leads = _written_leads(leads, out, params, origins["leads"])
     if isinstance(raw["activities"], Path):
-        if event_log_out is None:
-            raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output path to stream to")
+        if out is None:
+            raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output folder to stream to")
         activities = None
-        activities_report = _write_event_log(raw["activities"], leads, event_log_out, params, policy, now, dropped,
-                                             origins["leads"])
+        activities_report = _write_event_log(raw["activities"], leads, out / "activities.parquet", params, policy,
+                                             now, dropped, origins["leads"])
     else:
         activities, activities_report = validate_activities(
             raw["activities"], origins["activities"], leads["lead_id"], leads["created_at"], policy, now, dropped,
             origins["leads"],
         )
         activities = activities[["lead_id", "activity", "occurred_at"]]
+        if out is not None:
+            io.write_parquet(out / "activities.parquet", activities)
+            activities = None
     if raw.get("stages") is None:
         stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                                "entered_at": pd.Series(dtype="datetime64[us]"), "amount": pd.Series(dtype=float)})
         stages_report = TableReport()
     else:
         stages, stages_report = validate_stages(
-            raw["stages"], origins["stages"], leads["lead_id"], leads["created_at"], policy, now, dropped,
+            _read(raw["stages"]), origins["stages"], leads["lead_id"], leads["created_at"], policy, now, dropped,
             origins["leads"],
         )
+    if out is not None:
+        io.write_parquet(out / "stages.parquet", stages)
     tables = {"leads": leads, "activities": activities, "stages": stages}
     reports = {"leads": leads_report, "activities": activities_report, "stages": stages_report}
     return tables, reports
+
+
+def _written_leads(leads: pd.DataFrame, out: Path, params: Params, origin: str) -> pd.DataFrame:
+    """Check the validated leads' fit attributes, write the leads table, keep ids and creation dates.
+
+    The ids are kept as Arrow text: at 10M leads a Python string per id takes 0.7 GB, and the
+    whole frame 1.3 GB, while the event log's sort needs the memory."""
+    # on the whole history only (a batch of new leads to score may well differ on every lead)
+    identifier_attributes(leads, [a for a in params.signals.fit_attributes if a not in params.signals.numeric_bins],
+                          origin)
+    io.write_parquet(out / "leads.parquet", contract_order(leads, params.signals.fit_attributes))
+    ids = pd.arrays.ArrowExtensionArray(pa.array(leads["lead_id"], type=pa.string()))
+    return pd.DataFrame({"lead_id": pd.Series(ids, index=leads.index), "created_at": leads["created_at"]})
 
 
 def _read(table: pd.DataFrame | Path) -> pd.DataFrame:
@@ -101,23 +125,24 @@ def _write_event_log(source: Path, leads: pd.DataFrame, out: Path, params: Param
 
 def read_export(
     folder: Path, params: Params, policy: str, now: pd.Timestamp | None, stages_required: bool = True,
-    event_log_out: Path | None = None,
+    out: Path | None = None,
 ) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport], dict[str, Path | None]]:
     """The three tables of an export folder in the contract's own shape, validated.
 
     Returns (tables, reports, paths). Without `stages_required` a missing stages file gives
-    an empty stages table (new leads to score have no funnel history yet).
+    an empty stages table (new leads to score have no funnel history yet). With `out` the
+    tables are written there as they are validated (validate_tables).
     """
     paths: dict[str, Path | None] = {"leads": find_table(folder, "leads"), "activities": find_table(folder, "activities"),
                                      "stages": find_table(folder, "stages") if stages_required else existing_table(folder, "stages")}
-    streamed = event_log_out is not None and streams(paths["activities"])
-    # the leads stay a path, read as they are validated (validate_tables); so does a streamed
-    # event log (DuckDB reads it in row groups)
+    streamed = out is not None and streams(paths["activities"])
+    # the leads and stages stay paths, read as they are validated (validate_tables); so does a
+    # streamed event log (DuckDB reads it in row groups)
     raw: dict[str, pd.DataFrame | Path | None] = {
-        name: path if path is None or name == "leads" or (streamed and name == "activities") else read_path(path)[0]
+        name: path if path is None or name != "activities" or streamed else read_path(path)[0]
         for name, path in paths.items()}
     tables, reports = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params, policy, now,
-                                      event_log_out)
+                                      out)
     return tables, reports, paths
 
 
@@ -126,17 +151,15 @@ def streams(path: Path | None) -> bool:
     return path is not None and (path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))))
 
 
-def read_source(params: Params, policy: str, now: pd.Timestamp | None, out: Path | None = None
-                ) -> tuple[dict[str, pd.DataFrame], dict[str, TableReport], dict[str, str], dict[str, object]]:
-    """The tables as params `source:` maps them (CRM export, event-log folder, wide sheet, SQL), validated.
-
-    A Parquet event log streams to `out` (default paths.extracted) / activities.parquet."""
+def read_source(params: Params, policy: str, now: pd.Timestamp | None, out: Path
+                ) -> tuple[dict[str, pd.DataFrame | None], dict[str, TableReport], dict[str, str], dict[str, object]]:
+    """The tables as params `source:` maps them (CRM export, event-log folder, wide sheet, SQL),
+    validated and written to `out` (validate_tables)."""
     if params.source.leads is None:
-        tables, reports, paths = read_export(params.paths.raw, params, policy, now,
-                                             event_log_out=(out or params.paths.extracted) / "activities.parquet")
+        tables, reports, paths = read_export(params.paths.raw, params, policy, now, out=out)
         return tables, reports, {name: str(path) for name, path in paths.items()}, {}
     raw, origins, normalisation = sources.load(params.source, params.paths.raw)
-    tables, reports = validate_tables(raw, origins, params, policy, now)
+    tables, reports = validate_tables(raw, origins, params, policy, now, out)
     return tables, reports, origins, normalisation
 
 
@@ -190,12 +213,16 @@ def _summary_by_engine(path: Path, params: Params) -> tuple[pd.Series, pd.Timest
     return seen, counts["first"].min(), counts["last"].max()
 
 
+def contract_order(leads: pd.DataFrame, fit_attributes: list[str]) -> pd.DataFrame:
+    """The leads table's columns as the contract writes them: id, date, fit attributes first."""
+    keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
+    return leads[keep + [c for c in leads.columns if c not in keep]]
+
+
 def write_tables(tables: dict[str, pd.DataFrame | None], out: Path, fit_attributes: list[str]
                  ) -> dict[str, pd.DataFrame | None]:
     """Write the validated tables as the contract's Parquet files (leads: id, date, fit attributes first)."""
-    leads = tables["leads"]
-    keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
-    tables = {**tables, "leads": leads[keep + [c for c in leads.columns if c not in keep]]}
+    tables = {**tables, "leads": contract_order(tables["leads"], fit_attributes)}
     for name in TABLES:
         if tables[name] is not None:  # None: the event log was already written, streaming
             io.write_parquet(out / f"{name}.parquet", tables[name])
@@ -216,12 +243,6 @@ def _extract_to(params: Params, out: Path) -> dict[str, object]:
     tables, reports, origins, normalisation = read_source(params, params.extract.on_bad_rows, now, out)
     for name in TABLES:
         log.info("extract: %s: %d rows kept of %d", origins[name], reports[name].rows_written, reports[name].rows_read)
-    # on the whole history only (a batch of new leads to score may well differ on every lead)
-    identifier_attributes(tables["leads"], [a for a in params.signals.fit_attributes
-                                            if a not in params.signals.numeric_bins], origins["leads"])
-
-    tables = write_tables(tables, out, params.signals.fit_attributes)
-
     seen, first_event, last_event = activity_summary(out / "activities.parquet", params)
     timestamps = pd.concat([tables["leads"]["created_at"], tables["stages"]["entered_at"],
                             pd.Series([first_event, last_event], dtype="datetime64[us]")]).dropna()
