@@ -15,7 +15,7 @@ import pytest
 from pipeline import io
 from pipeline.artifacts import FEATURES
 from pipeline.core.frequency import add_peak_counts, count_peak, count_peaks, discover
-from pipeline.core.signal_counts import add_counts, count_signals
+from pipeline.core.signal_counts import add_counts, count_signals, group_sums
 from pipeline.core.signals import SignalSet, build_signals, labelled
 from pipeline.params import Params
 from pipeline.schema import peak_column
@@ -36,6 +36,24 @@ def test_counts_of_a_small_case_by_hand() -> None:
     assert counts.present_won[:, 0].tolist() == [0, 1] and counts.present_lost[:, 0].tolist() == [1, 0]
     assert counts.close_rate_by_snapshot() == {0: 0.5, 7: 1.0}
     assert counts.rows_at(7) == (1, 1) and counts.rows_at(30) == (0, 0)
+
+
+def test_group_sums_are_the_masked_column_sums_across_blocks_and_empty_groups() -> None:
+    rng = np.random.default_rng(5)
+    flags = rng.random((1_001, 7)) < 0.3
+    group = rng.choice([0, 1, 3], size=len(flags))  # group 2 has no row
+    expected = np.array([flags[group == g].sum(axis=0) for g in range(4)])
+    for block_rows in (1_001, 100, 1):  # blocks that split the rows, down to one row each
+        assert np.array_equal(group_sums(flags, group, 4, block_rows), expected)
+    assert group_sums(flags[:0], group[:0], 4).shape == (4, 7)
+
+
+def test_no_labelled_row_counts_nothing() -> None:
+    catalog = pd.DataFrame([{"signal": "s", "kind": "engagement", "type": "activity", "attribute": "s", "value": "yes"}])
+    signals = SignalSet(pd.DataFrame({"s": np.zeros(0, dtype=np.uint8)}), catalog, lead=np.zeros(0, dtype=np.int64),
+                        snapshot=np.zeros(0, dtype=np.int64))
+    counts = count_signals(signals, np.zeros(0, dtype=np.int64))
+    assert counts.snapshots.tolist() == [] and counts.first.shape == (0, 1) and counts.leads().tolist() == [0]
 
 
 def _parts(path: Path, rows: int) -> list[pd.DataFrame]:

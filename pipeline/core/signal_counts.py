@@ -67,22 +67,33 @@ _PER_SIGNAL = ("first", "first_customers", "present_won", "present_lost")
 def count_signals(signals: SignalSet, closed: np.ndarray) -> SignalCounts:
     """The counts of `signals`' rows (labelled ones only: `closed` is 1 for a customer, else 0)."""
     closed = np.asarray(closed, dtype=np.int64) == 1
-    snapshot = signals.snapshots()
+    ages, age = np.unique(signals.snapshots(), return_inverse=True)
     present = signals.matrix.to_numpy() > 0
-    ages = np.unique(snapshot)
     first = first_shown(present, signals.lead, len(ages) or 1)
-    per_signal = {name: np.zeros((len(ages), present.shape[1]), dtype=np.int64) for name in _PER_SIGNAL}
-    rows, customers = np.zeros(len(ages), dtype=np.int64), np.zeros(len(ages), dtype=np.int64)
-    for k, age in enumerate(ages):
-        at = snapshot == age
-        won, lost = at & closed, at & ~closed
-        rows[k], customers[k] = int(at.sum()), int(won.sum())
-        per_signal["first"][k] = first[at].sum(axis=0, dtype=np.int64)
-        per_signal["first_customers"][k] = first[won].sum(axis=0, dtype=np.int64)
-        per_signal["present_won"][k] = present[won].sum(axis=0, dtype=np.int64)
-        per_signal["present_lost"][k] = present[lost].sum(axis=0, dtype=np.int64)
-    return SignalCounts(catalog=signals.catalog.reset_index(drop=True), snapshots=ages.astype(np.int64), rows=rows,
-                        customers=customers, **per_signal)
+    group = age.reshape(-1) * 2 + closed  # (age, customer or not): the counts are sums over these groups
+    rows = np.bincount(group, minlength=2 * len(ages)).reshape(-1, 2)
+    shape = (len(ages), 2, present.shape[1])
+    first_by = group_sums(first, group, 2 * len(ages)).reshape(shape)
+    present_by = group_sums(present, group, 2 * len(ages)).reshape(shape)
+    return SignalCounts(catalog=signals.catalog.reset_index(drop=True), snapshots=ages.astype(np.int64),
+                        rows=rows.sum(axis=1), customers=rows[:, 1], first=first_by.sum(axis=1),
+                        first_customers=first_by[:, 1], present_won=present_by[:, 1], present_lost=present_by[:, 0])
+
+
+def group_sums(flags: np.ndarray, group: np.ndarray, groups: int, block_rows: int = 1 << 20) -> np.ndarray:
+    """groups x columns: per group of rows, the column sums of the 0/1 matrix `flags` (rows x columns).
+
+    One matrix product per block of rows with the groups' one-hot matrix, in float32: a
+    masked copy of the matrix per group and a sum cost three times as much. Exact: every
+    partial sum is a whole number below 2**24 (a block has fewer rows), which float32 holds
+    exactly, and the blocks are added as integers."""
+    sums = np.zeros((groups, flags.shape[1]), dtype=np.int64)
+    for start in range(0, len(flags), block_rows):
+        block = flags[start:start + block_rows]
+        one_hot = np.zeros((groups, len(block)), dtype=np.float32)
+        one_hot[group[start:start + block_rows], np.arange(len(block))] = 1
+        sums += (one_hot @ block.astype(np.float32)).astype(np.int64)
+    return sums
 
 
 def count_labelled(features: pd.DataFrame, settings: Signals, frequency: list[FrequencySignal] | None = None) -> SignalCounts:
