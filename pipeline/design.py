@@ -66,17 +66,9 @@ def validation_folds(closed: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def random_split(features: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(train, validation) of a snapshot export: the last random fold is held out."""
-    known = features["closed"] >= 0
-    fold = features[FOLD_COLUMN]
-    held_out = known & (fold == fold.max())
-    return known & ~held_out, held_out
-
-
 def random_folds(features: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """(train, validation) per random fold of a snapshot export: k-fold cross-validation, the last
-    fold being the split `random_split` holds out."""
+    fold being the one held out (pipeline.core.signals.SplitRule)."""
     known = features["closed"] >= 0
     fold = features[FOLD_COLUMN]
     return [(known & (fold != k) & (fold >= 0), known & (fold == k)) for k in range(int(fold.max()) + 1)]

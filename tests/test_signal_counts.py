@@ -128,3 +128,23 @@ def test_close_rates_are_the_same_whatever_the_part_size(default_run: Params, tm
     for name in ("close_rates.csv", "signals.json", "metrics/close_rates.json"):
         assert (written[0] / name).read_bytes() == (written[1] / name).read_bytes(), name
     assert (written[0] / "close_rates.csv").read_bytes() == (default_run.paths.models / "close_rates.csv").read_bytes()
+
+
+@pytest.mark.parametrize("snapshot_export", [False, True])
+def test_a_split_rule_splits_any_range_of_leads_as_it_splits_the_whole_table(default_run: Params,
+                                                                             snapshot_export: bool) -> None:
+    """Spark's executors see a partition, not the table: the rule taken from the whole table
+    gives each range of leads the rows the whole table's split gives it."""
+    from pipeline.core.signals import split_rule, time_split
+    from pipeline.design import FOLD_COLUMN, SNAPSHOT_COHORT
+
+    features = io.read_parquet(default_run.paths.features / FEATURES)
+    if snapshot_export:  # random folds, the last held out: a range may hold no row of that fold
+        features = features.assign(cohort=SNAPSHOT_COHORT, **{FOLD_COLUMN: np.where(
+            features["closed"] >= 0, np.arange(len(features)) // (len(features) // 5 + 1), -1)})
+    train, held_out = time_split(features, 2, default_run.outcome.horizon_days)
+    assert train.any() and held_out.any()
+    rule = split_rule(features, 2, default_run.outcome.horizon_days)
+    for rows in (slice(0, 100), slice(100, len(features) // 2), slice(len(features) // 2, None)):
+        part_train, part_held_out = rule.masks(features.iloc[rows])
+        assert part_train.equals(train.iloc[rows]) and part_held_out.equals(held_out.iloc[rows])

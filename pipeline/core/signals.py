@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.design import is_snapshot, random_split
+from pipeline.design import FOLD_COLUMN, is_snapshot
 from pipeline.params import FrequencySignal, Signals
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
@@ -345,20 +345,55 @@ def fit_rows(train: np.ndarray, max_leads: int | None, seed: int, lead: np.ndarr
     return train & np.isin(lead, chosen)
 
 
+@dataclass(frozen=True)
+class SplitRule:
+    """Which labelled rows train and which are held out, as a rule on each row's own columns:
+    a part of the table (a range of leads, a Spark partition) is split as the whole table is.
+
+    Dated exports hold out the cohorts `held_out_cohorts` and train on the leads before them
+    whose outcome was known when the held-out period began (`known_by`, see `purge`); snapshot
+    exports hold out the random fold `held_out_fold` (pipeline.design).
+    """
+
+    held_out_cohorts: tuple[str, ...] = ()
+    known_by: pd.Timestamp | None = None
+    horizon_days: int = 0
+    held_out_fold: int | None = None
+
+    def masks(self, features: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        """(train mask, validation mask) of `features`' rows."""
+        known = labelled(features)
+        if self.held_out_fold is not None:
+            held_out = known & (features[FOLD_COLUMN] == self.held_out_fold)
+            return known & ~held_out, held_out
+        held_out = known & features["cohort"].isin(self.held_out_cohorts)
+        train = known & ~held_out
+        if self.known_by is not None:
+            train = train & (features["created_at"] + pd.Timedelta(days=self.horizon_days) <= self.known_by)
+        return train, held_out
+
+
+def split_rule(features: pd.DataFrame, months: int, horizon_days: int) -> SplitRule:
+    """The `SplitRule` of the whole table: the latest `months` cohorts held out (a snapshot
+    export: its last random fold). Too many months for the history is one clear error."""
+    if is_snapshot(features):  # no months to hold out: random folds of leads (pipeline.design)
+        return SplitRule(held_out_fold=int(features[FOLD_COLUMN].max()))
+    cohorts = tuple(validation_cohorts(features, months))
+    held_out = labelled(features) & features["cohort"].isin(cohorts)
+    known_by = features.loc[held_out, "created_at"].min() if held_out.any() else None  # as `purge` does
+    rule = SplitRule(held_out_cohorts=cohorts, known_by=known_by, horizon_days=horizon_days)
+    if held_out.any():
+        _check_validation_months(features, months, horizon_days, rule.masks(features)[0])
+    return rule
+
+
 def time_split(features: pd.DataFrame, months: int, horizon_days: int) -> tuple[pd.Series, pd.Series]:
     """(train mask, validation mask) over labelled leads, split by creation month.
 
     The latest `months` cohorts are held out; training keeps the leads before them whose
     outcome was already known when the held-out period began (`purge`).
     """
-    if is_snapshot(features):  # no months to hold out: random folds of leads (pipeline.design)
-        return random_split(features)
-    known = labelled(features)
-    held_out = known & features["cohort"].isin(validation_cohorts(features, months))
-    train = purge(known & ~held_out, held_out, features, horizon_days)
-    if held_out.any():
-        _check_validation_months(features, months, horizon_days, train)
-    return train, held_out
+    return split_rule(features, months, horizon_days).masks(features)
 
 
 def _check_validation_months(features: pd.DataFrame, months: int, horizon_days: int, train: pd.Series) -> None:
