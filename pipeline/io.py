@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -192,22 +192,42 @@ def read_parquet_by_lead(path: str | Path, columns: list[str], rows: int = 500_0
     """The table as frames of about `rows` rows each, in file order, a lead's consecutive rows
     never split between two: what counts leads can be added up frame by frame, in the memory
     of one frame, however long the table. At least one frame, empty for an empty table."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     columns = columns if lead_column in columns else [lead_column, *columns]
     file = pq.ParquetFile(path)
-    carry: pa.Table | None = None
-    for batch in file.iter_batches(batch_size=rows, columns=columns):
-        table = pa.Table.from_batches([batch]) if carry is None else pa.concat_tables([carry, pa.Table.from_batches([batch])])
+    empty = True
+    for table in whole_leads(file.iter_batches(batch_size=rows, columns=columns), rows, lead_column):
+        empty = False
+        yield table.to_pandas()
+    if empty:
+        yield file.read(columns=columns).to_pandas()
+
+
+def whole_leads(batches: Iterable[Any], rows: int, lead_column: str = "lead_id") -> Iterator[Any]:
+    """Arrow record batches of a table whose leads' rows are consecutive -> Arrow tables of at
+    least `rows` rows each (the last one: what is left), a lead's rows never split between two.
+    Nothing for no rows. Used on a Parquet file's batches and on a Spark partition's."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pending: list[Any] = []
+    held = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        if held < rows:
+            continue
+        table = pa.Table.from_batches(pending)
         ids = table[lead_column]
-        changes = pc.not_equal(ids[1:], ids[:-1]) if len(ids) > 1 else pa.array([], pa.bool_())
-        starts = pc.indices_nonzero(changes)  # position - 1 of each row that begins a lead, but the first
+        starts = pc.indices_nonzero(pc.not_equal(ids[1:], ids[:-1]))  # position - 1 of each row that begins a lead
         last_start = int(starts[-1].as_py()) + 1 if len(starts) else 0
         if last_start == 0:  # one lead so far: keep reading
-            carry = table
             continue
-        yield table.slice(0, last_start).to_pandas()
-        carry = table.slice(last_start)
-    yield (carry if carry is not None else file.read(columns=columns)).to_pandas()
+        yield table.slice(0, last_start)
+        rest = table.slice(last_start)
+        pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)

@@ -120,3 +120,38 @@ def test_features_written_part_by_part_are_the_table_built_at_once(extracted: Pa
     pd.testing.assert_frame_equal(table, whole)  # dtypes included
     assert whole["employees"].dtype == "float64"
     assert {k: v for k, v in written.items() if k != "mode"} == report
+
+
+def test_close_rates_counted_on_spark_executors_are_duckdbs_byte_for_byte(extracted: Params, tmp_path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `engine: spark` the close-rates stage counts features.parquet on the executors (a Spark
+    job per count: frequency discovery, then the signals) and adds the counts up on the driver:
+    every file it writes is the one the DuckDB engine's part-by-part reading writes."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    if shutil.which("java") is None:
+        pytest.skip("no Java on this machine: Spark cannot start")
+    from pipeline.data import parts_spark
+    from pipeline.stages import close_rates
+
+    root = tmp_path / "close_rates"
+    params = extracted.model_copy(update={
+        "paths": extracted.paths.model_copy(update={"features": root / "features", "models": root / "duckdb"}),
+        "train": extracted.train.model_copy(update={"validation_months": 2}),  # 8 months: 4 would leave no training
+        # every best cut counts as found: the discovery's counts are compared too
+        "signals": extracted.signals.model_copy(update={"min_support": 10, "frequency": extracted.signals.frequency.model_copy(
+            update={"max_p_value": 0.99})})})
+    features_stage.write_features(params)
+    monkeypatch.setattr(close_rates, "CHUNK_ROWS", 700)  # several parts in each of Spark's partitions
+    duck = close_rates.run(params)
+    jobs: list[int] = []
+    counted = parts_spark.count_by_lead
+    monkeypatch.setattr(parts_spark, "count_by_lead", lambda *args: jobs.append(1) or counted(*args))
+    spark = close_rates.run(params.model_copy(update={
+        "engine": "spark", "spark": Spark(master="local[2]"),
+        "paths": params.paths.model_copy(update={"models": root / "spark"})}))
+
+    assert len(jobs) == 2 and spark == duck
+    found = [f for f in pd.read_json(root / "duckdb" / "signals.json", typ="series")["frequency"] if f["source"] == "discovered"]
+    assert found  # the discovery's counts were compared too, not only the fixed signals'
+    for name in ("close_rates.csv", "signals.json", "metrics/close_rates.json"):
+        assert (root / "spark" / name).read_bytes() == (root / "duckdb" / name).read_bytes(), name

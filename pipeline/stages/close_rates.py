@@ -18,7 +18,10 @@ rate: that of every lead still open then (all of them, unless some were won or l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial, reduce
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,17 +30,19 @@ from pipeline import io, spreadsheet
 from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNALS
 from pipeline.core.frequency import FoundThreshold, add_peak_counts, count_peaks, discover
 from pipeline.core.signal_counts import SignalCounts, add_counts, count_labelled
-from pipeline.core.signals import activities_in, estimation_snapshot, labelled, time_split
+from pipeline.core.signals import SplitRule, activities_in, estimation_snapshot, labelled, split_rule
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
+from pipeline.data.engine import spark_session
 from pipeline.design import FOLD_COLUMN
 from pipeline.errors import LeadcalError
 from pipeline.params import FrequencySignal, Params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
 log = logging.getLogger(__name__)
+Counted = TypeVar("Counted")
 
 CHUNK_ROWS = 100_000  # rows of features.parquet counted at a time: ~0.6 GiB peak at any length, and faster than larger parts
-SPLIT_COLUMNS = ("closed", "cohort", "created_at", "snapshot_days", FOLD_COLUMN)  # what time_split reads, held whole
+SPLIT_COLUMNS = ("closed", "cohort", "created_at", "snapshot_days", FOLD_COLUMN)  # what split_rule reads, held whole
 
 COLUMNS = [
     "signal", "kind", "type", "attribute", "value", "leads", "customers", "close_rate", "ci_low", "ci_high",
@@ -90,29 +95,26 @@ def close_rate_table(counts: SignalCounts, confidence: float = 0.95, min_support
     return table, average
 
 
-def discover_frequency(path: Path, split: pd.DataFrame, train: np.ndarray, activities: list[str],
+def discover_frequency(path: Path, split: pd.DataFrame, rule: SplitRule, activities: list[str],
                        params: Params) -> list[FoundThreshold]:
     """Frequency thresholds found on the training cohorts (never on the held-out ones).
 
     Searched on one snapshot's rows (`estimation_snapshot`: the last one, day 30, unless it
     holds too few customers): one row per lead (independent units for the G-test), each with
-    its whole window of activity. `split`: the table's closed and snapshot columns; `train`:
-    its training rows. Only the peak columns are read, part by part.
+    its whole window of activity. `split`: the table's split columns; `rule`: its training rows.
+    The peak columns are counted part by part (`count_parts`).
     """
     settings = params.signals.frequency
     if not settings.discover:
         return []
-    snapshot, closed = split["snapshot_days"].to_numpy(), split["closed"].to_numpy()
-    at = estimation_snapshot(snapshot[train], closed[train], params.signals.min_support)
-    rows = train & (snapshot == at)
+    train = rule.masks(split)[0].to_numpy()
+    at = estimation_snapshot(split["snapshot_days"].to_numpy()[train], split["closed"].to_numpy()[train],
+                             params.signals.min_support)
     peaks = [peak_column(a, w) for w in settings.windows_days for a in activities]
-    counts: dict[tuple[str, int], np.ndarray] = {}
-    start = 0
-    for part in io.read_parquet_by_lead(path, peaks, CHUNK_ROWS):
-        inside = rows[start:start + len(part)]
-        counted = count_peaks(part.loc[inside], closed[start:start + len(part)][inside], activities, settings.windows_days)
-        counts = {key: add_peak_counts(counts[key], value) if key in counts else value for key, value in counted.items()}
-        start += len(part)
+    counted = count_parts(path, [*split.columns, *peaks],
+                          partial(_peak_counts, rule=rule, at=at, activities=activities, windows_days=settings.windows_days),
+                          params)
+    counts = {key: reduce(add_peak_counts, (part[key] for part in counted)) for key in counted[0]}
     found = discover(counts, activities, settings.windows_days, params.signals.min_support, settings.max_p_value)
     for f in found:
         log.info("close_rates: found %s %d+ in %d days (close rate %.1f %% vs %.1f %% below, p = %.1e)",
@@ -120,21 +122,41 @@ def discover_frequency(path: Path, split: pd.DataFrame, train: np.ndarray, activ
     return found
 
 
+def _peak_counts(part: pd.DataFrame, rule: SplitRule, at: int, activities: list[str],
+                 windows_days: list[int]) -> dict[tuple[str, int], np.ndarray]:
+    """The peak counts (pipeline.core.frequency.count_peaks) of one part's training rows at snapshot `at`."""
+    rows = rule.masks(part)[0].to_numpy() & (part["snapshot_days"].to_numpy() == at)
+    return count_peaks(part.loc[rows], part["closed"].to_numpy()[rows], activities, windows_days)
+
+
 def count_table(path: Path, params: Params, frequency: list[FrequencySignal]) -> tuple[SignalCounts, int]:
     """(the signals' counts over the matured rows, matured leads that became customers at any time)
-    of features.parquet, read part by part: memory grows with a part, not with the table."""
+    of features.parquet, counted part by part (`count_parts`): memory grows with a part, not with the table."""
     columns = io.parquet_columns(path)
     fit = set(params.signals.fit_attributes)
     peaks = {peak_column(spec.activity, spec.window_days) for spec in frequency}
     wanted = [c for c in columns if c in ("lead_id", "snapshot_days", "closed", "customer_at") or c in fit or c in peaks
               or c.startswith((COUNT_PREFIX, AGE_PREFIX))]
-    first_snapshot = params.outcome.snapshot_days[0]
-    parts, any_time = [], 0
-    for part in io.read_parquet_by_lead(path, wanted, CHUNK_ROWS):
-        parts.append(count_labelled(part, params.signals, frequency))
-        first = labelled(part).to_numpy() & (part["snapshot_days"] == first_snapshot).to_numpy()  # one row per lead
-        any_time += int((first & part["customer_at"].notna().to_numpy()).sum())
-    return add_counts(parts, params.signals.fit_attributes, params.signals.numeric_bins), any_time
+    counted = count_parts(path, wanted, partial(_signal_counts, params=params, frequency=frequency), params)
+    return (add_counts([counts for counts, _ in counted], params.signals.fit_attributes, params.signals.numeric_bins),
+            sum(any_time for _, any_time in counted))
+
+
+def _signal_counts(part: pd.DataFrame, params: Params, frequency: list[FrequencySignal]) -> tuple[SignalCounts, int]:
+    """One part's signal counts, and its matured leads that became customers at any time."""
+    first = labelled(part).to_numpy() & (part["snapshot_days"] == params.outcome.snapshot_days[0]).to_numpy()  # a row per lead
+    return count_labelled(part, params.signals, frequency), int((first & part["customer_at"].notna().to_numpy()).sum())
+
+
+def count_parts(path: Path, columns: list[str], count: Callable[[pd.DataFrame], Counted], params: Params) -> list[Counted]:
+    """`count` of each part of features.parquet (whole leads, about CHUNK_ROWS rows): read here
+    part by part, or under `engine: spark` run on Spark's executors (pipeline.data.parts_spark),
+    where the table lies; only the counts come back."""
+    if params.engine == "spark":
+        from pipeline.data.parts_spark import count_by_lead
+
+        return count_by_lead(spark_session(params.spark.master, params.spark.config), path, columns, count, CHUNK_ROWS)
+    return [count(part) for part in io.read_parquet_by_lead(path, columns, CHUNK_ROWS)]
 
 
 def run(params: Params) -> dict[str, object]:
@@ -145,8 +167,8 @@ def run(params: Params) -> dict[str, object]:
     path = params.paths.features / FEATURES
     columns = io.parquet_columns(path)
     split = io.read_parquet(path, columns=[c for c in columns if c in SPLIT_COLUMNS], categories=["cohort"])
-    train = time_split(split, params.train.validation_months, params.outcome.horizon_days)[0].to_numpy()
-    found = discover_frequency(path, split, train, activities_in(columns), params)
+    rule = split_rule(split, params.train.validation_months, params.outcome.horizon_days)
+    found = discover_frequency(path, split, rule, activities_in(columns), params)
     fixed = {(spec.activity, spec.window_days) for spec in params.signals.frequency.fixed}
     found = [f for f in found if (f.activity, f.window_days) not in fixed]  # a fixed signal wins
     frequency = [*params.signals.frequency.fixed,
