@@ -29,7 +29,7 @@ from pipeline.data.sources import TABLES, find_table, read_path
 from pipeline.params import Params, load_params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.stages import close_rates
-from pipeline.stages.extract import validate_tables, write_tables
+from pipeline.stages.extract import contract_order, validate_tables
 from pipeline.stages.features import label, leakage_screen
 
 DAY_US = 86_400_000_000
@@ -42,7 +42,10 @@ def extract(params: Params) -> dict[str, pd.DataFrame]:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     tables, _ = validate_tables(raw, {name: str(path) for name, path in paths.items()}, params,
                                 params.extract.on_bad_rows, now)
-    return write_tables(tables, params.paths.extracted, params.signals.fit_attributes)
+    tables["leads"] = contract_order(tables["leads"], params.signals.fit_attributes)
+    for name in TABLES:
+        io.write_parquet(params.paths.extracted / f"{name}.parquet", tables[name])
+    return tables
 
 
 def lead_frame(leads: pd.DataFrame, stages: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> pd.DataFrame:

@@ -205,8 +205,9 @@ def read_parquet_by_lead(path: str | Path, columns: list[str], rows: int = 500_0
 
 
 def whole_leads(batches: Iterable[Any], rows: int, lead_column: str = "lead_id") -> Iterator[Any]:
-    """Arrow record batches of a table whose leads' rows are consecutive -> Arrow tables of at
-    least `rows` rows each (the last one: what is left), a lead's rows never split between two.
+    """Arrow record batches of a table whose leads' rows are consecutive -> Arrow tables of
+    whole leads: batches are gathered until they hold `rows` rows, then cut before the last
+    lead they reach, whose rows go with the next part (so a part may hold fewer than `rows`).
     Nothing for no rows. Used on a Parquet file's batches and on a Spark partition's."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -134,8 +134,14 @@ def test_close_rates_counted_on_spark_executors_are_duckdbs_byte_for_byte(extrac
     from pipeline.stages import close_rates
 
     root = tmp_path / "close_rates"
+    shutil.copytree(extracted.paths.extracted, root / "extracted")
+    events = pd.read_parquet(root / "extracted" / "activities.parquet")
+    # a dot in an activity's name (and so in its columns): Spark reads a bare 'email.open' as a field of 'email'
+    events["activity"] = events["activity"].replace({"email_open": "email.open"})
+    events.to_parquet(root / "extracted" / "activities.parquet", index=False)
     params = extracted.model_copy(update={
-        "paths": extracted.paths.model_copy(update={"features": root / "features", "models": root / "duckdb"}),
+        "paths": extracted.paths.model_copy(update={"extracted": root / "extracted", "features": root / "features",
+                                                    "models": root / "duckdb"}),
         "train": extracted.train.model_copy(update={"validation_months": 2}),  # 8 months: 4 would leave no training
         # every best cut counts as found: the discovery's counts are compared too
         "signals": extracted.signals.model_copy(update={"min_support": 10, "frequency": extracted.signals.frequency.model_copy(
@@ -153,5 +159,20 @@ def test_close_rates_counted_on_spark_executors_are_duckdbs_byte_for_byte(extrac
     assert len(jobs) == 2 and spark == duck
     found = [f for f in pd.read_json(root / "duckdb" / "signals.json", typ="series")["frequency"] if f["source"] == "discovered"]
     assert found  # the discovery's counts were compared too, not only the fixed signals'
+    assert "email.open" in set(pd.read_csv(root / "duckdb" / "close_rates.csv")["signal"])
     for name in ("close_rates.csv", "signals.json", "metrics/close_rates.json"):
         assert (root / "spark" / name).read_bytes() == (root / "duckdb" / name).read_bytes(), name
+
+
+def test_an_executors_python_error_is_named_by_its_last_line() -> None:
+    """A Python error on Spark's executors reaches the driver as a long trace: the line that says
+    what went wrong is its last, and leadcal missing there gets the README's pointer."""
+    from pipeline.data.parts_spark import _cause
+
+    trace = ("An exception was thrown from the Python worker. Please see the stack trace below.\n"
+             "Traceback (most recent call last):\n  File \"worker.py\", line 1, in main\n"
+             "ModuleNotFoundError: No module named 'pipeline'\n")
+    assert _cause(RuntimeError(trace)) == ("ModuleNotFoundError: No module named 'pipeline' "
+                                           "(the executors need leadcal installed: README, \"Scale\")")
+    assert _cause(RuntimeError("[PATH_NOT_FOUND] Path does not exist: /x.\n  at org.apache...")) == \
+        "[PATH_NOT_FOUND] Path does not exist: /x."

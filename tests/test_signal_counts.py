@@ -143,6 +143,18 @@ def test_a_split_rule_splits_any_range_of_leads_as_it_splits_the_whole_table(def
         features = features.assign(cohort=SNAPSHOT_COHORT, **{FOLD_COLUMN: np.where(
             features["closed"] >= 0, np.arange(len(features)) // (len(features) // 5 + 1), -1)})
     train, held_out = time_split(features, 2, default_run.outcome.horizon_days)
+    # the split as written out by hand: the last two cohorts (or the last fold) held out, training
+    # on the leads whose outcome was known when the held-out period began
+    known = features["closed"] >= 0
+    if snapshot_export:
+        expected_held_out = known & (features[FOLD_COLUMN] == features[FOLD_COLUMN].max())
+        expected_train = known & ~expected_held_out
+    else:
+        expected_held_out = known & features["cohort"].isin(sorted(features.loc[known, "cohort"].unique())[-2:])
+        start = features.loc[expected_held_out, "created_at"].min()
+        expected_train = known & ~expected_held_out & (
+            features["created_at"] + pd.Timedelta(days=default_run.outcome.horizon_days) <= start)
+    assert train.equals(expected_train) and held_out.equals(expected_held_out)
     assert train.any() and held_out.any()
     rule = split_rule(features, 2, default_run.outcome.horizon_days)
     for rows in (slice(0, 100), slice(100, len(features) // 2), slice(len(features) // 2, None)):

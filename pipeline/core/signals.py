@@ -325,8 +325,12 @@ def purge(train: pd.Series, valid: pd.Series, features: pd.DataFrame, horizon_da
     """
     if not valid.any():
         return train
-    start = features.loc[valid, "created_at"].min()
-    return train & (features["created_at"] + pd.Timedelta(days=horizon_days) <= start)
+    return train & known_in_time(features, horizon_days, features.loc[valid, "created_at"].min())
+
+
+def known_in_time(features: pd.DataFrame, horizon_days: int, moment: pd.Timestamp) -> pd.Series:
+    """Rows of leads whose outcome was known at `moment`: created at least a horizon before it."""
+    return features["created_at"] + pd.Timedelta(days=horizon_days) <= moment
 
 
 def fit_rows(train: np.ndarray, max_leads: int | None, seed: int, lead: np.ndarray | None = None) -> np.ndarray:
@@ -369,7 +373,7 @@ class SplitRule:
         held_out = known & features["cohort"].isin(self.held_out_cohorts)
         train = known & ~held_out
         if self.known_by is not None:
-            train = train & (features["created_at"] + pd.Timedelta(days=self.horizon_days) <= self.known_by)
+            train = train & known_in_time(features, self.horizon_days, self.known_by)
         return train, held_out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,6 +172,11 @@ def spark_session(master: str | None, config: dict[str, str]):  # noqa: ANN201 -
     builder = SparkSession.builder.appName("leadcal")
     if master is not None:
         builder = builder.master(master)
+    if (master or "").startswith("local"):
+        # local executors run leadcal's code (close rates) with this interpreter, where leadcal is
+        # installed, not the first `python3` on the PATH (PySpark reads only the environment variable);
+        # a cluster's Python is the cluster's setting
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
                 "spark.sql.shuffle.partitions": "8", "spark.sql.ansi.enabled": "false", **config,
                 "spark.sql.session.timeZone": "UTC"}

@@ -15,6 +15,7 @@ On a cluster the executors import `pipeline` as the driver does: install leadcal
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.data.engine import hadoop_path
+from pipeline.errors import LeadcalError
 from pipeline.io import whole_leads
 
 Result = TypeVar("Result")
@@ -37,16 +39,40 @@ def count_by_lead(spark: Any, path: Path, columns: list[str], count: Callable[[p
     are added up). An empty table gives `count` of an empty frame, as pipeline.io.read_parquet_by_lead does.
 
     `count` must be picklable (a module-level function or a functools.partial of one)."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+
     wanted = list(dict.fromkeys([*LEAD_ORDER, *columns]))
-    frame = spark.read.parquet(hadoop_path(path)).select(*wanted)
-    lead_parts = frame.repartition("lead_id").sortWithinPartitions(*LEAD_ORDER)
+    # Spark reads a dot in a name ('n__email.open': an activity's count) as a field of a struct,
+    # and mapInArrow names its input columns unquoted: they travel as c0, c1, ... and get their
+    # names back on the executor
+    aliases = [f"c{i}" for i in range(len(wanted))]
+    frame = spark.read.parquet(hadoop_path(path)).select(
+        *(F.col("`" + name.replace("`", "``") + "`").alias(alias) for name, alias in zip(wanted, aliases)))
+    lead_parts = frame.repartition(aliases[0]).sortWithinPartitions(*aliases[:len(LEAD_ORDER)])
 
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for part in whole_leads(batches, rows):
+        for part in whole_leads((batch.rename_columns(wanted) for batch in batches), rows):
             counted = pickle.dumps(count(part.select(columns).to_pandas()), protocol=pickle.HIGHEST_PROTOCOL)
             yield pa.record_batch([pa.array([counted], type=pa.binary())], names=["counted"])
 
-    results = [pickle.loads(row["counted"]) for row in lead_parts.mapInArrow(per_partition, "counted binary").collect()]
+    try:
+        results = [pickle.loads(row["counted"])
+                   for row in lead_parts.mapInArrow(per_partition, "counted binary").collect()]
+    except (PySparkException, Py4JError) as exc:  # a lost executor, a corrupt file, leadcal missing on the executors
+        raise LeadcalError(f"{path}: Spark could not count the table: {_cause(exc)}") from exc
     if not results:
-        return [count(frame.limit(0).select(*columns).toPandas())]
+        return [count(frame.limit(0).toPandas().set_axis(wanted, axis=1)[columns])]
     return results
+
+
+def _cause(exc: BaseException) -> str:
+    """The line of a Spark error that says what went wrong: an executor's Python error is its
+    traceback's last line ('ModuleNotFoundError: ...'), Spark's own its first."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    python_error = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    cause = python_error[-1] if python_error else (lines or [type(exc).__name__])[0]
+    if "No module named 'pipeline'" in cause:
+        cause += " (the executors need leadcal installed: README, \"Scale\")"
+    return cause

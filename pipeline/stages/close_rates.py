@@ -35,7 +35,7 @@ from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilso
 from pipeline.data.engine import spark_session
 from pipeline.design import FOLD_COLUMN
 from pipeline.errors import LeadcalError
-from pipeline.params import FrequencySignal, Params
+from pipeline.params import FrequencySignal, Params, Signals
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
 log = logging.getLogger(__name__)
@@ -137,15 +137,18 @@ def count_table(path: Path, params: Params, frequency: list[FrequencySignal]) ->
     peaks = {peak_column(spec.activity, spec.window_days) for spec in frequency}
     wanted = [c for c in columns if c in ("lead_id", "snapshot_days", "closed", "customer_at") or c in fit or c in peaks
               or c.startswith((COUNT_PREFIX, AGE_PREFIX))]
-    counted = count_parts(path, wanted, partial(_signal_counts, params=params, frequency=frequency), params)
+    # only what the count needs goes to Spark's executors (not the params: source.url may hold a password)
+    counted = count_parts(path, wanted, partial(_signal_counts, settings=params.signals, frequency=frequency,
+                                                first_snapshot=params.outcome.snapshot_days[0]), params)
     return (add_counts([counts for counts, _ in counted], params.signals.fit_attributes, params.signals.numeric_bins),
             sum(any_time for _, any_time in counted))
 
 
-def _signal_counts(part: pd.DataFrame, params: Params, frequency: list[FrequencySignal]) -> tuple[SignalCounts, int]:
+def _signal_counts(part: pd.DataFrame, settings: Signals, frequency: list[FrequencySignal],
+                   first_snapshot: int) -> tuple[SignalCounts, int]:
     """One part's signal counts, and its matured leads that became customers at any time."""
-    first = labelled(part).to_numpy() & (part["snapshot_days"] == params.outcome.snapshot_days[0]).to_numpy()  # a row per lead
-    return count_labelled(part, params.signals, frequency), int((first & part["customer_at"].notna().to_numpy()).sum())
+    first = labelled(part).to_numpy() & (part["snapshot_days"] == first_snapshot).to_numpy()  # a row per lead
+    return count_labelled(part, settings, frequency), int((first & part["customer_at"].notna().to_numpy()).sum())
 
 
 def count_parts(path: Path, columns: list[str], count: Callable[[pd.DataFrame], Counted], params: Params) -> list[Counted]:
@@ -162,8 +165,9 @@ def count_parts(path: Path, columns: list[str], count: Callable[[pd.DataFrame], 
 def run(params: Params) -> dict[str, object]:
     """features.parquet -> models/signals.json (frequency thresholds found) and models/close_rates.csv.
 
-    The table is read part by part (`io.read_parquet_by_lead`): only its split columns are held
-    whole, so a table of tens of millions of rows fits in a small machine's memory."""
+    The table is counted part by part (`count_parts`: read here, or on Spark's executors): only
+    its split columns are held whole, so a table of tens of millions of rows fits in a small
+    machine's memory."""
     path = params.paths.features / FEATURES
     columns = io.parquet_columns(path)
     split = io.read_parquet(path, columns=[c for c in columns if c in SPLIT_COLUMNS], categories=["cohort"])

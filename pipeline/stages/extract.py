@@ -46,7 +46,7 @@ def validate_tables(
 
     With `out` (the extract stage's folder) each table is written there as soon as it is
     validated, and only what later steps read is kept: the leads' ids (as Arrow text) and
-    creation dates; no activities. Activities given as a Parquet path are validated and
+    creation dates, no activities, the stages (a few rows per lead) whole. Activities given as a Parquet path are validated and
     written by the engine params ask for (`engine:`): DuckDB, streaming (pipeline.data.event_log),
     or Spark's executors (pipeline.data.event_log_spark). Leads and stages given as paths are
     read here, the stages only after the event log is written. At 10M leads the raw leads,
@@ -217,16 +217,6 @@ def contract_order(leads: pd.DataFrame, fit_attributes: list[str]) -> pd.DataFra
     """The leads table's columns as the contract writes them: id, date, fit attributes first."""
     keep = ["lead_id", "created_at", *[a for a in fit_attributes if a not in ("lead_id", "created_at")]]
     return leads[keep + [c for c in leads.columns if c not in keep]]
-
-
-def write_tables(tables: dict[str, pd.DataFrame | None], out: Path, fit_attributes: list[str]
-                 ) -> dict[str, pd.DataFrame | None]:
-    """Write the validated tables as the contract's Parquet files (leads: id, date, fit attributes first)."""
-    tables = {**tables, "leads": contract_order(tables["leads"], fit_attributes)}
-    for name in TABLES:
-        if tables[name] is not None:  # None: the event log was already written, streaming
-            io.write_parquet(out / f"{name}.parquet", tables[name])
-    return tables
 
 
 def extract(params: Params) -> dict[str, object]:
