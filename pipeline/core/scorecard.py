@@ -126,8 +126,13 @@ def logistic_design(X: np.ndarray, snapshot: np.ndarray, usable: np.ndarray | No
     ages = np.unique(snapshot)
     picked = np.arange(X.shape[1]) if usable is None else np.flatnonzero(usable)
     design = np.empty((len(snapshot), len(picked) + len(ages) - 1))
-    for position, column in enumerate(picked):
-        design[:, position] = X[:, column]
+    # all of X's columns in one block copy (a fourth of the time of column by column); a choice of
+    # them column by column (a gathered copy first would be one n x p copy more)
+    if len(picked) == X.shape[1]:
+        design[:, :len(picked)] = X
+    else:
+        for position, column in enumerate(picked):
+            design[:, position] = X[:, column]
     for position, a in enumerate(ages[1:], start=len(picked)):
         design[:, position] = (snapshot == a) * SNAPSHOT_SCALE
     return design
