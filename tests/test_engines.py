@@ -21,6 +21,13 @@ from pipeline.stages.features import build_features
 from tests.conftest import params_in
 
 
+def require_spark() -> None:
+    """Skip unless PySpark (the spark extra) and Java are here: Spark cannot start without them."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'leadcal[spark]')")
+    if shutil.which("java") is None:
+        pytest.skip("no Java on this machine: Spark cannot start")
+
+
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory: pytest.TempPathFactory) -> Params:
     params = params_in(tmp_path_factory.mktemp("engines"), generate={"n_leads": 1500, "months": 8},
@@ -32,9 +39,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> Params:
 
 
 def test_duckdb_and_spark_give_identical_features(extracted: Params) -> None:
-    pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'leadcal[spark]')")
-    if shutil.which("java") is None:
-        pytest.skip("no Java on this machine: Spark cannot start")
+    require_spark()
     duck, duck_report = build_features(extracted)
     spark, spark_report = build_features(extracted.model_copy(update={"engine": "spark",
                                                                       "spark": Spark(master="local[1]")}))
@@ -50,9 +55,7 @@ def test_duckdb_and_spark_give_identical_features(extracted: Params) -> None:
 
 def test_activity_names_with_quotes_and_backslashes_survive_both_dialects(extracted: Params, tmp_path) -> None:
     """Activity names are user data: they are quoted as literals and column names on each engine."""
-    pytest.importorskip("pyspark", reason="the spark extra is not installed")
-    if shutil.which("java") is None:
-        pytest.skip("no Java on this machine: Spark cannot start")
+    require_spark()
     root = tmp_path / "odd"
     shutil.copytree(extracted.paths.extracted, root / "extracted")
     path = root / "extracted" / "activities.parquet"
@@ -78,9 +81,7 @@ def test_tables_in_memory_give_the_features_of_their_parquet_files(extracted: Pa
     """`leadcal score` hands the tables it read to the engine (no temporary Parquet folder): the
     same rows as reading them from paths.extracted, on each engine, at a given as_of too."""
     if engine == "spark":
-        pytest.importorskip("pyspark", reason="the spark extra is not installed")
-        if shutil.which("java") is None:
-            pytest.skip("no Java on this machine: Spark cannot start")
+        require_spark()
     params = extracted.model_copy(update={"engine": engine, "spark": Spark(master="local[1]")})
     tables = {name: pd.read_parquet(extracted.paths.extracted / f"{name}.parquet")
               for name in ("leads", "activities", "stages")}
@@ -100,9 +101,7 @@ def test_features_written_part_by_part_are_the_table_built_at_once(extracted: Pa
     column of whole numbers missing in one part only (integer in the others, as pandas reads
     them) is written as one column."""
     if engine == "spark":
-        pytest.importorskip("pyspark", reason="the spark extra is not installed")
-        if shutil.which("java") is None:
-            pytest.skip("no Java on this machine: Spark cannot start")
+        require_spark()
     root = tmp_path / "parts"
     shutil.copytree(extracted.paths.extracted, root / "extracted")
     leads = pd.read_parquet(root / "extracted" / "leads.parquet")
@@ -127,9 +126,7 @@ def test_close_rates_counted_on_spark_executors_are_duckdbs_byte_for_byte(extrac
     """Under `engine: spark` the close-rates stage counts features.parquet on the executors (a Spark
     job per count: frequency discovery, then the signals) and adds the counts up on the driver:
     every file it writes is the one the DuckDB engine's part-by-part reading writes."""
-    pytest.importorskip("pyspark", reason="the spark extra is not installed")
-    if shutil.which("java") is None:
-        pytest.skip("no Java on this machine: Spark cannot start")
+    require_spark()
     from pipeline.data import parts_spark
     from pipeline.stages import close_rates
 
