@@ -123,3 +123,27 @@ def test_committed_example_is_what_init_writes(tmp_path: Path) -> None:
     committed = (repo / "examples" / "snapshot" / "params.yaml").read_text()
     body = written.read_text()
     assert committed[committed.index("\npaths:"):] == body[body.index("\npaths:"):]
+
+
+def test_close_rates_on_spark_are_the_default_engines(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot export's training rows are a random fold, not months: Spark's executors, each
+    seeing parts of one partition, hold out the fold the whole table holds out
+    (pipeline.core.signals.SplitRule), even in parts of a few leads that lack that fold."""
+    import shutil
+
+    import yaml
+
+    from pipeline.stages import close_rates
+
+    pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'leadcal[spark]')")
+    if shutil.which("java") is None:
+        pytest.skip("no Java on this machine: Spark cannot start")
+    settings = yaml.safe_load((example / "params.yaml").read_text())
+    settings.update(engine="spark", spark={"master": "local[2]"})
+    settings["paths"]["models"] = "models_spark"
+    (example / "params_spark.yaml").write_text(yaml.safe_dump(settings))
+    monkeypatch.setattr(close_rates, "CHUNK_ROWS", 20)
+    assert main(["-q", "--config", str(example / "params_spark.yaml"), "close-rates"]) == 0
+    for name in ("close_rates.csv", "signals.json", "metrics/close_rates.json"):
+        assert (example / "models_spark" / name).read_bytes() == (example / "models" / name).read_bytes(), name
+    assert any(f["source"] == "discovered" for f in io.read_json(example / "models" / "signals.json")["frequency"])
