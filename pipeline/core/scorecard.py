@@ -199,9 +199,10 @@ def estimate_half_life(
     activities = [(names.index(name), features[AGE_PREFIX + name].to_numpy(dtype=float))
                   for name in signals.catalog.loc[signals.catalog["type"] == "activity", "signal"] if name in names]
 
+    X = undecayed.copy()  # one matrix for every half-life: only the activities' columns change
+
     def log_likelihood(h: float) -> float:
         if h not in evaluated:
-            X = undecayed.copy()
             for position, age in activities:
                 X[:, position] = decayed(undecayed[:, position], age, h)
             # from the fit at the nearest half-life tried so far: its optimum and Hessian are close

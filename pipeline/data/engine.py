@@ -198,7 +198,7 @@ class SparkEngine:
 
     def __init__(self, master: str | None, config: dict[str, str]) -> None:
         self._spark = spark_session(master, config)
-        self._created: list[str] = []
+        self._created: set[str] = set()  # the views to drop at close (a table made per part: once)
         self._cached: dict[str, object] = {}
 
     def epoch_us(self, expression: str) -> str:
@@ -212,11 +212,11 @@ class SparkEngine:
 
     def view_parquet(self, name: str, path: Path) -> None:
         self._spark.read.parquet(hadoop_path(path)).createOrReplaceTempView(name)
-        self._created.append(name)
+        self._created.add(name)
 
     def view_frame(self, name: str, frame: pd.DataFrame) -> None:
         self._spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False)).createOrReplaceTempView(name)
-        self._created.append(name)
+        self._created.add(name)
 
     def create(self, name: str, sql: str) -> None:
         frame = self._spark.sql(sql).cache()
@@ -224,7 +224,7 @@ class SparkEngine:
         if name in self._cached:  # a table made again (the next part of the leads): the last one's cache goes
             self._cached[name].unpersist()
         self._cached[name] = frame
-        self._created.append(name)
+        self._created.add(name)
 
     def fetch(self, sql: str) -> pd.DataFrame:
         with warnings.catch_warnings():
