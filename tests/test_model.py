@@ -62,6 +62,24 @@ def test_occlusion_effect_of_a_linear_model_is_its_coefficient() -> None:
     assert factors["signal"].iloc[0] == "demo_request" and factors["leads"].iloc[0] == 100
 
 
+def test_effects_leave_the_scored_matrix_as_it_was() -> None:
+    """The effects are taken on copies: the caller's frame (here column-major, as pandas hands it out
+    without a copy) keeps every value, with a fit attribute every lead has a value of."""
+    rng = np.random.default_rng(3)
+    value = rng.choice(["a", "b"], size=400)
+    X = pd.DataFrame({"demo_request": (rng.random(400) < 0.3) * 1.0, "industry = a": (value == "a") * 1.0,
+                      "industry = b": (value == "b") * 1.0})
+    y = (rng.random(400) < 0.1 + 0.3 * X["demo_request"]).astype(int)
+    model = LogisticRegression().fit(X, y)
+    catalog = pd.DataFrame({"signal": X.columns, "type": ["activity", "fit", "fit"],
+                            "attribute": ["demo_request", "industry", "industry"]})
+    before = X.copy()
+    found = effects(lambda frame: model.predict_proba(frame)[:, 1], X, catalog,
+                    {"industry": {"industry = a": 0.5, "industry = b": 0.5}})
+    pd.testing.assert_frame_equal(X, before)
+    assert found["industry = a"].notna().sum() + found["industry = b"].notna().sum() == len(X)
+
+
 # --- validation over time, on the default run --------------------------------------------------------
 
 def test_rolling_folds_train_only_on_the_past(default_run: Params) -> None:

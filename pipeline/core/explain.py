@@ -45,38 +45,54 @@ def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, dict[s
     return shares
 
 
-def _without(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
-    """`rows` (a frame of their own, edited in place: a copy of the rows cost 2 s of the train stage
-    at a million leads) with `signal` taken away."""
-    rows[signal] = 0.0
-    for column in rows.columns:  # its per-snapshot columns too
-        if column.startswith(f"{signal} {INTERACTION_MARK} "):
-            rows[column] = 0.0
-    for column, value in ((COUNT_PREFIX + signal, 0.0), (AGE_PREFIX + signal, NEVER_DAYS)):
-        if column in rows.columns:
-            rows[column] = value
+def _signal_columns(columns: pd.Index, signal: str) -> list[tuple[int, float]]:
+    """(position, value) of each column of `columns` that taking `signal` away sets: the signal,
+    its per-snapshot columns (0) and, for an activity, its count (0) and age (never)."""
+    reset = [(columns.get_loc(signal), 0.0)]
+    reset += [(position, 0.0) for position, column in enumerate(columns)
+              if column.startswith(f"{signal} {INTERACTION_MARK} ")]
+    reset += [(columns.get_loc(column), value) for column, value in ((COUNT_PREFIX + signal, 0.0),
+                                                                      (AGE_PREFIX + signal, NEVER_DAYS))
+              if column in columns]
+    return reset
+
+
+def _gather(columns: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The rows `index` of `columns` (a column-major float array) as a column-major copy: the layout
+    a frame whose columns were edited hands to the model (pandas stores it column by column), so the
+    model's predictions on it are the same to the last bit. Gathered column by column, with no frame
+    per signal (a pandas copy of the rows, the edit and the model's own copy were 4 s of the train
+    stage at a million leads; np.take of whole rows into this layout is slower still)."""
+    rows = np.empty((len(index), columns.shape[1]), order="F")
+    for position in range(columns.shape[1]):
+        np.take(columns[:, position], index, out=rows[:, position])
     return rows
 
 
+def _predict_on(predict: Callable[[pd.DataFrame], np.ndarray], rows: np.ndarray, X: pd.DataFrame,
+                index: np.ndarray) -> np.ndarray:
+    """`predict` on `rows` (X's rows `index`, edited), seen as a frame without a copy."""
+    return predict(pd.DataFrame(rows, index=X.index[index], columns=X.columns, copy=False))
+
+
 def _average_over_values(
-    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, has: np.ndarray, shares: dict[str, float]
+    predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, values: np.ndarray, index: np.ndarray,
+    shares: dict[str, float],
 ) -> np.ndarray:
-    """Share-weighted mean log-odds of X's rows `has` (a mask) with each value of one attribute in turn."""
-    # One copy of the rows, its attribute's columns rewritten for each value (a frame copied and
-    # edited per value cost pandas a block consolidation each time: 27 s of the train stage at 1M
-    # leads). Column-major, as the edited frame handed its values to the model, so predictions are
-    # the same to the last bit; gathered straight into that order (X.loc[has] first was a second
-    # copy of the held-out rows per attribute).
-    index = np.flatnonzero(has)
-    values = np.empty((len(index), X.shape[1]), order="F")
-    np.take(X.to_numpy(dtype=float), index, axis=0, out=values)
+    """Share-weighted mean log-odds of X's rows `index` with each value of one attribute in turn
+    (`values`: X as a column-major array). The rows once, the attribute's columns rewritten for each
+    value (a frame copied and edited per value cost pandas a block consolidation each time); when
+    they are every row (every lead has a value), `values` itself, its columns put back after."""
     attribute = [X.columns.get_loc(name) for name in shares]
+    every_row = len(index) == len(values)
+    rows, kept = (values, values[:, attribute].copy()) if every_row else (_gather(values, index), None)
     total = np.zeros(len(index))
     for value, share in shares.items():
-        values[:, attribute] = 0.0
-        values[:, X.columns.get_loc(value)] = 1.0
-        swapped = pd.DataFrame(values, index=X.index[index], columns=X.columns, copy=False)
-        total += share * logit(predict(swapped))
+        rows[:, attribute] = 0.0
+        rows[:, X.columns.get_loc(value)] = 1.0
+        total += share * logit(_predict_on(predict, rows, X, index))
+    if every_row:
+        rows[:, attribute] = kept
     return total
 
 
@@ -86,24 +102,33 @@ def effects(
 ) -> pd.DataFrame:
     """Leads x signals: change in log-odds due to each signal the lead has (NaN where it has not)."""
     base = logit(predict(X))
-    out = pd.DataFrame(np.nan, index=X.index, columns=list(catalog["signal"]))
+    values = np.array(X.to_numpy(dtype=float), order="F")  # its own copy, read column by column (_gather)
+    names = list(catalog["signal"])
+    out = np.full((len(X), len(names)), np.nan)
     for row in catalog[catalog["type"] != "fit"].itertuples(index=False):
         if row.signal not in X.columns:
             continue
-        has = X[row.signal].to_numpy() > 0
-        if has.any():
-            out.loc[has, row.signal] = base[has] - logit(predict(_without(X.loc[has], row.signal)))  # .loc: a copy
+        index = np.flatnonzero(values[:, X.columns.get_loc(row.signal)] > 0)
+        if len(index):
+            rows = _gather(values, index)
+            for position, value in _signal_columns(X.columns, row.signal):
+                rows[:, position] = value
+            out[index, names.index(row.signal)] = base[index] - logit(_predict_on(predict, rows, X, index))
+            del rows  # before the next signal's rows are gathered: one copy at a time
     for attribute, shares in reference.items():
-        names = [s for s in shares if s in X.columns]
-        has_value = X[names].to_numpy().sum(axis=1) > 0
-        if not has_value.any():
+        present = [s for s in shares if s in X.columns]
+        value_columns = values[:, [X.columns.get_loc(s) for s in present]]
+        index = np.flatnonzero(value_columns.sum(axis=1) > 0)
+        if not len(index):
             continue
-        delta = base[has_value] - _average_over_values(predict, X, has_value, {s: shares[s] for s in names})
-        own = X.loc[has_value, names].to_numpy().argmax(axis=1)
-        for position, name in enumerate(names):
-            chosen = own == position
-            out.loc[X.index[has_value][chosen], name] = delta[chosen]
-    return out
+        delta = base[index] - _average_over_values(predict, X, values, index, {s: shares[s] for s in present})
+        own = value_columns[index].argmax(axis=1)
+        for position, name in enumerate(present):
+            if name not in names:  # a value the model knows that the scored leads' catalog lacks: a column of its own
+                names.append(name)
+                out = np.column_stack([out, np.full(len(X), np.nan)])
+            out[index[own == position], names.index(name)] = delta[own == position]
+    return pd.DataFrame(out, index=X.index, columns=names)
 
 
 def top_reasons(lead_effects: pd.DataFrame, count: int = 3) -> list[str]:

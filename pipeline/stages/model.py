@@ -232,12 +232,17 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
         # progress before the slow part (gradient boosting with its calibration: tens of seconds a fold)
         log.info("train: fold %d of %d: fitting the %s model on %d rows (%d leads, %d customers)", index, len(folds),
                  params.train.model, int(rows.sum()), count_leads(lead, rows), count_leads(lead, rows & (y == 1)))
-        model = lead_model(params).fit(take(X, rows, columns), y[rows], lead[rows])
-        probability = model.probability(take(X, held, columns))
+        fit_matrix = take(X, rows, columns)
+        model = lead_model(params).fit(fit_matrix, y[rows], lead[rows])
+        # the published fold's matrices serve its explanations too (_explained): gathered once
+        train_probability = model.probability(fit_matrix) if index == len(folds) else None
+        del fit_matrix
+        held_matrix = take(X, held, columns)
+        probability = model.probability(held_matrix)
         if index == len(folds):
             points, points_card = card.score(signals.take(held), ages[held])["total_points"].to_numpy(), card
-            published = {"model": model, "columns": columns, "rows": rows, "held": held,
-                         "probability": probability, "points": points}
+            published = {"model": model, "columns": columns, "rows": rows, "held": held, "held_matrix": held_matrix,
+                         "probability": probability, "train_probability": train_probability, "points": points}
         else:
             points, points_card = fold_points(ages, signals, y, rows, held, evidence, card, params)
         cohorts = features.loc[valid, "cohort"]
@@ -267,9 +272,9 @@ def _explained(published: dict, signals: SignalSet, X: pd.DataFrame) -> tuple[di
     lead = signals.leads()
     first_rows = rows & np.isin(np.arange(len(lead)), lead_starts(lead))
     reference = reference_values(signals.catalog, take(X, first_rows, columns))
-    lead_effects = model.explain(take(X, held, columns), signals.catalog, reference)
+    lead_effects = model.explain(published.pop("held_matrix"), signals.catalog, reference)
     factors = global_factors(lead_effects, lead[held])
-    train_probability = model.probability(take(X, rows, columns))
+    train_probability = published["train_probability"]
     per_lead = 1.0 / np.bincount(lead[rows])[lead[rows]]  # each lead's rows weigh one lead together
     grade_cutoffs = [float(q) for q in np.quantile(train_probability, [0.75, 0.5, 0.25], weights=per_lead,
                                                    method="inverted_cdf")]
