@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.core.logistic import fit_newton, fit_newton_many
+from pipeline.core.logistic import fit_newton, fit_newton_many, fold_hessians, hessian
 
 
 def problem(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +75,18 @@ def test_a_fit_the_shared_hessian_misleads_gets_its_own_and_stays_in_the_batch(m
     thetas = fit_newton_many(X, y, weights, 0.5, np.ones((1, X.shape[1]), dtype=bool),
                              np.append(full.coefficients, full.intercept))
     assert thetas[:, 0] == pytest.approx(exact(X, y, weights[:, 0]), abs=1e-7)
+
+
+def test_each_folds_hessian_is_the_hessian_of_the_rows_it_keeps() -> None:
+    """k-fold cross-fitting: fit f weighs fold f's rows 0. Its Hessian, from the folds' parts in one
+    pass, equals the Hessian built over its own weighting; a row in no fold (fold k) is in every fit."""
+    X, y = problem(2000, seed=6)
+    curvature = np.random.default_rng(7).random(len(y)) * 0.25
+    fold = np.arange(len(y)) % 4  # 3 folds, every fourth row in none
+    found = fold_hessians(X, curvature, fold, 3, 0.5)
+    assert found.shape == (3, X.shape[1] + 1, X.shape[1] + 1)
+    for f in range(3):
+        assert found[f] == pytest.approx(hessian(X, curvature * (fold != f), 0.5), rel=1e-12, abs=1e-9)
 
 
 def test_the_lead_models_cross_fitted_scores_equal_scikit_learns_cross_val_predict() -> None:

@@ -70,6 +70,38 @@ def hessian(X: np.ndarray, curvature: np.ndarray, c: float) -> np.ndarray:
     return out
 
 
+def part_hessians(X: np.ndarray, curvature: np.ndarray, part: np.ndarray, parts: int) -> np.ndarray:
+    """parts x (p + 1) x (p + 1): [X 1]^T diag(curvature) [X 1] over each part's rows (`part`: each
+    row's part, 0 .. parts - 1), no penalty, in one pass over X: together the work of one Hessian.
+
+    For k-fold cross-fitting, where fit f leaves out part f: its Hessian at the start is the sum of
+    the other parts' plus the penalty, exactly (fold_hessians)."""
+    n, p = X.shape
+    out = np.zeros((parts, p + 1, p + 1))
+    for begin in range(0, n, CHUNK_ROWS):
+        block, d, where = (X[begin:begin + CHUNK_ROWS], curvature[begin:begin + CHUNK_ROWS],
+                           part[begin:begin + CHUNK_ROWS])
+        for f in np.unique(where):
+            rows = block[where == f]
+            weighted = rows * d[where == f, None]
+            out[f, :p, :p] += rows.T @ weighted
+            out[f, :p, p] += weighted.sum(axis=0)
+            out[f, p, p] += d[where == f].sum()
+    out[:, p, :p] = out[:, :p, p]
+    return out
+
+
+def fold_hessians(X: np.ndarray, curvature: np.ndarray, fold: np.ndarray, folds: int, c: float) -> np.ndarray:
+    """folds x (p + 1) x (p + 1): the Hessian (penalty included) of each k-fold fit, the fit of every
+    row but fold f's, under `curvature`: the parts' sum less fold f's own part. `fold`: each row's
+    fold, 0 .. folds - 1, or `folds` for a row no fit leaves out."""
+    parts = part_hessians(X, curvature, fold, folds + 1)
+    out = parts.sum(axis=0)[None] - parts[:folds]
+    p = X.shape[1]
+    out[:, np.arange(p), np.arange(p)] += 1.0 / c
+    return out
+
+
 def _objective(X: np.ndarray, y: np.ndarray, w: np.ndarray, c: float, theta: np.ndarray) -> tuple[float, np.ndarray]:
     eta = X @ theta[:-1] + theta[-1]
     return float(w @ (np.logaddexp(0.0, eta) - y * eta) + theta[:-1] @ theta[:-1] / (2 * c)), eta
@@ -159,12 +191,14 @@ def _own_factor(X: np.ndarray, weight: np.ndarray, c: float, theta: np.ndarray, 
 
 
 def fit_newton_many(X: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float, usable: np.ndarray,
-                    start: np.ndarray, max_iter: int = 40) -> np.ndarray:
+                    start: np.ndarray, max_iter: int = 40, start_hessians: np.ndarray | None = None) -> np.ndarray:
     """k fits of the same rows under k row weightings (n x k, e.g. bootstrap counts), each on its
     own `usable` columns (k x p; the others get 0), all started from `start` ((p + 1,), a fit of
-    the unweighted rows): the fits' (p + 1) x k parameters, the intercept last.
+    the unweighted rows): the fits' (p + 1) x k parameters, the intercept last. `start_hessians`
+    (k x (p + 1) x (p + 1), penalty included): each fit's own Hessian at `start`, when the caller
+    has it cheaply (k-fold cross-fitting: fold_hessians).
 
-    Every fit begins with the Hessian of the unweighted rows at `start` (its usable part): the chord
+    Without them, every fit begins with the Hessian of the unweighted rows at `start` (its usable part): the chord
     iteration of fit_newton, run for all k at once so each pass over X serves every fit. A fit whose
     step contracts too little gets its own Hessian at its point; so does one whose step grows, the
     step not taken (a resample far from the sample, where the shared Hessian misleads: fit_newton
@@ -178,13 +212,14 @@ def fit_newton_many(X: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float,
     keep = np.vstack([np.asarray(usable, dtype=bool).T, np.ones((1, k), dtype=bool)])
     start = np.asarray(start, dtype=float)
     thetas = np.where(keep, start[:, None], 0.0)
-    p0 = expit(X @ start[:p] + start[p])
-    full = hessian(X, p0 * (1 - p0), c)
-    # each fit's Hessian at the start differs from the shared one mostly on its diagonal (a rare
-    # signal's leads drawn more or less often): the shared one rescaled to each fit's diagonal
-    scale = np.sqrt(_diagonals(X, weights, p0 * (1 - p0), c) / np.diag(full)[:, None])
-    factors = [cho_factor((full * np.outer(scale[:, j], scale[:, j]))[np.ix_(keep[:, j], keep[:, j])])
-               for j in range(k)]
+    if start_hessians is None:
+        p0 = expit(X @ start[:p] + start[p])
+        full = hessian(X, p0 * (1 - p0), c)
+        # each fit's Hessian at the start differs from the shared one mostly on its diagonal (a rare
+        # signal's leads drawn more or less often): the shared one rescaled to each fit's diagonal
+        scale = np.sqrt(_diagonals(X, weights, p0 * (1 - p0), c) / np.diag(full)[:, None])
+        start_hessians = [full * np.outer(scale[:, j], scale[:, j]) for j in range(k)]
+    factors = [cho_factor(start_hessians[j][np.ix_(keep[:, j], keep[:, j])]) for j in range(k)]
     active, last, fresh = np.ones(k, dtype=bool), np.full(k, np.inf), np.zeros(k, dtype=bool)
     astray, owned = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
     for _ in range(max_iter):
