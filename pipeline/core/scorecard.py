@@ -121,9 +121,12 @@ class LogisticFit:
 def logistic_design(X: np.ndarray, snapshot: np.ndarray, usable: np.ndarray | None = None) -> np.ndarray:
     """X's (usable) columns, then one indicator per later snapshot scaled by SNAPSHOT_SCALE, written
     once into one C-ordered float array: the same matrix as np.hstack([X[:, usable], strata]) without
-    the copies in between (half a second per fit at a million rows)."""
+    the copies in between (half a second per fit at a million rows). X itself when that is already
+    the design (every column, one snapshot, C-ordered floats): the fit only reads it."""
     X = np.asarray(X)
     ages = np.unique(snapshot)
+    if (usable is None or np.all(usable)) and len(ages) == 1 and X.dtype == float and X.flags.c_contiguous:
+        return X  # already the design: one snapshot adds no column (the half-life profile's rows, 30 copies)
     picked = np.arange(X.shape[1]) if usable is None else np.flatnonzero(usable)
     design = np.empty((len(snapshot), len(picked) + len(ages) - 1))
     # all of X's columns in one block copy (a fourth of the time of column by column); a choice of
