@@ -23,7 +23,7 @@ from pipeline.core.signals import build_signals
 from pipeline.core.stats import expected_calibration_error
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
-from pipeline.stages.model import read_model, rolling_folds
+from pipeline.stages.model import read_model, rolling_folds, take
 
 from .conftest import params_in, run_stages
 
@@ -78,6 +78,18 @@ def test_effects_leave_the_scored_matrix_as_it_was() -> None:
                     {"industry": {"industry = a": 0.5, "industry = b": 0.5}})
     pd.testing.assert_frame_equal(X, before)
     assert found["industry = a"].notna().sum() + found["industry = b"].notna().sum() == len(X)
+
+
+def test_take_gathers_the_rows_and_columns_as_c_ordered_floats() -> None:
+    """The fold's matrix: X.loc[rows, columns] as floats, in blocks of rows (a partial block last)."""
+    rng = np.random.default_rng(5)
+    n = 3 * 4096 + 17
+    X = pd.DataFrame({"a": (rng.random(n) < 0.3).astype(np.uint8), "b": rng.random(n), "c": rng.integers(0, 9, n)},
+                     index=pd.RangeIndex(n) * 2)
+    rows = rng.random(n) < 0.7
+    found = take(X, rows, ["c", "a"])
+    pd.testing.assert_frame_equal(found, X.loc[rows, ["c", "a"]].astype(float))
+    assert found.to_numpy().flags.c_contiguous
 
 
 # --- validation over time, on the default run --------------------------------------------------------

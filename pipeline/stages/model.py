@@ -53,6 +53,7 @@ SCHEMA_VERSION = 3  # bump when the feature layout changes; older model files ar
 
 # Types a leadcal model file may contain beyond skops' defaults; nothing else loads.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+TAKE_BLOCK_ROWS = 1 << 12  # rows gathered per block by `take`: a block of a hundred columns fits in cache
 
 
 def rolling_folds(
@@ -201,15 +202,20 @@ def schema(features: pd.DataFrame, params: Params, frequency: list, half_life_da
 
 
 def take(X: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    """X.loc[rows, columns] (`rows` a mask), gathered column by column into one C-ordered array, the
-    layout the logistic fit reads: pandas' .loc, the model's to_numpy and a C-ordered copy of its
-    F-ordered result were three copies of the fold's rows (24 s of the train stage at a million
-    leads). The same values, gathered in the column's own type (the 0/1 signals' uint8: a float
-    copy of the whole column first cost more than the gathering) and made float on the way in."""
+    """X.loc[rows, columns] (`rows` a mask), gathered into one C-ordered array, the layout the
+    logistic fit reads: pandas' .loc, the model's to_numpy and a C-ordered copy of its F-ordered
+    result were three copies of the fold's rows (24 s of the train stage at a million leads). The
+    same values, gathered in the column's own type (the 0/1 signals' uint8: a float copy of the
+    whole column first cost more than the gathering) and made float on the way in, a block of
+    rows at a time: a block's rows stay in cache while each column is written into them (a
+    column at a time down all the rows wrote a cache line per value, 0.3 s a call at 1M leads)."""
     index = np.flatnonzero(rows)
+    sources = [X[name].to_numpy() for name in columns]
     values = np.empty((len(index), len(columns)))
-    for position, name in enumerate(columns):
-        values[:, position] = X[name].to_numpy()[index]
+    for begin in range(0, len(index), TAKE_BLOCK_ROWS):
+        block, picked = values[begin:begin + TAKE_BLOCK_ROWS], index[begin:begin + TAKE_BLOCK_ROWS]
+        for position, source in enumerate(sources):
+            block[:, position] = source[picked]
     return pd.DataFrame(values, index=X.index[index], columns=list(columns), copy=False)
 
 
