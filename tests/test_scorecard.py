@@ -59,6 +59,21 @@ def test_the_points_are_the_regressions_coefficients_on_the_pdo_scale() -> None:
     assert set(card.table_["status"]) == {STATUS_SCORED}
 
 
+def test_a_refit_started_from_another_fold_gives_the_same_table() -> None:
+    """The train stage refits the points on each validation fold, each started from the previous
+    fold's fit: the table is the one a refit from nothing gives."""
+    signals, features, closed = planted(seed=4)
+    earlier = PointsScorecard(PDO, seed=0)
+    rows = np.arange(len(closed)) < 2500
+    earlier.fit(earlier.decay(signals.take(rows), features[rows]), closed[rows], evidence_for(signals))
+    cold, warm = PointsScorecard(PDO, seed=0), PointsScorecard(PDO, seed=0)
+    cold.fit(cold.decay(signals, features), closed, evidence_for(signals))
+    warm.fit(warm.decay(signals, features), closed, evidence_for(signals), start=earlier)
+    pd.testing.assert_frame_equal(warm.table_.drop(columns="coefficient"), cold.table_.drop(columns="coefficient"))
+    assert warm.table_["coefficient"].to_numpy() == pytest.approx(cold.table_["coefficient"].to_numpy(), abs=1e-9)
+    assert warm.header_["base_log_odds"] == pytest.approx(cold.header_["base_log_odds"], abs=1e-9)
+
+
 def test_probability_follows_the_published_formula() -> None:
     """P = 1 / (1 + exp(-(base + snapshot offset + points * ln2 / PDO))), by hand."""
     header = {"points_to_double_odds": PDO, "base_log_odds": -2.0, "snapshot_log_odds": {"0": 0.0, "30": -0.5},

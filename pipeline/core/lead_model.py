@@ -92,9 +92,11 @@ def supported_columns(X: pd.DataFrame, signals: SignalSet, rows: np.ndarray, min
 
 
 def logistic_estimator(estimator: LogisticRegression, X: pd.DataFrame, values: np.ndarray,
-                       y: np.ndarray) -> LogisticRegression:
+                       y: np.ndarray, start: LogisticRegression | None = None) -> LogisticRegression:
     """`estimator` (unfitted, L2, with an intercept) fitted to X (`values`: X as a C-ordered float
     array) and y by pipeline.core.logistic's solver, with the attributes scikit-learn's `fit` sets.
+    `start`: a fit of nearly the same rows (the previous fold's), where the solver starts, matched by
+    column name (0 for a column it lacks): the same optimum in fewer Newton steps.
 
     The same objective and optimum as scikit-learn's newton-cholesky, to its tolerance
     (tests/test_logistic.py), reached without its copies of X (validation, then one per Newton
@@ -104,7 +106,11 @@ def logistic_estimator(estimator: LogisticRegression, X: pd.DataFrame, values: n
     classes = np.unique(y)
     if len(classes) != 2:
         raise ValueError(f"a logistic lead model needs both outcomes in its rows, got classes {classes}")
-    fit = fit_newton(values, (y == classes[1]).astype(float), estimator.C, max_iter=estimator.max_iter)
+    theta = None
+    if start is not None:
+        known = dict(zip(getattr(start, "feature_names_in_", ()), start.coef_[0]))
+        theta = np.array([known.get(name, 0.0) for name in X.columns] + [start.intercept_[0]])
+    fit = fit_newton(values, (y == classes[1]).astype(float), estimator.C, start=theta, max_iter=estimator.max_iter)
     if all(isinstance(name, str) for name in X.columns):  # as scikit-learn records a DataFrame's names
         estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
     estimator.n_features_in_ = values.shape[1]
@@ -146,13 +152,16 @@ class LeadModel:
             early_stopping=False, random_state=self.seed,
         )
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, lead: np.ndarray) -> LeadModel:
-        """Fit on the rows of X (outcomes `y`, each row's lead code `lead`)."""
+    def fit(self, X: pd.DataFrame, y: np.ndarray, lead: np.ndarray, start: LeadModel | None = None) -> LeadModel:
+        """Fit on the rows of X (outcomes `y`, each row's lead code `lead`). `start`: a model fitted on
+        nearly the same rows (the previous validation fold's), where a logistic fit starts: the same
+        optimum in fewer Newton steps (gradient boosting starts afresh)."""
         folds = self.calibration_folds
         values = None
         if self.kind == "logistic":
             values = np.ascontiguousarray(X.to_numpy(dtype=float))  # once: the base fit and the cross-fitting
-            self.base_ = logistic_estimator(self.estimator(), X, values, y)
+            warm = start.base_ if start is not None and isinstance(start.base_, LogisticRegression) else None
+            self.base_ = logistic_estimator(self.estimator(), X, values, y, warm)
         else:
             self.base_ = self.estimator().fit(X, y)
         self.calibrator_, self.method_, self.losses_ = None, "none (too few customers to calibrate)", {}

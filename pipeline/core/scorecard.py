@@ -580,11 +580,14 @@ class PointsScorecard:
         """The signals with each activity's value decayed by its age (none without a half-life)."""
         return decay_matrix(signals, features, self.half_life_days)
 
-    def fit(self, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame) -> PointsScorecard:
+    def fit(self, decayed: SignalSet, closed: np.ndarray, evidence: pd.DataFrame,
+            start: PointsScorecard | None = None) -> PointsScorecard:
         """Fit the points on the training leads' `decayed` signals (`decay`) and outcomes;
-        `evidence`: the close-rate table, joined to each row."""
+        `evidence`: the close-rate table, joined to each row. `start`: a scorecard fitted in this
+        process on nearly the same leads (the previous validation fold's), where the solver starts."""
         table, header = fit_points(decayed, closed, evidence, self.points_to_double_odds, self.regularization_c,
-                                   self.seed, self.half_life_days is not None, self.min_support)
+                                   self.seed, self.half_life_days is not None, self.min_support,
+                                   None if start is None else start.table_.attrs.get("fit"))
         header.update({"half_life_days": self.half_life_days, "caps": dict(self.caps),
                        "numeric_attributes": list(self.numeric_attributes)})
         self.table_, self.header_ = table, header

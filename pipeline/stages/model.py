@@ -91,15 +91,16 @@ def lead_model(params: Params) -> LeadModel:
 
 def fold_points(
     ages: pd.DataFrame, signals: SignalSet, closed: np.ndarray, train: np.ndarray, valid: np.ndarray,
-    evidence: pd.DataFrame, published: PointsScorecard, params: Params,
+    evidence: pd.DataFrame, published: PointsScorecard, params: Params, start: PointsScorecard | None = None,
 ) -> tuple[np.ndarray, PointsScorecard]:
     """The points table refitted on one fold's training leads (same signals, half-life and scale),
     and the held-out rows' totals: the fair comparison with a model trained on the same leads.
-    `ages`: every row's decay inputs (decay_inputs), `closed`: every row's outcome."""
+    `ages`: every row's decay inputs (decay_inputs), `closed`: every row's outcome; `start`: the
+    previous fold's refit, where the solver starts."""
     w = params.weights
     card = PointsScorecard(w.points_to_double_odds, w.regularization_c, params.seed, params.signals.min_support,
                            published.half_life_days, published.caps, published.numeric_attributes)
-    card.fit(card.decay(signals.take(train), ages[train]), closed[train], evidence)
+    card.fit(card.decay(signals.take(train), ages[train]), closed[train], evidence, start)
     return card.score(signals.take(valid), ages[valid])["total_points"].to_numpy(), card
 
 
@@ -229,6 +230,7 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
     snapshot_export = is_snapshot(features)
     ages = decay_inputs(features)
     fold_rows, points_rows, published = [], [], None
+    previous, previous_card = None, None  # the last fold's fits: the next fold's start (its rows are nearly these)
     for index, (train, valid) in enumerate(folds, start=1):
         rows, held = fit_rows(train.to_numpy(), params.train.max_fit_leads, params.seed, lead), valid.to_numpy()
         if y[rows].sum() == 0 or y[held].sum() == 0:
@@ -239,7 +241,8 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
         log.info("train: fold %d of %d: fitting the %s model on %d rows (%d leads, %d customers)", index, len(folds),
                  params.train.model, int(rows.sum()), count_leads(lead, rows), count_leads(lead, rows & (y == 1)))
         fit_matrix = take(X, rows, columns)
-        model = lead_model(params).fit(fit_matrix, y[rows], lead[rows])
+        model = lead_model(params).fit(fit_matrix, y[rows], lead[rows], start=previous)
+        previous = model
         # the published fold's matrices serve its explanations too (_explained): gathered once
         train_probability = model.probability(fit_matrix) if index == len(folds) else None
         del fit_matrix
@@ -250,7 +253,8 @@ def _validate_folds(features: pd.DataFrame, signals: SignalSet, X: pd.DataFrame,
             published = {"model": model, "columns": columns, "rows": rows, "held": held, "held_matrix": held_matrix,
                          "probability": probability, "train_probability": train_probability, "points": points}
         else:
-            points, points_card = fold_points(ages, signals, y, rows, held, evidence, card, params)
+            points, points_card = fold_points(ages, signals, y, rows, held, evidence, card, params, previous_card)
+            previous_card = points_card
         cohorts = features.loc[valid, "cohort"]
         if snapshot_export:  # no months: the fold is a random share of the leads (pipeline.design)
             cohorts = pd.Series([f"random fold {index} of {len(folds)}"])
