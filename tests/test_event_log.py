@@ -232,3 +232,27 @@ def test_a_fit_attribute_that_is_an_id_is_refused_before_the_event_log_is_read(
 
     with pytest.raises(LeadcalError, match=r"fit attribute 'lead_id_copy' .* no other lead"):
         extract(params)
+
+
+@pytest.mark.parametrize("stages_as", ["csv", "parquet"])
+def test_a_stages_file_without_its_columns_is_refused_before_the_event_log_is_read(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages_as: str) -> None:
+    """The stages are read after the event log's pass (its memory); their header is not: a file
+    that lacks a required column is named before a pass over what may be 300M events."""
+    from pipeline.stages import extract as extract_stage
+
+    def no_log(*args: object) -> None:
+        raise AssertionError("the event log was read before the stages file was refused")
+
+    monkeypatch.setattr(extract_stage, "_write_event_log", no_log)
+    raw = _raw_folder(export, tmp_path)
+    pd.read_csv(export / "activities.csv", dtype=str, keep_default_na=False).to_parquet(raw / "activities.parquet")
+    stages = pd.read_csv(raw / "stages.csv", dtype=str, keep_default_na=False).rename(columns={"entered_at": "date"})
+    (raw / "stages.csv").unlink()
+    if stages_as == "csv":
+        stages.to_csv(raw / "stages.csv", index=False)
+    else:
+        stages.to_parquet(raw / "stages.parquet", index=False)
+
+    with pytest.raises(LeadcalError, match=rf"stages\.{stages_as}: missing required column\(s\) \['entered_at'\]"):
+        extract(params_in(tmp_path))

@@ -374,3 +374,23 @@ def test_activity_names_outside_the_usual_vocabulary_are_reported(tmp_path: Path
     assert report["unknown_activities"] == {"podcast_listen": 3}
     assert report["activities_seen"] == {"podcast_listen": 3, "webinar_attendance": 1}
     assert report["normalisation"]["wide_activities"] == {"webinar_attendance": 1, "podcast_listen": 3}
+
+
+def test_a_tables_header_alone_gives_the_names_read_path_gives(tmp_path: Path) -> None:
+    """extract checks the stages' header before the event log's pass, the whole file after it:
+    both must see the same names, and a file the header alone cannot judge is left to the read."""
+    from pipeline.data.sources import header_columns, read_path
+
+    frame = pd.DataFrame({"Lead_ID ": ["L1"], "stage": ["customer"], "entered_at": ["2024-01-01"]})
+    (tmp_path / "folder").mkdir()
+    frame.to_csv(tmp_path / "stages.csv", index=False)
+    frame.to_parquet(tmp_path / "stages.parquet", index=False)
+    frame.to_csv(tmp_path / "folder" / "2024-01.csv", index=False)
+    for path in (tmp_path / "stages.csv", tmp_path / "stages.parquet", tmp_path / "folder"):
+        assert header_columns(path) == list(read_path(path)[0].columns)
+    (tmp_path / "semicolons.csv").write_text("lead_id;stage;entered_at\nL1;customer;2024-01-01\n")
+    with pytest.raises(LeadcalError, match="separated by semicolons"):
+        header_columns(tmp_path / "semicolons.csv")
+    (tmp_path / "latin1.csv").write_bytes("lead_id,st\xe4ge\n".encode("latin-1"))
+    (tmp_path / "blank_first.csv").write_text("\nlead_id,stage\n")
+    assert header_columns(tmp_path / "latin1.csv") is None and header_columns(tmp_path / "blank_first.csv") is None

@@ -242,13 +242,18 @@ def _enforce(frame: pd.DataFrame, table: str, source: str) -> None:
         ) from None
 
 
-def _require_columns(frame: pd.DataFrame, required: dict[str, str], source: str) -> None:
-    missing = [c for c in required if c not in frame.columns]
+def require_header(columns: list[str], required: dict[str, str], source: str) -> None:
+    """Refuse a table whose header lacks a required column (naming what it has)."""
+    missing = [c for c in required if c not in columns]
     if missing:
         raise LeadcalError(
-            f"{source}: missing required column(s) {missing}; found {list(frame.columns)}. "
+            f"{source}: missing required column(s) {missing}; found {list(columns)}. "
             f"See docs/data-contract.md for the expected columns."
         )
+
+
+def _require_columns(frame: pd.DataFrame, required: dict[str, str], source: str) -> None:
+    require_header(list(frame.columns), required, source)
     if frame.empty:
         raise LeadcalError(f"{source}: the table has a header but no rows")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pipeline.data.contract import SHORT_ROWS, line_examples
 from pipeline.design import SNAPSHOT_CREATED, SNAPSHOT_DECIDED
@@ -83,20 +84,25 @@ def read_table(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise LeadcalError(f"{path}: cannot parse as CSV: {exc.args[0] if exc.args else exc}".splitlines()[0]) from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if len(frame.columns) == 1:
-        header = str(frame.columns[0])
-        for name, delimiter in (("semicolons", ";"), ("tabs", "\t"), ("pipes", "|")):
-            if delimiter in header:
-                raise LeadcalError(
-                    f"{path}: the header is one column {header[:60]!r}: the file looks separated by {name}; "
-                    "export it comma-separated (CSV with ',')"
-                )
+    _refuse_other_separators(list(frame.columns), path)
     _mark_field_counts(frame, raw, text, path)
     frame = frame.dropna(how="all")  # blank lines: dropped, but the index still counts them
     repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if repeated:
         raise LeadcalError(f"{path}: column(s) {repeated} appear more than once (names are compared ignoring case)")
     return frame
+
+
+def _refuse_other_separators(columns: list[str], path: Path) -> None:
+    """A CSV header read as one column holding a semicolon, tab or pipe: another separator, said so."""
+    if len(columns) == 1:
+        header = str(columns[0])
+        for name, delimiter in (("semicolons", ";"), ("tabs", "\t"), ("pipes", "|")):
+            if delimiter in header:
+                raise LeadcalError(
+                    f"{path}: the header is one column {header[:60]!r}: the file looks separated by {name}; "
+                    "export it comma-separated (CSV with ',')"
+                )
 
 
 def _refuse_nul_bytes(raw: bytes, path: Path) -> None:
@@ -171,6 +177,35 @@ def _mark_field_counts(frame: pd.DataFrame, raw: bytes, text: str, path: Path) -
     short = np.flatnonzero((rows > 0) & (rows < header))
     if len(short):
         frame.attrs[SHORT_ROWS] = frame.index[short].tolist()
+
+
+def header_columns(path: Path) -> list[str] | None:
+    """The column names `read_path` will give a table file (or a folder of them), from the header
+    alone: a Parquet file's schema, a CSV file's first line (a folder's first file). None when the
+    header cannot be read that way (not UTF-8, say): reading the whole file then says why."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.is_file())
+        if not files:
+            return None
+        columns = header_columns(files[0])
+        return None if columns is None else [str(c).strip().lower() for c in columns]
+    if not path.is_file():
+        return None
+    if path.suffix == ".parquet":
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise LeadcalError(f"{path}: cannot read as Parquet: {exc}") from exc
+    with path.open("rb") as file:
+        first = file.readline(1 << 20)
+    if not first.strip():  # an empty file, or a blank first line: the whole read says which
+        return None
+    try:
+        columns = [c.strip().lower() for c in next(csv.reader([first.decode("utf-8-sig")], strict=True))]
+    except (UnicodeDecodeError, csv.Error):  # not UTF-8, or a quoted name across lines
+        return None
+    _refuse_other_separators(columns, path)
+    return columns
 
 
 def read_path(path: Path) -> tuple[pd.DataFrame, str]:

@@ -19,16 +19,18 @@ from pipeline import io
 from pipeline.data import sources
 from pipeline.data.contract import (
     KNOWN_ACTIVITIES,
+    STAGES_REQUIRED,
     TableReport,
     dropped_lead_ids,
     identifier_attributes,
+    require_header,
     validate_activities,
     validate_leads,
     validate_stages,
 )
 from pipeline.data.engine import open_engine, parquet_files, spark_session
 from pipeline.data.event_log import write_event_log
-from pipeline.data.sources import TABLES, existing_table, find_table, read_path
+from pipeline.data.sources import TABLES, existing_table, find_table, header_columns, read_path
 from pipeline.design import DATED, SNAPSHOT, SNAPSHOT_NOTE
 from pipeline.errors import LeadcalError
 from pipeline.params import Params
@@ -65,6 +67,10 @@ def validate_tables(
     if isinstance(raw["activities"], Path):
         if out is None:
             raise LeadcalError(f"{raw['activities']}: a Parquet event log needs an output folder to stream to")
+        if isinstance(raw.get("stages"), Path):  # read after the event log's pass: its header is checked before it
+            columns = header_columns(raw["stages"])
+            if columns is not None:
+                require_header(columns, STAGES_REQUIRED, origins["stages"])
         activities = None
         activities_report = _write_event_log(raw["activities"], leads, out / "activities.parquet", params, policy,
                                              now, dropped, origins["leads"])
