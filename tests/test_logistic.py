@@ -77,9 +77,13 @@ def test_a_fit_the_shared_hessian_misleads_gets_its_own_and_stays_in_the_batch(m
     assert thetas[:, 0] == pytest.approx(exact(X, y, weights[:, 0]), abs=1e-7)
 
 
-def test_each_folds_hessian_is_the_hessian_of_the_rows_it_keeps() -> None:
+def test_each_folds_hessian_is_the_hessian_of_the_rows_it_keeps(monkeypatch) -> None:
     """k-fold cross-fitting: fit f weighs fold f's rows 0. Its Hessian, from the folds' parts in one
-    pass, equals the Hessian built over its own weighting; a row in no fold (fold k) is in every fit."""
+    pass, equals the Hessian built over its own weighting; a row in no fold (fold k) is in every fit.
+    Blocks of 256 rows: the parts are added up across blocks, a partial block last."""
+    from pipeline.core import logistic
+
+    monkeypatch.setattr(logistic, "CHUNK_ROWS", 256)
     X, y = problem(2000, seed=6)
     curvature = np.random.default_rng(7).random(len(y)) * 0.25
     fold = np.arange(len(y)) % 4  # 3 folds, every fourth row in none

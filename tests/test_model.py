@@ -92,6 +92,67 @@ def test_take_gathers_the_rows_and_columns_as_c_ordered_floats() -> None:
     assert found.to_numpy().flags.c_contiguous
 
 
+def _occlusion_by_hand(predict, X: pd.DataFrame, catalog: pd.DataFrame, reference: dict) -> pd.DataFrame:  # noqa: ANN001
+    """The occlusion effects written plainly in pandas, a copy of the rows per signal and per value."""
+    from pipeline.core.explain import logit
+
+    base = logit(predict(X))
+    out = pd.DataFrame(np.nan, index=X.index, columns=list(catalog["signal"]))
+    for signal in catalog.loc[catalog["type"] != "fit", "signal"]:
+        has = X[signal].to_numpy() > 0
+        rows = X.loc[has].copy()
+        rows[signal] = 0.0
+        rows[[c for c in X.columns if c.startswith(f"{signal} @ day ")]] = 0.0
+        for column, value in ((f"n__{signal}", 0.0), (f"age__{signal}", 10_000.0)):
+            if column in rows:
+                rows[column] = value
+        out.loc[has, signal] = base[has] - logit(predict(rows))
+    for shares in reference.values():
+        has = X[list(shares)].to_numpy().sum(axis=1) > 0
+        average = np.zeros(int(has.sum()))
+        for value, share in shares.items():
+            rows = X.loc[has].copy()
+            rows[list(shares)] = 0.0
+            rows[value] = 1.0
+            average += share * logit(predict(rows))
+        own = X.loc[has, list(shares)].to_numpy().argmax(axis=1)
+        for position, name in enumerate(shares):
+            out.loc[X.index[has][own == position], name] = (base[has] - average)[own == position]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["logistic", "hgb"])
+def test_effects_equal_plain_occlusion_to_the_last_bit(kind: str) -> None:
+    """Two fit attributes every lead has a value of (their columns edited in one copy and put back
+    between them), an activity with its per-snapshot, count and age columns, and a rare one: the
+    effects equal the plain pandas occlusion bit for bit, for a linear and a tree model."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pipeline.schema import NEVER_DAYS
+
+    assert NEVER_DAYS == 10_000.0  # the age _occlusion_by_hand gives "never done"
+    rng = np.random.default_rng(11)
+    n = 3000
+    industry, size = rng.choice(["a", "b", "c"], size=n), rng.choice(["s", "m"], size=n)
+    demo, blog = (rng.random(n) < 0.3), (rng.random(n) < 0.03)
+    X = pd.DataFrame({
+        "demo_request": demo * rng.random(n), "demo_request @ day 7": demo * (rng.random(n) < 0.5),
+        "n__demo_request": demo * rng.integers(1, 5, n), "age__demo_request": np.where(demo, rng.random(n) * 30, 10_000.0),
+        "blog_read": blog * 1.0, "industry = a": industry == "a", "industry = b": industry == "b",
+        "industry = c": industry == "c", "size = s": size == "s", "size = m": size == "m"}).astype(float)
+    y = (rng.random(n) < 0.05 + 0.2 * demo + 0.1 * (industry == "a") + 0.05 * (size == "m")).astype(int)
+    model = (LogisticRegression(max_iter=5000) if kind == "logistic" else HistGradientBoostingClassifier(max_iter=20)).fit(X, y)
+    catalog = pd.DataFrame({"signal": ["demo_request", "blog_read", "industry = a", "industry = b", "industry = c",
+                                       "size = s", "size = m"],
+                            "type": ["activity", "activity", "fit", "fit", "fit", "fit", "fit"],
+                            "attribute": ["demo_request", "blog_read", "industry", "industry", "industry", "size", "size"]})
+    reference = {"industry": {"industry = a": 0.5, "industry = b": 0.3, "industry = c": 0.2},
+                 "size": {"size = s": 0.6, "size = m": 0.4}}
+    predict = lambda frame: model.predict_proba(frame)[:, 1]  # noqa: E731
+    pd.testing.assert_frame_equal(effects(predict, X, catalog, reference),
+                                  _occlusion_by_hand(predict, X, catalog, reference), check_exact=True)
+
+
 # --- validation over time, on the default run --------------------------------------------------------
 
 def test_rolling_folds_train_only_on_the_past(default_run: Params) -> None:

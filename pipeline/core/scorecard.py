@@ -147,9 +147,9 @@ def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapsho
     """The L2 logistic regression of the outcomes on X (on its `usable` columns, a mask, if given),
     with an unpenalised baseline per snapshot; `weight`: each row's weight (a count of copies).
 
-    `start`: a fit of nearly the same data (the previous half-life's) to start the solver from,
-    matched by column name, its Hessian kept if its columns are these: the same optimum in fewer
-    steps. `seed` is unused (Newton's method draws nothing); it stays for the callers' symmetry.
+    `start`: a fit of nearly the same data (the previous half-life's, the previous validation
+    fold's) to start the solver from, matched by column name, its Hessian kept if its columns and
+    snapshots are these: the same optimum in fewer steps. `seed` is unused (Newton's method draws nothing); it stays for the callers' symmetry.
     """
     snapshot = np.zeros(len(closed), dtype=np.int64) if snapshot is None else np.asarray(snapshot)
     ages = [int(a) for a in np.unique(snapshot)]
@@ -158,7 +158,8 @@ def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapsho
     theta, H = None, None
     if start is not None:
         theta = _start_parameters(start, columns or [], ages)
-        if start.hessian is not None and tuple(columns or ()) == start.columns and len(theta) == len(start.hessian):
+        same_layout = tuple(columns or ()) == start.columns and list(start.snapshot_log_odds) == ages
+        if start.hessian is not None and same_layout and len(theta) == len(start.hessian):
             H = start.hessian
     fit = fit_newton(design, closed, c, weight, theta, H)
     p = np.clip(expit(design @ fit.coefficients + fit.intercept), 1e-12, 1 - 1e-12)
