@@ -563,3 +563,21 @@ def test_a_file_with_another_delimiter_says_so(tmp_path, delimiter, name):
     message = extract_error(params)
 
     assert str(files["leads"]) in message and f"separated by {name}" in message
+
+
+def test_stages_come_out_by_id_date_and_name_with_each_stage_once_per_lead() -> None:
+    """Hand-made: rows out of order, two stages on one date (sorted by name), a stage reached
+    twice (the earliest kept, the other dropped and counted)."""
+    from pipeline.data.contract import validate_stages
+
+    leads = pd.Series(["A1", "B2"])
+    created = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-01"]))
+    raw = pd.DataFrame({
+        "lead_id": ["B2", "A1", "A1", "B2", "A1", "B2"],
+        "stage": ["sql", "mql", "sql", "mql", "sql", "mql"],
+        "entered_at": ["2024-03-01", "2024-02-01", "2024-02-01", "2024-02-10", "2024-04-01", "2024-02-10"],
+    }, dtype="string")
+    stages, report = validate_stages(raw, "stages.csv", leads, created)
+    assert list(zip(stages["lead_id"], stages["stage"], stages["entered_at"].dt.strftime("%m-%d"))) == [
+        ("A1", "mql", "02-01"), ("A1", "sql", "02-01"), ("B2", "mql", "02-10"), ("B2", "sql", "03-01")]
+    assert report.as_dict()["dropped"] == {"duplicate stage for the same lead (earliest kept)": 2}

@@ -382,7 +382,8 @@ def validate_leads(
     categories = [a for a in fit_attributes if a not in numeric_attributes]
     refuse_nul(frame, ["lead_id", *categories], source)
     leads = _coerce(frame, LEADS_REQUIRED, source)
-    _enforce(leads, "leads", source)
+    if not ids_unique(leads["lead_id"]):  # pandera names the repeated ids (its hash per id: 5 s at 10M leads)
+        _enforce(leads, "leads", source)
     if now is not None:
         leads = report.remove(leads, leads["created_at"] > now, FUTURE, source, policy)
     if min_date is not None:
@@ -400,6 +401,16 @@ def validate_leads(
     leads = leads.sort_values("lead_id", kind="stable").reset_index(drop=True)
     report.rows_written = len(leads)
     return leads, report
+
+
+def ids_unique(ids: pd.Series) -> bool:
+    """No id twice, judged in C: once sorted, a repeated id stands beside its copy. The leads'
+    schema (pandera) checks the same rule row by row; it runs only when this finds a repeat."""
+    values = pa_arrow.array(ids, type=pa_arrow.large_string())
+    if len(values) < 2:
+        return True
+    ordered = values.take(pc.sort_indices(values))
+    return not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py()
 
 
 def lead_positions(ids: pd.Series, lead_ids: pd.Series) -> np.ndarray:
@@ -515,8 +526,14 @@ def validate_stages(
     wrong = out_of_order(stages, lead_key)
     stages = report.remove(stages, wrong, "dated before an earlier funnel stage of the same lead", source, policy)
     lead_key = lead_key[~wrong]
-    stage_code = pd.Categorical(stages["stage"], categories=sorted(STAGES)).codes
-    order = np.lexsort((stage_code, stages["entered_at"].to_numpy(), lead_key))  # by id, date, stage name
+    # each stage's position among the sorted names, and the rows by id, date, stage name: Arrow's
+    # hash lookup and stable sort (pandas' Categorical and np.lexsort took 4 s of 15M rows at 10M leads)
+    stage_code = pc.index_in(pa_arrow.array(stages["stage"], type=pa_arrow.large_string()),
+                             value_set=pa_arrow.array(sorted(STAGES), type=pa_arrow.large_string())).fill_null(-1).to_numpy()
+    order = pc.sort_indices(pa_arrow.table({"lead": lead_key, "entered_at": stages["entered_at"].to_numpy(),
+                                            "stage": stage_code}),
+                            sort_keys=[("lead", "ascending"), ("entered_at", "ascending"),
+                                       ("stage", "ascending")]).to_numpy()
     stages = stages[["lead_id", "stage", "entered_at", "amount"]].iloc[order]
     duplicate = pd.Series(lead_key[order] * len(STAGES) + stage_code[order]).duplicated().to_numpy()
     report.drop("duplicate stage for the same lead (earliest kept)", int(duplicate.sum()))
