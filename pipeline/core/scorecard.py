@@ -149,7 +149,8 @@ def fit_logistic(X: np.ndarray, closed: np.ndarray, c: float, seed: int, snapsho
 
     `start`: a fit of nearly the same data (the previous half-life's, the previous validation
     fold's) to start the solver from, matched by column name, its Hessian kept if its columns and
-    snapshots are these: the same optimum in fewer steps. `seed` is unused (Newton's method draws nothing); it stays for the callers' symmetry.
+    snapshots are these: the same optimum in fewer steps. `seed` is unused (Newton's method draws
+    nothing); it stays for the callers' symmetry.
     """
     snapshot = np.zeros(len(closed), dtype=np.int64) if snapshot is None else np.asarray(snapshot)
     ages = [int(a) for a in np.unique(snapshot)]
