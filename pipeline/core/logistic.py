@@ -190,6 +190,17 @@ def _own_factor(X: np.ndarray, weight: np.ndarray, c: float, theta: np.ndarray, 
     return cho_factor(hessian(X, weight * fitted * (1 - fitted), c)[np.ix_(keep, keep)])
 
 
+def _rescaled_hessians(X: np.ndarray, weights: np.ndarray, c: float, start: np.ndarray) -> list[np.ndarray]:
+    """Each weighting's start Hessian, approximated: a weighting's Hessian at `start` differs from
+    the unweighted rows' mostly on its diagonal (a rare signal's leads drawn more or less often), so
+    the shared one is rescaled to each weighting's diagonal (one Hessian and one pass for all)."""
+    p = X.shape[1]
+    p0 = expit(X @ start[:p] + start[p])
+    full = hessian(X, p0 * (1 - p0), c)
+    scale = np.sqrt(_diagonals(X, weights, p0 * (1 - p0), c) / np.diag(full)[:, None])
+    return [full * np.outer(scale[:, j], scale[:, j]) for j in range(weights.shape[1])]
+
+
 def fit_newton_many(X: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float, usable: np.ndarray,
                     start: np.ndarray, max_iter: int = 40, start_hessians: np.ndarray | None = None) -> np.ndarray:
     """k fits of the same rows under k row weightings (n x k, e.g. bootstrap counts), each on its
@@ -213,12 +224,7 @@ def fit_newton_many(X: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float,
     start = np.asarray(start, dtype=float)
     thetas = np.where(keep, start[:, None], 0.0)
     if start_hessians is None:
-        p0 = expit(X @ start[:p] + start[p])
-        full = hessian(X, p0 * (1 - p0), c)
-        # each fit's Hessian at the start differs from the shared one mostly on its diagonal (a rare
-        # signal's leads drawn more or less often): the shared one rescaled to each fit's diagonal
-        scale = np.sqrt(_diagonals(X, weights, p0 * (1 - p0), c) / np.diag(full)[:, None])
-        start_hessians = [full * np.outer(scale[:, j], scale[:, j]) for j in range(k)]
+        start_hessians = _rescaled_hessians(X, weights, c, start)
     factors = [cho_factor(start_hessians[j][np.ix_(keep[:, j], keep[:, j])]) for j in range(k)]
     active, last, fresh = np.ones(k, dtype=bool), np.full(k, np.inf), np.zeros(k, dtype=bool)
     astray, owned = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
