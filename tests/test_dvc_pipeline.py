@@ -54,6 +54,23 @@ def _set_param(cwd: Path, section: str, key: str, value: object) -> None:
     (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def _wait_for_command(group: int, stage: str, timeout: float = 120.0) -> None:
+    """Until a process of the process group `group` runs `leadcal <stage>` (read from /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                if not entry.name.isdigit() or os.getpgid(int(entry.name)) != group:
+                    continue
+                words = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:  # the process ended meanwhile
+                continue
+            if stage.encode() in words and any(word.endswith(b"leadcal") for word in words):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"no `leadcal {stage}` started in {timeout:g} s")
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git + DVC copy of the tracked files, on a 3,000-lead sample."""
@@ -129,7 +146,9 @@ def test_dvc_repro_recovers_after_train_is_killed(project: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     running = subprocess.Popen([str(BIN / "dvc"), "repro", "--force", "--single-item", "train"], cwd=project, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(3.0)  # inside the train stage: DVC has started `leadcal train`
+    # inside the train stage: as soon as DVC has started `leadcal train` (a fixed 3 s wait outlived a
+    # fast train and killed DVC while it wrote dvc.lock, which DVC itself then refused to read)
+    _wait_for_command(running.pid, "train")
     os.killpg(running.pid, signal.SIGKILL)
     running.wait(timeout=60)
     ran = _repro(project)
