@@ -17,7 +17,7 @@ Effects are not additive for a non-linear model; each is "all else as it is".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -45,16 +45,19 @@ def reference_values(catalog: pd.DataFrame, X: pd.DataFrame) -> dict[str, dict[s
     return shares
 
 
+def signal_columns(columns: Iterable[str], signal: str) -> list[str]:
+    """The columns of a model matrix that carry `signal`: the signal itself, its per-snapshot
+    columns ('<signal> @ day 7') and, for an activity, its count and age. Taken away together
+    (explanations), left out together (pipeline.core.lead_model.supported_columns)."""
+    own = {signal, COUNT_PREFIX + signal, AGE_PREFIX + signal}
+    return [c for c in columns if c in own or c.startswith(f"{signal} {INTERACTION_MARK} ")]
+
+
 def _signal_columns(columns: pd.Index, signal: str) -> list[tuple[int, float]]:
-    """(position, value) of each column of `columns` that taking `signal` away sets: the signal,
-    its per-snapshot columns (0) and, for an activity, its count (0) and age (never)."""
-    reset = [(columns.get_loc(signal), 0.0)]
-    reset += [(position, 0.0) for position, column in enumerate(columns)
-              if column.startswith(f"{signal} {INTERACTION_MARK} ")]
-    reset += [(columns.get_loc(column), value) for column, value in ((COUNT_PREFIX + signal, 0.0),
-                                                                      (AGE_PREFIX + signal, NEVER_DAYS))
-              if column in columns]
-    return reset
+    """(position, value) of each column that taking `signal` away sets (`signal_columns`): its age
+    to never, the others to 0."""
+    return [(columns.get_loc(c), NEVER_DAYS if c == AGE_PREFIX + signal else 0.0)
+            for c in signal_columns(columns, signal)]
 
 
 def _gather(columns: np.ndarray, index: np.ndarray) -> np.ndarray:

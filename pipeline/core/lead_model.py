@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from pipeline.core.calibration import apply_calibrator, choose_method, fit_calibrator, lead_folds
-from pipeline.core.explain import INTERACTION_MARK, effects
+from pipeline.core.explain import INTERACTION_MARK, effects, signal_columns
 from pipeline.core.logistic import fit_newton, fit_newton_many, fold_hessians
 from pipeline.core.scorecard import SOLVER, SOLVER_TOLERANCE
 from pipeline.core.signals import SignalSet, decay_matrix, lead_support
@@ -86,8 +86,7 @@ def supported_columns(X: pd.DataFrame, signals: SignalSet, rows: np.ndarray, min
     are left out (with an activity's counts and ages), as in the points table. A fit value that
     rare is then scored like its attribute's reference, and never becomes a coefficient or a reason."""
     rare = set(signals.catalog["signal"][lead_support(signals.take(rows)) < min_support])
-    dropped = rare | {prefix + name for name in rare for prefix in (COUNT_PREFIX, AGE_PREFIX)} | {
-        c for c in X.columns if INTERACTION_MARK in c and c.split(f" {INTERACTION_MARK} ")[0] in rare}
+    dropped = {column for name in rare for column in signal_columns(X.columns, name)}
     return [c for c in X.columns if c not in dropped]
 
 
