@@ -3,9 +3,11 @@
 The features SQL (pipeline.stages.features) is written once, in the dialect both engines share:
 the few functions that differ (epoch microseconds, quoting a column name) come from
 the engine. DuckDB streams Parquet on one machine; Spark runs the same statements on a
-cluster when one machine is not enough (params `engine: spark`, `spark.master`). Only
+cluster when one machine is not enough (params `engine: spark`, `spark.master`). From Spark only
 aggregated rows come back: per lead (to pandas, for scikit-learn), or per lead and
-activity (as Arrow batches, placed into per-lead arrays); never the events.
+activity (as Arrow batches, placed into per-lead arrays); never the events. On DuckDB the
+events of a range of leads are read in process instead (pipeline.data.local_features): one
+machine reads them either way, and NumPy places them faster than a join.
 """
 
 from __future__ import annotations
@@ -138,7 +140,11 @@ class DuckDBEngine:
         return self._run(lambda: self._con.sql(sql).to_arrow_table().to_pandas())
 
     def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
-        yield from self._run(lambda: self._con.sql(sql).to_arrow_reader(1_000_000))
+        yield from self.reader(sql)
+
+    def reader(self, sql: str) -> pa.RecordBatchReader:
+        """The result streamed as Arrow, its schema known even when it has no row."""
+        return self._run(lambda: self._con.sql(sql).to_arrow_reader(1_000_000))
 
     def _run(self, query):  # noqa: ANN001, ANN202 - a thunk and its result
         import duckdb

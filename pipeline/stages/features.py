@@ -23,9 +23,12 @@ Scoring (`moments="now"`) gives one row per lead still open at the export date (
 `--as-of`), seeing the last `snapshot_days[-1]` days of its life, placed in the snapshot of
 its age (pipeline.schema.snapshot_stratum).
 
-The aggregation is SQL run by the engine (DuckDB, or Spark) straight on the Parquet
-files, so the event log is streamed, never loaded into pandas; only one row per row and
-activity comes back, and the table is built from those.
+Each lead's outcome and maturity (`lead_frame`) is SQL run by the engine straight on the
+Parquet files. The rows and their activity columns are then built a range of leads at a
+time, so the event log is never whole in memory: on DuckDB by NumPy over the range's events
+(pipeline.data.local_features: one read of the log, no join of every event to every row);
+on Spark by the SQL below (`_aggregate`), where only one row per row and activity reaches the
+driver. tests/test_engines.py checks both give the same table.
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ import pyarrow as pa
 
 from pipeline import io
 from pipeline.artifacts import FEATURES
+from pipeline.data import local_features
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
-from pipeline.data.engine import Engine, open_engine, parquet_files, timestamp_literal
+from pipeline.data.engine import DuckDBEngine, Engine, open_engine, parquet_files, timestamp_literal
+from pipeline.data.lead_events import EventLog
+from pipeline.data.local_features import OutcomeEvents
 from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, validation_folds
 from pipeline.errors import LeadcalError
 from pipeline.params import Frequency, Outcome, Params
@@ -174,7 +180,8 @@ def _aggregate(
     engine: Engine, params: Params, activities: list[str], as_of: str,
     moments: Literal["snapshots", "now"] = "snapshots", leads_per_part: int | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """One row per lead and moment, computed by the engine: the long event table never reaches pandas.
+    """One row per lead and moment, computed by Spark's SQL: no event reaches the driver (on DuckDB:
+    pipeline.data.local_features, the same rows).
 
     Yields the rows of `leads_per_part` leads at a time (all at once: None), in lead id order,
     so memory grows with a part, not with the table. Needs the table `lead_frame`; `as_of` is
@@ -341,7 +348,11 @@ def _build(
         engine.create("lead_frame", _lead_frame_sql(params.outcome.horizon_days, moment))
         activities = _known_activities(engine, params.signals.frequency)
         tally, screened = Tally(), []
-        for rows in _aggregate(engine, params, activities, moment, moments, leads_per_part):
+        local = OutcomeEvents(activities) if isinstance(engine, DuckDBEngine) else None
+        parts = (_aggregate(engine, params, activities, moment, moments, leads_per_part) if local is None else
+                 local_features.aggregate(engine, _event_log(params, tables), params, activities, as_of, moments,
+                                          leads_per_part, local if moments == "snapshots" else None))
+        for rows in parts:
             rows = label_rows(rows)
             tally.add(rows)
             if moments == "snapshots":
@@ -349,7 +360,8 @@ def _build(
             sink(rows)
         snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, moment)) \
             if moments == "snapshots" else None
-        after_outcome = engine.fetch(_after_outcome_sql()) if moments == "snapshots" else None
+        after_outcome = None if moments != "snapshots" else \
+            local.frame() if local is not None else engine.fetch(_after_outcome_sql())
     finally:
         engine.close()
     report = tally.report(activities, as_of, params, require_outcomes, snapshots)
@@ -357,6 +369,11 @@ def _build(
         signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
         report["leakage_screen"] = _screen(signals, after_outcome)
     return report
+
+
+def _event_log(params: Params, tables: Mapping[str, pd.DataFrame] | None) -> EventLog:
+    """The canonical activities the local aggregation reads: the frame given, or paths.extracted's file."""
+    return EventLog(tables["activities"] if tables is not None else params.paths.extracted / "activities.parquet")
 
 
 def _screen(signals: SignalCounts, after_outcome: pd.DataFrame) -> dict[str, object]:
