@@ -110,6 +110,10 @@ def test_cells_and_peaks_match_a_loop_over_every_event() -> None:
             assert (cells.last_us[a, row] == last) if n else True
             assert peaks[a, row] == peak
     assert spread.any() and not spread.all()  # both kinds of cell were checked
+    without_first = activity_cells(rows, lead, activity, us, activities, earliest=False)
+    assert without_first.first_us is None and not without_first.spread(width).any()
+    np.testing.assert_array_equal(without_first.counts, cells.counts)
+    np.testing.assert_array_equal(without_first.last_us, cells.last_us)
 
 
 def _log(rows: int) -> pd.DataFrame:

@@ -79,11 +79,12 @@ def now_moments(created_us: np.ndarray, first_outcome_us: np.ndarray, as_of_us: 
 @dataclass(frozen=True)
 class Cells:
     """Per activity and row (activities x rows): events before the row's cut-off in its window,
-    and the latest and earliest of them (NO_EVENT_MAX / NO_EVENT_MIN without any)."""
+    and the latest and earliest of them (NO_EVENT_MAX / NO_EVENT_MIN without any; `first_us`
+    None when not gathered)."""
 
     counts: np.ndarray
     last_us: np.ndarray
-    first_us: np.ndarray
+    first_us: np.ndarray | None
 
     def ages_days(self, cutoff_us: np.ndarray) -> np.ndarray:
         """Days from each cell's latest event to its row's cut-off, in whole seconds of each
@@ -93,7 +94,9 @@ class Cells:
 
     def spread(self, width_us: int) -> np.ndarray:
         """Cells whose events span `width_us` or more: their peak in a window that wide may be
-        below their count."""
+        below their count. Without first events (`activity_cells(earliest=False)`): none."""
+        if self.first_us is None:
+            return np.zeros(self.counts.shape, dtype=bool)
         return (self.counts > 0) & (self.last_us - self.first_us >= width_us)
 
 
@@ -106,27 +109,39 @@ def event_moment(moments: Moments, lead: np.ndarray, us: np.ndarray) -> np.ndarr
 
 
 def activity_cells(moments: Moments, lead: np.ndarray, activity: np.ndarray, us: np.ndarray,
-                   activities: int) -> Cells:
-    """The activity cells of every row from the events (`lead`, `activity`: positions; `us`)."""
+                   activities: int, earliest: bool = True) -> Cells:
+    """The activity cells of every row from the events (`lead`, `activity`: positions; `us`).
+
+    Without `earliest` the cells' first events are not gathered (`first_us` None): no rolling
+    window is narrower than a row's span, so no peak can differ from its count."""
     n_moments, leads = moments.seen.shape
     first_moment = event_moment(moments, lead, us)
     inside = (first_moment >= 0) & (first_moment < n_moments)
     key = (first_moment[inside] * activities + activity[inside]) * leads + lead[inside]  # moment x activity x lead
     at = us[inside]
     size = n_moments * activities * leads
-    counts = np.bincount(key, minlength=size).reshape(n_moments, -1)
+    counts = np.bincount(key, minlength=size)
     last = np.full(size, NO_EVENT_MAX, dtype=np.int64)
     np.maximum.at(last, key, at)
-    first = np.full(size, NO_EVENT_MIN, dtype=np.int64)
-    np.minimum.at(first, key, at)
     # an event before moment k's cut-off is before every later one's: running totals over the moments
-    counts = np.cumsum(counts, axis=0).ravel()
-    last = np.maximum.accumulate(last.reshape(n_moments, -1), axis=0).ravel()
-    first = np.minimum.accumulate(first.reshape(n_moments, -1), axis=0).ravel()
+    _running(counts, n_moments, np.add)
+    _running(last, n_moments, np.maximum)
     row_key = moments.moment * (activities * leads) + moments.lead  # each row's cell of the first activity
+    first = None
+    if earliest:
+        first = np.full(size, NO_EVENT_MIN, dtype=np.int64)
+        np.minimum.at(first, key, at)
+        first = _per_activity(_running(first, n_moments, np.minimum), row_key, activities, leads, np.int64)
     return Cells(counts=_per_activity(counts, row_key, activities, leads, np.int32),
-                 last_us=_per_activity(last, row_key, activities, leads, np.int64),
-                 first_us=_per_activity(first, row_key, activities, leads, np.int64))
+                 last_us=_per_activity(last, row_key, activities, leads, np.int64), first_us=first)
+
+
+def _running(flat: np.ndarray, n_moments: int, combine: np.ufunc) -> np.ndarray:
+    """(moment x ...) values combined in place with every earlier moment's (a sum, a maximum)."""
+    by_moment = flat.reshape(n_moments, -1)
+    for k in range(1, n_moments):
+        combine(by_moment[k], by_moment[k - 1], out=by_moment[k])
+    return flat
 
 
 def _per_activity(flat: np.ndarray, row_key: np.ndarray, activities: int, leads: int, dtype: type) -> np.ndarray:
@@ -135,6 +150,13 @@ def _per_activity(flat: np.ndarray, row_key: np.ndarray, activities: int, leads:
     for a in range(activities):
         out[a] = flat[row_key + a * leads]
     return out
+
+
+def longest_window_us(moments: Moments) -> int:
+    """The widest span any row sees (0 without rows): events of a row lie less than this apart."""
+    if not moments.rows:
+        return 0
+    return int((moments.row_cutoff_us() - moments.window_start_us[moments.lead]).max())
 
 
 def row_positions(moments: Moments) -> np.ndarray:

@@ -30,6 +30,7 @@ from pipeline.core.point_in_time import (
     Cells,
     Moments,
     activity_cells,
+    longest_window_us,
     now_moments,
     outcome_events,
     snapshot_moments,
@@ -156,7 +157,9 @@ def aggregate(engine: DuckDBEngine, log: EventLog, params: Params, activities: l
         if outcome_events_seen is not None:
             outcome = _us(part.column("first_outcome_at"), NO_OUTCOME)
             outcome_events_seen.add(outcome_events(outcome, *events, len(activities)))
-        cells = activity_cells(rows, *events, len(activities))
+        # a rolling window at least as wide as every row's span counts what the row counts
+        cells = activity_cells(rows, *events, len(activities),
+                               earliest=any(w * DAY_US < longest_window_us(rows) for w in windows))
         blocks = [_block(cells.counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
                   _block(cells.ages_days(rows.row_cutoff_us()), [f"{AGE_PREFIX}{a}" for a in activities], frame.index)]
         blocks += [_block(_peaks(rows, cells, events, w, params.duckdb_memory_gb), [peak_column(a, w) for a in activities], frame.index)
