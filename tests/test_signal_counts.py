@@ -3,6 +3,7 @@ those of the whole table, byte for byte (pipeline.core.signal_counts, io.read_pa
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,11 +14,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import io
-from pipeline.artifacts import FEATURES
+from pipeline.artifacts import FEATURES, SIGNAL_COUNTS
 from pipeline.core.frequency import add_peak_counts, count_peak, count_peaks, discover
-from pipeline.core.signal_counts import add_counts, count_signals, group_sums
+from pipeline.core.signal_counts import (
+    SignalCounts,
+    add_counts,
+    count_frequency,
+    count_labelled,
+    count_signals,
+    group_sums,
+)
 from pipeline.core.signals import SignalSet, build_signals, labelled
-from pipeline.params import Params
+from pipeline.errors import LeadcalError
+from pipeline.params import FrequencySignal, Params
 from pipeline.schema import peak_column
 from pipeline.stages import close_rates
 from tests.conftest import params_in
@@ -160,3 +169,37 @@ def test_a_split_rule_splits_any_range_of_leads_as_it_splits_the_whole_table(def
     for rows in (slice(0, 100), slice(100, len(features) // 2), slice(len(features) // 2, None)):
         part_train, part_held_out = rule.masks(features.iloc[rows])
         assert part_train.equals(train.iloc[rows]) and part_held_out.equals(held_out.iloc[rows])
+
+
+def _same_counts(got, expected) -> None:  # noqa: ANN001 - two SignalCounts
+    pd.testing.assert_frame_equal(got.catalog, expected.catalog)
+    for name in ("snapshots", "rows", "customers", "first", "first_customers", "present_won", "present_lost"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+
+
+def test_frequency_counts_joined_to_the_features_counts_are_everything_counted_at_once(default_run: Params) -> None:
+    """The close-rates stage counts only the frequency signals it discovers and joins them to the
+    features stage's counts (SIGNAL_COUNTS): the same counts, in the same order, as counting every
+    signal of the table at once; and the JSON round trip keeps them exactly."""
+    whole = io.read_parquet(default_run.paths.features / FEATURES)
+    fixed = [FrequencySignal(activity="email_open", min_count=2, window_days=30)]
+    discovered = [FrequencySignal(activity="pricing_page_visit", min_count=2, window_days=30),
+                  FrequencySignal(activity="webinar_attendance", min_count=2, window_days=30)]
+    settings = default_run.signals.model_copy(update={"frequency": default_run.signals.frequency.model_copy(
+        update={"fixed": fixed})})
+    expected = count_labelled(whole, settings, [*fixed, *discovered])
+    base = SignalCounts.from_dict(json.loads(json.dumps(count_labelled(whole, settings).as_dict())))
+    joined = base.with_frequency(count_frequency(whole, discovered))
+    assert list(joined.catalog["type"]).count("frequency") == 3 and joined.first[:, 1:].any()
+    _same_counts(joined, expected)
+    with pytest.raises(ValueError, match="same rows"):
+        base.with_frequency(count_frequency(whole.iloc[: len(whole) // 2], discovered))
+
+
+def test_close_rates_without_the_features_counts_name_the_missing_file(default_run: Params, tmp_path: Path) -> None:
+    features = tmp_path / "features"
+    shutil.copytree(default_run.paths.features, features)
+    (features / SIGNAL_COUNTS).unlink()
+    params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"features": features})})
+    with pytest.raises(LeadcalError, match=rf"{SIGNAL_COUNTS}: not found \(run `leadcal features` first"):
+        close_rates.count_table(params, [])

@@ -10,6 +10,7 @@ models/ that the publish stage replaces only when a run passes its guard rails.
 """
 
 FEATURES = "features.parquet"  # under paths.features: the point-in-time rows (features stage)
+SIGNAL_COUNTS = "signal_counts.json"  # under paths.features: the signals' counts over those rows (features stage)
 CLOSE_RATES = "close_rates.csv"  # under paths.models: each signal's close rate and lift (close-rates stage)
 SIGNALS = "signals.json"  # the frequency signals the close-rates stage chose
 WEIGHTS = "weights.json"  # the points table and its header (weights stage)

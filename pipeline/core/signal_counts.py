@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.core.signals import SignalSet, build_signals, first_shown, labelled, merged_catalog
+from pipeline.core.signals import (
+    CATALOG_COLUMNS,
+    SignalSet,
+    build_signals,
+    first_shown,
+    frequency_signals,
+    labelled,
+    merged_catalog,
+)
 from pipeline.params import FrequencySignal, Signals
 
 
@@ -59,6 +67,37 @@ class SignalCounts:
         """(labelled rows, customers) at one age; (0, 0) if none was seen there."""
         k = np.flatnonzero(self.snapshots == snapshot)
         return (int(self.rows[k[0]]), int(self.customers[k[0]])) if len(k) else (0, 0)
+
+    def with_frequency(self, extra: SignalCounts) -> SignalCounts:
+        """These counts and `extra`'s (frequency signals counted over the same rows), the extra
+        signals after this catalog's activity and frequency ones: `build_signals`' order, as if
+        every signal had been counted at once (each signal's counts depend on its column alone)."""
+        if not np.array_equal(self.snapshots, extra.snapshots) or not np.array_equal(self.rows, extra.rows):
+            raise ValueError("the counts to join were not taken over the same rows")
+        kinds = self.catalog["type"].to_numpy()
+        at = int(np.isin(kinds, ("activity", "frequency")).sum())
+        if np.isin(kinds[:at], ("activity", "frequency")).sum() != at:
+            raise ValueError("the catalog does not begin with its activity and frequency signals")
+        joined = {name: np.concatenate([getattr(self, name)[:, :at], getattr(extra, name), getattr(self, name)[:, at:]],
+                                       axis=1) for name in _PER_SIGNAL}
+        catalog = pd.concat([self.catalog.iloc[:at], extra.catalog, self.catalog.iloc[at:]], ignore_index=True)
+        return SignalCounts(catalog=catalog, snapshots=self.snapshots, rows=self.rows, customers=self.customers,
+                            **joined)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain lists, for a JSON artifact (`from_dict` reads it back exactly: every count is an integer)."""
+        return {"catalog": self.catalog.to_dict("list"), "snapshots": self.snapshots.tolist(),
+                "rows": self.rows.tolist(), "customers": self.customers.tolist(),
+                **{name: getattr(self, name).tolist() for name in _PER_SIGNAL}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SignalCounts:
+        signals = len(data["catalog"]["signal"])
+        ages = len(data["snapshots"])
+        return cls(catalog=pd.DataFrame(data["catalog"], columns=list(CATALOG_COLUMNS)),
+                   snapshots=np.asarray(data["snapshots"], dtype=np.int64),
+                   rows=np.asarray(data["rows"], dtype=np.int64), customers=np.asarray(data["customers"], dtype=np.int64),
+                   **{name: np.asarray(data[name], dtype=np.int64).reshape(ages, signals) for name in _PER_SIGNAL})
 
 
 _PER_SIGNAL = ("first", "first_customers", "present_won", "present_lost")
@@ -104,6 +143,19 @@ def count_labelled(features: pd.DataFrame, settings: Signals, frequency: list[Fr
     labelled rows: what close rates and the leakage screen add up part by part."""
     known = labelled(features).to_numpy()
     return count_signals(build_signals(features, settings, frequency).take(known), features.loc[known, "closed"].to_numpy())
+
+
+def count_frequency(features: pd.DataFrame, frequency: list[FrequencySignal]) -> SignalCounts:
+    """`count_labelled` of the frequency signals `frequency` alone (pipeline.core.signals.frequency_signals)."""
+    known = labelled(features).to_numpy()
+    return count_signals(frequency_signals(features, frequency).take(known), features.loc[known, "closed"].to_numpy())
+
+
+def customers_any_time(features: pd.DataFrame, first_snapshot: int) -> int:
+    """Matured leads that became customers at any time, not only within the horizon (the close rate
+    a CRM report shows): one row per lead at the first snapshot, with a customer stage."""
+    first = labelled(features).to_numpy() & (features["snapshot_days"] == first_snapshot).to_numpy()
+    return int((first & features["customer_at"].notna().to_numpy()).sum())
 
 
 def add_counts(parts: list[SignalCounts], fit_attributes: list[str], numeric_bins: dict[str, list[float]]) -> SignalCounts:

@@ -24,6 +24,8 @@ from pipeline.design import FOLD_COLUMN, is_snapshot
 from pipeline.params import FrequencySignal, Signals
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 
+CATALOG_COLUMNS = ("signal", "kind", "type", "attribute", "value")  # a signal catalog's columns (build_signals)
+
 UNKNOWN = "unknown"
 
 
@@ -240,13 +242,7 @@ def build_signals(features: pd.DataFrame, settings: Signals, frequency: list[Fre
     for activity in activities_in(features):
         columns[activity] = (features[COUNT_PREFIX + activity].to_numpy() > 0)
         rows.append({"signal": activity, "kind": "engagement", "type": "activity", "attribute": activity, "value": "yes"})
-    for spec in settings.frequency.fixed if frequency is None else frequency:
-        name = frequency_name(spec)
-        columns[name] = features[peak_column(spec.activity, spec.window_days)].to_numpy() >= spec.min_count
-        rows.append({
-            "signal": name, "kind": "engagement", "type": "frequency", "attribute": spec.activity,
-            "value": f">= {spec.min_count} in {spec.window_days} days",
-        })
+    _add_frequency(features, settings.frequency.fixed if frequency is None else frequency, columns, rows)
     latest = np.full(len(features), np.inf)  # days since the latest activity of any kind (inf: none)
     for activity in activities_in(features):  # column by column: a row-wise minimum strides across columns
         latest = np.fmin(latest, features[AGE_PREFIX + activity].to_numpy(dtype=float))  # NaN: never done
@@ -268,6 +264,29 @@ def build_signals(features: pd.DataFrame, settings: Signals, frequency: list[Fre
     matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
     return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows), lead=lead_codes(features["lead_id"]),
                      snapshot=features["snapshot_days"].to_numpy(dtype=np.int64))
+
+
+def _add_frequency(features: pd.DataFrame, frequency: list[FrequencySignal], columns: dict[str, np.ndarray],
+                   rows: list[dict[str, str]]) -> None:
+    """The columns and catalog rows of frequency signals: the peak of an activity in a window, at least N."""
+    for spec in frequency:
+        name = frequency_name(spec)
+        columns[name] = features[peak_column(spec.activity, spec.window_days)].to_numpy() >= spec.min_count
+        rows.append({
+            "signal": name, "kind": "engagement", "type": "frequency", "attribute": spec.activity,
+            "value": f">= {spec.min_count} in {spec.window_days} days",
+        })
+
+
+def frequency_signals(features: pd.DataFrame, frequency: list[FrequencySignal]) -> SignalSet:
+    """Only the frequency signals `frequency` (in `build_signals`' form): what the close-rates
+    stage counts on top of the features stage's counts of every other signal."""
+    columns: dict[str, np.ndarray] = {}
+    rows: list[dict[str, str]] = []
+    _add_frequency(features, frequency, columns, rows)
+    matrix = pd.DataFrame({k: v.astype(np.uint8) for k, v in columns.items()}, index=features.index)
+    return SignalSet(matrix=matrix, catalog=pd.DataFrame(rows, columns=list(CATALOG_COLUMNS)),
+                     lead=lead_codes(features["lead_id"]), snapshot=features["snapshot_days"].to_numpy(dtype=np.int64))
 
 
 def _fit_signal(attribute: str, value: str) -> dict[str, str]:

@@ -27,16 +27,16 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, spreadsheet
-from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNALS
+from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNAL_COUNTS, SIGNALS
 from pipeline.core.frequency import FoundThreshold, add_peak_counts, count_peaks, discover
-from pipeline.core.signal_counts import SignalCounts, add_counts, count_labelled
-from pipeline.core.signals import SplitRule, activities_in, estimation_snapshot, labelled, split_rule
+from pipeline.core.signal_counts import SignalCounts, add_counts, count_frequency
+from pipeline.core.signals import SplitRule, activities_in, estimation_snapshot, split_rule
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
 from pipeline.data.engine import spark_session
 from pipeline.design import FOLD_COLUMN
 from pipeline.errors import LeadcalError
-from pipeline.params import FrequencySignal, Params, Signals
-from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
+from pipeline.params import FrequencySignal, Params
+from pipeline.schema import peak_column
 
 log = logging.getLogger(__name__)
 Counted = TypeVar("Counted")
@@ -129,26 +129,25 @@ def _peak_counts(part: pd.DataFrame, rule: SplitRule, at: int, activities: list[
     return count_peaks(part.loc[rows], part["closed"].to_numpy()[rows], activities, windows_days)
 
 
-def count_table(path: Path, params: Params, frequency: list[FrequencySignal]) -> tuple[SignalCounts, int]:
-    """(the signals' counts over the matured rows, matured leads that became customers at any time)
-    of features.parquet, counted part by part (`count_parts`): memory grows with a part, not with the table."""
-    columns = io.parquet_columns(path)
-    fit = set(params.signals.fit_attributes)
-    peaks = {peak_column(spec.activity, spec.window_days) for spec in frequency}
-    wanted = [c for c in columns if c in ("lead_id", "snapshot_days", "closed", "customer_at") or c in fit or c in peaks
-              or c.startswith((COUNT_PREFIX, AGE_PREFIX))]
-    # only what the count needs goes to Spark's executors (not the params: source.url may hold a password)
-    counted = count_parts(path, wanted, partial(_signal_counts, settings=params.signals, frequency=frequency,
-                                                first_snapshot=params.outcome.snapshot_days[0]), params)
-    return (add_counts([counts for counts, _ in counted], params.signals.fit_attributes, params.signals.numeric_bins),
-            sum(any_time for _, any_time in counted))
+def count_table(params: Params, discovered: list[FrequencySignal]) -> tuple[SignalCounts, int]:
+    """(the signals' counts over the matured rows, matured leads that became customers at any time).
 
-
-def _signal_counts(part: pd.DataFrame, settings: Signals, frequency: list[FrequencySignal],
-                   first_snapshot: int) -> tuple[SignalCounts, int]:
-    """One part's signal counts, and its matured leads that became customers at any time."""
-    first = labelled(part).to_numpy() & (part["snapshot_days"] == first_snapshot).to_numpy()  # a row per lead
-    return count_labelled(part, settings, frequency), int((first & part["customer_at"].notna().to_numpy()).sum())
+    Every signal params define was counted by the features stage, part by part as it wrote the
+    table (SIGNAL_COUNTS); only the `discovered` frequency signals are counted here, from their
+    peak columns (`count_parts`), and joined in `build_signals`' order."""
+    saved = params.paths.features / SIGNAL_COUNTS
+    if not saved.exists():
+        raise LeadcalError(f"{saved}: not found (run `leadcal features` first: it counts the signals)")
+    data = io.read_json(saved)
+    counts = SignalCounts.from_dict(data["signals"])
+    if discovered:
+        path = params.paths.features / FEATURES
+        wanted = ["lead_id", "snapshot_days", "closed", *dict.fromkeys(peak_column(spec.activity, spec.window_days)
+                                                                        for spec in discovered)]
+        counted = count_parts(path, wanted, partial(count_frequency, frequency=discovered), params)
+        extra = add_counts(counted, params.signals.fit_attributes, params.signals.numeric_bins)
+        counts = counts.with_frequency(extra)
+    return counts, int(data["customers_any_time"])
 
 
 def count_parts(path: Path, columns: list[str], count: Callable[[pd.DataFrame], Counted], params: Params) -> list[Counted]:
@@ -175,9 +174,8 @@ def run(params: Params) -> dict[str, object]:
     found = discover_frequency(path, split, rule, activities_in(columns), params)
     fixed = {(spec.activity, spec.window_days) for spec in params.signals.frequency.fixed}
     found = [f for f in found if (f.activity, f.window_days) not in fixed]  # a fixed signal wins
-    frequency = [*params.signals.frequency.fixed,
-                 *(FrequencySignal(activity=f.activity, min_count=f.min_count, window_days=f.window_days) for f in found)]
-    counts, any_time = count_table(path, params, frequency)
+    counts, any_time = count_table(params, [FrequencySignal(activity=f.activity, min_count=f.min_count,
+                                                            window_days=f.window_days) for f in found])
     table, average = close_rate_table(counts, params.close_rates.confidence, params.signals.min_support)
     matured, customers = counts.rows_at(params.outcome.snapshot_days[0])  # one row per lead
     if average == 0:

@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import io
-from pipeline.artifacts import FEATURES
+from pipeline.artifacts import FEATURES, SIGNAL_COUNTS
 from pipeline.data import local_features
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.data.engine import DuckDBEngine, Engine, open_engine, parquet_files, timestamp_literal
@@ -326,7 +326,7 @@ def build_features(
     features stage writes it part by part (`write_features`).
     """
     parts: list[pd.DataFrame] = []
-    report = _build(params, parts.append, require_outcomes, moments, tables, as_of)  # one part: every lead
+    report, _ = _build(params, parts.append, require_outcomes, moments, tables, as_of)  # one part: every lead
     (features,) = parts
     return features, report
 
@@ -335,10 +335,11 @@ def _build(
     params: Params, sink: Callable[[pd.DataFrame], None], require_outcomes: bool = True,
     moments: Literal["snapshots", "now"] = "snapshots", tables: Mapping[str, pd.DataFrame] | None = None,
     as_of: object = None, leads_per_part: int | None = None,
-) -> dict[str, object]:
+) -> tuple[dict[str, object], dict[str, object] | None]:
     """Hand the labelled rows to `sink`, `leads_per_part` leads at a time (all at once: None), in
-    row order, and return the stage's report, added up over the parts."""
-    from pipeline.core.signal_counts import add_counts, count_labelled
+    row order, and return the stage's report and, for snapshot rows, the signals' counts
+    (`signal_counts`), both added up over the parts."""
+    from pipeline.core.signal_counts import add_counts, count_labelled, customers_any_time
 
     engine = _open(params, tables)
     try:
@@ -347,7 +348,7 @@ def _build(
         moment = timestamp_literal(as_of)
         engine.create("lead_frame", _lead_frame_sql(params.outcome.horizon_days, moment))
         activities = _known_activities(engine, params.signals.frequency)
-        tally, screened = Tally(), []
+        tally, screened, any_time = Tally(), [], 0
         local = OutcomeEvents(activities) if isinstance(engine, DuckDBEngine) else None
         parts = (_aggregate(engine, params, activities, moment, moments, leads_per_part) if local is None else
                  local_features.aggregate(engine, _event_log(params, tables), params, activities, as_of, moments,
@@ -357,6 +358,7 @@ def _build(
             tally.add(rows)
             if moments == "snapshots":
                 screened.append(count_labelled(rows, params.signals))
+                any_time += customers_any_time(rows, params.outcome.snapshot_days[0])
             sink(rows)
         snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, moment)) \
             if moments == "snapshots" else None
@@ -365,10 +367,19 @@ def _build(
     finally:
         engine.close()
     report = tally.report(activities, as_of, params, require_outcomes, snapshots)
-    if after_outcome is not None:
-        signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
-        report["leakage_screen"] = _screen(signals, after_outcome)
-    return report
+    if after_outcome is None:
+        return report, None
+    signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
+    report["leakage_screen"] = _screen(signals, after_outcome)
+    return report, signal_counts(signals, any_time)
+
+
+def signal_counts(signals: SignalCounts, any_time: int) -> dict[str, object]:
+    """The artifact SIGNAL_COUNTS: every signal's counts over the labelled rows (params `signals`:
+    activities, fixed frequency signals, recency, fit values) and the matured leads that became
+    customers at any time. The close-rates stage adds the frequency signals it discovers and
+    publishes the rest as counted here, instead of reading and counting the whole table again."""
+    return {"signals": signals.as_dict(), "customers_any_time": any_time}
 
 
 def _event_log(params: Params, tables: Mapping[str, pd.DataFrame] | None) -> EventLog:
@@ -506,12 +517,13 @@ def write_features(params: Params) -> dict[str, object]:
                     features[FOLD_COLUMN] = validation_folds(features["closed"].to_numpy(), params.train.folds, params.seed)
                 write(features)
 
-            report = _build(params, sink, leads_per_part=None if snapshot else LEADS_PER_PART)
+            report, counts = _build(params, sink, leads_per_part=None if snapshot else LEADS_PER_PART)
         if snapshot:
             report.update(mode=SNAPSHOT, export_date=None, validation=SNAPSHOT_NOTE)
         else:
             report["mode"] = DATED
         io.write_json(out / "features_report.json", report)
+        io.write_json(out / SIGNAL_COUNTS, counts)
     log.info(
         "features: %d leads, %d matured, %d customers (average close rate %.2f %%); %d point-in-time rows (%s)",
         report["leads"], report["matured_leads"], report["customers_in_horizon"], 100 * (report["average_close_rate"] or 0),
