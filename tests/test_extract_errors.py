@@ -581,3 +581,21 @@ def test_stages_come_out_by_id_date_and_name_with_each_stage_once_per_lead() -> 
     assert list(zip(stages["lead_id"], stages["stage"], stages["entered_at"].dt.strftime("%m-%d"))) == [
         ("A1", "mql", "02-01"), ("A1", "sql", "02-01"), ("B2", "mql", "02-10"), ("B2", "sql", "03-01")]
     assert report.as_dict()["dropped"] == {"duplicate stage for the same lead (earliest kept)": 2}
+
+
+@pytest.mark.parametrize(("change", "conforms"), [
+    ({}, True),
+    ({"amount": [None, 0.0, 1.0]}, True),  # no amount yet, or zero: fine
+    ({"stage": ["mql", "won", "sql"]}, False),  # outside the vocabulary
+    ({"stage": ["mql", None, "sql"]}, False),  # no stage
+    ({"amount": [None, -1.0, 2.0]}, False),
+])
+def test_stages_conform_checks_the_stages_schema_rules(change: dict, conforms: bool) -> None:
+    """The quick check that lets validate_stages skip pandera must fail wherever the schema fails
+    (test_unknown_stage_names_line_and_value and the amount test check pandera's messages)."""
+    from pipeline.data.contract import stages_conform
+
+    stages = pd.DataFrame({"lead_id": ["A", "A", "B"], "stage": ["mql", "customer", "sql"],
+                           "amount": [None, 5000.0, None], **change})
+    assert stages_conform(stages) is conforms
+    assert stages_conform(stages.drop(columns="amount")) is ("stage" not in change)

@@ -490,6 +490,16 @@ def out_of_order(stages: pd.DataFrame, lead_key: np.ndarray) -> np.ndarray:
     return flagged
 
 
+def stages_conform(stages: pd.DataFrame) -> bool:
+    """The stages schema's rules (`_schema`: a known stage on every row, no negative amount) checked
+    by Arrow and NumPy. pandera checks the same rules and names the rows that break one; it runs
+    only when this finds one (at 1M leads it took 0.4 s, most of it importing pandera)."""
+    stage = pa_arrow.array(stages["stage"])
+    if stage.null_count or not pc.all(pc.is_in(stage, value_set=pa_arrow.array(list(STAGES)))).as_py():
+        return False
+    return "amount" not in stages or not (stages["amount"].to_numpy(dtype=float, na_value=np.nan) < 0).any()
+
+
 def validate_stages(
     frame: pd.DataFrame, source: str, lead_ids: pd.Series, created_at: pd.Series | None = None,
     policy: str = "drop", now: pd.Timestamp | None = None, dropped_ids: pd.Series | None = None,
@@ -507,7 +517,8 @@ def validate_stages(
     frame = report.remove(frame, short_rows(frame), SHORT_ROW, source, policy)
     refuse_nul(frame, ["lead_id", "stage"], source)
     stages = _coerce(frame, {**STAGES_REQUIRED, **STAGES_OPTIONAL}, source)
-    _enforce(stages, "stages", source)
+    if not stages_conform(stages):  # pandera names the broken rule and its rows
+        _enforce(stages, "stages", source)
     if "amount" not in stages.columns:
         stages["amount"] = float("nan")
     if dropped_ids is not None and len(dropped_ids):
