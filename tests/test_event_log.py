@@ -256,3 +256,40 @@ def test_a_stages_file_without_its_columns_is_refused_before_the_event_log_is_re
 
     with pytest.raises(LeadcalError, match=rf"stages\.{stages_as}: missing required column\(s\) \['entered_at'\]"):
         extract(params_in(tmp_path))
+
+
+def test_rows_sorted_on_lead_and_time_come_out_in_name_order_across_batches() -> None:
+    """DuckDB sorts the log on (lead, time) only; in_name_order sorts the rows of one lead at one
+    instant by name, also when they straddle two batches, so exact duplicates end up adjacent."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.data.event_log import in_name_order
+
+    def batch(lead: list[int], name: list[int], us: list[int]) -> pa.RecordBatch:
+        return pa.record_batch({"lead": pa.array(lead, pa.int32()), "name": pa.array(name, pa.int32()),
+                                "us": pa.array(us, pa.int64()), "verdict": pa.array([0] * len(lead), pa.int8())})
+
+    # lead 1 at instant 5: names 3, then (next batch) 0 and 3 again: out as 0, 3, 3 (duplicates adjacent)
+    by_hand = [np.concatenate(c) for c in zip(*in_name_order([batch([0, 1], [2, 3], [9, 5]),
+                                                               batch([1, 1, 2], [0, 3, 1], [5, 5, 1])]))]
+    assert by_hand[0].tolist() == [0, 1, 1, 1, 2] and by_hand[1].tolist() == [2, 0, 3, 3, 1]
+
+    rng = np.random.default_rng(11)
+    lead = np.sort(rng.integers(0, 30, 400)).astype(np.int32)
+    us = rng.integers(0, 5, 400).astype(np.int64)  # few instants: many ties
+    order = np.lexsort((us, lead))
+    lead, us = lead[order], us[order]
+    name = rng.integers(0, 4, 400).astype(np.int32)
+    verdict = rng.integers(0, 2, 400).astype(np.int8)
+    whole = pa.record_batch({"lead": lead, "name": name, "us": us, "verdict": verdict})
+    batches = [whole.slice(start, size) for start, size in ((0, 0), (0, 97), (97, 3), (100, 300))]
+    got = [np.concatenate(columns) for columns in zip(*in_name_order(batches))]
+    expected = np.lexsort((name, us, lead))
+    np.testing.assert_array_equal(got[0], lead[expected])
+    np.testing.assert_array_equal(got[2], us[expected])
+    np.testing.assert_array_equal(got[1], name[expected])
+    # each row kept once: the same (name, verdict) pairs within every (lead, time)
+    key = lambda columns: sorted(zip(*(c.tolist() for c in columns)))  # noqa: E731
+    assert key(got) == key((lead, name, us, verdict))
+    assert (np.diff(lead[expected]) >= 0).all() and len(set(zip(lead.tolist(), us.tolist()))) < 150  # ties were there
