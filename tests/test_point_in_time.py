@@ -1,4 +1,4 @@
-"""The features' NumPy aggregation (pipeline.core.point_in_time) and its event reader
+"""The features' NumPy aggregation (pipeline.data.point_in_time) and its event reader
 (pipeline.data.lead_events): hand-computed cases and a brute-force check on random leads.
 tests/test_engines.py compares the whole table with Spark's SQL."""
 
@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.core.point_in_time import (
+from pipeline.data.lead_events import EventLog
+from pipeline.data.point_in_time import (
     DAY_US,
     NO_OUTCOME,
     activity_cells,
@@ -21,7 +22,6 @@ from pipeline.core.point_in_time import (
     snapshot_moments,
     window_events,
 )
-from pipeline.data.lead_events import EventLog
 
 HOUR_US = 3_600_000_000
 
@@ -120,7 +120,8 @@ def _log(rows: int) -> pd.DataFrame:
     rng = np.random.default_rng(3)
     return pd.DataFrame({"lead_id": [f"L{i:03d}" for i in rng.integers(0, 50, rows)],
                          "activity": rng.choice(["demo", "email_open", "webinar"], rows),
-                         "occurred_at": pd.to_datetime(rng.integers(1.7e9, 1.71e9, rows), unit="s").astype("datetime64[us]")})
+                         "occurred_at": pd.to_datetime(rng.integers(1.7e9, 1.71e9, rows), unit="s")
+                         .astype("datetime64[us]")})
 
 
 @pytest.mark.parametrize("layout", ["sorted file, small row groups", "unsorted file", "frame"])
@@ -136,7 +137,8 @@ def test_event_log_gives_the_events_of_a_range_of_leads(tmp_path: Path, layout: 
     names = pa.array(["demo", "email_open", "webinar"])
     lead, activity, us = EventLog(source).of_leads(part, names)
     mine = log[log["lead_id"].isin(part.to_pylist())]
-    got = pd.DataFrame({"lead_id": np.asarray(part.to_pylist())[lead], "activity": np.asarray(names.to_pylist())[activity],
+    got = pd.DataFrame({"lead_id": np.asarray(part.to_pylist())[lead],
+                        "activity": np.asarray(names.to_pylist())[activity],
                         "us": us}).sort_values(["lead_id", "activity", "us"], ignore_index=True)
     want = pd.DataFrame({"lead_id": mine["lead_id"].to_numpy(), "activity": mine["activity"].to_numpy(),
                          "us": mine["occurred_at"].to_numpy().astype("datetime64[us]").astype(np.int64)}) \

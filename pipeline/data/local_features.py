@@ -2,7 +2,7 @@
 
 DuckDB computes each lead's outcome and maturity (`lead_frame`, the SQL both engines share)
 and streams the leads in id order. For each range of `leads_per_part` of them, the rows and
-their activity columns are built in NumPy (pipeline.core.point_in_time) from the range's
+their activity columns are built in NumPy (pipeline.data.point_in_time) from the range's
 events (pipeline.data.lead_events), and the events of the leads' outcomes are counted for the
 leakage screen in the same read: the event log is read once, a range at a time.
 
@@ -24,7 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.core.point_in_time import (
+from pipeline.data.engine import DuckDBEngine, duckdb_connection
+from pipeline.data.lead_events import EventLog
+from pipeline.data.point_in_time import (
     DAY_US,
     NO_OUTCOME,
     Cells,
@@ -36,8 +38,6 @@ from pipeline.core.point_in_time import (
     snapshot_moments,
     window_events,
 )
-from pipeline.data.engine import DuckDBEngine, duckdb_connection
-from pipeline.data.lead_events import EventLog
 from pipeline.params import Params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stratum
 
@@ -162,6 +162,6 @@ def aggregate(engine: DuckDBEngine, log: EventLog, params: Params, activities: l
                                earliest=any(w * DAY_US < longest_window_us(rows) for w in windows))
         blocks = [_block(cells.counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
                   _block(cells.ages_days(rows.row_cutoff_us()), [f"{AGE_PREFIX}{a}" for a in activities], frame.index)]
-        blocks += [_block(_peaks(rows, cells, events, w, params.duckdb_memory_gb), [peak_column(a, w) for a in activities], frame.index)
-                   for w in windows]
+        blocks += [_block(_peaks(rows, cells, events, w, params.duckdb_memory_gb),
+                          [peak_column(a, w) for a in activities], frame.index) for w in windows]
         yield pd.concat([frame, *blocks], axis=1)
