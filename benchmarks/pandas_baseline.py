@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
+from pipeline.artifacts import FEATURES, SIGNAL_COUNTS
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.data.sources import TABLES, find_table, read_path
 from pipeline.params import Params, load_params
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column
 from pipeline.stages import close_rates
 from pipeline.stages.extract import contract_order, validate_tables
-from pipeline.stages.features import label, leakage_screen
+from pipeline.stages.features import label, screen_table
 
 DAY_US = 86_400_000_000
 
@@ -74,8 +75,9 @@ def snapshot_rows(frame: pd.DataFrame, as_of: pd.Timestamp, params: Params) -> p
     return rows.drop(columns=["first_outcome_at"]).reset_index(drop=True)
 
 
-def features(tables: dict[str, pd.DataFrame], params: Params) -> tuple[pd.DataFrame, dict[str, object]]:
-    """The point-in-time table from the whole event log in memory."""
+def features(tables: dict[str, pd.DataFrame], params: Params
+             ) -> tuple[pd.DataFrame, dict[str, object], dict[str, object]]:
+    """The point-in-time table from the whole event log in memory, its report and its signals' counts."""
     leads, events, stages = tables["leads"], tables["activities"], tables["stages"]
     as_of = pd.Timestamp(params.outcome.as_of) if params.outcome.as_of else max(
         leads["created_at"].max(), events["occurred_at"].max(), stages["entered_at"].max())
@@ -125,16 +127,17 @@ def features(tables: dict[str, pd.DataFrame], params: Params) -> tuple[pd.DataFr
     decided = decided[decided["first_outcome_at"].notna()]
     after = decided.assign(after=decided["occurred_at"] >= decided["first_outcome_at"]).groupby("activity").agg(
         events_of_decided_leads=("after", "size"), after_outcome=("after", "sum")).reset_index()
-    report["leakage_screen"] = leakage_screen(table, params, after)
-    return table, report
+    report["leakage_screen"], counts = screen_table(table, params, after)
+    return table, report, counts
 
 
 def main() -> None:
     params = load_params(sys.argv[1])
     tables = extract(params)
-    table, report = features(tables, params)
-    io.write_parquet(params.paths.features / "features.parquet", table)
+    table, report, counts = features(tables, params)
+    io.write_parquet(params.paths.features / FEATURES, table)
     io.write_json(params.paths.features / "features_report.json", report)
+    io.write_json(params.paths.features / SIGNAL_COUNTS, counts)
     close_rates.run(params)
 
 

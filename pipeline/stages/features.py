@@ -399,11 +399,14 @@ def _screen(signals: SignalCounts, after_outcome: pd.DataFrame) -> dict[str, obj
     }
 
 
-def leakage_screen(features: pd.DataFrame, params: Params, after_outcome: pd.DataFrame) -> dict[str, object]:
-    """The leakage screen of a whole labelled table (the pandas baseline's)."""
-    from pipeline.core.signal_counts import count_labelled
+def screen_table(features: pd.DataFrame, params: Params, after_outcome: pd.DataFrame
+                 ) -> tuple[dict[str, object], dict[str, object]]:
+    """The leakage screen and the SIGNAL_COUNTS artifact of a whole labelled table (the pandas baseline's)."""
+    from pipeline.core.signal_counts import count_labelled, customers_any_time
 
-    return _screen(count_labelled(features, params.signals), after_outcome)
+    signals = count_labelled(features, params.signals)
+    return _screen(signals, after_outcome), signal_counts(
+        signals, customers_any_time(features, params.outcome.snapshot_days[0]))
 
 
 def cohort_of(created_at: pd.Series) -> pd.Series:
