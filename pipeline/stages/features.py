@@ -349,10 +349,11 @@ def _build(
         engine.create("lead_frame", _lead_frame_sql(params.outcome.horizon_days, moment))
         activities = _known_activities(engine, params.signals.frequency)
         tally, screened, any_time = Tally(), [], 0
-        local = OutcomeEvents(activities) if isinstance(engine, DuckDBEngine) else None
-        parts = (_aggregate(engine, params, activities, moment, moments, leads_per_part) if local is None else
-                 local_features.aggregate(engine, _event_log(params, tables), params, activities, as_of, moments,
-                                          leads_per_part, local if moments == "snapshots" else None))
+        local = isinstance(engine, DuckDBEngine)  # on Spark the SQL path: no event reaches the driver
+        outcome_events = OutcomeEvents(activities) if local and moments == "snapshots" else None
+        parts = (local_features.aggregate(engine, _event_log(params, tables), params, activities, as_of, moments,
+                                          leads_per_part, outcome_events) if local else
+                 _aggregate(engine, params, activities, moment, moments, leads_per_part))
         for rows in parts:
             rows = label_rows(rows)
             tally.add(rows)
@@ -363,7 +364,7 @@ def _build(
         snapshots = engine.fetch(_snapshot_counts_sql(params.outcome.snapshot_days, moment)) \
             if moments == "snapshots" else None
         after_outcome = None if moments != "snapshots" else \
-            local.frame() if local is not None else engine.fetch(_after_outcome_sql())
+            outcome_events.frame() if outcome_events is not None else engine.fetch(_after_outcome_sql())
     finally:
         engine.close()
     report = tally.report(activities, as_of, params, require_outcomes, snapshots)
