@@ -15,6 +15,7 @@ import pytest
 from pipeline.data.generate import write_sample
 from pipeline.errors import LeadcalError
 from pipeline.params import Params, Spark
+from pipeline.schema import COUNT_PREFIX, peak_column
 from pipeline.stages import features as features_stage
 from pipeline.stages.extract import extract
 from pipeline.stages.features import build_features
@@ -51,6 +52,40 @@ def test_duckdb_and_spark_give_identical_features(extracted: Params) -> None:
     ages = ages[~pd.isna(ages)]
     assert len(ages) > 500 and ((ages >= 0) & (ages <= extracted.outcome.snapshot_days[-1])).all()
     assert any(c.endswith("__7d") for c in duck.columns) and any(c.endswith("__30d") for c in duck.columns)
+
+
+class _NotLocal:
+    """Stands in for DuckDBEngine in features' check: DuckDB then runs Spark's SQL path."""
+
+
+@pytest.mark.parametrize("moments", ["snapshots", "now"])
+def test_numpy_rows_on_duckdb_equal_the_sql_path_run_by_duckdb(extracted: Params, moments: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """On DuckDB the rows come from NumPy (pipeline.data.local_features); on Spark from the SQL,
+    which DuckDB runs as well: the same table and report, with or without Spark on this machine.
+    The 7-day window is narrower than the rows' 30 days, so the rolling peaks are exercised."""
+    local, local_report = build_features(extracted, require_outcomes=moments == "snapshots", moments=moments)
+    monkeypatch.setattr(features_stage, "DuckDBEngine", _NotLocal)
+    sql, sql_report = build_features(extracted, require_outcomes=moments == "snapshots", moments=moments)
+    pd.testing.assert_frame_equal(local, sql)  # dtypes included
+    assert local_report == sql_report
+    activities = [c[len(COUNT_PREFIX):] for c in local.columns if c.startswith(COUNT_PREFIX)]
+    peaks = local[[peak_column(a, 7) for a in activities]].to_numpy()
+    assert (peaks < local[[COUNT_PREFIX + a for a in activities]].to_numpy()).any()  # some peak below its count
+
+
+@pytest.mark.parametrize("path", ["numpy", "sql"])
+def test_an_as_of_with_an_offset_is_its_instant_in_utc(extracted: Params, path: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--as-of 2024-05-01T02:00+02:00` is midnight UTC: the rows, their cut-offs and maturity are
+    those of the naive UTC moment (the contract's timestamps are UTC without a zone), on both paths."""
+    if path == "sql":
+        monkeypatch.setattr(features_stage, "DuckDBEngine", _NotLocal)
+    naive, _ = build_features(extracted, require_outcomes=False, moments="now", as_of="2024-05-01T00:00:00")
+    zoned, _ = build_features(extracted, require_outcomes=False, moments="now",
+                              as_of=pd.Timestamp("2024-05-01T02:00:00+02:00"))
+    pd.testing.assert_frame_equal(zoned, naive)
+    assert len(naive) > 50
 
 
 def test_activity_names_with_quotes_and_backslashes_survive_both_dialects(extracted: Params, tmp_path) -> None:

@@ -344,7 +344,7 @@ def _build(
     engine = _open(params, tables)
     try:
         as_of = as_of or params.outcome.as_of
-        as_of = pd.Timestamp(as_of) if as_of else export_date(engine)
+        as_of = utc_naive(pd.Timestamp(as_of)) if as_of else export_date(engine)
         moment = timestamp_literal(as_of)
         engine.create("lead_frame", _lead_frame_sql(params.outcome.horizon_days, moment))
         activities = _known_activities(engine, params.signals.frequency)
@@ -373,6 +373,12 @@ def _build(
     signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
     report["leakage_screen"] = _screen(signals, after_outcome)
     return report, signal_counts(signals, any_time)
+
+
+def utc_naive(moment: pd.Timestamp) -> pd.Timestamp:
+    """A moment as the tables hold theirs: UTC without a zone. An `as_of` given with an offset
+    (`--as-of 2025-06-30T18:00+02:00`) is that instant, not its wall-clock time."""
+    return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo is not None else moment
 
 
 def signal_counts(signals: SignalCounts, any_time: int) -> dict[str, object]:
