@@ -130,13 +130,16 @@ def _parquet_options(schema: Any) -> dict[str, Any]:
     return {"compression": "lz4", "use_dictionary": text, "write_statistics": False}
 
 
-def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
+def write_parquet(path: str | Path, frame: pd.DataFrame, statistics: list[str] | None = None) -> None:
+    """`statistics`: columns whose row groups record their first and last value (a reader can
+    then skip the row groups outside a range: the event log's lead ids)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    options = {**_parquet_options(table.schema), **({"write_statistics": statistics} if statistics else {})}
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **_parquet_options(table.schema))
+        pq.write_table(table, tmp, **options)
 
 
 @contextlib.contextmanager

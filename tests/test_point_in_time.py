@@ -145,3 +145,30 @@ def test_event_log_gives_the_events_of_a_range_of_leads(tmp_path: Path, layout: 
         .sort_values(["lead_id", "activity", "us"], ignore_index=True)
     assert len(want) > 100
     pd.testing.assert_frame_equal(got, want)
+    if layout.startswith("sorted"):  # the row groups outside the range were not read
+        read = []
+        original = pq.ParquetFile.read_row_groups
+        pq.ParquetFile.read_row_groups = lambda self, groups, **kw: read.extend(groups) or original(self, groups, **kw)
+        try:
+            EventLog(source).of_leads(part[:-1], names)
+        finally:
+            pq.ParquetFile.read_row_groups = original
+        assert 0 < len(read) < pq.ParquetFile(source).metadata.num_row_groups / 2
+
+
+def test_the_pandas_path_writes_a_log_whose_lead_id_spans_features_can_use(tmp_path: Path) -> None:
+    """A CSV export's event log (the pandas path) is written sorted by lead, with each row group's
+    first and last lead id: features reads a range of leads from its own row groups."""
+    from pipeline.data.generate import write_sample
+    from pipeline.data.lead_events import _id_spans
+    from pipeline.stages.extract import extract
+    from tests.conftest import params_in
+
+    params = params_in(tmp_path, generate={"n_leads": 300, "months": 6})
+    write_sample(params)
+    extract(params)
+    path = params.paths.extracted / "activities.parquet"
+    spans = _id_spans(pq.ParquetFile(path))
+    ids = pq.read_table(path, columns=["lead_id"]).column("lead_id").to_pylist()
+    assert ids == sorted(ids) and len(ids) > 1000
+    assert spans == [(ids[0], ids[-1])]

@@ -7,8 +7,9 @@ only the row groups that can hold the range are read. Ids and names are read as 
 dictionary codes and looked up once per distinct value, never per row: a string per event is
 what made the SQL join slow.
 
-Any other log (a folder of part files, a pandas-written file, a frame in memory for
-`leadcal score`) gives the same answer, read whole when its statistics cannot narrow it.
+Every log extract writes is sorted so and records the spans: DuckDB's stream, the pandas
+path's file (CSV exports) and Spark's part files. Any other (a frame in memory for `leadcal
+score`, a file without text statistics) gives the same answer, read whole.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _id_spans(file: pq.ParquetFile) -> list[tuple[object, object] | None]:
     spans: list[tuple[object, object] | None] = []
     for g in range(metadata.num_row_groups):
         stats = metadata.row_group(g).column(column).statistics if column >= 0 else None
-        spans.append((stats.min, stats.max) if stats is not None and stats.has_min_max else None)
+        known = stats is not None and stats.has_min_max and isinstance(stats.min, str) and isinstance(stats.max, str)
+        spans.append((stats.min, stats.max) if known else None)  # ids as text: compared as the sort compares them
     return spans
 
 

@@ -81,7 +81,8 @@ def validate_tables(
         )
         activities = activities[["lead_id", "activity", "occurred_at"]]
         if out is not None:
-            io.write_parquet(out / "activities.parquet", activities)
+            # sorted by lead, like the streamed log: its lead id spans let features read a range of leads
+            io.write_parquet(out / "activities.parquet", activities, statistics=["lead_id"])
             activities = None
     if raw.get("stages") is None:
         stages = pd.DataFrame({"lead_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
