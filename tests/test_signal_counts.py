@@ -203,3 +203,14 @@ def test_close_rates_without_the_features_counts_name_the_missing_file(default_r
     params = default_run.model_copy(update={"paths": default_run.paths.model_copy(update={"features": features})})
     with pytest.raises(LeadcalError, match=rf"{SIGNAL_COUNTS}: not found \(run `leadcal features` first"):
         close_rates.count_table(params, [])
+
+
+def test_close_rates_refuse_counts_taken_with_other_signal_settings(default_run: Params, tmp_path: Path) -> None:
+    """`leadcal close-rates` run by hand after params' signals changed (dvc would rerun features):
+    the saved counts describe other signals, so they are refused, not published."""
+    counts, _ = close_rates.count_table(default_run, [])
+    assert len(counts.catalog) > 10
+    changed = default_run.model_copy(update={"signals": default_run.signals.model_copy(
+        update={"recency_days": [3, *default_run.signals.recency_days]})})
+    with pytest.raises(LeadcalError, match=r"counted with other `signals` settings .* run `leadcal features` again"):
+        close_rates.count_table(changed, [])

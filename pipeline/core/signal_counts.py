@@ -145,6 +145,15 @@ def count_labelled(features: pd.DataFrame, settings: Signals, frequency: list[Fr
     return count_signals(build_signals(features, settings, frequency).take(known), features.loc[known, "closed"].to_numpy())
 
 
+def settings_fingerprint(settings: Signals) -> str:
+    """A digest of the `signals` settings counts were taken with (their canonical JSON): saved beside
+    the counts and compared whole, without JSON's float rounding."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(settings.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
 def count_frequency(features: pd.DataFrame, frequency: list[FrequencySignal]) -> SignalCounts:
     """`count_labelled` of the frequency signals `frequency` alone (pipeline.core.signals.frequency_signals)."""
     known = labelled(features).to_numpy()

@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline import io, spreadsheet
 from pipeline.artifacts import CLOSE_RATES, FEATURES, SIGNAL_COUNTS, SIGNALS
 from pipeline.core.frequency import FoundThreshold, add_peak_counts, count_peaks, discover
-from pipeline.core.signal_counts import SignalCounts, add_counts, count_frequency
+from pipeline.core.signal_counts import SignalCounts, add_counts, count_frequency, settings_fingerprint
 from pipeline.core.signals import SplitRule, activities_in, estimation_snapshot, split_rule
 from pipeline.core.stats import beta_binomial_strength, shrink_close_rate, wilson_interval
 from pipeline.data.engine import spark_session
@@ -139,6 +139,9 @@ def count_table(params: Params, discovered: list[FrequencySignal]) -> tuple[Sign
     if not saved.exists():
         raise LeadcalError(f"{saved}: not found (run `leadcal features` first: it counts the signals)")
     data = io.read_json(saved)
+    if data.get("settings") != settings_fingerprint(params.signals):
+        raise LeadcalError(f"{saved}: counted with other `signals` settings than params' (changed since the "
+                           "features stage ran): run `leadcal features` again (dvc repro does)")
     counts = SignalCounts.from_dict(data["signals"])
     if discovered:
         path = params.paths.features / FEATURES
@@ -164,9 +167,10 @@ def count_parts(path: Path, columns: list[str], count: Callable[[pd.DataFrame], 
 def run(params: Params) -> dict[str, object]:
     """features.parquet -> models/signals.json (frequency thresholds found) and models/close_rates.csv.
 
-    The table is counted part by part (`count_parts`: read here, or on Spark's executors): only
-    its split columns are held whole, so a table of tens of millions of rows fits in a small
-    machine's memory."""
+    The signals params define were counted by the features stage (SIGNAL_COUNTS); the table is
+    read for the frequency search and the signals it finds, part by part (`count_parts`: here, or
+    on Spark's executors): only its split columns are held whole, so a table of tens of millions
+    of rows fits in a small machine's memory."""
     path = params.paths.features / FEATURES
     columns = io.parquet_columns(path)
     split = io.read_parquet(path, columns=[c for c in columns if c in SPLIT_COLUMNS], categories=["cohort"])

@@ -52,7 +52,7 @@ from pipeline.data.lead_events import EventLog
 from pipeline.data.local_features import OutcomeEvents
 from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, validation_folds
 from pipeline.errors import LeadcalError
-from pipeline.params import Frequency, Outcome, Params
+from pipeline.params import Frequency, Outcome, Params, Signals
 from pipeline.schema import AGE_PREFIX, COUNT_PREFIX, peak_column, snapshot_stratum
 from pipeline.stages.mode import read_mode
 from pipeline.staging import staged_folder
@@ -372,7 +372,7 @@ def _build(
         return report, None
     signals = add_counts(screened, params.signals.fit_attributes, params.signals.numeric_bins)
     report["leakage_screen"] = _screen(signals, after_outcome)
-    return report, signal_counts(signals, any_time)
+    return report, signal_counts(signals, any_time, params.signals)
 
 
 def utc_naive(moment: pd.Timestamp) -> pd.Timestamp:
@@ -381,12 +381,15 @@ def utc_naive(moment: pd.Timestamp) -> pd.Timestamp:
     return moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo is not None else moment
 
 
-def signal_counts(signals: SignalCounts, any_time: int) -> dict[str, object]:
+def signal_counts(signals: SignalCounts, any_time: int, settings: Signals) -> dict[str, object]:
     """The artifact SIGNAL_COUNTS: every signal's counts over the labelled rows (params `signals`:
     activities, fixed frequency signals, recency, fit values) and the matured leads that became
     customers at any time. The close-rates stage adds the frequency signals it discovers and
-    publishes the rest as counted here, instead of reading and counting the whole table again."""
-    return {"signals": signals.as_dict(), "customers_any_time": any_time}
+    publishes the rest as counted here, instead of reading and counting the whole table again;
+    the settings they were counted with let it refuse counts that params no longer describe."""
+    from pipeline.core.signal_counts import settings_fingerprint
+
+    return {"signals": signals.as_dict(), "customers_any_time": any_time, "settings": settings_fingerprint(settings)}
 
 
 def _event_log(params: Params, tables: Mapping[str, pd.DataFrame] | None) -> EventLog:
@@ -413,7 +416,7 @@ def screen_table(features: pd.DataFrame, params: Params, after_outcome: pd.DataF
 
     signals = count_labelled(features, params.signals)
     return _screen(signals, after_outcome), signal_counts(
-        signals, customers_any_time(features, params.outcome.snapshot_days[0]))
+        signals, customers_any_time(features, params.outcome.snapshot_days[0]), params.signals)
 
 
 def cohort_of(created_at: pd.Series) -> pd.Series:
