@@ -187,7 +187,9 @@ def test_frequency_counts_joined_to_the_features_counts_are_everything_counted_a
                   FrequencySignal(activity="webinar_attendance", min_count=2, window_days=30)]
     settings = default_run.signals.model_copy(update={"frequency": default_run.signals.frequency.model_copy(
         update={"fixed": fixed})})
-    expected = count_labelled(whole, settings, [*fixed, *discovered])
+    known = labelled(whole).to_numpy()
+    expected = count_signals(build_signals(whole, settings, [*fixed, *discovered]).take(known),
+                             whole.loc[known, "closed"].to_numpy())
     base = SignalCounts.from_dict(json.loads(json.dumps(count_labelled(whole, settings).as_dict())))
     joined = base.with_frequency(count_frequency(whole, discovered))
     assert list(joined.catalog["type"]).count("frequency") == 3 and joined.first[:, 1:].any()

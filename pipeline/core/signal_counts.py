@@ -138,11 +138,12 @@ def group_sums(flags: np.ndarray, group: np.ndarray, groups: int, block_rows: in
     return sums
 
 
-def count_labelled(features: pd.DataFrame, settings: Signals, frequency: list[FrequencySignal] | None = None) -> SignalCounts:
-    """The counts of the signals (pipeline.core.signals.build_signals) over a features table's
-    labelled rows: what close rates and the leakage screen add up part by part."""
+def count_labelled(features: pd.DataFrame, settings: Signals) -> SignalCounts:
+    """The counts of the signals params define (pipeline.core.signals.build_signals: activities,
+    fixed frequency signals, recency, fit values) over a features table's labelled rows: what
+    the features stage adds up part by part, for the leakage screen and close rates."""
     known = labelled(features).to_numpy()
-    return count_signals(build_signals(features, settings, frequency).take(known), features.loc[known, "closed"].to_numpy())
+    return count_signals(build_signals(features, settings).take(known), features.loc[known, "closed"].to_numpy())
 
 
 def settings_fingerprint(settings: Signals) -> str:
