@@ -46,7 +46,7 @@ class EventLog:
         lead = _positions(table.column("lead_id"), lead_ids)
         mine = lead >= 0
         activity = _positions(table.column("activity"), activities)[mine]
-        us = pc.cast(table.column("occurred_at"), pa.timestamp("us")).cast(pa.int64()).to_numpy()
+        us = microseconds(table.column("occurred_at"))
         return lead[mine], activity, us[mine]
 
     def _read(self, lead_ids: pa.Array) -> pa.Table:
@@ -62,6 +62,12 @@ class EventLog:
             return pa.table({"lead_id": pa.array([], pa.string()), "activity": pa.array([], pa.string()),
                              "occurred_at": pa.array([], pa.timestamp("us"))})
         return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+
+
+def microseconds(column: pa.ChunkedArray | pa.Array, missing: int | None = None) -> np.ndarray:
+    """A timestamp column as int64 microseconds since the epoch, `missing` for a null."""
+    values = pc.cast(column, pa.timestamp("us")).cast(pa.int64())
+    return (values if missing is None else values.fill_null(missing)).to_numpy()
 
 
 def _id_spans(file: pq.ParquetFile) -> list[tuple[object, object] | None]:

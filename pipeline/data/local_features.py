@@ -22,10 +22,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.data.engine import DuckDBEngine, duckdb_connection
-from pipeline.data.lead_events import EventLog
+from pipeline.data.lead_events import EventLog, microseconds
 from pipeline.data.point_in_time import (
     DAY_US,
     NO_OUTCOME,
@@ -81,16 +80,11 @@ def lead_parts(engine: DuckDBEngine, leads_per_part: int | None) -> Iterator[pa.
         yield buffer.combine_chunks()
 
 
-def _us(column: pa.ChunkedArray | pa.Array, missing: int) -> np.ndarray:
-    """A timestamp column as int64 microseconds, `missing` for a null."""
-    return pc.cast(column, pa.timestamp("us")).cast(pa.int64()).fill_null(missing).to_numpy()
-
-
-def part_moments(part: pa.Table, params: Params, as_of: pd.Timestamp,
+def part_moments(part: pa.Table, outcome: np.ndarray, params: Params, as_of: pd.Timestamp,
                  moments: Literal["snapshots", "now"]) -> Moments:
-    """The rows of a range of leads (pipeline.stages.features' rules)."""
-    created = _us(part.column("created_at"), 0)
-    outcome = _us(part.column("first_outcome_at"), NO_OUTCOME)
+    """The rows of a range of leads (pipeline.stages.features' rules); `outcome`: each lead's
+    first outcome in microseconds (NO_OUTCOME without one)."""
+    created = microseconds(part.column("created_at"), 0)
     as_of_us = pd.Timestamp(as_of).value // 1000  # the SQL literal's microseconds (timestamp_literal)
     if moments == "snapshots":
         return snapshot_moments(created, outcome, as_of_us, params.outcome.snapshot_days)
@@ -110,8 +104,9 @@ def row_frame(part: pa.Table, rows: Moments, params: Params, moments: Literal["s
     return frame
 
 
-def _block(values: np.ndarray, columns: list[str], index: pd.Index) -> pd.DataFrame:
-    """(columns x rows) array -> a frame with one column per row of it."""
+def column_block(values: np.ndarray, columns: list[str], index: pd.Index) -> pd.DataFrame:
+    """(columns x rows) array -> a frame with one column per row of it, without a copy (both
+    paths of pipeline.stages.features build their activity columns so)."""
     return pd.DataFrame(values.T, columns=columns, index=index, copy=False)
 
 
@@ -151,17 +146,18 @@ def aggregate(engine: DuckDBEngine, log: EventLog, params: Params, activities: l
     windows = sorted({*frequency.windows_days, *(s.window_days for s in frequency.fixed)})
     names = pa.array(activities, pa.string())
     for part in lead_parts(engine, leads_per_part):
-        rows = part_moments(part, params, as_of, moments)
+        outcome = microseconds(part.column("first_outcome_at"), NO_OUTCOME)
+        rows = part_moments(part, outcome, params, as_of, moments)
         frame = row_frame(part, rows, params, moments)
         events = log.of_leads(part.column("lead_id").combine_chunks(), names)
         if outcome_events_seen is not None:
-            outcome = _us(part.column("first_outcome_at"), NO_OUTCOME)
             outcome_events_seen.add(outcome_events(outcome, *events, len(activities)))
         # a rolling window at least as wide as every row's span counts what the row counts
         cells = activity_cells(rows, *events, len(activities),
                                earliest=any(w * DAY_US < longest_window_us(rows) for w in windows))
-        blocks = [_block(cells.counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
-                  _block(cells.ages_days(rows.row_cutoff_us()), [f"{AGE_PREFIX}{a}" for a in activities], frame.index)]
-        blocks += [_block(_peaks(rows, cells, events, w, params.duckdb_memory_gb),
+        blocks = [column_block(cells.counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
+                  column_block(cells.ages_days(rows.row_cutoff_us()), [f"{AGE_PREFIX}{a}" for a in activities],
+                               frame.index)]
+        blocks += [column_block(_peaks(rows, cells, events, w, params.duckdb_memory_gb),
                           [peak_column(a, w) for a in activities], frame.index) for w in windows]
         yield pd.concat([frame, *blocks], axis=1)

@@ -49,7 +49,7 @@ from pipeline.data import local_features
 from pipeline.data.contract import OUTCOME_STAGES, WON_STAGE
 from pipeline.data.engine import DuckDBEngine, Engine, open_engine, parquet_files, timestamp_literal
 from pipeline.data.lead_events import EventLog
-from pipeline.data.local_features import OutcomeEvents
+from pipeline.data.local_features import OutcomeEvents, column_block
 from pipeline.design import DATED, FOLD_COLUMN, SNAPSHOT, SNAPSHOT_COHORT, SNAPSHOT_NOTE, validation_folds
 from pipeline.errors import LeadcalError
 from pipeline.params import Frequency, Outcome, Params, Signals
@@ -259,8 +259,8 @@ def _count_and_age_blocks(engine: Engine, activities: list[str], frame: pd.DataF
         cell = _cells(activity, row, len(frame))
         np.put(counts, cell, n)
         np.put(ages, cell, (cutoff_seconds[row] - last_us // 1_000_000) / 86400.0)
-    blocks = [_block(counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
-              _block(ages, [f"{AGE_PREFIX}{a}" for a in activities], frame.index)]
+    blocks = [column_block(counts, [f"{COUNT_PREFIX}{a}" for a in activities], frame.index),
+              column_block(ages, [f"{AGE_PREFIX}{a}" for a in activities], frame.index)]
     return counts, blocks
 
 
@@ -288,7 +288,7 @@ def _peak_block(engine: Engine, activities: list[str], frame: pd.DataFrame, coun
         peaks = counts.copy()
         for row, activity, (peak,) in _pairs(engine, "peak", f"peaks_{window_days}", activities):
             np.put(peaks, _cells(activity, row, len(frame)), peak)
-    return _block(peaks, [peak_column(a, window_days) for a in activities], frame.index)
+    return column_block(peaks, [peak_column(a, window_days) for a in activities], frame.index)
 
 
 def _cells(activity: np.ndarray, row: np.ndarray, rows: int) -> np.ndarray:
@@ -297,9 +297,6 @@ def _cells(activity: np.ndarray, row: np.ndarray, rows: int) -> np.ndarray:
     return activity.astype(np.int64) * rows + row
 
 
-def _block(values: np.ndarray, columns: list[str], index: pd.Index) -> pd.DataFrame:
-    """(columns x rows) array -> a frame with one column per row of it."""
-    return pd.DataFrame(values.T, columns=columns, index=index, copy=False)
 
 
 def _pairs(engine: Engine, values: str, table: str, activities: list[str]):  # noqa: ANN202 - a generator
