@@ -262,3 +262,24 @@ def test_arrow_buffers_come_from_jemalloc_unless_the_environment_names_a_pool(mo
         assert pa.default_memory_pool().backend_name == "jemalloc"
     finally:
         pa.set_memory_pool(before)
+
+
+@pytest.mark.parametrize(("shell", "expected"), [(None, False), ("1", True)])
+def test_the_cli_keeps_numpy_off_transparent_huge_pages_unless_the_shell_asks(shell: str | None,
+                                                                              expected: bool) -> None:
+    """On a kernel that compacts memory for huge pages on the fault, NumPy's request for them took
+    half of a stage's time in the kernel. The CLI turns it off before NumPy loads; a value the
+    user set in the shell wins. (NumPy honours the request only on Linux.)"""
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("NumPy asks for huge pages on Linux only")
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if shell is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = shell
+    probe = "import pipeline.cli, numpy; print(numpy._core.multiarray._get_madvise_hugepage())"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == str(expected)
