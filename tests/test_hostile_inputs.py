@@ -454,3 +454,15 @@ def test_fuzz_random_cells_in_a_parquet_event_log(tmp_path_factory, rows):
     files["activities"].unlink()
     pd.DataFrame(rows, columns=ACTIVITIES_HEADER).to_parquet(params.paths.raw / "activities.parquet", index=False)
     _only_leadcal_errors(params)
+
+
+def test_the_date_range_skips_missing_dates_and_empty_tables() -> None:
+    """The report's first and last date come from each column's ends, not one concatenated column:
+    missing dates and an empty table (no stages) are skipped, no date at all is NaT."""
+    from pipeline.stages.extract import date_range
+
+    leads = pd.Series(pd.to_datetime(["2024-01-02", None, "2023-05-01"])).astype("datetime64[us]")
+    stages = pd.Series([], dtype="datetime64[us]")
+    events = pd.Series([None, "2025-01-01T10:00"], dtype="datetime64[us]")
+    assert date_range(leads, stages, events) == (pd.Timestamp("2023-05-01"), pd.Timestamp("2025-01-01T10:00"))
+    assert all(pd.isna(end) for end in date_range(stages, events.iloc[:1]))

@@ -226,6 +226,13 @@ def contract_order(leads: pd.DataFrame, fit_attributes: list[str]) -> pd.DataFra
     return leads[keep + [c for c in leads.columns if c not in keep]]
 
 
+def date_range(*columns: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last date of several columns, missing dates skipped (NaT when there is none):
+    each column's own ends, not one concatenated column (6 s at 10M leads)."""
+    ends = pd.Series([end for column in columns for end in (column.min(), column.max())], dtype="datetime64[us]")
+    return ends.min(), ends.max()
+
+
 def extract(params: Params) -> dict[str, object]:
     """Read the source, validate it, write the canonical tables under paths.extracted, return the report.
 
@@ -241,8 +248,8 @@ def _extract_to(params: Params, out: Path) -> dict[str, object]:
     for name in TABLES:
         log.info("extract: %s: %d rows kept of %d", origins[name], reports[name].rows_written, reports[name].rows_read)
     seen, first_event, last_event = activity_summary(out / "activities.parquet", params)
-    timestamps = pd.concat([tables["leads"]["created_at"], tables["stages"]["entered_at"],
-                            pd.Series([first_event, last_event], dtype="datetime64[us]")]).dropna()
+    first, last = date_range(tables["leads"]["created_at"], tables["stages"]["entered_at"],
+                             pd.Series([first_event, last_event], dtype="datetime64[us]"))
     unknown = {name: int(count) for name, count in seen.items() if name not in KNOWN_ACTIVITIES}
     if unknown:
         log.info("extract: %d activity name(s) outside the usual vocabulary (scored anyway; map spellings in "
@@ -257,7 +264,7 @@ def _extract_to(params: Params, out: Path) -> dict[str, object]:
         "activities_seen": seen.to_dict(),
         "unknown_activities": unknown,
         # a snapshot's timeline is synthetic (pipeline.design): its dates mean nothing
-        "date_range": {"first": timestamps.min(), "last": timestamps.max()} if mode == DATED else None,
+        "date_range": {"first": first, "last": last} if mode == DATED else None,
     }
     if normalisation:
         report["normalisation"] = normalisation
