@@ -154,13 +154,14 @@ class _PartWriter:
         self.path = path
         self.writer = None  # a pq.ParquetWriter once the first frame gives the schema
         self.failure: BaseException | None = None
+        self.cancelled = False  # the caller failed: frames still queued are not written
         self._frames: queue.Queue[pd.DataFrame | None] = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._run, name="parquet-parts", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (frame := self._frames.get()) is not None:
-            if self.failure is None:
+            if self.failure is None and not self.cancelled:
                 try:
                     self._write(frame)
                 except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
@@ -188,10 +189,12 @@ class _PartWriter:
         raise what failed on the thread."""
         self._frames.put(None)
         self._thread.join()
-        if self.writer is not None:
-            self.writer.close()
-        if self.failure is not None:
-            raise self.failure
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            if self.failure is not None:  # the first failure, not the file's refusal to close after it
+                raise self.failure
         return self.writer is not None
 
 
@@ -207,6 +210,7 @@ def parquet_parts(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
         try:
             yield parts.put
         except BaseException:
+            parts.cancelled = True
             with contextlib.suppress(BaseException):  # the caller's failure is the one to report
                 parts.finish()
             raise
