@@ -293,3 +293,27 @@ def test_rows_sorted_on_lead_and_time_come_out_in_name_order_across_batches() ->
     key = lambda columns: sorted(zip(*(c.tolist() for c in columns)))  # noqa: E731
     assert key(got) == key((lead, name, us, verdict))
     assert (np.diff(lead[expected]) >= 0).all() and len(set(zip(lead.tolist(), us.tolist()))) < 150  # ties were there
+
+
+def test_a_full_disk_while_the_log_is_encoded_is_one_line_and_leaves_no_partial(export: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event log is encoded on a second thread (pipeline.io.in_background): its failure reaches
+    the stage as the one-line error naming the file, and neither a partial log nor the thread stays."""
+    import errno
+    import threading
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    real = pq.ParquetWriter.write_table
+
+    def full_disk(self, table, *args, **kwargs) -> None:  # noqa: ANN001
+        if pa.types.is_dictionary(table.schema.field(0).type):  # the event log's batches: ids as codes
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    with pytest.raises(LeadcalError, match=r"no space left on device while writing \S*activities\.parquet"):
+        _extract_from(export, tmp_path, "parquet")
+    assert not list(tmp_path.glob("extracted/**/*activities*"))
+    assert not [t for t in threading.enumerate() if t.name == "event-log-writer"]

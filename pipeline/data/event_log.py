@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -61,6 +59,7 @@ from pipeline.data.contract import (
 from pipeline.data.contract import shown as shown_value  # a value cut for messages (`shown` below names the file)
 from pipeline.data.engine import duckdb_connection, parquet_files, sql_literal
 from pipeline.errors import LeadcalError
+from pipeline.io import in_background
 from pipeline.staging import os_error
 
 log = logging.getLogger(__name__)
@@ -242,28 +241,17 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
     Returns (rows written, rows per verdict). Rows with another verdict than 0 are counted and
     left out; in sort order exact duplicates are adjacent, so a kept row equal to the kept row
     before it is dropped. Stops early once a verdict marked in `stops` appears (the run will be
-    refused). Parquet encoding runs on a second thread while the next batch streams in.
+    refused). Parquet encoding runs on a second thread while the next batch streams in
+    (pipeline.io.in_background).
     """
-    batches: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
-    failure: list[BaseException] = []
     # uncompressed: codes and timestamps hardly compress (snappy: 6 % smaller, 40 % slower to write).
     # Each row group's first and last lead id: features reads one range of leads at a time and
     # skips the row groups outside it (the log is sorted by lead)
     writer = pq.ParquetWriter(out, SCHEMA, compression="none", use_dictionary=["lead_id", "activity"],
                               write_statistics=["lead_id", "occurred_at"], store_schema=False)
-
-    def encode() -> None:
-        while (table := batches.get()) is not None:
-            if not failure:
-                try:
-                    writer.write_table(table, row_group_size=BATCH_ROWS)
-                except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
-                    failure.append(exc)
-
-    thread = threading.Thread(target=encode, name="event-log-writer")
-    thread.start()
     written, previous, verdicts = 0, None, np.zeros(PROBLEM + 1, dtype=np.int64)
-    try:
+    with in_background(lambda table: writer.write_table(table, row_group_size=BATCH_ROWS), writer.close,
+                       "event-log-writer", queued=2) as write:
         for lead, name, us, verdict in in_name_order(ordered):
             if verdict.any():  # rows to leave out (rare): counted by verdict
                 verdicts += np.bincount(verdict, minlength=len(verdicts))
@@ -281,16 +269,8 @@ def _write_sorted(ordered: pa.RecordBatchReader, lead_ids: pa.Array, names: pa.A
             previous = (lead[-1], us[-1], name[-1])
             if repeat.any():
                 lead, name, us = lead[~repeat], name[~repeat], us[~repeat]
-            batches.put(_coded_batch(lead, name, us, lead_ids, names))
+            write(_coded_batch(lead, name, us, lead_ids, names))
             written += len(lead)
-            if failure:
-                break
-    finally:
-        batches.put(None)
-        thread.join()
-        writer.close()
-    if failure:
-        raise failure[0]
     return written, verdicts
 
 

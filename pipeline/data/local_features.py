@@ -159,5 +159,5 @@ def aggregate(engine: DuckDBEngine, log: EventLog, params: Params, activities: l
                   column_block(cells.ages_days(rows.row_cutoff_us()), [f"{AGE_PREFIX}{a}" for a in activities],
                                frame.index)]
         blocks += [column_block(_peaks(rows, cells, events, w, params.duckdb_memory_gb),
-                          [peak_column(a, w) for a in activities], frame.index) for w in windows]
+                                [peak_column(a, w) for a in activities], frame.index) for w in windows]
         yield pd.concat([frame, *blocks], axis=1)

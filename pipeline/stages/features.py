@@ -297,8 +297,6 @@ def _cells(activity: np.ndarray, row: np.ndarray, rows: int) -> np.ndarray:
     return activity.astype(np.int64) * rows + row
 
 
-
-
 def _pairs(engine: Engine, values: str, table: str, activities: list[str]):  # noqa: ANN202 - a generator
     """`values` of each (row rank, activity) row of `table`, batch by batch, as (row positions,
     activity positions, [value arrays]); the engine numbers the activities, so no string comes back."""
